@@ -1,0 +1,537 @@
+//! The `ShopRegion` custom resource (`shopfleet.io/v1alpha1`).
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::KubeDuration;
+
+/// One region of one shop. ShopRegions that name the same `shop` form a fleet:
+/// one Aurora Global Database, one ElastiCache Global Datastore, one writer
+/// region at a time.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "shopfleet.io",
+    version = "v1alpha1",
+    kind = "ShopRegion",
+    doc = "One region of one shop, reconciled into its order workload, Aurora cluster, Redis replication group and failover policy.",
+    namespaced,
+    status = "ShopRegionStatus",
+    shortname = "sr",
+    category = "shopfleet",
+    printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".status.role"}"#,
+    printcolumn = r#"{"name":"Writer","type":"string","jsonPath":".status.writerRegion"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Lag","type":"string","jsonPath":".status.database.replicationLagSeconds","description":"Aurora replication lag behind the writer, seconds"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopRegionSpec {
+    /// The shop this region belongs to. ShopRegions with the same shop converge
+    /// together into one fleet. Lowercase letters, digits and dashes; immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("shop is immutable"))]
+    #[schemars(
+        length(min = 1, max = 24),
+        regex(pattern = r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+    )]
+    pub shop: String,
+
+    /// The AWS region this ShopRegion runs in, for example `eu-west-1`. It must
+    /// appear in `failover.order`. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("region is immutable"))]
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"))]
+    pub region: String,
+
+    /// How the fleet chooses and replaces its writer region.
+    pub failover: FailoverSpec,
+
+    /// The order service that runs in this region.
+    pub orders: OrdersSpec,
+
+    /// This region's Aurora cluster inside the shop's Aurora Global Database.
+    pub database: DatabaseSpec,
+
+    /// This region's Redis replication group inside the shop's ElastiCache
+    /// Global Datastore.
+    #[serde(default)]
+    pub cache: CacheSpec,
+
+    /// Regulatory constraints that the operator enforces before creating anything.
+    #[serde(default)]
+    pub compliance: ComplianceSpec,
+}
+
+/// Failover policy. Every region of a shop should carry the same policy; the
+/// operator compares them and refuses to act on a fleet that disagrees.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverSpec {
+    /// The shop's regions, most preferred writer first. The first entry is the
+    /// initial primary; changing the first entry while the writer is healthy
+    /// requests a planned switchover.
+    #[schemars(
+        length(min = 1, max = 8),
+        inner(regex(pattern = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")),
+        extend("x-kubernetes-list-type" = "set")
+    )]
+    pub order: Vec<String>,
+
+    /// `Automatic` promotes a secondary when the writer region is lost;
+    /// `Manual` only reports what it would do.
+    #[serde(default)]
+    pub mode: FailoverMode,
+
+    /// How long the writer region must look unhealthy before it is declared lost.
+    #[serde(default = "default_unhealthy_after")]
+    pub unhealthy_after: KubeDuration,
+
+    /// The RPO budget: automatic promotion is refused when the candidate's last
+    /// known replication lag exceeds it, unless `allowDataLoss` is true.
+    #[serde(default = "default_max_replication_lag")]
+    pub max_replication_lag: KubeDuration,
+
+    /// Allow an automatic promotion that may lose more than `maxReplicationLag`
+    /// of writes.
+    #[serde(default)]
+    pub allow_data_loss: bool,
+
+    /// The minimum time between two failovers of the fleet; stops flapping.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: KubeDuration,
+}
+
+fn default_unhealthy_after() -> KubeDuration {
+    KubeDuration::from_secs(30)
+}
+fn default_max_replication_lag() -> KubeDuration {
+    KubeDuration::from_secs(30)
+}
+fn default_cooldown() -> KubeDuration {
+    KubeDuration::from_secs(600)
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum FailoverMode {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+/// The order service and its capacity model.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.peakOrdersPerSecond >= self.baselineOrdersPerSecond").message("peakOrdersPerSecond must be at least baselineOrdersPerSecond"))]
+#[x_kube(validation = Rule::new("!has(self.minReplicas) || !has(self.maxReplicas) || self.maxReplicas >= self.minReplicas").message("maxReplicas must be at least minReplicas"))]
+pub struct OrdersSpec {
+    /// Container image of the order service, for example
+    /// `registry.example.com/acme/orders:1.4.2` or pinned by digest.
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+
+    /// Orders per second one replica sustains within the latency target.
+    #[schemars(range(min = 1))]
+    pub orders_per_second_per_replica: u32,
+
+    /// Orders per second this region serves on an ordinary day.
+    pub baseline_orders_per_second: u32,
+
+    /// Orders per second this region must serve at peak (flash sale).
+    pub peak_orders_per_second: u32,
+
+    /// Extra capacity over the computed need, in percent (default 25).
+    #[serde(default = "default_headroom_percent")]
+    #[schemars(range(max = 400))]
+    pub headroom_percent: u32,
+
+    /// Override of the computed minimum replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub min_replicas: Option<i32>,
+
+    /// Override of the computed maximum replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_replicas: Option<i32>,
+
+    /// Compute resources of one order-service container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Extra environment variables of the order-service container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+
+    /// The port the order service listens on (HTTP).
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+fn default_headroom_percent() -> u32 {
+    25
+}
+fn default_port() -> i32 {
+    8080
+}
+
+/// This region's Aurora cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.globalClusterIdentifier) == has(oldSelf.globalClusterIdentifier) && (!has(self.globalClusterIdentifier) || self.globalClusterIdentifier == oldSelf.globalClusterIdentifier)").message("globalClusterIdentifier is immutable"))]
+pub struct DatabaseSpec {
+    /// Identifier of the shop's Aurora Global Database. Defaults to
+    /// `<shop>-global`. Every region of the shop must name the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z][a-zA-Z0-9-]*$"))]
+    pub global_cluster_identifier: Option<String>,
+
+    /// Aurora engine. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("engine is immutable"))]
+    pub engine: AuroraEngine,
+
+    /// Engine version: a major (`16`) or a full version (`16.4`). A major
+    /// version matches whatever minor version AWS runs.
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(pattern = r"^[0-9]+(\.[0-9]+){0,3}([.-][a-z0-9._-]+)?$")
+    )]
+    pub engine_version: String,
+
+    /// Instance class of the writer and reader instances.
+    #[serde(default = "default_db_instance_class")]
+    #[schemars(regex(pattern = r"^db\.[a-z0-9]+\.[a-z0-9]+$"))]
+    pub instance_class: String,
+
+    /// Reader instances in this region (0–15).
+    #[serde(default = "default_readers")]
+    #[schemars(range(max = 15))]
+    pub readers: u8,
+
+    /// KMS key (ARN, id or alias) for encryption at rest. Required with `pci`.
+    /// A secondary region needs a key of its own region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub kms_key_id: Option<String>,
+
+    /// What happens in AWS when the ShopRegion is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Adopt an existing cluster that has the deterministic identifier instead
+    /// of failing because it already exists.
+    #[serde(default)]
+    pub adopt: bool,
+}
+
+fn default_db_instance_class() -> String {
+    "db.r6g.large".into()
+}
+fn default_readers() -> u8 {
+    1
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum AuroraEngine {
+    #[serde(rename = "aurora-postgresql")]
+    AuroraPostgresql,
+    #[serde(rename = "aurora-mysql")]
+    AuroraMysql,
+}
+
+impl AuroraEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuroraEngine::AuroraPostgresql => "aurora-postgresql",
+            AuroraEngine::AuroraMysql => "aurora-mysql",
+        }
+    }
+}
+
+/// `Retain` leaves the cloud resources when the ShopRegion is deleted;
+/// `Snapshot` deletes them after a final snapshot; `Delete` deletes them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Snapshot,
+    Delete,
+}
+
+/// This region's Redis replication group.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.globalReplicationGroupSuffix) == has(oldSelf.globalReplicationGroupSuffix) && (!has(self.globalReplicationGroupSuffix) || self.globalReplicationGroupSuffix == oldSelf.globalReplicationGroupSuffix)").message("globalReplicationGroupSuffix is immutable"))]
+pub struct CacheSpec {
+    /// Suffix of the Global Datastore name (AWS prefixes it). Defaults to the shop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z][a-z0-9-]*$"))]
+    pub global_replication_group_suffix: Option<String>,
+
+    /// Node type; Global Datastores need the m5/r5/m6g/r6g families or newer.
+    #[serde(default = "default_cache_node_type")]
+    #[schemars(regex(pattern = r"^cache\.[a-z0-9]+\.[a-z0-9]+$"))]
+    pub node_type: String,
+
+    /// Shards (node groups); 1 means cluster mode disabled.
+    #[serde(default = "default_shards")]
+    #[schemars(range(min = 1, max = 500))]
+    pub shards: u16,
+
+    /// Replicas in each shard (0–5).
+    #[serde(default = "default_replicas_per_shard")]
+    #[schemars(range(max = 5))]
+    pub replicas_per_shard: u8,
+
+    /// TLS between clients and Redis. Required with `pci`.
+    #[serde(default = "default_true")]
+    pub transit_encryption: bool,
+
+    /// Encryption at rest. Required with `pci`.
+    #[serde(default = "default_true")]
+    pub at_rest_encryption: bool,
+
+    /// Secret holding the Redis AUTH token. Required with `pci`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_secret_ref: Option<SecretKeyRef>,
+
+    /// What happens in AWS when the ShopRegion is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+impl Default for CacheSpec {
+    fn default() -> Self {
+        Self {
+            global_replication_group_suffix: None,
+            node_type: default_cache_node_type(),
+            shards: default_shards(),
+            replicas_per_shard: default_replicas_per_shard(),
+            transit_encryption: true,
+            at_rest_encryption: true,
+            auth_secret_ref: None,
+            deletion_policy: DeletionPolicy::Retain,
+        }
+    }
+}
+
+fn default_cache_node_type() -> String {
+    "cache.r6g.large".into()
+}
+fn default_shards() -> u16 {
+    1
+}
+fn default_replicas_per_shard() -> u8 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A key of a Secret in the ShopRegion's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Compliance constraints.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComplianceSpec {
+    /// PCI DSS: requires a KMS key for the database, Redis encryption in
+    /// transit and at rest, and Redis AUTH.
+    #[serde(default)]
+    pub pci: bool,
+
+    /// Where the shop's data may live. `EU` allows only `eu-*` regions, `US`
+    /// only `us-*`, `None` any region.
+    #[serde(default)]
+    pub data_residency: DataResidency,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DataResidency {
+    #[default]
+    None,
+    EU,
+    US,
+}
+
+impl DataResidency {
+    /// AWS region-code prefixes where data of this residency may be stored.
+    pub fn allowed_region_prefixes(self) -> &'static [&'static str] {
+        match self {
+            DataResidency::None => &[],
+            DataResidency::EU => &["eu-"],
+            DataResidency::US => &["us-"],
+        }
+    }
+
+    pub fn allows(self, region: &str) -> bool {
+        let prefixes = self.allowed_region_prefixes();
+        prefixes.is_empty() || prefixes.iter().any(|p| region.starts_with(p))
+    }
+}
+
+/// What the operator observed and decided. Written only by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShopRegionStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Reconciling, Stalled, WorkloadReady, DatabaseReady, CacheReady,
+    /// FailoverReady.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// This region's role in the fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RegionRole>,
+
+    /// The region that currently accepts writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_region: Option<String>,
+
+    /// The order workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders: Option<OrdersStatus>,
+
+    /// The Aurora cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseStatus>,
+
+    /// The Redis replication group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStatus>,
+
+    /// The most recent failover or switchover, including one in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover: Option<FailoverRecord>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RegionRole {
+    Primary,
+    Secondary,
+}
+
+impl RegionRole {
+    /// The spelling used in the topology ConfigMap the pods read.
+    pub fn as_topology_value(self) -> &'static str {
+        match self {
+            RegionRole::Primary => "primary",
+            RegionRole::Secondary => "secondary",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrdersStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub desired_replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    #[serde(default)]
+    pub available_replicas: i32,
+    #[serde(default)]
+    pub min_replicas: i32,
+    #[serde(default)]
+    pub max_replicas: i32,
+    /// True while the region holds extra capacity for a lost region.
+    #[serde(default)]
+    pub absorbing: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_cluster_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_status: Option<String>,
+    #[serde(default)]
+    pub writer: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_endpoint: Option<String>,
+    #[serde(default)]
+    pub readers: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_lag_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_replication_group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_group_status: Option<String>,
+    #[serde(default)]
+    pub primary: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reader_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_lag_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FailoverKind {
+    /// The writer region was lost; a secondary was promoted.
+    Failover,
+    /// A planned, no-data-loss change of writer requested from Git.
+    Switchover,
+}
+
+/// One failover or switchover, recorded before the first cloud call and
+/// completed after the last, so that a restarted operator resumes it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverRecord {
+    pub kind: FailoverKind,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339; absent while in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// Replication lag of the promoted region when it was promoted: writes
+    /// younger than this may be lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss_risk_seconds: Option<f64>,
+    /// Steps already carried out, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed_steps: Vec<String>,
+}

@@ -1,0 +1,542 @@
+//! Validation that the CRD schema cannot express. One pure function, used by
+//! the controller before anything is created.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::types::{ShopRegion, ShopRegionSpec};
+
+/// Why a spec cannot be acted on. `reason` becomes the `Stalled` condition's
+/// reason; `field` names the offending field by its manifest path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecError {
+    pub reason: &'static str,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+pub mod reason {
+    pub const REGION_NOT_IN_FAILOVER_ORDER: &str = "RegionNotInFailoverOrder";
+    pub const DUPLICATE_REGION_IN_FAILOVER_ORDER: &str = "DuplicateRegionInFailoverOrder";
+    pub const PCI_REQUIREMENT_MISSING: &str = "PciRequirementMissing";
+    pub const DATA_RESIDENCY_VIOLATION: &str = "DataResidencyViolation";
+    pub const INVALID_IMAGE: &str = "InvalidImage";
+    pub const INVALID_CAPACITY: &str = "InvalidCapacity";
+    pub const INVALID_FAILOVER_POLICY: &str = "InvalidFailoverPolicy";
+    pub const INVALID_CACHE: &str = "InvalidCache";
+}
+
+/// Every rule violated by the ShopRegion, in the order a reader should fix
+/// them. Empty means the spec can be acted on.
+pub fn validate(region: &ShopRegion) -> Vec<SpecError> {
+    validate_spec(&region.spec)
+}
+
+pub fn validate_spec(spec: &ShopRegionSpec) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    check_failover(spec, &mut errors);
+    check_residency(spec, &mut errors);
+    check_pci(spec, &mut errors);
+    check_orders(spec, &mut errors);
+    check_cache(spec, &mut errors);
+    errors
+}
+
+fn err(reason: &'static str, field: &str, message: impl Into<String>) -> SpecError {
+    SpecError {
+        reason,
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn check_failover(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
+    let order = &spec.failover.order;
+    if !order.iter().any(|r| r == &spec.region) {
+        errors.push(err(
+            reason::REGION_NOT_IN_FAILOVER_ORDER,
+            "spec.failover.order",
+            format!(
+                "region {} is not in failover.order [{}]; every region of the shop must be listed",
+                spec.region,
+                order.join(", ")
+            ),
+        ));
+    }
+    for (i, r) in order.iter().enumerate() {
+        if order[..i].contains(r) {
+            errors.push(err(
+                reason::DUPLICATE_REGION_IN_FAILOVER_ORDER,
+                "spec.failover.order",
+                format!("region {r} is listed more than once"),
+            ));
+        }
+    }
+    if spec.failover.unhealthy_after.as_duration() < Duration::from_secs(1) {
+        errors.push(err(
+            reason::INVALID_FAILOVER_POLICY,
+            "spec.failover.unhealthyAfter",
+            "unhealthyAfter must be at least 1s, or a single failed probe would trigger a failover",
+        ));
+    }
+}
+
+fn check_residency(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
+    let residency = spec.compliance.data_residency;
+    if !residency.allows(&spec.region) {
+        errors.push(err(
+            reason::DATA_RESIDENCY_VIOLATION,
+            "spec.region",
+            format!(
+                "dataResidency {residency:?} does not allow data in {}; allowed regions start with {}",
+                spec.region,
+                residency.allowed_region_prefixes().join(" or ")
+            ),
+        ));
+    }
+    let outside: Vec<&str> = spec
+        .failover
+        .order
+        .iter()
+        .filter(|r| !residency.allows(r))
+        .map(String::as_str)
+        .collect();
+    if !outside.is_empty() {
+        errors.push(err(
+            reason::DATA_RESIDENCY_VIOLATION,
+            "spec.failover.order",
+            format!(
+                "dataResidency {residency:?} does not allow replicas in {}",
+                outside.join(", ")
+            ),
+        ));
+    }
+}
+
+fn check_pci(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
+    if !spec.compliance.pci {
+        return;
+    }
+    if spec.database.kms_key_id.is_none() {
+        errors.push(err(
+            reason::PCI_REQUIREMENT_MISSING,
+            "spec.database.kmsKeyId",
+            "pci requires the database to be encrypted with a customer KMS key",
+        ));
+    }
+    if !spec.cache.transit_encryption {
+        errors.push(err(
+            reason::PCI_REQUIREMENT_MISSING,
+            "spec.cache.transitEncryption",
+            "pci requires Redis encryption in transit",
+        ));
+    }
+    if !spec.cache.at_rest_encryption {
+        errors.push(err(
+            reason::PCI_REQUIREMENT_MISSING,
+            "spec.cache.atRestEncryption",
+            "pci requires Redis encryption at rest",
+        ));
+    }
+    if spec.cache.auth_secret_ref.is_none() {
+        errors.push(err(
+            reason::PCI_REQUIREMENT_MISSING,
+            "spec.cache.authSecretRef",
+            "pci requires Redis AUTH; name the Secret that holds the token",
+        ));
+    }
+}
+
+fn check_orders(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
+    let orders = &spec.orders;
+    if let Err(message) = check_image_reference(&orders.image) {
+        errors.push(err(reason::INVALID_IMAGE, "spec.orders.image", message));
+    }
+    if orders.orders_per_second_per_replica == 0 {
+        errors.push(err(
+            reason::INVALID_CAPACITY,
+            "spec.orders.ordersPerSecondPerReplica",
+            "ordersPerSecondPerReplica must be at least 1",
+        ));
+    }
+    if orders.peak_orders_per_second < orders.baseline_orders_per_second {
+        errors.push(err(
+            reason::INVALID_CAPACITY,
+            "spec.orders.peakOrdersPerSecond",
+            format!(
+                "peakOrdersPerSecond ({}) is below baselineOrdersPerSecond ({})",
+                orders.peak_orders_per_second, orders.baseline_orders_per_second
+            ),
+        ));
+    }
+    if let (Some(min), Some(max)) = (orders.min_replicas, orders.max_replicas)
+        && max < min
+    {
+        errors.push(err(
+            reason::INVALID_CAPACITY,
+            "spec.orders.maxReplicas",
+            format!("maxReplicas ({max}) is below minReplicas ({min})"),
+        ));
+    }
+    for (field, value) in [
+        ("spec.orders.minReplicas", orders.min_replicas),
+        ("spec.orders.maxReplicas", orders.max_replicas),
+    ] {
+        if let Some(v) = value
+            && v < 1
+        {
+            errors.push(err(
+                reason::INVALID_CAPACITY,
+                field,
+                format!("must be at least 1, got {v}"),
+            ));
+        }
+    }
+}
+
+fn check_cache(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
+    if spec.cache.auth_secret_ref.is_some() && !spec.cache.transit_encryption {
+        errors.push(err(
+            reason::INVALID_CACHE,
+            "spec.cache.authSecretRef",
+            "Redis AUTH needs transitEncryption: true (ElastiCache refuses an AUTH token without TLS)",
+        ));
+    }
+}
+
+/// Checks a container image reference with the grammar of the distribution
+/// reference spec: `[host[:port]/]path[:tag][@algorithm:hex]`.
+pub fn check_image_reference(image: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("{image:?} is not a valid image reference: {why}"));
+    if image.is_empty() {
+        return bad("it is empty");
+    }
+    if image.len() > 512 {
+        return bad("it is longer than 512 characters");
+    }
+    if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("it contains white space");
+    }
+    let (name_and_tag, digest) = match image.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let Some((algorithm, hex)) = digest.split_once(':') else {
+            return bad("a digest must be algorithm:hex, for example sha256:<64 hex digits>");
+        };
+        let algorithm_ok = !algorithm.is_empty()
+            && algorithm
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c));
+        let hex_ok = hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit());
+        if !algorithm_ok || !hex_ok {
+            return bad("a digest must be algorithm:hex, for example sha256:<64 hex digits>");
+        }
+    }
+    // A tag is the part after the last ':' that is not followed by a '/'
+    // (a ':' before a '/' is a registry port).
+    let (name, tag) = match name_and_tag.rfind(':') {
+        Some(i) if !name_and_tag[i + 1..].contains('/') => {
+            (&name_and_tag[..i], Some(&name_and_tag[i + 1..]))
+        }
+        _ => (name_and_tag, None),
+    };
+    if let Some(tag) = tag {
+        let valid = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return bad("a tag is up to 128 letters, digits, '_', '.' or '-'");
+        }
+    }
+    let mut components: Vec<&str> = name.split('/').collect();
+    if components.len() > 1 && looks_like_registry(components[0]) {
+        let host = components.remove(0);
+        if !valid_registry(host) {
+            return bad("the registry host is malformed");
+        }
+    }
+    if components.iter().any(|c| !valid_path_component(c)) {
+        return bad(
+            "repository path components are lowercase letters and digits separated by '.', '_', '__' or '-'",
+        );
+    }
+    Ok(())
+}
+
+fn looks_like_registry(first: &str) -> bool {
+    first.contains('.') || first.contains(':') || first == "localhost"
+}
+
+fn valid_registry(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    let name_ok = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    port_ok && name_ok
+}
+
+fn valid_path_component(component: &str) -> bool {
+    if component.is_empty() {
+        return false;
+    }
+    let is_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let bytes: Vec<char> = component.chars().collect();
+    if !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if is_alnum(c) {
+            i += 1;
+            continue;
+        }
+        // Separators: '.', '_', '__', or one or more '-'.
+        let run_end = bytes[i..]
+            .iter()
+            .position(|&c| is_alnum(c))
+            .map_or(bytes.len(), |p| i + p);
+        let separator: String = bytes[i..run_end].iter().collect();
+        let ok = separator == "."
+            || separator == "_"
+            || separator == "__"
+            || separator.chars().all(|c| c == '-');
+        if !ok {
+            return false;
+        }
+        i = run_end;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::fixtures::acme;
+
+    fn reasons(errors: &[SpecError]) -> Vec<(&'static str, &str)> {
+        errors
+            .iter()
+            .map(|e| (e.reason, e.field.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn the_acme_sample_regions_are_valid() {
+        for region in ["us-east-1", "eu-west-1", "ap-northeast-1"] {
+            assert_eq!(validate_spec(&acme(region)), vec![], "{region}");
+        }
+    }
+
+    #[test]
+    fn a_region_missing_from_the_failover_order_is_rejected() {
+        let spec = acme("sa-east-1");
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(reason::REGION_NOT_IN_FAILOVER_ORDER, "spec.failover.order")]
+        );
+    }
+
+    #[test]
+    fn a_region_listed_twice_in_the_failover_order_is_rejected() {
+        let mut spec = acme("us-east-1");
+        spec.failover.order.push("us-east-1".into());
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(
+                reason::DUPLICATE_REGION_IN_FAILOVER_ORDER,
+                "spec.failover.order"
+            )]
+        );
+    }
+
+    #[test]
+    fn pci_names_every_missing_control() {
+        let mut spec = acme("us-east-1");
+        spec.compliance.pci = true;
+        spec.database.kms_key_id = None;
+        spec.cache.transit_encryption = false;
+        spec.cache.at_rest_encryption = false;
+        spec.cache.auth_secret_ref = None;
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![
+                (reason::PCI_REQUIREMENT_MISSING, "spec.database.kmsKeyId"),
+                (
+                    reason::PCI_REQUIREMENT_MISSING,
+                    "spec.cache.transitEncryption"
+                ),
+                (
+                    reason::PCI_REQUIREMENT_MISSING,
+                    "spec.cache.atRestEncryption"
+                ),
+                (reason::PCI_REQUIREMENT_MISSING, "spec.cache.authSecretRef"),
+            ]
+        );
+    }
+
+    #[test]
+    fn pci_with_every_control_is_accepted() {
+        let mut spec = acme("us-east-1");
+        spec.compliance.pci = true;
+        spec.database.kms_key_id = Some("alias/acme-orders".into());
+        spec.cache.auth_secret_ref = Some(crate::api::SecretKeyRef {
+            name: "acme-redis-auth".into(),
+            key: "token".into(),
+        });
+        assert_eq!(validate_spec(&spec), vec![]);
+    }
+
+    #[test]
+    fn eu_residency_refuses_a_non_eu_region_and_non_eu_replicas() {
+        let mut spec = acme("us-east-1");
+        spec.compliance.data_residency = crate::api::DataResidency::EU;
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![
+                (reason::DATA_RESIDENCY_VIOLATION, "spec.region"),
+                (reason::DATA_RESIDENCY_VIOLATION, "spec.failover.order"),
+            ]
+        );
+        let errors = validate_spec(&spec);
+        assert!(errors[1].message.contains("us-east-1, ap-northeast-1"));
+    }
+
+    #[test]
+    fn eu_residency_accepts_an_all_eu_fleet() {
+        let mut spec = acme("eu-west-1");
+        spec.compliance.data_residency = crate::api::DataResidency::EU;
+        spec.failover.order = vec!["eu-west-1".into(), "eu-central-1".into()];
+        assert_eq!(validate_spec(&spec), vec![]);
+    }
+
+    #[test]
+    fn max_replicas_below_min_replicas_is_rejected() {
+        let mut spec = acme("us-east-1");
+        spec.orders.min_replicas = Some(10);
+        spec.orders.max_replicas = Some(3);
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(reason::INVALID_CAPACITY, "spec.orders.maxReplicas")]
+        );
+    }
+
+    #[test]
+    fn zero_orders_per_replica_is_rejected() {
+        let mut spec = acme("us-east-1");
+        spec.orders.orders_per_second_per_replica = 0;
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(
+                reason::INVALID_CAPACITY,
+                "spec.orders.ordersPerSecondPerReplica"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_peak_below_the_baseline_is_rejected() {
+        let mut spec = acme("us-east-1");
+        spec.orders.peak_orders_per_second = 10;
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(reason::INVALID_CAPACITY, "spec.orders.peakOrdersPerSecond")]
+        );
+    }
+
+    #[test]
+    fn redis_auth_without_tls_is_rejected() {
+        let mut spec = acme("us-east-1");
+        spec.cache.transit_encryption = false;
+        spec.cache.auth_secret_ref = Some(crate::api::SecretKeyRef {
+            name: "auth".into(),
+            key: "token".into(),
+        });
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(reason::INVALID_CACHE, "spec.cache.authSecretRef")]
+        );
+    }
+
+    #[test]
+    fn a_sub_second_unhealthy_after_is_rejected() {
+        let mut spec = acme("us-east-1");
+        spec.failover.unhealthy_after = crate::api::KubeDuration::parse("500ms").unwrap();
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(
+                reason::INVALID_FAILOVER_POLICY,
+                "spec.failover.unhealthyAfter"
+            )]
+        );
+    }
+
+    #[test]
+    fn an_invalid_image_is_rejected_with_the_field_named() {
+        let mut spec = acme("us-east-1");
+        spec.orders.image = "Registry/Orders:latest!".into();
+        let errors = validate_spec(&spec);
+        assert_eq!(
+            reasons(&errors),
+            vec![(reason::INVALID_IMAGE, "spec.orders.image")]
+        );
+        assert!(errors[0].message.contains("not a valid image reference"));
+    }
+
+    #[test]
+    fn image_references_follow_the_distribution_grammar() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for good in [
+            "orders",
+            "acme/orders:1.4.2",
+            "registry.example.com/acme/orders:1.4.2",
+            "localhost:5000/orders",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/orders:v2",
+            &format!("ghcr.io/acme/orders@{digest}"),
+            &format!("ghcr.io/acme/orders:1.0@{digest}"),
+            "acme/order__svc.v1-x",
+        ] {
+            assert_eq!(check_image_reference(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "Orders",
+            "acme/orders:",
+            "acme/orders:-bad",
+            "acme//orders",
+            "acme/orders@sha256:xyz",
+            "acme/orders latest",
+            "-acme/orders",
+            "acme/orders.",
+            "acme/or...ders",
+            "exa_mple.com/orders",
+        ] {
+            assert!(
+                check_image_reference(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! shopfleet: a Kubernetes operator that runs one online shop in three AWS
+//! regions and keeps them converged.
+
+pub mod api;

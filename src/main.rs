@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", shopfleet::api::crd_yaml());
+}
