@@ -2,3 +2,5 @@
 //! regions and keeps them converged.
 
 pub mod api;
+pub mod controller;
+pub mod telemetry;

@@ -1,3 +1,207 @@
-fn main() {
-    print!("{}", shopfleet::api::crd_yaml());
+//! The `shopfleet` command line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use shopfleet::controller::{self, Context, Scope};
+use shopfleet::telemetry::{self, LogFormat, Metrics, Readiness};
+
+#[derive(Parser)]
+#[command(
+    name = "shopfleet",
+    version,
+    about = "Runs one online shop in three AWS regions and keeps them converged"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
+    Run(RunArgs),
+    /// Print the ShopRegion CRD as YAML (`shopfleet crd | kubectl apply -f -`).
+    Crd,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum CloudKind {
+    /// The real AWS APIs, credentials from the default chain (IRSA, Pod Identity).
+    Aws,
+    /// The in-process simulated cloud: no AWS account needed.
+    Simulated,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch ShopRegions in this namespace only (default: every namespace).
+    #[arg(long, env = "SHOPFLEET_NAMESPACE")]
+    namespace: Option<String>,
+    /// Where cloud resources live.
+    #[arg(long, value_enum, default_value = "aws")]
+    cloud: CloudKind,
+    /// Port of /healthz, /readyz and /metrics.
+    #[arg(long, default_value_t = 8080)]
+    metrics_port: u16,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This instance's identity in the leader election (default: the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => {
+            print!("{}", shopfleet::api::crd_yaml());
+            Ok(())
+        }
+        Command::Version => {
+            println!("shopfleet {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shopfleet: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(args.log_format);
+    if args.cloud == CloudKind::Aws {
+        warn!(
+            "the AWS cloud adapters are not part of this build yet: cloud concerns are not reconciled"
+        );
+    }
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Readiness::default();
+    let config = kube::Config::infer()
+        .await
+        .context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
+    let client = telemetry::counting_client(config, metrics.clone())?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+
+    let addr = SocketAddr::from(([0, 0, 0, 0], args.metrics_port));
+    let probes = tokio::spawn(telemetry::serve(
+        addr,
+        metrics.clone(),
+        readiness.clone(),
+        wait_for(stop_rx.clone()),
+    ));
+
+    let identity = args
+        .identity
+        .unwrap_or_else(|| format!("shopfleet-{}", std::process::id()));
+    let leases = LeaseManagerBuilder::new(client.clone(), "shopfleet-leader")
+        .with_namespace(&args.lease_namespace)
+        .with_identity(&identity)
+        .with_field_manager("shopfleet-leader-election")
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .context("cannot set up leader election")?;
+    let (mut leader_rx, lease_task) = leases.watch().await;
+    // A standby replica is healthy and ready: it serves probes and waits.
+    readiness.set(true);
+    info!(%identity, "waiting for leadership");
+    let mut stop = stop_rx.clone();
+    loop {
+        if *leader_rx.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leader_rx.changed() => changed.context("leader election stopped")?,
+            _ = stop.changed() => {
+                drop(leader_rx);
+                let _ = lease_task.await;
+                return Ok(());
+            }
+        }
+    }
+    info!(%identity, "became leader");
+    metrics.leader.set(1);
+
+    let ctx = Arc::new(Context::new(client, metrics.clone(), Some(identity)));
+    let scope = Scope {
+        namespace: args.namespace,
+    };
+    // Stop reconciling on SIGTERM or as soon as leadership is lost: two
+    // leaders must never write at once.
+    let lost_leadership = {
+        let mut leader_rx = leader_rx.clone();
+        async move {
+            while leader_rx.changed().await.is_ok() {
+                if !*leader_rx.borrow() {
+                    return;
+                }
+            }
+        }
+    };
+    let mut stop = stop_rx.clone();
+    let stop_or_lost = async move {
+        tokio::select! {
+            _ = stop.changed() => {},
+            _ = lost_leadership => error!("lost leadership; stopping"),
+        }
+    };
+    let outcome = controller::run(ctx, scope, stop_or_lost).await;
+    metrics.leader.set(0);
+    drop(leader_rx);
+    if let Ok(Err(error)) = lease_task.await {
+        warn!(%error, "could not release the leader lease");
+    }
+    let _ = probes.await;
+    outcome
+}
+
+async fn wait_for(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler cannot fail on unix");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

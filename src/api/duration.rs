@@ -31,9 +31,9 @@ impl KubeDuration {
     /// Only for defaults written in this crate, which are known to parse.
     pub(crate) fn from_secs(secs: u64) -> Self {
         let value = Duration::from_secs(secs);
-        let text = if secs % 3600 == 0 && secs > 0 {
+        let text = if secs > 0 && secs.is_multiple_of(3600) {
             format!("{}h", secs / 3600)
-        } else if secs % 60 == 0 && secs > 0 {
+        } else if secs > 0 && secs.is_multiple_of(60) {
             format!("{}m", secs / 60)
         } else {
             format!("{secs}s")

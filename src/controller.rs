@@ -1,0 +1,460 @@
+//! The kube-runtime wiring: watches, the finalizer, the error policy, and the
+//! one status write per reconcile. Decisions live in pure functions
+//! ([`summarize`], the concern modules); this file only observes and acts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::api::conditions::{self, Desired, Status, Transition, types};
+use crate::api::{ShopRegion, ShopRegionStatus, SpecError, validate};
+use crate::telemetry::Metrics;
+
+pub const FINALIZER: &str = "shopfleet.io/cleanup";
+pub const FIELD_MANAGER: &str = "shopfleet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    #[error("could not serialise status: {0}")]
+    Serialization(#[from] serde_json::Error),
+    #[error("ShopRegion {0} has no namespace")]
+    MissingNamespace(String),
+}
+
+impl Error {
+    /// The error category, as the `shopfleet_reconcile_errors_total` label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => "kube_api",
+            Error::Kube(_) => "kube_transport",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.metric_label()
+                }
+                _ => "finalizer",
+            },
+            Error::Serialization(_) => "serialization",
+            Error::MissingNamespace(_) => "invalid_object",
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    pub reporter: Reporter,
+    /// Consecutive failures per object, for the error policy's backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+        Self {
+            client,
+            metrics,
+            reporter: Reporter {
+                controller: "shopfleet".into(),
+                instance,
+            },
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+    }
+
+    fn record_failure(&self, key: &str) -> u32 {
+        let mut failures = self.failures.lock().expect("failure map lock poisoned");
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn clear_failures(&self, key: &str) {
+        self.failures
+            .lock()
+            .expect("failure map lock poisoned")
+            .remove(key);
+    }
+}
+
+/// How long to wait after the `failures`-th consecutive failure: 1 s doubling
+/// to 5 min, so a broken AWS region is not hammered and a blip heals fast.
+pub fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(9);
+    Duration::from_secs(1u64 << exponent).min(Duration::from_secs(300))
+}
+
+/// The summary conditions (`Ready`, `Reconciling`, `Stalled`) that kstatus
+/// reads, from the concern conditions or the spec errors.
+pub fn summarize(concerns: &[Desired], spec_errors: &[SpecError]) -> Vec<Desired> {
+    if let Some(first) = spec_errors.first() {
+        let message = spec_errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        return vec![
+            Desired::new(types::READY, Status::False, first.reason, message.clone()),
+            Desired::new(
+                types::RECONCILING,
+                Status::False,
+                "Stalled",
+                "fix the spec to continue",
+            ),
+            Desired::new(types::STALLED, Status::True, first.reason, message),
+        ];
+    }
+    match concerns.iter().find(|c| c.status != Status::True) {
+        None => vec![
+            Desired::new(
+                types::READY,
+                Status::True,
+                "Ready",
+                "every concern is ready",
+            ),
+            Desired::new(types::RECONCILING, Status::False, "Ready", "nothing to do"),
+            Desired::new(types::STALLED, Status::False, "Ready", "not stalled"),
+        ],
+        Some(waiting) => {
+            let message = format!("{}: {}", waiting.type_, waiting.message);
+            vec![
+                Desired::new(
+                    types::READY,
+                    Status::False,
+                    waiting.reason.clone(),
+                    message.clone(),
+                ),
+                Desired::new(
+                    types::RECONCILING,
+                    Status::True,
+                    waiting.reason.clone(),
+                    message,
+                ),
+                Desired::new(types::STALLED, Status::False, "Progressing", "not stalled"),
+            ]
+        }
+    }
+}
+
+/// The status to write, from the current one and this reconcile's decisions.
+/// Returns the transitions so each can be reported as an Event.
+pub fn next_status(
+    current: Option<&ShopRegionStatus>,
+    generation: Option<i64>,
+    decided: &[Desired],
+    mut base: ShopRegionStatus,
+    now: Timestamp,
+) -> (ShopRegionStatus, Vec<Transition>) {
+    let existing = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let (merged, transitions) = conditions::merge(existing, decided, generation, now);
+    base.conditions = merged;
+    base.observed_generation = generation;
+    (base, transitions)
+}
+
+async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let key = object_key(&region);
+    let namespace = region
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
+    let api: Api<ShopRegion> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, region, |event| async {
+        match event {
+            finalizer::Event::Apply(region) => apply(region, &ctx).await,
+            finalizer::Event::Cleanup(region) => cleanup(region, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.observe_reconcile(
+        started.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    if result.is_ok() {
+        ctx.clear_failures(&key);
+    }
+    result
+}
+
+async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> {
+    let spec_errors = validate(&region);
+    if !spec_errors.is_empty() {
+        // Nothing is created for an invalid spec: report and wait for a change.
+        let decided = summarize(&[], &spec_errors);
+        let base = region.status.clone().unwrap_or_default();
+        write_status(&region, ctx, &decided, base).await?;
+        return Ok(Action::await_change());
+    }
+    let concerns: Vec<Desired> = Vec::new();
+    let base = region.status.clone().unwrap_or_default();
+    let decided: Vec<Desired> = summarize(&concerns, &[]);
+    write_status(&region, ctx, &decided, base).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> {
+    // Children are owned by the ShopRegion and go with it through garbage
+    // collection; cloud resources follow each concern's deletion policy.
+    publish(
+        ctx,
+        &region,
+        EventType::Normal,
+        "Deleting",
+        "ShopRegion deleted; children follow through owner references",
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// Writes the status with one server-side apply on `/status`, and only when it
+/// differs from what is stored: a converged reconcile makes no write.
+async fn write_status(
+    region: &ShopRegion,
+    ctx: &Context,
+    decided: &[Desired],
+    base: ShopRegionStatus,
+) -> Result<(), Error> {
+    let (status, transitions) = next_status(
+        region.status.as_ref(),
+        region.metadata.generation,
+        decided,
+        base,
+        Timestamp::now(),
+    );
+    if region.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let namespace = region
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
+    let api: Api<ShopRegion> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": ShopRegion::api_version(&()),
+        "kind": ShopRegion::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &region.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    for transition in transitions {
+        report_transition(ctx, region, &transition).await;
+    }
+    Ok(())
+}
+
+async fn report_transition(ctx: &Context, region: &ShopRegion, transition: &Transition) {
+    // Conditions that are "good when False" warn when they become True.
+    let bad = match transition.type_.as_str() {
+        types::STALLED => transition.to == "True",
+        types::RECONCILING => false,
+        _ => transition.to != "True",
+    };
+    let first_time_progress = transition.from.is_none() && !bad;
+    if transition.type_ == types::RECONCILING || first_time_progress && transition.to == "False" {
+        return;
+    }
+    let type_ = if bad {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    let reason = if transition.reason.is_empty() {
+        transition.type_.clone()
+    } else {
+        transition.reason.clone()
+    };
+    let note = format!(
+        "{} is {}: {}",
+        transition.type_, transition.to, transition.message
+    );
+    publish(ctx, region, type_, &reason, &note).await;
+}
+
+async fn publish(ctx: &Context, region: &ShopRegion, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: truncate(reason, 128),
+        note: Some(truncate(note, 1024)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx
+        .recorder()
+        .publish(&event, &region.object_ref(&()))
+        .await
+    {
+        // An Event is a courtesy to the reader; failing to post one must not
+        // fail the reconcile that already did its work.
+        warn!(%error, reason, "could not publish event");
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+fn object_key(region: &ShopRegion) -> String {
+    format!(
+        "{}/{}",
+        region.namespace().unwrap_or_default(),
+        region.name_any()
+    )
+}
+
+fn error_policy(region: Arc<ShopRegion>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.record_failure(&object_key(&region));
+    let delay = backoff(failures);
+    warn!(
+        shopregion = %object_key(&region),
+        %error,
+        category = error.metric_label(),
+        failures,
+        retry_in_s = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Which ShopRegions one controller reconciles.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// One namespace, or every namespace when `None`.
+    pub namespace: Option<String>,
+}
+
+/// Runs the controller until `shutdown` resolves. Fails fast when the CRD is
+/// not installed, with a message that says how to install it.
+pub async fn run(
+    ctx: Arc<Context>,
+    scope: Scope,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let client = ctx.client.clone();
+    let regions: Api<ShopRegion> = match &scope.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    regions.list(&ListParams::default().limit(1)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot list ShopRegions ({e}); is the CRD installed? `shopfleet crd | kubectl apply -f -`"
+        )
+    })?;
+    info!(namespace = ?scope.namespace, "starting ShopRegion controller");
+    Controller::new(regions, watcher::Config::default().any_semantic())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile result");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::validate::reason;
+
+    fn ready(type_: &'static str) -> Desired {
+        Desired::new(type_, Status::True, "Available", "ok")
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_five_minutes() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(20), Duration::from_secs(300));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_spec_error_stalls_and_names_every_field() {
+        let errors = vec![
+            SpecError {
+                reason: reason::INVALID_IMAGE,
+                field: "spec.orders.image".into(),
+                message: "bad".into(),
+            },
+            SpecError {
+                reason: reason::INVALID_CAPACITY,
+                field: "spec.orders.maxReplicas".into(),
+                message: "too low".into(),
+            },
+        ];
+        let summary = summarize(&[ready(types::WORKLOAD_READY)], &errors);
+        let stalled = summary.iter().find(|c| c.type_ == types::STALLED).unwrap();
+        assert_eq!(stalled.status, Status::True);
+        assert_eq!(stalled.reason, reason::INVALID_IMAGE);
+        assert!(stalled.message.contains("spec.orders.image"));
+        assert!(stalled.message.contains("spec.orders.maxReplicas"));
+        let ready_cond = summary.iter().find(|c| c.type_ == types::READY).unwrap();
+        assert_eq!(ready_cond.status, Status::False);
+    }
+
+    #[test]
+    fn ready_only_when_every_concern_is_ready() {
+        let all = summarize(
+            &[ready(types::WORKLOAD_READY), ready(types::DATABASE_READY)],
+            &[],
+        );
+        assert_eq!(all[0].status, Status::True);
+        let waiting = Desired::new(
+            types::DATABASE_READY,
+            Status::False,
+            "Creating",
+            "cluster creating",
+        );
+        let some = summarize(&[ready(types::WORKLOAD_READY), waiting], &[]);
+        let r = some.iter().find(|c| c.type_ == types::READY).unwrap();
+        assert_eq!((r.status, r.reason.as_str()), (Status::False, "Creating"));
+        let rec = some.iter().find(|c| c.type_ == types::RECONCILING).unwrap();
+        assert_eq!(rec.status, Status::True);
+    }
+
+    #[test]
+    fn the_same_decision_twice_yields_the_same_status() {
+        let decided = summarize(&[ready(types::WORKLOAD_READY)], &[]);
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        let (first, transitions) =
+            next_status(None, Some(3), &decided, ShopRegionStatus::default(), t0);
+        assert_eq!(first.observed_generation, Some(3));
+        assert_eq!(transitions.len(), 3);
+        let later = Timestamp::from_second(1_700_000_600).unwrap();
+        let (second, transitions) =
+            next_status(Some(&first), Some(3), &decided, first.clone(), later);
+        assert_eq!(second, first);
+        assert!(transitions.is_empty());
+    }
+}
