@@ -2,3 +2,4 @@
 //! regions and keeps them converged.
 
 pub mod api;
+pub mod workload;

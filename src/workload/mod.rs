@@ -1,0 +1,3 @@
+//! The regional order workload and its autoscaler.
+
+pub mod capacity;
