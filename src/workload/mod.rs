@@ -1,3 +1,4 @@
 //! The regional order workload and its autoscaler.
 
 pub mod capacity;
+pub mod topology;
