@@ -1,4 +1,5 @@
 //! The regional order workload and its autoscaler.
 
 pub mod capacity;
+pub mod diff;
 pub mod topology;
