@@ -1,5 +1,6 @@
 //! The regional order workload and its autoscaler.
 
+pub mod builders;
 pub mod capacity;
 pub mod diff;
 pub mod topology;
