@@ -3,4 +3,5 @@
 pub mod builders;
 pub mod capacity;
 pub mod diff;
+pub mod status;
 pub mod topology;
