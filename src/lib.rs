@@ -4,3 +4,4 @@
 pub mod api;
 pub mod controller;
 pub mod telemetry;
+pub mod workload;

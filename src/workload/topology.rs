@@ -1,0 +1,162 @@
+//! The topology a region's pods read: who they are, who writes, and where the
+//! database and cache endpoints are. Serialised into the `<name>-topology`
+//! ConfigMap, which the order container loads with `envFrom`.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::api::{RegionRole, ShopRegionSpec};
+
+pub mod keys {
+    pub const SHOP: &str = "SHOP";
+    pub const REGION: &str = "REGION";
+    pub const ROLE: &str = "ROLE";
+    pub const WRITER_REGION: &str = "WRITER_REGION";
+    pub const DATABASE_WRITER_ENDPOINT: &str = "DATABASE_WRITER_ENDPOINT";
+    pub const DATABASE_READER_ENDPOINT: &str = "DATABASE_READER_ENDPOINT";
+    pub const CACHE_PRIMARY_ENDPOINT: &str = "CACHE_PRIMARY_ENDPOINT";
+    pub const CACHE_READER_ENDPOINT: &str = "CACHE_READER_ENDPOINT";
+}
+
+/// What the pods of one region must know about the fleet. The endpoints stay
+/// `None` until the database and cache reconcilers learn them from AWS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    pub shop: String,
+    pub region: String,
+    pub role: RegionRole,
+    pub writer_region: Option<String>,
+    pub database_writer_endpoint: Option<String>,
+    pub database_reader_endpoint: Option<String>,
+    pub cache_primary_endpoint: Option<String>,
+    pub cache_reader_endpoint: Option<String>,
+}
+
+impl Topology {
+    /// A topology with only what the spec says; the role comes from the
+    /// caller (status or the failover engine), endpoints are filled in later.
+    pub fn new(spec: &ShopRegionSpec, role: RegionRole) -> Self {
+        Self {
+            shop: spec.shop.clone(),
+            region: spec.region.clone(),
+            role,
+            writer_region: None,
+            database_writer_endpoint: None,
+            database_reader_endpoint: None,
+            cache_primary_endpoint: None,
+            cache_reader_endpoint: None,
+        }
+    }
+
+    /// The ConfigMap data. Every key is always present (empty when unknown) so
+    /// that the pods see a stable set of variables and a missing endpoint is
+    /// an empty string, not an unset variable that falls back to a default.
+    pub fn data(&self) -> BTreeMap<String, String> {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        [
+            (keys::SHOP, self.shop.clone()),
+            (keys::REGION, self.region.clone()),
+            (keys::ROLE, self.role.as_topology_value().to_string()),
+            (keys::WRITER_REGION, opt(&self.writer_region)),
+            (
+                keys::DATABASE_WRITER_ENDPOINT,
+                opt(&self.database_writer_endpoint),
+            ),
+            (
+                keys::DATABASE_READER_ENDPOINT,
+                opt(&self.database_reader_endpoint),
+            ),
+            (
+                keys::CACHE_PRIMARY_ENDPOINT,
+                opt(&self.cache_primary_endpoint),
+            ),
+            (
+                keys::CACHE_READER_ENDPOINT,
+                opt(&self.cache_reader_endpoint),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// SHA-256 (hex) of the ConfigMap data. It goes into the pod template, so
+    /// a change of role or endpoint rolls the pods: environment variables
+    /// from a ConfigMap are read only when a container starts.
+    pub fn hash(&self) -> String {
+        // JSON of a BTreeMap: sorted keys and escaped values, so the encoding
+        // is deterministic and no two different maps encode alike.
+        let encoded = serde_json::to_vec(&self.data()).expect("a string map always serialises");
+        hex::encode(Sha256::digest(encoded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::fixtures::acme;
+
+    fn eu() -> Topology {
+        Topology::new(&acme("eu-west-1"), RegionRole::Secondary)
+    }
+
+    #[test]
+    fn unknown_endpoints_are_empty_strings() {
+        let data = eu().data();
+        assert_eq!(data.len(), 8);
+        assert_eq!(data[keys::SHOP], "acme");
+        assert_eq!(data[keys::REGION], "eu-west-1");
+        assert_eq!(data[keys::ROLE], "secondary");
+        assert_eq!(data[keys::WRITER_REGION], "");
+        assert_eq!(data[keys::DATABASE_WRITER_ENDPOINT], "");
+        assert_eq!(data[keys::CACHE_READER_ENDPOINT], "");
+    }
+
+    #[test]
+    fn known_endpoints_are_published() {
+        let mut t = eu();
+        t.writer_region = Some("us-east-1".into());
+        t.database_writer_endpoint = Some("acme-us-east-1.cluster-x.rds.amazonaws.com".into());
+        t.database_reader_endpoint = Some("acme-eu-west-1.cluster-ro-x.rds.amazonaws.com".into());
+        t.cache_primary_endpoint = Some("master.acme-us-east-1.cache.amazonaws.com".into());
+        t.cache_reader_endpoint = Some("replica.acme-eu-west-1.cache.amazonaws.com".into());
+        let data = t.data();
+        assert_eq!(data[keys::WRITER_REGION], "us-east-1");
+        assert_eq!(
+            data[keys::DATABASE_READER_ENDPOINT],
+            "acme-eu-west-1.cluster-ro-x.rds.amazonaws.com"
+        );
+        assert_eq!(
+            data[keys::CACHE_PRIMARY_ENDPOINT],
+            "master.acme-us-east-1.cache.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn the_hash_is_stable_for_the_same_topology() {
+        assert_eq!(eu().hash(), eu().hash());
+        assert_eq!(eu().hash().len(), 64);
+    }
+
+    #[test]
+    fn a_role_or_endpoint_change_changes_the_hash() {
+        let before = eu();
+        let mut promoted = eu();
+        promoted.role = RegionRole::Primary;
+        assert_ne!(before.hash(), promoted.hash());
+
+        let mut new_endpoint = eu();
+        new_endpoint.database_writer_endpoint = Some("w".into());
+        assert_ne!(before.hash(), new_endpoint.hash());
+    }
+
+    #[test]
+    fn moving_a_value_between_keys_changes_the_hash() {
+        let mut a = eu();
+        a.database_reader_endpoint = Some("x".into());
+        let mut b = eu();
+        b.cache_reader_endpoint = Some("x".into());
+        assert_ne!(a.hash(), b.hash());
+    }
+}
