@@ -7,6 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -18,11 +22,15 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::conditions::{self, Desired, Status, Transition, types};
-use crate::api::{ShopRegion, ShopRegionStatus, SpecError, validate};
+use crate::api::{RegionRole, ShopRegion, ShopRegionSpec, ShopRegionStatus, SpecError, validate};
 use crate::telemetry::Metrics;
+use crate::workload::builders::workload_name;
+use crate::workload::{
+    Topology, WorkloadInputs, apply_children, desired_children, plan_capacity, workload_status,
+};
 
 pub const FINALIZER: &str = "shopfleet.io/cleanup";
-pub const FIELD_MANAGER: &str = "shopfleet";
+pub use crate::workload::builders::FIELD_MANAGER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -204,11 +212,61 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         write_status(&region, ctx, &decided, base).await?;
         return Ok(Action::await_change());
     }
-    let concerns: Vec<Desired> = Vec::new();
-    let base = region.status.clone().unwrap_or_default();
-    let decided: Vec<Desired> = summarize(&concerns, &[]);
+    let namespace = region
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
+    let spec = &region.spec;
+    let role = initial_role(spec);
+    let writer_region = spec.failover.order.first().cloned();
+
+    let capacity = plan_capacity(&spec.orders, spec.failover.order.len());
+    let mut topology = Topology::new(spec, role);
+    topology.writer_region = writer_region.clone();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let observed_replicas = deployments
+        .get_opt(&workload_name(&region))
+        .await?
+        .and_then(|d| d.spec.replicas);
+    let inputs = WorkloadInputs {
+        region: &region,
+        topology: &topology,
+        capacity,
+        absorbing: false,
+        observed_replicas,
+    };
+    let children = desired_children(&inputs);
+    let report = apply_children(&ctx.client, &namespace, &children).await?;
+    if !report.applied.is_empty() || !report.deleted.is_empty() {
+        info!(
+            shopregion = %object_key(&region),
+            applied = ?report.applied,
+            deleted = ?report.deleted,
+            "workload children written"
+        );
+    }
+    let (orders, workload_ready) =
+        workload_status(report.deployment.as_ref(), &capacity, inputs.absorbing);
+
+    let concerns = vec![workload_ready];
+    let decided = summarize(&concerns, &[]);
+    let mut base = region.status.clone().unwrap_or_default();
+    base.orders = Some(orders);
+    base.role = Some(role);
+    base.writer_region = writer_region;
     write_status(&region, ctx, &decided, base).await?;
+    // Children are watched, so progress wakes the reconcile by itself; the
+    // periodic requeue only re-checks drift that no watch reports.
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The role the spec gives this region before any cloud state is known: the
+/// first region of `failover.order` is the initial writer.
+fn initial_role(spec: &ShopRegionSpec) -> RegionRole {
+    if spec.failover.order.first() == Some(&spec.region) {
+        RegionRole::Primary
+    } else {
+        RegionRole::Secondary
+    }
 }
 
 async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> {
@@ -369,7 +427,42 @@ pub async fn run(
         )
     })?;
     info!(namespace = ?scope.namespace, "starting ShopRegion controller");
+    let owned = |client: &Client| -> (
+        Api<Deployment>,
+        Api<Service>,
+        Api<ConfigMap>,
+        Api<HorizontalPodAutoscaler>,
+        Api<PodDisruptionBudget>,
+    ) {
+        match &scope.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        }
+    };
+    let (deployments, services, configmaps, hpas, pdbs) = owned(&client);
+    // Only our own children: a label selector keeps the caches small in a
+    // cluster full of other workloads.
+    let children = watcher::Config::default()
+        .labels("app.kubernetes.io/managed-by=shopfleet")
+        .any_semantic();
     Controller::new(regions, watcher::Config::default().any_semantic())
+        .owns(deployments, children.clone())
+        .owns(services, children.clone())
+        .owns(configmaps, children.clone())
+        .owns(hpas, children.clone())
+        .owns(pdbs, children)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

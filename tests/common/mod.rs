@@ -1,0 +1,300 @@
+//! A running operator for integration tests: the real controller, through the
+//! real kube-rs client, against the in-process API server (always) or a real
+//! cluster (e2e, when KUBECONFIG names one).
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use shopfleet::api::ShopRegion;
+use shopfleet::api::conditions::find;
+use shopfleet::controller::{self, Context, Scope};
+use shopfleet::telemetry::{self, Metrics};
+use tokio::sync::oneshot;
+
+pub struct Harness {
+    /// Present only on the in-process server, whose request log tests read.
+    pub server: Option<kubesim::ApiServer>,
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    pub namespace: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Harness {
+    /// The operator on the in-process Kubernetes API server.
+    pub async fn in_process() -> Harness {
+        let server = kubesim::ApiServer::start().await.expect("kubesim starts");
+        server
+            .install_crd_yaml(&shopfleet::api::crd_yaml())
+            .expect("the generated CRD installs");
+        let config = server.config();
+        Self::start(config, Some(server), "shop".to_string()).await
+    }
+
+    /// The operator on the cluster KUBECONFIG names, in a fresh namespace;
+    /// `None` (and a line saying so) when there is no cluster.
+    pub async fn real_cluster() -> Option<Harness> {
+        if std::env::var_os("KUBECONFIG").is_none() {
+            eprintln!("SKIPPED: KUBECONFIG names no cluster; e2e tests need a real cluster");
+            return None;
+        }
+        let config = kube::Config::infer().await.expect("KUBECONFIG is readable");
+        let client = Client::try_from(config.clone()).expect("client from KUBECONFIG");
+        install_crd(&client).await;
+        let suffix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000;
+        Some(Self::start(config, None, format!("shopfleet-e2e-{suffix}")).await)
+    }
+
+    async fn start(
+        config: kube::Config,
+        server: Option<kubesim::ApiServer>,
+        namespace: String,
+    ) -> Harness {
+        let metrics = Arc::new(Metrics::default());
+        let client = telemetry::counting_client(config, metrics.clone()).unwrap();
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(namespace.clone());
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            metrics.clone(),
+            Some("test".into()),
+        ));
+        let (tx, rx) = oneshot::channel::<()>();
+        let scope = Scope {
+            namespace: Some(namespace.clone()),
+        };
+        let task = tokio::spawn(controller::run(ctx, scope, async {
+            let _ = rx.await;
+        }));
+        Harness {
+            server,
+            client,
+            metrics,
+            namespace,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn regions(&self) -> Api<ShopRegion> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn writes(&self) -> u64 {
+        ["create", "update", "patch", "delete"]
+            .iter()
+            .map(|v| self.metrics.kube_writes_by(v))
+            .sum()
+    }
+
+    pub async fn create(&self, region: &ShopRegion) -> Result<ShopRegion, kube::Error> {
+        self.regions().create(&PostParams::default(), region).await
+    }
+
+    pub async fn create_sample(&self, path: &str) -> ShopRegion {
+        self.create(&sample(path)).await.unwrap()
+    }
+
+    /// Polls until `check` holds for the named ShopRegion, or fails the test
+    /// with the last state seen.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&ShopRegion) -> bool,
+    ) -> ShopRegion {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let current = self.regions().get_opt(name).await.unwrap();
+            if let Some(region) = &current
+                && check(region)
+            {
+                return region.clone();
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last seen: {current:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the controller has stopped reconciling and writing.
+    pub async fn settle(&self) {
+        let mut last = (self.metrics.reconciles_total(), self.writes());
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = (self.metrics.reconciles_total(), self.writes());
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        } else {
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            let _ = namespaces
+                .delete(&self.namespace, &DeleteParams::default())
+                .await;
+        }
+    }
+}
+
+pub fn sample(path: &str) -> ShopRegion {
+    let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// What a `samples/invalid/*.yaml` file's first line promises.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expectation {
+    Rejected { field: String },
+    Stalled { reason: String },
+}
+
+pub fn expectation(path: &str) -> Expectation {
+    let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let first = text.lines().next().unwrap_or_default();
+    let rest = first
+        .strip_prefix("# expect: ")
+        .unwrap_or_else(|| panic!("{path}: first line must be `# expect: ...`"));
+    match rest.split_once(' ') {
+        Some(("Rejected", field)) => Expectation::Rejected {
+            field: field.trim().to_string(),
+        },
+        Some(("Stalled", reason)) => Expectation::Stalled {
+            reason: reason.trim().to_string(),
+        },
+        _ => panic!("{path}: unknown expectation {rest:?}"),
+    }
+}
+
+pub fn invalid_samples() -> Vec<String> {
+    let dir = format!("{}/samples/invalid", env!("CARGO_MANIFEST_DIR"));
+    let mut paths: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .map(|n| format!("samples/invalid/{n}"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+pub fn condition<'a>(region: &'a ShopRegion, type_: &str) -> Option<&'a Condition> {
+    region
+        .status
+        .as_ref()
+        .and_then(|s| find(&s.conditions, type_))
+}
+
+async fn install_crd(client: &Client) {
+    let crd: CustomResourceDefinition =
+        serde_saphyr::from_str(&shopfleet::api::crd_yaml()).unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        &crd.name_any(),
+        &PatchParams::apply("shopfleet-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the CRD is accepted by the API server");
+    let name = crd.name_any();
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        &name,
+        kube::runtime::wait::conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(30), established)
+        .await
+        .expect("the CRD becomes Established")
+        .unwrap();
+}
+
+/// Every sample applies, and every invalid sample is rejected by the API
+/// server with the field its comment names, or reaches `Stalled=True` with the
+/// reason its comment names (and nothing is created for it).
+pub async fn check_samples(h: &Harness) {
+    for path in [
+        "samples/acme-us-east-1.yaml",
+        "samples/acme-eu-west-1.yaml",
+        "samples/acme-ap-northeast-1.yaml",
+        "samples/variants/eurocard-pci-eu-eu-west-1.yaml",
+        "samples/variants/eurocard-pci-eu-eu-central-1.yaml",
+    ] {
+        h.create(&sample(path))
+            .await
+            .unwrap_or_else(|e| panic!("{path} was refused: {e}"));
+    }
+    // Invalid samples go through as raw objects: some cannot even be parsed
+    // into a ShopRegion, which is the point of sending them.
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        h.client.clone(),
+        &h.namespace,
+        &ApiResource::erase::<ShopRegion>(&()),
+    );
+    for path in invalid_samples() {
+        let text =
+            std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let object: DynamicObject =
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let name = object.name_any();
+        match (
+            expectation(&path),
+            raw.create(&PostParams::default(), &object).await,
+        ) {
+            (Expectation::Rejected { field }, Err(kube::Error::Api(status))) => {
+                assert_eq!(status.code, 422, "{path}: {status:?}");
+                assert!(
+                    status.message.contains(&field),
+                    "{path}: the rejection should name {field}: {}",
+                    status.message
+                );
+            }
+            (Expectation::Rejected { .. }, other) => {
+                panic!("{path} should be rejected by the API server, got {other:?}")
+            }
+            (Expectation::Stalled { reason }, Ok(_)) => {
+                let stalled = h
+                    .wait_for(&name, &format!("{path}: Stalled={reason}"), |r| {
+                        condition(r, shopfleet::api::conditions::types::STALLED)
+                            .is_some_and(|c| c.status == "True")
+                    })
+                    .await;
+                let condition =
+                    condition(&stalled, shopfleet::api::conditions::types::STALLED).unwrap();
+                assert_eq!(condition.reason, reason, "{path}: {}", condition.message);
+            }
+            (Expectation::Stalled { .. }, Err(e)) => {
+                panic!("{path} should pass the API server and stall, but was refused: {e}")
+            }
+        }
+    }
+}
