@@ -247,8 +247,8 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
     let (orders, workload_ready) =
         workload_status(report.deployment.as_ref(), &capacity, inputs.absorbing);
 
-    let concerns = vec![workload_ready];
-    let decided = summarize(&concerns, &[]);
+    let mut decided = vec![workload_ready];
+    decided.extend(summarize(&decided, &[]));
     let mut base = region.status.clone().unwrap_or_default();
     base.orders = Some(orders);
     base.role = Some(role);
