@@ -2,3 +2,6 @@
 //! regions and keeps them converged.
 
 pub mod api;
+pub mod clock;
+pub mod cloud;
+pub mod sim;
