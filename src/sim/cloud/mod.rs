@@ -140,8 +140,9 @@ pub enum Fault {
     Throttle { region: String, calls: u32 },
     /// HTTP 500 on the next calls.
     ServerError { region: String, calls: u32 },
-    /// The next calls time out *after* AWS carried them out: the caller
-    /// cannot tell whether a mutation happened, as with a real timeout.
+    /// The next `calls` mutating calls time out *after* AWS carried them
+    /// out: the caller cannot tell whether the mutation happened, as with a
+    /// real timeout. (Reads are left alone; `ServerError` fails reads.)
     Timeout { region: String, calls: u32 },
     /// The region's endpoints are unreachable: every call fails with
     /// `RegionUnavailable`, and its cluster stops replicating.
@@ -397,9 +398,10 @@ impl World {
             );
         }
         let position = self.faults.iter().position(|f| match f {
-            Fault::Throttle { region: r, calls }
-            | Fault::ServerError { region: r, calls }
-            | Fault::Timeout { region: r, calls } => r == region && *calls > 0,
+            Fault::Throttle { region: r, calls } | Fault::ServerError { region: r, calls } => {
+                r == region && *calls > 0
+            }
+            Fault::Timeout { region: r, calls } => r == region && *calls > 0 && op.is_mutating(),
             Fault::RegionOutage { .. } | Fault::SlowOperation { .. } => false,
         });
         let Some(position) = position else {
@@ -423,18 +425,7 @@ impl World {
             }
             Fault::Timeout { calls, .. } => {
                 *calls -= 1;
-                if op.is_mutating() {
-                    (None, true)
-                } else {
-                    (
-                        Some(CloudError::transient(
-                            TransientKind::Timeout,
-                            "RequestTimeout",
-                            format!("{} in {region} timed out", op.name()),
-                        )),
-                        false,
-                    )
-                }
+                (None, true)
             }
             Fault::RegionOutage { .. } | Fault::SlowOperation { .. } => (None, false),
         };
@@ -493,3 +484,6 @@ impl World {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
