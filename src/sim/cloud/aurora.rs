@@ -326,9 +326,24 @@ impl World {
                 id,
                 version,
             } => {
-                if let Some(c) = a.clusters.get_mut(&AuroraWorld::key(&region, &id)) {
-                    c.status = "available";
-                    c.engine_version = version;
+                let Some(c) = a.clusters.get_mut(&AuroraWorld::key(&region, &id)) else {
+                    return;
+                };
+                c.status = "available";
+                c.engine_version = version.clone();
+                let global = c.global_cluster_id.clone();
+                // The global cluster reports the new version once every
+                // member runs it (members are upgraded one by one).
+                if let Some(g) = global.and_then(|g| a.globals.get(&g)) {
+                    let all_upgraded = g.members.iter().all(|m| {
+                        parse_cluster_arn(&m.cluster_arn)
+                            .and_then(|(r, i)| a.clusters.get(&AuroraWorld::key(&r, &i)))
+                            .is_some_and(|c| c.engine_version == version)
+                    });
+                    let gid = g.id.clone();
+                    if all_upgraded && let Some(g) = a.globals.get_mut(&gid) {
+                        g.engine_version = version;
+                    }
                 }
             }
             Event::ClusterDeleted { region, id } => {

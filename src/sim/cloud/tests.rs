@@ -605,3 +605,33 @@ async fn two_identical_runs_are_identical() {
     }
     assert_eq!(run().await, run().await);
 }
+
+#[tokio::test]
+async fn the_global_cluster_reports_a_new_version_once_every_member_runs_it() {
+    let sim = sim();
+    global_pair(&sim).await;
+    let upgrade = |id: &str| ModifyClusterRequest {
+        cluster_id: id.into(),
+        engine_version: Some("16.8".into()),
+        deletion_protection: None,
+    };
+    sim.aurora("eu-west-1")
+        .modify_cluster(&upgrade("s"))
+        .await
+        .unwrap();
+    sim.clock().advance(15 * MINUTE);
+    assert_eq!(sim.global_cluster("g").unwrap().engine_version, "16.6");
+    // Mixed versions block a switchover.
+    let error = sim
+        .aurora("eu-west-1")
+        .switchover_global_cluster("g", &arn("eu-west-1", "s"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.metric_label(), "invalid_state");
+    sim.aurora("us-east-1")
+        .modify_cluster(&upgrade("w"))
+        .await
+        .unwrap();
+    sim.clock().advance(15 * MINUTE);
+    assert_eq!(sim.global_cluster("g").unwrap().engine_version, "16.8");
+}
