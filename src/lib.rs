@@ -2,6 +2,9 @@
 //! regions and keeps them converged.
 
 pub mod api;
+pub mod clock;
+pub mod cloud;
 pub mod controller;
+pub mod sim;
 pub mod telemetry;
 pub mod workload;

@@ -1,0 +1,232 @@
+//! The Aurora port: what shopfleet needs from RDS and CloudWatch, in plain
+//! structs that map one-to-one onto the aws-sdk-rds shapes.
+//!
+//! One handle serves one region, as one SDK client does. Global-cluster calls
+//! go through a regional handle too (the global API is served by every
+//! regional endpoint), so a region that cannot be reached cannot act on the
+//! global cluster either.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::cloud::CloudError;
+
+pub type Tags = BTreeMap<String, String>;
+
+/// `DescribeGlobalClusters` → `GlobalCluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalCluster {
+    pub id: String,
+    pub arn: String,
+    /// `creating`, `available`, `modifying`, `failing-over`, `switching-over`,
+    /// `deleting`.
+    pub status: String,
+    pub engine: String,
+    pub engine_version: String,
+    pub members: Vec<GlobalMember>,
+    /// The global writer endpoint, which follows the writer across failovers
+    /// (absent on engines or accounts that do not offer it).
+    pub endpoint: Option<String>,
+    /// Set while a failover or switchover is under way.
+    pub failover: Option<GlobalFailoverState>,
+}
+
+impl GlobalCluster {
+    pub fn writer(&self) -> Option<&GlobalMember> {
+        self.members.iter().find(|m| m.is_writer)
+    }
+
+    pub fn member(&self, cluster_arn: &str) -> Option<&GlobalMember> {
+        self.members.iter().find(|m| m.cluster_arn == cluster_arn)
+    }
+}
+
+/// `GlobalClusterMember`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalMember {
+    pub cluster_arn: String,
+    /// Parsed from the ARN by the adapter.
+    pub region: String,
+    pub is_writer: bool,
+}
+
+/// `GlobalCluster.FailoverState`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalFailoverState {
+    /// `pending`, `failing-over`, `switching-over`, `cancelling`.
+    pub status: String,
+    pub from_cluster_arn: String,
+    pub to_cluster_arn: String,
+    pub allow_data_loss: bool,
+}
+
+/// `DescribeDBClusters` → `DBCluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    pub id: String,
+    pub arn: String,
+    /// `creating`, `available`, `modifying`, `upgrading`, `backing-up`,
+    /// `deleting`, …
+    pub status: String,
+    pub engine: String,
+    /// The full version AWS runs, e.g. `16.4`.
+    pub engine_version: String,
+    pub writer_endpoint: Option<String>,
+    pub reader_endpoint: Option<String>,
+    /// As AWS reports it: always a key ARN, even when the request named an
+    /// alias or a key id.
+    pub kms_key_id: Option<String>,
+    pub storage_encrypted: bool,
+    pub deletion_protection: bool,
+    pub tags: Tags,
+    /// The global cluster this cluster belongs to, when the adapter knows it
+    /// (plans derive membership from the global cluster's member list).
+    pub global_cluster_id: Option<String>,
+    /// Identifiers of the cluster's instances (`DBClusterMembers`).
+    pub members: Vec<String>,
+    pub created_at: Option<Timestamp>,
+}
+
+/// `DescribeDBInstances` → `DBInstance`, joined with `DBClusterMembers` for
+/// the writer flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub arn: String,
+    /// `creating`, `available`, `modifying`, `deleting`, …
+    pub status: String,
+    pub class: String,
+    pub is_writer: bool,
+    pub tags: Tags,
+}
+
+/// `CreateGlobalCluster` from an existing (primary) cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateGlobalClusterRequest {
+    pub global_cluster_id: String,
+    pub source_cluster_arn: String,
+    pub deletion_protection: bool,
+    pub tags: Tags,
+}
+
+/// `CreateDBCluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateClusterRequest {
+    pub cluster_id: String,
+    pub engine: String,
+    pub engine_version: String,
+    pub kms_key_id: Option<String>,
+    pub storage_encrypted: bool,
+    pub deletion_protection: bool,
+    pub tags: Tags,
+    /// Set for a cluster that joins a global cluster (a secondary), or that
+    /// becomes the first member of an empty one.
+    pub global_cluster_id: Option<String>,
+    /// The master username; only a primary has one.
+    pub master_username: Option<String>,
+    /// `ManageMasterUserPassword`: the password lives in Secrets Manager and
+    /// never in the spec or status. Only for a primary: AWS rejects master
+    /// credentials on a secondary.
+    pub manage_master_user_password: bool,
+}
+
+/// `ModifyDBCluster`, applied immediately. `None` leaves a field alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModifyClusterRequest {
+    pub cluster_id: String,
+    pub engine_version: Option<String>,
+    pub deletion_protection: Option<bool>,
+}
+
+/// `DeleteDBCluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteClusterRequest {
+    pub cluster_id: String,
+    pub skip_final_snapshot: bool,
+    pub final_snapshot_id: Option<String>,
+}
+
+/// `CreateDBInstance` in an Aurora cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateInstanceRequest {
+    pub instance_id: String,
+    pub cluster_id: String,
+    pub class: String,
+    pub engine: String,
+    pub tags: Tags,
+}
+
+#[async_trait]
+pub trait AuroraPort: Send + Sync {
+    /// The region this handle talks to.
+    fn region(&self) -> &str;
+
+    /// `None` when the global cluster does not exist.
+    async fn describe_global_cluster(&self, id: &str) -> Result<Option<GlobalCluster>, CloudError>;
+
+    async fn create_global_cluster(
+        &self,
+        request: &CreateGlobalClusterRequest,
+    ) -> Result<GlobalCluster, CloudError>;
+
+    /// Only an empty global cluster can be deleted.
+    async fn delete_global_cluster(&self, id: &str) -> Result<(), CloudError>;
+
+    /// Detaches a member; the cluster becomes a standalone cluster. The
+    /// writer can only be removed when it is the last member.
+    async fn remove_from_global_cluster(
+        &self,
+        global_cluster_id: &str,
+        cluster_arn: &str,
+    ) -> Result<(), CloudError>;
+
+    /// `FailoverGlobalCluster`. With `allow_data_loss` the target is promoted
+    /// even if the writer is unreachable; without it this is a switchover.
+    async fn failover_global_cluster(
+        &self,
+        global_cluster_id: &str,
+        target_cluster_arn: &str,
+        allow_data_loss: bool,
+    ) -> Result<(), CloudError>;
+
+    /// `SwitchoverGlobalCluster`: a planned, no-data-loss change of writer.
+    async fn switchover_global_cluster(
+        &self,
+        global_cluster_id: &str,
+        target_cluster_arn: &str,
+    ) -> Result<(), CloudError>;
+
+    /// `None` when the cluster does not exist in this region.
+    async fn describe_cluster(&self, id: &str) -> Result<Option<Cluster>, CloudError>;
+
+    async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError>;
+
+    async fn modify_cluster(&self, request: &ModifyClusterRequest) -> Result<Cluster, CloudError>;
+
+    async fn delete_cluster(&self, request: &DeleteClusterRequest) -> Result<(), CloudError>;
+
+    /// `AddTagsToResource` on a cluster or instance ARN.
+    async fn add_tags(&self, resource_arn: &str, tags: &Tags) -> Result<(), CloudError>;
+
+    /// The instances of a cluster, oldest first.
+    async fn list_instances(&self, cluster_id: &str) -> Result<Vec<Instance>, CloudError>;
+
+    async fn create_instance(
+        &self,
+        request: &CreateInstanceRequest,
+    ) -> Result<Instance, CloudError>;
+
+    async fn delete_instance(&self, instance_id: &str) -> Result<(), CloudError>;
+
+    /// The latest CloudWatch `AuroraGlobalDBReplicationLag` of a secondary
+    /// cluster in the five minutes before `now`. `None` when there is no
+    /// data point: the cluster is the writer, or replication has stopped.
+    async fn replication_lag(
+        &self,
+        cluster_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Duration>, CloudError>;
+}

@@ -1,0 +1,489 @@
+//! A simulated AWS: deterministic, on virtual time, with AWS's documented
+//! rules and state machines, fault injection and a call log.
+//!
+//! State machines are evaluated lazily: an operation schedules its
+//! completion at `now + duration`, and every call first applies whatever
+//! has come due on the [`VirtualClock`]. Nothing runs in the background, so
+//! a simulation replays identically.
+//!
+//! The simulator knows AWS, not shopfleet: it has no idea of plans, specs
+//! or identifiers beyond what the API calls carry.
+
+mod aurora;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use crate::clock::Clock;
+use crate::cloud::aurora::port::{AuroraPort, Cluster, GlobalCluster, Instance};
+use crate::cloud::{CloudError, TransientKind};
+
+use super::clock::VirtualClock;
+
+pub use aurora::FailoverRecord;
+
+/// How long AWS takes. The defaults are typical figures observed for Aurora
+/// and documented by AWS as orders of magnitude; scenarios can shorten or
+/// stretch them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimDurations {
+    /// `CreateDBCluster` of a primary (storage volume, no instances):
+    /// typically several minutes.
+    pub cluster_create: Duration,
+    /// `CreateDBCluster` of a secondary joining a global database: the
+    /// storage is seeded across regions, so longer than a primary.
+    pub secondary_cluster_create: Duration,
+    /// `CreateDBInstance` in an Aurora cluster: typically 8–10 minutes.
+    pub instance_create: Duration,
+    /// `DeleteDBInstance`.
+    pub instance_delete: Duration,
+    /// `DeleteDBCluster` once its instances are gone.
+    pub cluster_delete: Duration,
+    /// `ModifyDBCluster` with a minor engine-version upgrade.
+    pub engine_upgrade: Duration,
+    /// `CreateGlobalCluster` from an existing cluster.
+    pub global_create: Duration,
+    /// `DeleteGlobalCluster` of an empty global cluster.
+    pub global_delete: Duration,
+    /// `RemoveFromGlobalCluster`: the cluster detaches and becomes standalone.
+    pub global_detach: Duration,
+    /// `FailoverGlobalCluster` with `AllowDataLoss`: AWS targets an RTO of
+    /// about a minute.
+    pub global_failover: Duration,
+    /// `SwitchoverGlobalCluster`, before waiting for the target to catch up.
+    pub global_switchover: Duration,
+    /// Steady-state `AuroraGlobalDBReplicationLag`: typically well under a
+    /// second.
+    pub replication_lag: Duration,
+}
+
+impl Default for SimDurations {
+    fn default() -> Self {
+        Self {
+            cluster_create: Duration::from_secs(10 * 60),
+            secondary_cluster_create: Duration::from_secs(15 * 60),
+            instance_create: Duration::from_secs(9 * 60),
+            instance_delete: Duration::from_secs(6 * 60),
+            cluster_delete: Duration::from_secs(5 * 60),
+            engine_upgrade: Duration::from_secs(15 * 60),
+            global_create: Duration::from_secs(2 * 60),
+            global_delete: Duration::from_secs(60),
+            global_detach: Duration::from_secs(3 * 60),
+            global_failover: Duration::from_secs(60),
+            global_switchover: Duration::from_secs(2 * 60),
+            replication_lag: Duration::from_millis(150),
+        }
+    }
+}
+
+/// An API operation, as AWS names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    DescribeGlobalClusters,
+    CreateGlobalCluster,
+    DeleteGlobalCluster,
+    RemoveFromGlobalCluster,
+    FailoverGlobalCluster,
+    SwitchoverGlobalCluster,
+    DescribeDBClusters,
+    CreateDBCluster,
+    ModifyDBCluster,
+    DeleteDBCluster,
+    AddTagsToResource,
+    DescribeDBInstances,
+    CreateDBInstance,
+    DeleteDBInstance,
+    GetMetricData,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::DescribeGlobalClusters => "DescribeGlobalClusters",
+            Op::CreateGlobalCluster => "CreateGlobalCluster",
+            Op::DeleteGlobalCluster => "DeleteGlobalCluster",
+            Op::RemoveFromGlobalCluster => "RemoveFromGlobalCluster",
+            Op::FailoverGlobalCluster => "FailoverGlobalCluster",
+            Op::SwitchoverGlobalCluster => "SwitchoverGlobalCluster",
+            Op::DescribeDBClusters => "DescribeDBClusters",
+            Op::CreateDBCluster => "CreateDBCluster",
+            Op::ModifyDBCluster => "ModifyDBCluster",
+            Op::DeleteDBCluster => "DeleteDBCluster",
+            Op::AddTagsToResource => "AddTagsToResource",
+            Op::DescribeDBInstances => "DescribeDBInstances",
+            Op::CreateDBInstance => "CreateDBInstance",
+            Op::DeleteDBInstance => "DeleteDBInstance",
+            Op::GetMetricData => "GetMetricData",
+        }
+    }
+
+    pub fn is_mutating(self) -> bool {
+        !matches!(
+            self,
+            Op::DescribeGlobalClusters
+                | Op::DescribeDBClusters
+                | Op::DescribeDBInstances
+                | Op::GetMetricData
+        )
+    }
+}
+
+/// A fault to inject. Counted faults hit the next `calls` calls to the
+/// region and then disappear; an outage and a slow operation last until
+/// healed or cleared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `Throttling` on the next calls.
+    Throttle { region: String, calls: u32 },
+    /// HTTP 500 on the next calls.
+    ServerError { region: String, calls: u32 },
+    /// The next `calls` mutating calls time out *after* AWS carried them
+    /// out: the caller cannot tell whether the mutation happened, as with a
+    /// real timeout. (Reads are left alone; `ServerError` fails reads.)
+    Timeout { region: String, calls: u32 },
+    /// The region's endpoints are unreachable: every call fails with
+    /// `RegionUnavailable`, and its cluster stops replicating.
+    RegionOutage { region: String },
+    /// Operations of this kind in the region take `extra` longer.
+    SlowOperation {
+        region: String,
+        op: Op,
+        extra: Duration,
+    },
+}
+
+/// One call, as the call log keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    pub at: Timestamp,
+    pub region: String,
+    pub op: Op,
+    pub mutating: bool,
+    /// `None` on success, else the error's metric label.
+    pub error: Option<&'static str>,
+}
+
+/// The simulated cloud. Cheap to clone; clones share one world.
+#[derive(Clone)]
+pub struct SimCloud {
+    clock: VirtualClock,
+    world: Arc<Mutex<World>>,
+}
+
+impl std::fmt::Debug for SimCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimCloud")
+            .field("now", &self.clock.now())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The simulated account every ARN names.
+pub const ACCOUNT: &str = "123456789012";
+
+pub(crate) struct World {
+    durations: SimDurations,
+    faults: Vec<Fault>,
+    /// Regions in outage, with the instant the outage began.
+    outages: BTreeMap<String, Timestamp>,
+    calls: Vec<CallRecord>,
+    /// Completions scheduled by long operations, applied when due.
+    pending: Vec<Pending>,
+    seq: u64,
+    aurora: aurora::AuroraWorld,
+}
+
+struct Pending {
+    at: Timestamp,
+    seq: u64,
+    event: aurora::Event,
+}
+
+impl SimCloud {
+    pub fn new(clock: VirtualClock) -> Self {
+        Self::with_durations(clock, SimDurations::default())
+    }
+
+    pub fn with_durations(clock: VirtualClock, durations: SimDurations) -> Self {
+        Self {
+            clock,
+            world: Arc::new(Mutex::new(World {
+                durations,
+                faults: Vec::new(),
+                outages: BTreeMap::new(),
+                calls: Vec::new(),
+                pending: Vec::new(),
+                seq: 0,
+                aurora: aurora::AuroraWorld::default(),
+            })),
+        }
+    }
+
+    pub fn clock(&self) -> &VirtualClock {
+        &self.clock
+    }
+
+    /// The Aurora API of one region.
+    pub fn aurora(&self, region: &str) -> Arc<dyn AuroraPort> {
+        Arc::new(aurora::SimAuroraPort::new(self.clone(), region))
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        if let Fault::RegionOutage { region } = &fault {
+            world.outages.entry(region.clone()).or_insert(now);
+        }
+        world.faults.push(fault);
+    }
+
+    /// Ends a region's outage; its clusters resume replicating (a former
+    /// writer that was failed over comes back as a secondary).
+    pub fn heal_region(&self, region: &str) {
+        let mut world = self.lock();
+        world.outages.remove(region);
+        world
+            .faults
+            .retain(|f| !matches!(f, Fault::RegionOutage { region: r } if r == region));
+    }
+
+    /// Removes every fault, outages included.
+    pub fn clear_faults(&self) {
+        let mut world = self.lock();
+        world.faults.clear();
+        world.outages.clear();
+    }
+
+    pub fn is_region_out(&self, region: &str) -> bool {
+        self.lock().outages.contains_key(region)
+    }
+
+    /// Sets the replication lag a secondary in `region` reports.
+    pub fn set_replication_lag(&self, region: &str, lag: Duration) {
+        self.lock().aurora.lag.insert(region.to_string(), lag);
+    }
+
+    pub fn calls(&self) -> Vec<CallRecord> {
+        self.lock().calls.clone()
+    }
+
+    pub fn call_count(&self, op: Op) -> usize {
+        self.lock().calls.iter().filter(|c| c.op == op).count()
+    }
+
+    pub fn mutating_calls(&self) -> usize {
+        self.lock().calls.iter().filter(|c| c.mutating).count()
+    }
+
+    pub fn read_calls(&self) -> usize {
+        self.lock().calls.iter().filter(|c| !c.mutating).count()
+    }
+
+    /// Calls by operation name, for reports.
+    pub fn calls_by_op(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for call in &self.lock().calls {
+            *counts.entry(call.op.name()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// The global cluster as an observer with perfect sight sees it: no
+    /// call is logged and no fault applies.
+    pub fn global_cluster(&self, id: &str) -> Option<GlobalCluster> {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        world.aurora.global_view(id)
+    }
+
+    /// A cluster, seen as [`SimCloud::global_cluster`] sees things.
+    pub fn cluster(&self, region: &str, id: &str) -> Option<Cluster> {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        world.aurora.cluster_view(region, id)
+    }
+
+    /// A cluster's instances, seen as [`SimCloud::global_cluster`] sees things.
+    pub fn instances(&self, region: &str, cluster_id: &str) -> Vec<Instance> {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        world.aurora.instances_view(region, cluster_id)
+    }
+
+    /// Every cluster in every region, as `(region, id)`.
+    pub fn all_clusters(&self) -> BTreeSet<(String, String)> {
+        self.lock().aurora.clusters.keys().cloned().collect()
+    }
+
+    /// Every instance in every region, as `(region, id)`.
+    pub fn all_instances(&self) -> BTreeSet<(String, String)> {
+        self.lock().aurora.instances.keys().cloned().collect()
+    }
+
+    /// Final snapshots taken, as `(region, id)`.
+    pub fn snapshots(&self) -> BTreeSet<(String, String)> {
+        self.lock().aurora.snapshots.clone()
+    }
+
+    /// Failovers and switchovers carried out, oldest first.
+    pub fn failovers(&self) -> Vec<FailoverRecord> {
+        self.lock().aurora.failovers.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, World> {
+        // Every mutation leaves the world consistent before it can panic,
+        // so a poisoned lock still guards valid state.
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one API call: applies due completions, logs the call, applies
+    /// faults, then the operation.
+    pub(crate) fn call<T>(
+        &self,
+        region: &str,
+        op: Op,
+        operation: impl FnOnce(&mut World, Timestamp) -> Result<T, CloudError>,
+    ) -> Result<T, CloudError> {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        let (before, lose_answer) = world.take_fault(region, op);
+        let result = match before {
+            Some(error) => Err(error),
+            None => {
+                let result = operation(&mut world, now);
+                if lose_answer {
+                    Err(CloudError::transient(
+                        TransientKind::Timeout,
+                        "RequestTimeout",
+                        format!("{} in {region} timed out", op.name()),
+                    ))
+                } else {
+                    result
+                }
+            }
+        };
+        world.calls.push(CallRecord {
+            at: now,
+            region: region.to_string(),
+            op,
+            mutating: op.is_mutating(),
+            error: result.as_ref().err().map(CloudError::metric_label),
+        });
+        result
+    }
+}
+
+impl World {
+    /// The fault that hits this call: an error to return instead of
+    /// running it, and whether to lose the answer after running it.
+    fn take_fault(&mut self, region: &str, op: Op) -> (Option<CloudError>, bool) {
+        if self.outages.contains_key(region) {
+            return (
+                Some(CloudError::region_unavailable(
+                    region,
+                    format!("could not connect to the RDS endpoint in {region}"),
+                )),
+                false,
+            );
+        }
+        let position = self.faults.iter().position(|f| match f {
+            Fault::Throttle { region: r, calls } | Fault::ServerError { region: r, calls } => {
+                r == region && *calls > 0
+            }
+            Fault::Timeout { region: r, calls } => r == region && *calls > 0 && op.is_mutating(),
+            Fault::RegionOutage { .. } | Fault::SlowOperation { .. } => false,
+        });
+        let Some(position) = position else {
+            return (None, false);
+        };
+        let outcome = match &mut self.faults[position] {
+            Fault::Throttle { calls, .. } => {
+                *calls -= 1;
+                (Some(CloudError::throttled("Rate exceeded")), false)
+            }
+            Fault::ServerError { calls, .. } => {
+                *calls -= 1;
+                (
+                    Some(CloudError::transient(
+                        TransientKind::ServerError,
+                        "InternalFailure",
+                        format!("{} failed with an internal error", op.name()),
+                    )),
+                    false,
+                )
+            }
+            Fault::Timeout { calls, .. } => {
+                *calls -= 1;
+                (None, true)
+            }
+            Fault::RegionOutage { .. } | Fault::SlowOperation { .. } => (None, false),
+        };
+        self.faults.retain(|f| match f {
+            Fault::Throttle { calls, .. }
+            | Fault::ServerError { calls, .. }
+            | Fault::Timeout { calls, .. } => *calls > 0,
+            _ => true,
+        });
+        outcome
+    }
+
+    /// The duration of `op` in `region`, stretched by any slow-operation fault.
+    fn duration(&self, region: &str, op: Op, base: Duration) -> Duration {
+        let extra: Duration = self
+            .faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::SlowOperation {
+                    region: r,
+                    op: o,
+                    extra,
+                } if r == region && *o == op => Some(*extra),
+                _ => None,
+            })
+            .sum();
+        base + extra
+    }
+
+    fn schedule(&mut self, now: Timestamp, after: Duration, event: aurora::Event) {
+        self.seq += 1;
+        let after =
+            SignedDuration::try_from(after).expect("simulated durations fit a SignedDuration");
+        self.pending.push(Pending {
+            at: now
+                .checked_add(after)
+                .expect("simulated time stays in range"),
+            seq: self.seq,
+            event,
+        });
+    }
+
+    /// Applies every completion due by `now`, oldest first.
+    fn settle(&mut self, now: Timestamp) {
+        loop {
+            let due = self
+                .pending
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.at <= now)
+                .min_by_key(|(_, p)| (p.at, p.seq))
+                .map(|(i, _)| i);
+            let Some(index) = due else { break };
+            let pending = self.pending.remove(index);
+            self.apply(pending.at, pending.event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,9 @@
+//! The simulated world: virtual time and a simulated AWS. A product
+//! feature (`--cloud simulated`, `shopfleet simulate`), not only a test
+//! double: deterministic, offline, with fault injection.
+
+pub mod clock;
+pub mod cloud;
+
+pub use clock::VirtualClock;
+pub use cloud::{CallRecord, Fault, Op, SimCloud, SimDurations};
