@@ -152,11 +152,12 @@ pub(crate) fn restrict_to_subresource(
     }
 }
 
-/// One apply request.
-pub(crate) struct ApplyRequest<'a> {
+/// Who writes, through which subresource, when: shared by apply and update tracking.
+pub(crate) struct WriteContext<'a> {
     pub manager: &'a str,
     pub subresource: &'a str,
     pub api_version: &'a str,
+    /// Apply only: take over conflicting fields.
     pub force: bool,
     pub now: &'a str,
     pub rules: &'a TypeRules,
@@ -215,7 +216,7 @@ pub(crate) fn apply(
     live: &Value,
     entries: &[ManagedEntry],
     applied: &Value,
-    req: &ApplyRequest<'_>,
+    req: &WriteContext<'_>,
 ) -> Result<(Value, Vec<ManagedEntry>), Vec<Conflict>> {
     let applied_set = FieldSet::from_value(applied, req.rules);
     let mut entries: Vec<ManagedEntry> = entries.to_vec();
@@ -345,12 +346,16 @@ pub(crate) fn track_update(
     old: Option<&Value>,
     new: &Value,
     entries: &[ManagedEntry],
-    manager: &str,
-    subresource: &str,
-    api_version: &str,
-    now: &str,
-    rules: &TypeRules,
+    ctx: &WriteContext<'_>,
 ) -> Vec<ManagedEntry> {
+    let WriteContext {
+        manager,
+        subresource,
+        api_version,
+        now,
+        rules,
+        ..
+    } = *ctx;
     let new_set = FieldSet::from_value(new, rules);
     let old_set = old
         .map(|o| FieldSet::from_value(o, rules))
@@ -418,8 +423,8 @@ pub(crate) fn without_managed_times(obj: &Value) -> Value {
 mod tests {
     use super::*;
 
-    fn req<'a>(manager: &'a str, force: bool, rules: &'a TypeRules) -> ApplyRequest<'a> {
-        ApplyRequest {
+    fn req<'a>(manager: &'a str, force: bool, rules: &'a TypeRules) -> WriteContext<'a> {
+        WriteContext {
             manager,
             subresource: "",
             api_version: "v1",
@@ -554,15 +559,14 @@ mod tests {
     fn keyed_lists_merge_by_key() {
         let rules = TypeRules::Builtin;
         let live = json!({"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]}});
-        let mut entries = Vec::new();
-        entries.push(ManagedEntry {
+        let entries = vec![ManagedEntry {
             manager: "other".into(),
             operation: "Update".into(),
             api_version: "v1".into(),
             time: String::new(),
             subresource: String::new(),
             fields: FieldSet::from_value(&live, &rules),
-        });
+        }];
         let (merged, _) = apply(
             &live,
             &entries,
@@ -580,10 +584,10 @@ mod tests {
     fn track_update_moves_changed_fields_to_the_updater() {
         let rules = TypeRules::Builtin;
         let old = json!({"data": {"a": "1", "b": "2"}});
-        let entries = track_update(None, &old, &[], "creator", "", "v1", "t0", &rules);
+        let entries = track_update(None, &old, &[], &req("creator", false, &rules));
         assert_eq!(entries[0].fields, FieldSet::from_value(&old, &rules));
         let new = json!({"data": {"a": "changed"}});
-        let entries = track_update(Some(&old), &new, &entries, "editor", "", "v1", "t1", &rules);
+        let entries = track_update(Some(&old), &new, &entries, &req("editor", false, &rules));
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].manager, "editor");
         assert_eq!(

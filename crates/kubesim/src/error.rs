@@ -38,15 +38,9 @@ pub struct Cause {
     pub field: String,
 }
 
-/// A failed API request, rendered as a `Status` object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// HTTP status code.
-    pub code: u16,
-    /// `Status.reason`, e.g. `NotFound`.
-    pub reason: String,
-    /// `Status.message`.
-    pub message: String,
+/// `Status.details` of an [`ApiError`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
     /// `Status.details.name`.
     pub name: Option<String>,
     /// `Status.details.group`.
@@ -57,24 +51,34 @@ pub struct ApiError {
     pub causes: Vec<Cause>,
 }
 
+/// A failed API request, rendered as a `Status` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status code.
+    pub code: u16,
+    /// `Status.reason`, e.g. `NotFound`.
+    pub reason: String,
+    /// `Status.message`.
+    pub message: String,
+    /// `Status.details` (boxed: errors travel through every `Result`).
+    pub details: Box<Details>,
+}
+
 impl ApiError {
     fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
         ApiError {
             code,
             reason: reason.to_string(),
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
+            details: Box::default(),
         }
     }
 
     /// Sets `details.{name, group, kind}`; empty values are left out like the real server does.
     pub(crate) fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
-        self.name = non_empty(name);
-        self.group = non_empty(group);
-        self.kind = non_empty(kind);
+        self.details.name = non_empty(name);
+        self.details.group = non_empty(group);
+        self.details.kind = non_empty(kind);
         self
     }
 
@@ -137,7 +141,7 @@ impl ApiError {
     /// `409` for server-side apply conflicts; `causes` carries one entry per conflicting field.
     pub(crate) fn apply_conflict(message: String, causes: Vec<Cause>) -> Self {
         let mut e = Self::new(409, "Conflict", message);
-        e.causes = causes;
+        e.details.causes = causes;
         e
     }
 
@@ -170,7 +174,7 @@ impl ApiError {
             format!("{qualified_kind} \"{name}\" is invalid: {joined}"),
         )
         .with_details(name, group, kind);
-        e.causes = causes;
+        e.details.causes = causes;
         e
     }
 
@@ -222,17 +226,18 @@ impl ApiError {
     /// The `Status` JSON body.
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
+        if let Some(n) = &self.details.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
+        if let Some(g) = &self.details.group {
             details.insert("group".into(), json!(g));
         }
-        if let Some(k) = &self.kind {
+        if let Some(k) = &self.details.kind {
             details.insert("kind".into(), json!(k));
         }
-        if !self.causes.is_empty() {
+        if !self.details.causes.is_empty() {
             let causes: Vec<Value> = self
+                .details
                 .causes
                 .iter()
                 .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))

@@ -263,10 +263,10 @@ fn serve_resource(ctx: &Ctx, req: ResourceRequest) -> Result<Response<Body>, Api
         return Err(ApiError::no_route());
     }
     let sub = rp.subresource.clone().unwrap_or_default();
-    if !sub.is_empty()
-        && !(sub == "status" && rt.status_subresource)
-        && !(sub == "finalize" && rt.plural == "namespaces")
-    {
+    let served_subresource = sub.is_empty()
+        || (sub == "status" && rt.status_subresource)
+        || (sub == "finalize" && rt.plural == "namespaces");
+    if !served_subresource {
         return Err(ApiError::no_route());
     }
     let namespace = rp.namespace.clone().unwrap_or_default();
@@ -453,11 +453,7 @@ mod tests {
     ) -> Route {
         Route::Resource(ResourcePath {
             group: group.into(),
-            version: if group.is_empty() {
-                "v1".into()
-            } else {
-                "v1".into()
-            },
+            version: "v1".into(),
             namespace: ns.map(String::from),
             plural: plural.into(),
             name: name.map(String::from),

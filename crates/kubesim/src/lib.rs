@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use error::{ApiError, Cause, Error};
+pub use error::{ApiError, Cause, Details, Error};
 pub use rollout::RolloutPolicy;
 use store::{ObjKey, Store};
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
-use crate::apply::{self, ApplyRequest};
+use crate::apply::{self, WriteContext};
 use crate::error::{ApiError, Cause};
 use crate::gc::{self, GcAction};
 use crate::patch::{self, PatchType};
@@ -852,7 +852,7 @@ impl State {
         let live_content = apply::managed_content(&live);
         let now = now();
         let rules = rt.rules();
-        let req = ApplyRequest {
+        let req = WriteContext {
             manager: &opts.manager,
             subresource: &opts.subresource,
             api_version: &rt.api_version(),
@@ -977,15 +977,20 @@ impl State {
         }
         if let Managed::Track = managed {
             let old_content = old.as_ref().map(apply::managed_content);
+            let (api_version, now, rules) = (rt.api_version(), now(), rt.rules());
+            let ctx = WriteContext {
+                manager: &opts.manager,
+                subresource: &opts.subresource,
+                api_version: &api_version,
+                force: false,
+                now: &now,
+                rules: &rules,
+            };
             let entries = apply::track_update(
                 old_content.as_ref(),
                 &apply::managed_content(&new),
                 &old.as_ref().map(apply::read_managed).unwrap_or_default(),
-                &opts.manager,
-                &opts.subresource,
-                &rt.api_version(),
-                &now(),
-                &rt.rules(),
+                &ctx,
             );
             apply::write_managed(&mut new, &entries);
         }

@@ -256,10 +256,12 @@ async fn kube_runtime_watcher_sees_changes_resumes_after_close_and_relists_after
         .labels("app=web")
         .disable_bookmarks();
     let (reader, writer) = kube::runtime::reflector::store();
-    let stream = kube::runtime::reflector(writer, watcher(api.clone(), cfg)).applied_objects();
+    let stream = kube::runtime::reflector(writer, watcher(api.clone(), cfg).default_backoff())
+        .applied_objects();
     let task = tokio::spawn(async move {
         let mut s = stream.boxed();
-        while s.try_next().await.is_ok_and(|o| o.is_some()) {}
+        // Errors (like the 410) are reported on the stream; the watcher recovers by itself.
+        while s.next().await.is_some() {}
     });
     let names = || {
         let mut v: Vec<String> = reader.state().iter().map(|o| o.name_any()).collect();
