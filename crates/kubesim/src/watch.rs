@@ -106,29 +106,34 @@ fn start(
 ) -> Result<Start, ApiError> {
     let rv = req.resource_version.as_deref().unwrap_or("");
     let mut lines = Vec::new();
-    let initial_state = rv.is_empty() || rv == "0" || req.send_initial_events;
-    let from_rv = if initial_state && (rv.is_empty() || rv == "0") {
-        state.rv
-    } else {
-        rv.parse::<u64>()
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?
+    let from_rv = match rv {
+        "" | "0" => None,
+        other => Some(
+            other
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?,
+        ),
     };
-    if initial_state {
-        for (_, obj) in state.matching(&req.rt, req.namespace.as_deref(), &req.labels, &req.fields)
-        {
-            lines.push(req.line("ADDED", obj));
-        }
-        if req.send_initial_events && req.bookmarks {
-            lines.push(req.bookmark(from_rv.max(state.rv), true));
-        }
-        if rv.is_empty() || rv == "0" {
+    let from_rv = match from_rv {
+        Some(v) if !req.send_initial_events => v,
+        // Unset, "0" or sendInitialEvents: synthetic ADDED events for the current state.
+        _ => {
+            for (_, obj) in
+                state.matching(&req.rt, req.namespace.as_deref(), &req.labels, &req.fields)
+            {
+                lines.push(req.line("ADDED", obj));
+            }
+            if req.send_initial_events && req.bookmarks {
+                lines.push(req.bookmark(state.rv, true));
+            }
+            // The initial state is the current one; the subscription delivers what follows.
             return Ok(Start {
                 lines,
-                from_rv,
+                from_rv: state.rv,
                 events,
             });
         }
-    }
+    };
     match state.events_since(from_rv) {
         Ok(replay) => {
             for ev in replay {
@@ -136,9 +141,10 @@ fn start(
                     lines.push(req.line(t.as_str(), &obj));
                 }
             }
+            // Everything up to `state.rv` was replayed; the subscription delivers what follows.
             Ok(Start {
                 lines,
-                from_rv: state.rv.max(from_rv),
+                from_rv: state.rv,
                 events,
             })
         }
