@@ -23,6 +23,8 @@ use tracing::{info, warn};
 
 use crate::api::conditions::{self, Desired, Status, Transition, types};
 use crate::api::{RegionRole, ShopRegion, ShopRegionSpec, ShopRegionStatus, SpecError, validate};
+use crate::cloud::aurora::{self, CleanupOutcome};
+use crate::cloud::{Cloud, real_delay};
 use crate::telemetry::Metrics;
 use crate::workload::builders::workload_name;
 use crate::workload::{
@@ -42,6 +44,11 @@ pub enum Error {
     Serialization(#[from] serde_json::Error),
     #[error("ShopRegion {0} has no namespace")]
     MissingNamespace(String),
+    /// Deletion is under way in the cloud; the finalizer stays until it ends.
+    #[error("cloud resources are still being deleted")]
+    CleanupPending(Duration),
+    #[error("deletion blocked ({reason}): {message}")]
+    DeletionBlocked { reason: String, message: String },
 }
 
 impl Error {
@@ -58,6 +65,8 @@ impl Error {
             },
             Error::Serialization(_) => "serialization",
             Error::MissingNamespace(_) => "invalid_object",
+            Error::CleanupPending(_) => "cleanup_pending",
+            Error::DeletionBlocked { .. } => "deletion_blocked",
         }
     }
 }
@@ -65,6 +74,8 @@ impl Error {
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
+    /// `None` runs the Kubernetes side only (no cloud concerns reconciled).
+    pub cloud: Option<Arc<dyn Cloud>>,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
     /// Consecutive failures per object, for the error policy's backoff.
@@ -75,6 +86,7 @@ impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
         Self {
             client,
+            cloud: None,
             metrics,
             reporter: Reporter {
                 controller: "shopfleet".into(),
@@ -82,6 +94,17 @@ impl Context {
             },
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn with_cloud(mut self, cloud: Arc<dyn Cloud>) -> Self {
+        self.cloud = Some(cloud);
+        self
+    }
+
+    /// A cloud delay as a real requeue delay.
+    fn requeue(&self, cloud_delay: Duration) -> Duration {
+        let speed = self.cloud.as_ref().map_or(1, |c| c.speed());
+        real_delay(cloud_delay, speed, Duration::from_millis(50))
     }
 
     fn recorder(&self) -> Recorder {
@@ -216,12 +239,60 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
     let spec = &region.spec;
-    let role = initial_role(spec);
-    let writer_region = spec.failover.order.first().cloned();
+    let previous = region.status.as_ref();
+
+    // The database goes first: AWS decides the role and the endpoints the
+    // workload's topology carries.
+    let database = match &ctx.cloud {
+        Some(cloud) => {
+            let port = cloud.aurora(&spec.region);
+            let outcome = aurora::reconcile_from(
+                port.as_ref(),
+                spec,
+                previous.and_then(|s| s.database.as_ref()),
+                cloud.clock().now(),
+            )
+            .await;
+            for note in &outcome.events {
+                let type_ = if note.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                publish(ctx, &region, type_, &note.reason, &note.message).await;
+            }
+            Some(outcome)
+        }
+        None => None,
+    };
+    if let Some(terminal) = database.as_ref().and_then(|d| d.terminal.clone()) {
+        let mut decided: Vec<Desired> = database.iter().map(|d| d.condition.clone()).collect();
+        decided.extend(summarize(&[], std::slice::from_ref(&terminal)));
+        let mut base = region.status.clone().unwrap_or_default();
+        base.database = database.map(|d| d.status);
+        write_status(&region, ctx, &decided, base).await?;
+        return Ok(Action::await_change());
+    }
+
+    let (role, writer_region) = match database.as_ref().map(|d| &d.status) {
+        Some(db) if db.writer_region.is_some() => (
+            if db.writer {
+                RegionRole::Primary
+            } else {
+                RegionRole::Secondary
+            },
+            db.writer_region.clone(),
+        ),
+        _ => (initial_role(spec), spec.failover.order.first().cloned()),
+    };
 
     let capacity = plan_capacity(&spec.orders, spec.failover.order.len());
     let mut topology = Topology::new(spec, role);
     topology.writer_region = writer_region.clone();
+    if let Some(db) = database.as_ref().map(|d| &d.status) {
+        topology.database_writer_endpoint = db.writer_endpoint.clone();
+        topology.database_reader_endpoint = db.reader_endpoint.clone();
+    }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let observed_replicas = deployments
         .get_opt(&workload_name(&region))
@@ -248,15 +319,22 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         workload_status(report.deployment.as_ref(), &capacity, inputs.absorbing);
 
     let mut decided = vec![workload_ready];
+    decided.extend(database.iter().map(|d| d.condition.clone()));
     decided.extend(summarize(&decided, &[]));
     let mut base = region.status.clone().unwrap_or_default();
     base.orders = Some(orders);
     base.role = Some(role);
     base.writer_region = writer_region;
+    let cloud_requeue = database.as_ref().and_then(|d| d.requeue_after);
+    base.database = database.map(|d| d.status);
     write_status(&region, ctx, &decided, base).await?;
-    // Children are watched, so progress wakes the reconcile by itself; the
-    // periodic requeue only re-checks drift that no watch reports.
-    Ok(Action::requeue(Duration::from_secs(300)))
+    // Children are watched, so their progress wakes the reconcile by itself;
+    // the cloud is polled. The periodic requeue re-checks drift that nothing
+    // reports.
+    let periodic = Duration::from_secs(300);
+    Ok(Action::requeue(
+        cloud_requeue.map_or(periodic, |d| ctx.requeue(d).min(periodic)),
+    ))
 }
 
 /// The role the spec gives this region before any cloud state is known: the
@@ -270,14 +348,34 @@ fn initial_role(spec: &ShopRegionSpec) -> RegionRole {
 }
 
 async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> {
-    // Children are owned by the ShopRegion and go with it through garbage
-    // collection; cloud resources follow each concern's deletion policy.
+    // Kubernetes children go with the ShopRegion through their owner
+    // references; cloud resources follow the spec's deletion policy.
+    if let Some(cloud) = &ctx.cloud {
+        let port = cloud.aurora(&region.spec.region);
+        match aurora::cleanup(port.as_ref(), &region.spec).await {
+            CleanupOutcome::Done => {}
+            CleanupOutcome::InProgress { requeue } => {
+                return Err(Error::CleanupPending(ctx.requeue(requeue)));
+            }
+            CleanupOutcome::Blocked { reason, message } => {
+                let decided = vec![Desired::new(
+                    types::DATABASE_READY,
+                    Status::False,
+                    reason.clone(),
+                    message.clone(),
+                )];
+                let base = region.status.clone().unwrap_or_default();
+                write_status(&region, ctx, &decided, base).await?;
+                return Err(Error::DeletionBlocked { reason, message });
+            }
+        }
+    }
     publish(
         ctx,
         &region,
         EventType::Normal,
-        "Deleting",
-        "ShopRegion deleted; children follow through owner references",
+        "Deleted",
+        "cloud resources handled per deletionPolicy; removing the finalizer",
     )
     .await;
     Ok(Action::await_change())
@@ -389,6 +487,12 @@ fn object_key(region: &ShopRegion) -> String {
 }
 
 fn error_policy(region: Arc<ShopRegion>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::Finalizer(inner) = error
+        && let finalizer::Error::CleanupFailed(Error::CleanupPending(delay)) = inner.as_ref()
+    {
+        // Not a failure: the cloud is deleting, poll at its pace.
+        return Action::requeue(*delay);
+    }
     let failures = ctx.record_failure(&object_key(&region));
     let delay = backoff(failures);
     warn!(

@@ -9,7 +9,9 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use shopfleet::cloud::Cloud;
 use shopfleet::controller::{self, Context, Scope};
+use shopfleet::sim::{LiveSim, SimCloud, VirtualClock};
 use shopfleet::telemetry::{self, LogFormat, Metrics, Readiness};
 
 #[derive(Parser)]
@@ -49,6 +51,9 @@ struct RunArgs {
     /// Where cloud resources live.
     #[arg(long, value_enum, default_value = "aws")]
     cloud: CloudKind,
+    /// With `--cloud simulated`: simulated cloud seconds per real second.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    sim_speed: u32,
     /// Port of /healthz, /readyz and /metrics.
     #[arg(long, default_value_t = 8080)]
     metrics_port: u16,
@@ -88,11 +93,16 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.log_format);
-    if args.cloud == CloudKind::Aws {
-        warn!(
-            "the AWS cloud adapters are not part of this build yet: cloud concerns are not reconciled"
-        );
-    }
+    let cloud: Arc<dyn Cloud> = match args.cloud {
+        CloudKind::Aws => anyhow::bail!(
+            "--cloud aws: the aws-sdk adapters are not in this build yet; use --cloud simulated"
+        ),
+        CloudKind::Simulated => {
+            info!(speed = args.sim_speed, "using the simulated cloud");
+            let clock = VirtualClock::at(k8s_openapi::jiff::Timestamp::now());
+            Arc::new(LiveSim::start(SimCloud::new(clock), args.sim_speed))
+        }
+    };
     let metrics = Arc::new(Metrics::default());
     let readiness = Readiness::default();
     let config = kube::Config::infer()
@@ -148,7 +158,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(%identity, "became leader");
     metrics.leader.set(1);
 
-    let ctx = Arc::new(Context::new(client, metrics.clone(), Some(identity)));
+    let ctx = Arc::new(Context::new(client, metrics.clone(), Some(identity)).with_cloud(cloud));
     let scope = Scope {
         namespace: args.namespace,
     };

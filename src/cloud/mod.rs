@@ -9,6 +9,29 @@ mod error;
 
 pub use error::{CloudError, TransientKind};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+
+/// Everything the controller needs from a cloud: one port handle per region
+/// and service, the clock the cloud's state runs on, and how many cloud
+/// seconds pass per real second (1 for AWS, more for an accelerated
+/// simulation), so that "check again in 5 minutes" means 5 cloud minutes.
+pub trait Cloud: Send + Sync {
+    fn aurora(&self, region: &str) -> Arc<dyn aurora::AuroraPort>;
+    fn clock(&self) -> Arc<dyn Clock>;
+    fn speed(&self) -> u32 {
+        1
+    }
+}
+
+/// A cloud delay expressed in real time, never shorter than `floor` so that an
+/// accelerated simulation does not spin.
+pub fn real_delay(cloud_delay: Duration, speed: u32, floor: Duration) -> Duration {
+    (cloud_delay / speed.max(1)).max(floor)
+}
+
 /// Tag keys put on every resource shopfleet creates.
 pub mod tags {
     pub const SHOP: &str = "shopfleet.io/shop";
@@ -33,6 +56,24 @@ pub fn arn_region(arn: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cloud_delays_shrink_with_the_simulation_speed_down_to_a_floor() {
+        let floor = Duration::from_millis(50);
+        assert_eq!(
+            real_delay(Duration::from_secs(60), 1, floor),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            real_delay(Duration::from_secs(60), 60, floor),
+            Duration::from_secs(1)
+        );
+        assert_eq!(real_delay(Duration::from_secs(1), 1000, floor), floor);
+        assert_eq!(
+            real_delay(Duration::from_secs(6), 0, floor),
+            Duration::from_secs(6)
+        );
+    }
 
     #[test]
     fn arn_region_reads_the_fourth_field() {

@@ -4,6 +4,8 @@
 
 pub mod clock;
 pub mod cloud;
+pub mod live;
 
 pub use clock::VirtualClock;
 pub use cloud::{CallRecord, Fault, Op, SimCloud, SimDurations};
+pub use live::LiveSim;

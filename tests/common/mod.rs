@@ -14,6 +14,7 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParam
 use kube::{Client, ResourceExt};
 use shopfleet::api::ShopRegion;
 use shopfleet::api::conditions::find;
+use shopfleet::cloud::Cloud;
 use shopfleet::controller::{self, Context, Scope};
 use shopfleet::telemetry::{self, Metrics};
 use tokio::sync::oneshot;
@@ -29,14 +30,19 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// The operator on the in-process Kubernetes API server.
+    /// The operator on the in-process Kubernetes API server, Kubernetes side only.
     pub async fn in_process() -> Harness {
+        Self::in_process_with(None).await
+    }
+
+    /// The operator on the in-process Kubernetes API server and a cloud.
+    pub async fn in_process_with(cloud: Option<Arc<dyn Cloud>>) -> Harness {
         let server = kubesim::ApiServer::start().await.expect("kubesim starts");
         server
             .install_crd_yaml(&shopfleet::api::crd_yaml())
             .expect("the generated CRD installs");
         let config = server.config();
-        Self::start(config, Some(server), "shop".to_string()).await
+        Self::start(config, Some(server), "shop".to_string(), cloud).await
     }
 
     /// The operator on the cluster KUBECONFIG names, in a fresh namespace;
@@ -54,13 +60,14 @@ impl Harness {
             .unwrap()
             .as_nanos()
             % 1_000_000_000;
-        Some(Self::start(config, None, format!("shopfleet-e2e-{suffix}")).await)
+        Some(Self::start(config, None, format!("shopfleet-e2e-{suffix}"), None).await)
     }
 
     async fn start(
         config: kube::Config,
         server: Option<kubesim::ApiServer>,
         namespace: String,
+        cloud: Option<Arc<dyn Cloud>>,
     ) -> Harness {
         let metrics = Arc::new(Metrics::default());
         let client = telemetry::counting_client(config, metrics.clone()).unwrap();
@@ -71,11 +78,11 @@ impl Harness {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap();
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            metrics.clone(),
-            Some("test".into()),
-        ));
+        let mut ctx = Context::new(client.clone(), metrics.clone(), Some("test".into()));
+        if let Some(cloud) = cloud {
+            ctx = ctx.with_cloud(cloud);
+        }
+        let ctx = Arc::new(ctx);
         let (tx, rx) = oneshot::channel::<()>();
         let scope = Scope {
             namespace: Some(namespace.clone()),
@@ -135,16 +142,35 @@ impl Harness {
         }
     }
 
-    /// Waits until the controller has stopped reconciling and writing.
+    /// Waits until the controller has stopped writing: no write for a quiet
+    /// period (reconciles may go on, for example polling an accelerated cloud).
     pub async fn settle(&self) {
-        let mut last = (self.metrics.reconciles_total(), self.writes());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last = self.writes();
         loop {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let now = (self.metrics.reconciles_total(), self.writes());
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let now = self.writes();
             if now == last {
                 return;
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the controller never stopped writing"
+            );
             last = now;
+        }
+    }
+
+    /// Waits for at least one reconcile that starts after this call.
+    pub async fn next_reconcile(&self) {
+        let before = self.metrics.reconciles_total();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.metrics.reconciles_total() <= before + 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no reconcile happened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
