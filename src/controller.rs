@@ -513,6 +513,16 @@ pub struct Scope {
     pub namespace: Option<String>,
 }
 
+fn scoped<K>(client: &Client, scope: &Scope) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match &scope.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Runs the controller until `shutdown` resolves. Fails fast when the CRD is
 /// not installed, with a message that says how to install it.
 pub async fn run(
@@ -521,41 +531,18 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let client = ctx.client.clone();
-    let regions: Api<ShopRegion> = match &scope.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let regions: Api<ShopRegion> = scoped(&client, &scope);
     regions.list(&ListParams::default().limit(1)).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot list ShopRegions ({e}); is the CRD installed? `shopfleet crd | kubectl apply -f -`"
         )
     })?;
     info!(namespace = ?scope.namespace, "starting ShopRegion controller");
-    let owned = |client: &Client| -> (
-        Api<Deployment>,
-        Api<Service>,
-        Api<ConfigMap>,
-        Api<HorizontalPodAutoscaler>,
-        Api<PodDisruptionBudget>,
-    ) {
-        match &scope.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-            ),
-        }
-    };
-    let (deployments, services, configmaps, hpas, pdbs) = owned(&client);
+    let deployments: Api<Deployment> = scoped(&client, &scope);
+    let services: Api<Service> = scoped(&client, &scope);
+    let configmaps: Api<ConfigMap> = scoped(&client, &scope);
+    let hpas: Api<HorizontalPodAutoscaler> = scoped(&client, &scope);
+    let pdbs: Api<PodDisruptionBudget> = scoped(&client, &scope);
     // Only our own children: a label selector keeps the caches small in a
     // cluster full of other workloads.
     let children = watcher::Config::default()

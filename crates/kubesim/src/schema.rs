@@ -246,6 +246,17 @@ fn validate_node(
                     &format!("{path} in body should have at least {min} items"),
                 ));
             }
+            if rules.list_type(type_path) == ListType::Set {
+                for (i, item) in items.iter().enumerate() {
+                    if items[..i].contains(item) {
+                        errors.push(Cause {
+                            reason: "FieldValueDuplicate".into(),
+                            message: format!("Duplicate value: {}", go_value(item)),
+                            field: format!("{path}[{i}]"),
+                        });
+                    }
+                }
+            }
             if let ListType::Map(keys) = rules.list_type(type_path) {
                 let mut seen = Vec::new();
                 for (i, item) in items.iter().enumerate() {
@@ -591,6 +602,19 @@ mod tests {
             wrong_type[0].message,
             "Invalid value: \"string\": spec.size in body must be of type integer: \"string\""
         );
+    }
+
+    #[test]
+    fn a_set_list_with_a_duplicate_is_rejected_like_the_real_server() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "regions": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}
+        }}}});
+        let errors = validate(&json!({"spec": {"regions": ["a", "b", "a"]}}), &schema);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].reason, "FieldValueDuplicate");
+        assert_eq!(errors[0].field, "spec.regions[2]");
+        assert_eq!(errors[0].message, "Duplicate value: \"a\"");
+        assert!(validate(&json!({"spec": {"regions": ["a", "b"]}}), &schema).is_empty());
     }
 
     #[test]
