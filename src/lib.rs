@@ -6,5 +6,6 @@ pub mod clock;
 pub mod cloud;
 pub mod controller;
 pub mod sim;
+pub mod simulate;
 pub mod telemetry;
 pub mod workload;

@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
     Run(RunArgs),
+    /// Bring up the acme fleet (three regions) offline: the real controller,
+    /// an in-process Kubernetes API server and the simulated cloud.
+    Simulate(SimulateArgs),
     /// Print the ShopRegion CRD as YAML (`shopfleet crd | kubectl apply -f -`).
     Crd,
     /// Print the version.
@@ -41,6 +44,16 @@ enum CloudKind {
     Aws,
     /// The in-process simulated cloud: no AWS account needed.
     Simulated,
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    speed: u32,
+    /// Give up (exit 1) when the fleet is not Ready after this many simulated minutes.
+    #[arg(long, default_value_t = 180)]
+    budget_minutes: u64,
 }
 
 #[derive(clap::Args)]
@@ -81,6 +94,7 @@ async fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Run(args) => run(args).await,
+        Command::Simulate(args) => simulate(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -189,6 +203,44 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let _ = probes.await;
     outcome
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    println!(
+        "shopfleet simulate: acme in us-east-1, eu-west-1, ap-northeast-1 at {}x speed",
+        args.speed
+    );
+    println!("{:>8}  {:<15} event", "sim time", "region");
+    let options = shopfleet::simulate::Options {
+        speed: args.speed,
+        budget: std::time::Duration::from_secs(args.budget_minutes * 60),
+    };
+    let report = shopfleet::simulate::run(options, |line| println!("{line}")).await?;
+    println!();
+    print!("{}", report.summary);
+    println!();
+    match report.fleet_ready_after {
+        Some(d) => println!(
+            "fleet Ready after      {} min {} s (simulated)",
+            d.as_secs() / 60,
+            d.as_secs() % 60
+        ),
+        None => println!(
+            "fleet Ready after      never (budget {} min)",
+            args.budget_minutes
+        ),
+    }
+    println!("writers                {}", report.writers.join(", "));
+    println!("kubernetes writes      {}", report.kube_writes);
+    println!(
+        "aws calls              {} mutating, {} reads",
+        report.aws_mutating_calls, report.aws_read_calls
+    );
+    if report.succeeded() {
+        Ok(())
+    } else {
+        anyhow::bail!("the fleet did not converge to Ready with exactly one writer")
+    }
 }
 
 async fn wait_for(mut stop: watch::Receiver<bool>) {
