@@ -22,7 +22,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::api::conditions::{self, Desired, Status, Transition, types};
-use crate::api::{RegionRole, ShopRegion, ShopRegionSpec, ShopRegionStatus, SpecError, validate};
+use crate::api::{
+    DatabaseStatus, RegionRole, ShopRegion, ShopRegionSpec, ShopRegionStatus, SpecError, validate,
+};
 use crate::cloud::aurora::{self, CleanupOutcome};
 use crate::cloud::{Cloud, real_delay};
 use crate::telemetry::Metrics;
@@ -274,17 +276,7 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         return Ok(Action::await_change());
     }
 
-    let (role, writer_region) = match database.as_ref().map(|d| &d.status) {
-        Some(db) if db.writer_region.is_some() => (
-            if db.writer {
-                RegionRole::Primary
-            } else {
-                RegionRole::Secondary
-            },
-            db.writer_region.clone(),
-        ),
-        _ => (initial_role(spec), spec.failover.order.first().cloned()),
-    };
+    let (role, writer_region) = role_and_writer(spec, database.as_ref().map(|d| &d.status));
 
     let capacity = plan_capacity(&spec.orders, spec.failover.order.len());
     let mut topology = Topology::new(spec, role);
@@ -335,6 +327,25 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
     Ok(Action::requeue(
         cloud_requeue.map_or(periodic, |d| ctx.requeue(d).min(periodic)),
     ))
+}
+
+/// This region's role and the writer region: what AWS reports once the global
+/// cluster knows its writer, the spec's initial choice until then.
+pub fn role_and_writer(
+    spec: &ShopRegionSpec,
+    database: Option<&DatabaseStatus>,
+) -> (RegionRole, Option<String>) {
+    match database {
+        Some(db) if db.writer_region.is_some() => {
+            let role = if db.writer {
+                RegionRole::Primary
+            } else {
+                RegionRole::Secondary
+            };
+            (role, db.writer_region.clone())
+        }
+        _ => (initial_role(spec), spec.failover.order.first().cloned()),
+    }
 }
 
 /// The role the spec gives this region before any cloud state is known: the
@@ -421,31 +432,51 @@ async fn write_status(
 }
 
 async fn report_transition(ctx: &Context, region: &ShopRegion, transition: &Transition) {
-    // Conditions that are "good when False" warn when they become True.
+    if let Some(event) = event_for(transition) {
+        publish(ctx, region, event.type_, &event.reason, &event.note).await;
+    }
+}
+
+/// The Event a condition transition deserves, if any.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TransitionEvent {
+    pub type_: EventType,
+    pub reason: String,
+    pub note: String,
+}
+
+/// `Reconciling` flips on every piece of progress and gets no Event; a
+/// "good when False" condition (`Stalled`) warns when it becomes True, every
+/// other condition warns when it stops being True; a condition first
+/// appearing in its good state is not news.
+pub fn event_for(transition: &Transition) -> Option<TransitionEvent> {
+    if transition.type_ == types::RECONCILING {
+        return None;
+    }
     let bad = match transition.type_.as_str() {
         types::STALLED => transition.to == "True",
-        types::RECONCILING => false,
         _ => transition.to != "True",
     };
-    let first_time_progress = transition.from.is_none() && !bad;
-    if transition.type_ == types::RECONCILING || first_time_progress && transition.to == "False" {
-        return;
+    if transition.from.is_none() && !bad && transition.to == "False" {
+        return None;
     }
-    let type_ = if bad {
-        EventType::Warning
-    } else {
-        EventType::Normal
-    };
     let reason = if transition.reason.is_empty() {
         transition.type_.clone()
     } else {
         transition.reason.clone()
     };
-    let note = format!(
-        "{} is {}: {}",
-        transition.type_, transition.to, transition.message
-    );
-    publish(ctx, region, type_, &reason, &note).await;
+    Some(TransitionEvent {
+        type_: if bad {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason,
+        note: format!(
+            "{} is {}: {}",
+            transition.type_, transition.to, transition.message
+        ),
+    })
 }
 
 async fn publish(ctx: &Context, region: &ShopRegion, type_: EventType, reason: &str, note: &str) {
@@ -572,6 +603,62 @@ mod tests {
 
     fn ready(type_: &'static str) -> Desired {
         Desired::new(type_, Status::True, "Available", "ok")
+    }
+
+    fn transition(type_: &str, from: Option<&str>, to: &str) -> Transition {
+        Transition {
+            type_: type_.into(),
+            from: from.map(Into::into),
+            to: to.into(),
+            reason: "Why".into(),
+            message: "details".into(),
+        }
+    }
+
+    #[test]
+    fn stalled_becoming_true_and_ready_becoming_false_are_warnings() {
+        let stalled = event_for(&transition(types::STALLED, Some("False"), "True")).unwrap();
+        assert_eq!(stalled.type_, EventType::Warning);
+        assert_eq!(stalled.reason, "Why");
+        assert_eq!(stalled.note, "Stalled is True: details");
+        let ready = event_for(&transition(types::READY, Some("True"), "False")).unwrap();
+        assert_eq!(ready.type_, EventType::Warning);
+    }
+
+    #[test]
+    fn recovery_is_a_normal_event_and_routine_changes_are_silent() {
+        let ready = event_for(&transition(types::READY, Some("False"), "True")).unwrap();
+        assert_eq!(ready.type_, EventType::Normal);
+        assert_eq!(
+            event_for(&transition(types::RECONCILING, Some("False"), "True")),
+            None
+        );
+        assert_eq!(event_for(&transition(types::STALLED, None, "False")), None);
+        let first_unready = event_for(&transition(types::DATABASE_READY, None, "False")).unwrap();
+        assert_eq!(first_unready.type_, EventType::Warning);
+    }
+
+    #[test]
+    fn the_spec_names_the_writer_until_aws_reports_one() {
+        let spec = crate::api::fixtures::acme("eu-west-1");
+        assert_eq!(
+            role_and_writer(&spec, None),
+            (RegionRole::Secondary, Some("us-east-1".into()))
+        );
+        let promoted = DatabaseStatus {
+            writer: true,
+            writer_region: Some("eu-west-1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            role_and_writer(&spec, Some(&promoted)),
+            (RegionRole::Primary, Some("eu-west-1".into()))
+        );
+        let unknown = DatabaseStatus::default();
+        assert_eq!(
+            role_and_writer(&spec, Some(&unknown)).0,
+            RegionRole::Secondary
+        );
     }
 
     #[test]
