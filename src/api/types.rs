@@ -300,6 +300,11 @@ pub struct CacheSpec {
     /// What happens in AWS when the ShopRegion is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Adopt an existing replication group that has the deterministic
+    /// identifier instead of failing because it already exists.
+    #[serde(default)]
+    pub adopt: bool,
 }
 
 impl Default for CacheSpec {
@@ -313,6 +318,7 @@ impl Default for CacheSpec {
             at_rest_encryption: true,
             auth_secret_ref: None,
             deletion_policy: DeletionPolicy::Retain,
+            adopt: false,
         }
     }
 }
