@@ -405,13 +405,13 @@ fn create_request(
 fn plan_without_group(input: &CachePlanInput) -> CachePlan {
     let spec = input.spec;
     let suffix = global_suffix(spec);
-    // Every path below ends in a create that needs the token: say what is
-    // missing before anything else, while the user can still fix it early.
-    let token = match auth_token(input) {
-        Ok(token) => token,
-        Err(wait) => return wait,
-    };
     let Some(global) = input.global else {
+        // Both paths end in a create that needs the token: say what is
+        // missing now, while the user can fix it before the primary exists.
+        let token = match auth_token(input) {
+            Ok(token) => token,
+            Err(wait) => return wait,
+        };
         if is_first_in_order(spec) {
             return step(CacheAction::CreatePrimaryReplicationGroup {
                 request: create_request(spec, token, None),
@@ -449,6 +449,11 @@ fn plan_without_group(input: &CachePlanInput) -> CachePlan {
             );
         }
     }
+    // A spec that can never join (above) says so before a missing token.
+    let token = match auth_token(input) {
+        Ok(token) => token,
+        Err(wait) => return wait,
+    };
     if !matches!(global.status.as_str(), "available" | "primary-only") || global.primary().is_none()
     {
         return wait(
@@ -946,6 +951,32 @@ pub(crate) mod tests {
             assert_eq!(reason, reason::AUTH_SECRET_MISSING, "{region}");
             assert!(message.contains("acme-redis-auth"));
         }
+    }
+
+    #[test]
+    fn a_spec_that_can_never_join_is_terminal_before_a_missing_auth_secret_is_reported() {
+        let spec = with_auth("eu-west-1");
+        let g = global("available", Some("us-east-1"), &[]);
+        let missing = CacheAuth::Unavailable {
+            reason: reason::AUTH_SECRET_MISSING,
+            message: "gone".into(),
+        };
+        assert_eq!(
+            terminal(run_with(&spec, &missing, Some(&g), None, &Tags::new())).reason,
+            reason::AUTH_MISMATCH
+        );
+        let mut with_auth_enabled = g.clone();
+        with_auth_enabled.auth_token_enabled = true;
+        assert_eq!(
+            wait_reason(run_with(
+                &spec,
+                &missing,
+                Some(&with_auth_enabled),
+                None,
+                &Tags::new()
+            )),
+            reason::AUTH_SECRET_MISSING
+        );
     }
 
     #[test]

@@ -1215,6 +1215,9 @@ impl ElastiCachePort for SimElastiCachePort {
         &self,
         id: Option<&str>,
     ) -> Result<Vec<GlobalReplicationGroup>, CloudError> {
+        // Every regional endpoint answers for every Global Datastore of the
+        // account (a region about to join must see it), as the simulated
+        // Aurora does for global clusters.
         self.cloud
             .call(&self.region, Op::DescribeGlobalReplicationGroups, |w, _| {
                 Ok(w.elasticache
