@@ -220,8 +220,10 @@ pub fn decide(observation: &FleetObservation, policy: &Policy, now: Timestamp) -
 enum Intents {
     /// Another region's recorded promotion holds this region back.
     Respect,
-    /// Judge as if no promotion were recorded: AWS shows none under way.
-    Ignore,
+    /// Only another region's promotion already sent to AWS holds this region
+    /// back: of several regions that recorded an intent and have not called
+    /// AWS, the one whose turn it is goes on and the others give up.
+    IgnoreUnsent,
 }
 
 fn wait(reason: WaitReason, message: impl Into<String>) -> Decision {
@@ -329,7 +331,7 @@ fn continue_own(
     }
     // Recorded but never sent: carry it out only if it is still what the
     // fleet wants now.
-    match fleet_decision(observation, policy, now, Intents::Ignore) {
+    match fleet_decision(observation, policy, now, Intents::IgnoreUnsent) {
         Decision::Failover(p) | Decision::Switchover(p) if p.kind == own.kind && p.to == own.to => {
             Decision::Resume(Promotion {
                 reason: format!(
@@ -385,14 +387,13 @@ fn fleet_decision(
             ),
         );
     }
-    if intents == Intents::Respect
-        && let Some(other) = observation.attempts.iter().find(|a| {
-            a.region != observation.local
-                && a.in_progress()
-                && (a.from == writer || a.to == writer)
-                && elapsed(a.started_at, now) < policy.intent_timeout
-        })
-    {
+    if let Some(other) = observation.attempts.iter().find(|a| {
+        a.region != observation.local
+            && a.in_progress()
+            && (intents == Intents::Respect || !a.completed_steps.is_empty())
+            && (a.from == writer || a.to == writer)
+            && elapsed(a.started_at, now) < policy.intent_timeout
+    }) {
         return wait(
             WaitReason::FailoverInProgress,
             format!(
@@ -1338,6 +1339,27 @@ pub(crate) mod tests {
         );
         assert_eq!(reason_of(&decisions[2]), "NoLongerNeeded");
         assert_eq!(reason_of(&decisions[0]), "FailoverInProgress");
+    }
+
+    #[test]
+    fn own_unsent_intent_gives_way_to_another_regions_request_already_sent_to_aws() {
+        let mut obs = writer_lost(EU);
+        let mut sent = attempt(AP, FailoverKind::Failover, US, AP, -5, None);
+        sent.completed_steps = vec!["AuroraFailoverRequested".into()];
+        obs.attempts = vec![attempt(EU, FailoverKind::Failover, US, EU, -5, None), sent];
+        let decisions = everyone(&obs, &policy(), t(0));
+        assert_eq!(
+            reason_of(&decisions[1]),
+            "NoLongerNeeded",
+            "{:?}",
+            decisions[1]
+        );
+        assert!(
+            decisions[1]
+                .message()
+                .contains("ap-northeast-1 recorded a failover")
+        );
+        assert!(matches!(&decisions[2], Decision::Resume(p) if p.to == AP));
     }
 
     #[test]
