@@ -327,6 +327,23 @@ proptest! {
     }
 
     #[test]
+    fn never_a_second_promotion_while_one_is_in_progress((obs, policy) in fleet()) {
+        let w = writer(&obs);
+        let aws_busy = obs.global.as_ref().is_some_and(|g| g.transition.is_some());
+        for (region, d) in new_promotions(&decisions(&obs, &policy)) {
+            prop_assert!(!aws_busy, "AWS is moving the writer, yet {} starts: {:?}", region, d);
+            for a in obs.attempts.iter().filter(|a| a.in_progress() && a.region != region) {
+                let pending = w == Some(a.from.as_str()) || w == Some(a.to.as_str());
+                let fresh = now() < plus(a.started_at, policy.intent_timeout);
+                prop_assert!(
+                    !(pending && fresh),
+                    "{} recorded a promotion at {}, yet {} starts another: {:?}", a.region, a.started_at, region, d
+                );
+            }
+        }
+    }
+
+    #[test]
     fn never_a_promotion_with_lag_over_budget_unless_allowed((obs, policy) in fleet()) {
         for (_, d) in decisions(&obs, &policy) {
             let Decision::Failover(p) = &d else { continue };
