@@ -643,6 +643,35 @@ fn failover(
     }
 }
 
+/// Regions the survivors absorb: any region not `Healthy` since at least
+/// `unhealthyAfter` (a region of unknown health for that long counts too:
+/// spare capacity is the cheap side of the doubt). A region never judged
+/// (operator just started) does not.
+pub fn lost_regions<'a>(
+    observation: &'a FleetObservation,
+    policy: &Policy,
+    now: Timestamp,
+) -> Vec<&'a str> {
+    observation
+        .regions
+        .iter()
+        .filter(|r| !r.health.is_healthy())
+        .filter(|r| {
+            r.health
+                .since
+                .is_some_and(|since| now >= after(since, policy.unhealthy_after))
+        })
+        .map(|r| r.region.as_str())
+        .collect()
+}
+
+/// Whether the local region holds the absorbing minimum of the capacity
+/// model now: another region is lost and this one is not.
+pub fn absorbing(observation: &FleetObservation, policy: &Policy, now: Timestamp) -> bool {
+    let lost = lost_regions(observation, policy, now);
+    !lost.is_empty() && !lost.contains(&observation.local.as_str())
+}
+
 /// The end of the cooldown: it runs from the last writer change, whether
 /// this controller saw it in a failover record or only in AWS. A promotion
 /// still finishing its steps after AWS moved the writer counts from its
@@ -1393,6 +1422,37 @@ pub(crate) mod tests {
             ),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn survivors_absorb_a_region_lost_for_unhealthy_after_and_stop_when_it_is_healthy() {
+        let mut obs = fleet(EU);
+        set_health(&mut obs, US, unhealthy(-29));
+        assert!(!absorbing(&obs, &policy(), t(0)), "not lost yet");
+        assert!(absorbing(&obs, &policy(), t(1)));
+        let mut lost = obs.clone();
+        lost.local = US.into();
+        assert!(
+            !absorbing(&lost, &policy(), t(1)),
+            "the lost region absorbs nothing"
+        );
+        set_health(&mut obs, US, healthy(0));
+        assert!(!absorbing(&obs, &policy(), t(1)));
+    }
+
+    #[test]
+    fn a_secondary_lost_is_absorbed_too_and_long_unknown_counts_as_lost() {
+        let mut obs = fleet(US);
+        set_health(&mut obs, AP, unhealthy(-100));
+        assert_eq!(lost_regions(&obs, &policy(), t(0)), vec![AP]);
+        assert!(absorbing(&obs, &policy(), t(0)));
+        let mut unknown = Health::unknown();
+        unknown.since = Some(t(-100));
+        set_health(&mut obs, AP, unknown);
+        assert!(absorbing(&obs, &policy(), t(0)));
+        // Never judged: the operator just started, nothing is known lost.
+        set_health(&mut obs, AP, Health::unknown());
+        assert!(!absorbing(&obs, &policy(), t(0)));
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub mod ready;
 #[cfg(test)]
 mod properties;
 
-pub use decide::{AbandonReason, Decision, Promotion, RefuseReason, WaitReason, decide};
+pub use decide::{
+    AbandonReason, Decision, Promotion, RefuseReason, WaitReason, absorbing, decide, lost_regions,
+};
 pub use health::{Health, HealthState, Sample, Signal, Thresholds, assess, verdict};
 pub use observe::{
     Attempt, FleetObservation, GlobalView, LagSample, ObserveInput, Policy, RegionView,
