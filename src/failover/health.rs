@@ -110,88 +110,88 @@ pub mod reason {
 
 /// What one sample says: see the module documentation for the rules.
 pub fn assess(sample: &Sample) -> Assessment {
-    if let Signal::Down(detail) = &sample.database {
-        return Assessment {
-            evidence: Evidence::Bad,
-            reason: reason::DATABASE_UNAVAILABLE,
-            message: format!("database: {detail}"),
-        };
-    }
+    let assessment = |evidence, reason, message: String| Assessment {
+        evidence,
+        reason,
+        message,
+    };
+    let api_silent = match &sample.database {
+        Signal::Down(detail) => {
+            return assessment(
+                Evidence::Bad,
+                reason::DATABASE_UNAVAILABLE,
+                format!("database: {detail}"),
+            );
+        }
+        Signal::Up => None,
+        Signal::NoData(detail) => Some(detail),
+    };
     if let Some(Signal::Down(detail)) = &sample.cache {
-        return Assessment {
-            evidence: Evidence::Bad,
-            reason: reason::CACHE_UNAVAILABLE,
-            message: format!("cache: {detail}"),
-        };
+        return assessment(
+            Evidence::Bad,
+            reason::CACHE_UNAVAILABLE,
+            format!("cache: {detail}"),
+        );
     }
-    let data_plane = [
+    let signals = [
+        ("cache", sample.cache.as_ref()),
         ("endpoint", Some(&sample.endpoint)),
         ("http", sample.http.as_ref()),
     ];
-    let data_plane_down: Vec<String> = data_plane
+    let data_plane_down: Vec<String> = signals
         .iter()
         .filter_map(|(name, signal)| match signal {
             Some(Signal::Down(detail)) => Some(format!("{name}: {detail}")),
             _ => None,
         })
         .collect();
-    match &sample.database {
-        Signal::Up if !data_plane_down.is_empty() => Assessment {
-            evidence: Evidence::Inconclusive,
-            reason: reason::SIGNALS_DISAGREE,
-            message: format!(
+    match api_silent {
+        Some(api) if !data_plane_down.is_empty() => assessment(
+            Evidence::Bad,
+            reason::REGION_UNREACHABLE,
+            format!("AWS API: {api}; {}", data_plane_down.join("; ")),
+        ),
+        Some(api) => assessment(
+            Evidence::Inconclusive,
+            reason::API_UNREACHABLE,
+            format!("AWS API: {api}; the data plane does not show the region down"),
+        ),
+        None if !data_plane_down.is_empty() => assessment(
+            Evidence::Inconclusive,
+            reason::SIGNALS_DISAGREE,
+            format!(
                 "AWS reports the database available, but {}",
                 data_plane_down.join("; ")
             ),
-        },
-        Signal::Up => {
-            let missing: Vec<String> = [
-                ("cache", sample.cache.as_ref()),
-                ("endpoint", Some(&sample.endpoint)),
-                ("http", sample.http.as_ref()),
-            ]
-            .iter()
-            .filter_map(|(name, signal)| {
-                signal
-                    .and_then(Signal::detail)
-                    .map(|detail| format!("{name}: {detail}"))
-            })
-            .collect();
-            if missing.is_empty() {
-                Assessment {
-                    evidence: Evidence::Good,
-                    reason: reason::SIGNALS_HEALTHY,
-                    message: "database available, endpoint reachable".to_string()
-                        + if sample.cache.is_some() {
-                            ", cache available"
-                        } else {
-                            ""
-                        }
-                        + if sample.http.is_some() {
-                            ", health URL answers 2xx"
-                        } else {
-                            ""
-                        },
-                }
+        ),
+        None => {
+            let silent: Vec<String> = signals
+                .iter()
+                .filter_map(|(name, signal)| {
+                    signal
+                        .and_then(Signal::detail)
+                        .map(|detail| format!("{name}: {detail}"))
+                })
+                .collect();
+            if silent.is_empty() {
+                let present: Vec<&str> = signals
+                    .iter()
+                    .filter(|(_, signal)| signal.is_some())
+                    .map(|(name, _)| *name)
+                    .collect();
+                assessment(
+                    Evidence::Good,
+                    reason::SIGNALS_HEALTHY,
+                    format!("database available; {} up", present.join(", ")),
+                )
             } else {
-                Assessment {
-                    evidence: Evidence::Inconclusive,
-                    reason: reason::SIGNALS_INCOMPLETE,
-                    message: format!("database available; no data for {}", missing.join("; ")),
-                }
+                assessment(
+                    Evidence::Inconclusive,
+                    reason::SIGNALS_INCOMPLETE,
+                    format!("database available; no data for {}", silent.join("; ")),
+                )
             }
         }
-        Signal::NoData(api) if !data_plane_down.is_empty() => Assessment {
-            evidence: Evidence::Bad,
-            reason: reason::REGION_UNREACHABLE,
-            message: format!("AWS API: {api}; {}", data_plane_down.join("; ")),
-        },
-        Signal::NoData(api) => Assessment {
-            evidence: Evidence::Inconclusive,
-            reason: reason::API_UNREACHABLE,
-            message: format!("AWS API: {api}; the data plane does not show the region down"),
-        },
-        Signal::Down(_) => unreachable!("handled first"),
     }
 }
 
@@ -322,6 +322,17 @@ impl HealthState {
         let evidence = assessment.evidence;
         if evidence == Evidence::Inconclusive {
             next.streak = None;
+            // An unknown region keeps the first explanation of a kind, so
+            // that error texts changing from probe to probe do not rewrite
+            // the status every few seconds.
+            if next.verdict == HealthVerdict::Unknown
+                && next
+                    .basis
+                    .as_ref()
+                    .is_none_or(|b| b.reason != assessment.reason)
+            {
+                next.basis = Some(assessment);
+            }
             return next;
         }
         next.last_conclusive = Some(sample.at);
@@ -361,7 +372,7 @@ impl HealthState {
             let latest = self
                 .latest
                 .as_ref()
-                .map(|a| format!("; latest: {}", a.message))
+                .map(|a| format!("; latest: {}", a.reason))
                 .unwrap_or_default();
             return Health {
                 verdict: HealthVerdict::Unknown,
@@ -381,9 +392,9 @@ impl HealthState {
                 // Unknown, and either the latest sample was inconclusive or a
                 // run is building up towards a threshold.
                 let latest = self.latest.as_ref();
-                let (reason, message) = match latest {
-                    Some(a) if a.evidence == Evidence::Inconclusive => {
-                        (a.reason, a.message.clone())
+                let (reason, message) = match (latest, &self.basis) {
+                    (Some(a), Some(basis)) if a.evidence == Evidence::Inconclusive => {
+                        (basis.reason, basis.message.clone())
                     }
                     _ => (
                         reason::OBSERVING,
@@ -715,7 +726,11 @@ mod tests {
         assert_eq!(h.verdict, HealthVerdict::Unknown);
         assert_eq!(h.reason, reason::NO_RECENT_EVIDENCE);
         assert_eq!(h.since, Some(t(10 + th.stale_after.as_secs() as i64)));
-        assert!(h.message.contains("AWS API"), "{}", h.message);
+        assert!(
+            h.message.contains("latest: ApiUnreachable"),
+            "{}",
+            h.message
+        );
     }
 
     #[test]
@@ -743,6 +758,23 @@ mod tests {
         // An old bad sample does not combine with a new one across a gap.
         let h = at(&[outage(0), outage(gap)], gap);
         assert_eq!(h.verdict, HealthVerdict::Unknown);
+    }
+
+    #[test]
+    fn an_unknown_region_keeps_its_first_explanation_while_error_texts_change() {
+        let th = Thresholds::default();
+        let probe = |at: i64, request: &str| Sample {
+            database: Signal::NoData(format!("throttled (request {request})")),
+            ..api_only_down(at)
+        };
+        let first = verdict(&[probe(0, "a1")], t(0), &th);
+        let later = verdict(
+            &[probe(0, "a1"), probe(5, "b2"), probe(10, "c3")],
+            t(10),
+            &th,
+        );
+        assert_eq!(first.reason, reason::API_UNREACHABLE);
+        assert_eq!(later, first);
     }
 
     #[test]
