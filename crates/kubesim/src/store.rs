@@ -961,6 +961,9 @@ impl State {
         if rt.group == "apiextensions.k8s.io" {
             Self::prepare_crd(rt, &name, &mut new)?;
         }
+        if rt.group.is_empty() && rt.kind == "Secret" {
+            fold_string_data(&mut new);
+        }
         if rt.tracks_generation
             && let Some(old) = &old
         {
@@ -1337,6 +1340,34 @@ impl State {
             self.create(&rt, "", doc, &opts)?;
         }
         Ok(())
+    }
+}
+
+/// A Secret's `stringData` is write-only: the API server merges it into
+/// `data` (base64, winning over a `data` key of the same name) and never
+/// stores or returns it.
+fn fold_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(string_data)) =
+        secret.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    let data = secret
+        .as_object_mut()
+        .expect("a Secret is an object")
+        .entry("data")
+        .or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    let data = data.as_object_mut().expect("just made an object");
+    for (key, value) in string_data {
+        let text = value.as_str().unwrap_or_default();
+        data.insert(
+            key,
+            json!(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
     }
 }
 

@@ -60,16 +60,7 @@ pub fn auth_from_secret(
         .data
         .as_ref()
         .and_then(|d| d.get(&reference.key))
-        .map(|b| b.0.clone())
-        // A real API server folds `stringData` into `data`; an API server
-        // that keeps it as written (kubesim) still serves the token.
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(&reference.key))
-                .map(|s| s.clone().into_bytes())
-        });
+        .map(|b| b.0.clone());
     let Some(bytes) = bytes else {
         return CacheAuth::Unavailable {
             reason: reason::AUTH_SECRET_KEY_MISSING,
@@ -169,18 +160,6 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn string_data_is_read_when_data_lacks_the_key() {
-        let s = Secret {
-            string_data: Some(BTreeMap::from([("token".to_string(), TOKEN.to_string())])),
-            ..Secret::default()
-        };
-        assert_eq!(
-            auth_from_secret(&reference(), "shop", Some(&s)),
-            CacheAuth::Token(AuthToken::new(TOKEN))
-        );
     }
 
     #[test]

@@ -430,3 +430,24 @@ async fn discovery_lists_builtin_and_crd_resources() {
     let version = env.client.apiserver_version().await.unwrap();
     assert_eq!(version.major, "1");
 }
+
+#[tokio::test]
+async fn secret_string_data_is_stored_as_base64_data_and_never_returned() {
+    use k8s_openapi::api::core::v1::Secret;
+    let env = env().await;
+    let api: Api<Secret> = env.api();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "s"},
+        "data": {"kept": "a2VwdA==", "token": "b2xk"},
+        "stringData": {"token": "new-token"}
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &secret).await.unwrap();
+    let got = api.get("s").await.unwrap();
+    for s in [&created, &got] {
+        assert_eq!(s.string_data, None);
+        let data = s.data.as_ref().expect("data");
+        assert_eq!(data["token"].0, b"new-token");
+        assert_eq!(data["kept"].0, b"kept");
+    }
+}
