@@ -25,9 +25,10 @@ use super::clock::VirtualClock;
 
 pub use aurora::FailoverRecord;
 
-/// How long AWS takes. The defaults are typical figures observed for Aurora
-/// and documented by AWS as orders of magnitude; scenarios can shorten or
-/// stretch them.
+/// How long AWS takes. Where AWS publishes a figure the default follows it;
+/// where it publishes none the default is a typical observed value.
+/// `docs/simulation.md` cites the source of each one. Scenarios can shorten
+/// or stretch any of them by name (see [`SimDurations::fields_mut`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimDurations {
     /// `CreateDBCluster` of a primary (storage volume, no instances):
@@ -79,6 +80,47 @@ impl Default for SimDurations {
     }
 }
 
+impl SimDurations {
+    /// Every duration with the name scenarios and reports use for it.
+    pub fn fields(&self) -> Vec<(&'static str, Duration)> {
+        let mut copy = self.clone();
+        copy.fields_mut()
+            .into_iter()
+            .map(|(name, value)| (name, *value))
+            .collect()
+    }
+
+    /// Every duration by name, to override: the one table of names, so
+    /// that a duration added here is overridable and reported at once.
+    pub fn fields_mut(&mut self) -> Vec<(&'static str, &mut Duration)> {
+        vec![
+            ("clusterCreate", &mut self.cluster_create),
+            ("secondaryClusterCreate", &mut self.secondary_cluster_create),
+            ("instanceCreate", &mut self.instance_create),
+            ("instanceDelete", &mut self.instance_delete),
+            ("clusterDelete", &mut self.cluster_delete),
+            ("engineUpgrade", &mut self.engine_upgrade),
+            ("globalCreate", &mut self.global_create),
+            ("globalDelete", &mut self.global_delete),
+            ("globalDetach", &mut self.global_detach),
+            ("globalFailover", &mut self.global_failover),
+            ("globalSwitchover", &mut self.global_switchover),
+            ("replicationLag", &mut self.replication_lag),
+        ]
+    }
+
+    /// Sets one duration by its name; `false` when no duration has it.
+    pub fn set(&mut self, name: &str, value: Duration) -> bool {
+        match self.fields_mut().into_iter().find(|(n, _)| *n == name) {
+            Some((_, field)) => {
+                *field = value;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// An API operation, as AWS names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Op {
@@ -100,6 +142,29 @@ pub enum Op {
 }
 
 impl Op {
+    pub const ALL: [Op; 15] = [
+        Op::DescribeGlobalClusters,
+        Op::CreateGlobalCluster,
+        Op::DeleteGlobalCluster,
+        Op::RemoveFromGlobalCluster,
+        Op::FailoverGlobalCluster,
+        Op::SwitchoverGlobalCluster,
+        Op::DescribeDBClusters,
+        Op::CreateDBCluster,
+        Op::ModifyDBCluster,
+        Op::DeleteDBCluster,
+        Op::AddTagsToResource,
+        Op::DescribeDBInstances,
+        Op::CreateDBInstance,
+        Op::DeleteDBInstance,
+        Op::GetMetricData,
+    ];
+
+    /// The operation AWS calls `name`.
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Op::DescribeGlobalClusters => "DescribeGlobalClusters",
@@ -153,6 +218,17 @@ pub enum Fault {
         op: Op,
         extra: Duration,
     },
+}
+
+/// The region a fault is injected in.
+fn fault_region(fault: &Fault) -> &str {
+    match fault {
+        Fault::Throttle { region, .. }
+        | Fault::ServerError { region, .. }
+        | Fault::Timeout { region, .. }
+        | Fault::RegionOutage { region }
+        | Fault::SlowOperation { region, .. } => region,
+    }
 }
 
 /// One call, as the call log keeps it.
@@ -257,6 +333,15 @@ impl SimCloud {
         world.outages.clear();
     }
 
+    /// Removes every fault that names `region` (its outage included) and
+    /// its replication-lag override: the region is back to normal.
+    pub fn recover_region(&self, region: &str) {
+        let mut world = self.lock();
+        world.outages.remove(region);
+        world.faults.retain(|f| fault_region(f) != region);
+        world.aurora.lag.remove(region);
+    }
+
     pub fn is_region_out(&self, region: &str) -> bool {
         self.lock().outages.contains_key(region)
     }
@@ -264,6 +349,17 @@ impl SimCloud {
     /// Sets the replication lag a secondary in `region` reports.
     pub fn set_replication_lag(&self, region: &str, lag: Duration) {
         self.lock().aurora.lag.insert(region.to_string(), lag);
+    }
+
+    /// Drops the lag override of `region`: it lags as usual again.
+    pub fn clear_replication_lag(&self, region: &str) {
+        self.lock().aurora.lag.remove(region);
+    }
+
+    /// When the next long operation completes, if one is under way: the
+    /// next instant the world changes without anyone calling AWS.
+    pub fn next_completion(&self) -> Option<Timestamp> {
+        self.lock().pending.iter().map(|p| p.at).min()
     }
 
     pub fn calls(&self) -> Vec<CallRecord> {
@@ -318,6 +414,21 @@ impl SimCloud {
         let mut world = self.lock();
         world.settle(now);
         world.aurora.instances_view(region, cluster_id)
+    }
+
+    /// Every Aurora cluster that accepts writes now, as `(region, id)`: the
+    /// writer of its global cluster (or a standalone cluster), reachable,
+    /// with an available writer instance. Two at once is split brain.
+    pub fn writers(&self) -> Vec<(String, String)> {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        world.aurora.writers(&world.outages)
+    }
+
+    /// Every global cluster's identifier.
+    pub fn all_global_clusters(&self) -> BTreeSet<String> {
+        self.lock().aurora.globals.keys().cloned().collect()
     }
 
     /// Every cluster in every region, as `(region, id)`.
