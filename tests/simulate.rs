@@ -94,6 +94,21 @@ fn bootstrap_brings_the_fleet_up_with_one_writer() {
     );
     assert!(report.figures.aws_calls.mutating > 0);
     assert!(report.figures.kubernetes_writes.total > 0);
+    // Exact virtual time: the writer accepts writes precisely one
+    // simulated `CreateDBInstance` after the operator created it.
+    let at = |reason: &str| {
+        report
+            .record
+            .timeline
+            .iter()
+            .find(|e| e.reason == reason)
+            .unwrap_or_else(|| panic!("no {reason}:\n{}", render::text(&report)))
+            .at
+    };
+    assert_eq!(
+        at("WritersChanged") - at("CreatingWriterInstance"),
+        shipped("bootstrap").durations.instance_create
+    );
 }
 
 #[test]

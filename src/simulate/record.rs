@@ -220,6 +220,17 @@ impl Record {
     }
 }
 
+/// Every condition type a ShopRegion reports.
+const CONDITION_TYPES: [&str; 7] = [
+    types::READY,
+    types::RECONCILING,
+    types::STALLED,
+    types::WORKLOAD_READY,
+    types::DATABASE_READY,
+    types::CACHE_READY,
+    types::FAILOVER_READY,
+];
+
 /// What the recorder remembers of a ShopRegion to tell what changed.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Digest {
@@ -518,15 +529,12 @@ impl Recorder {
             .as_ref()
             .and_then(|r| r.name.clone())
             .unwrap_or_default();
-        let is_transition = self.shop_regions.get(&name).is_some_and(|d| {
-            d.conditions.keys().any(|type_| {
-                ["True", "False", "Unknown"]
-                    .iter()
-                    .any(|s| note.starts_with(&format!("{type_} is {s}:")))
-            })
-        }) || [types::READY, types::STALLED, types::RECONCILING]
-            .iter()
-            .any(|t| note.starts_with(&format!("{t} is ")));
+        // The controller's transition Events read "<Type> is <Status>: …".
+        let is_transition = CONDITION_TYPES.iter().any(|type_| {
+            ["True", "False", "Unknown"]
+                .iter()
+                .any(|status| note.starts_with(&format!("{type_} is {status}:")))
+        });
         let message = format!("{reason}: {note}");
         // The same Event again (the operator re-posts while a condition
         // lasts, for example every poll during an outage) adds nothing.

@@ -90,22 +90,38 @@ impl SimDurations {
             .collect()
     }
 
-    /// Every duration by name, to override: the one table of names, so
-    /// that a duration added here is overridable and reported at once.
+    /// Every duration by name, to override: the one table of names. The
+    /// destructuring lists every field, so a duration added to the struct
+    /// does not compile until it has a name here (and is then overridable
+    /// and reported at once).
     pub fn fields_mut(&mut self) -> Vec<(&'static str, &mut Duration)> {
+        let SimDurations {
+            cluster_create,
+            secondary_cluster_create,
+            instance_create,
+            instance_delete,
+            cluster_delete,
+            engine_upgrade,
+            global_create,
+            global_delete,
+            global_detach,
+            global_failover,
+            global_switchover,
+            replication_lag,
+        } = self;
         vec![
-            ("clusterCreate", &mut self.cluster_create),
-            ("secondaryClusterCreate", &mut self.secondary_cluster_create),
-            ("instanceCreate", &mut self.instance_create),
-            ("instanceDelete", &mut self.instance_delete),
-            ("clusterDelete", &mut self.cluster_delete),
-            ("engineUpgrade", &mut self.engine_upgrade),
-            ("globalCreate", &mut self.global_create),
-            ("globalDelete", &mut self.global_delete),
-            ("globalDetach", &mut self.global_detach),
-            ("globalFailover", &mut self.global_failover),
-            ("globalSwitchover", &mut self.global_switchover),
-            ("replicationLag", &mut self.replication_lag),
+            ("clusterCreate", cluster_create),
+            ("secondaryClusterCreate", secondary_cluster_create),
+            ("instanceCreate", instance_create),
+            ("instanceDelete", instance_delete),
+            ("clusterDelete", cluster_delete),
+            ("engineUpgrade", engine_upgrade),
+            ("globalCreate", global_create),
+            ("globalDelete", global_delete),
+            ("globalDetach", global_detach),
+            ("globalFailover", global_failover),
+            ("globalSwitchover", global_switchover),
+            ("replicationLag", replication_lag),
         ]
     }
 
@@ -142,6 +158,7 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operation; keep in step with the enum (`from_name` reads it).
     pub const ALL: [Op; 15] = [
         Op::DescribeGlobalClusters,
         Op::CreateGlobalCluster,
