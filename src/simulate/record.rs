@@ -337,6 +337,9 @@ pub struct Recorder {
     region_of: BTreeMap<String, String>,
     fleet_ready_at: Option<Duration>,
     events_seen: BTreeSet<String>,
+    /// Per ShopRegion, the Event messages recorded since its status last
+    /// changed.
+    events_since_change: BTreeMap<String, BTreeSet<String>>,
     writers: Vec<WriterSample>,
     changes_requested: usize,
     changes_completed: BTreeSet<usize>,
@@ -356,6 +359,7 @@ impl Recorder {
             region_of: BTreeMap::new(),
             fleet_ready_at: None,
             events_seen: BTreeSet::new(),
+            events_since_change: BTreeMap::new(),
             writers: Vec::new(),
             changes_requested: 0,
             changes_completed: BTreeSet::new(),
@@ -453,7 +457,11 @@ impl Recorder {
         let name = object.name_any();
         let after = digest(object);
         self.region_of.insert(name.clone(), after.region.clone());
-        for (kind, reason, message, warning) in changes(self.shop_regions.get(&name), &after) {
+        let lines = changes(self.shop_regions.get(&name), &after);
+        if !lines.is_empty() {
+            self.events_since_change.remove(&name);
+        }
+        for (kind, reason, message, warning) in lines {
             self.push(Entry {
                 at,
                 region: Some(after.region.clone()),
@@ -536,14 +544,14 @@ impl Recorder {
                 .any(|status| note.starts_with(&format!("{type_} is {status}:")))
         });
         let message = format!("{reason}: {note}");
-        // The same Event again (the operator re-posts while a condition
-        // lasts, for example every poll during an outage) adds nothing.
-        let repeat = self
-            .timeline
-            .iter()
-            .rev()
-            .find(|e| e.kind == EntryKind::Event && e.shop_region.as_deref() == Some(&name))
-            .is_some_and(|last| last.message == message);
+        // The same Event again while nothing else changed for the
+        // ShopRegion (the operator re-posts on every poll during an
+        // outage, say) adds nothing.
+        let repeat = !self
+            .events_since_change
+            .entry(name.clone())
+            .or_default()
+            .insert(message.clone());
         if is_transition || repeat {
             return;
         }
@@ -904,8 +912,20 @@ mod tests {
                 "create cluster acme-us-east-1",
             ),
         );
+        rec.event(
+            Duration::from_secs(7),
+            &event("3", "RegionUnavailable", "cannot reach the cache endpoint"),
+        );
+        rec.event(
+            Duration::from_secs(8),
+            &event(
+                "4",
+                "CreatingPrimaryCluster",
+                "create cluster acme-us-east-1",
+            ),
+        );
         let added: Vec<&Entry> = rec.timeline[before..].iter().collect();
-        assert_eq!(added.len(), 1);
+        assert_eq!(added.len(), 2, "{added:#?}");
         assert_eq!(added[0].reason, "CreatingPrimaryCluster");
         assert_eq!(added[0].region.as_deref(), Some("us-east-1"));
     }
