@@ -12,7 +12,9 @@ use tracing::{error, info, warn};
 use shopfleet::cloud::Cloud;
 use shopfleet::controller::{self, Context, Scope};
 use shopfleet::sim::{LiveSim, SimCloud, VirtualClock};
+use shopfleet::simulate::{self, Pace, Scenario, render};
 use shopfleet::telemetry::{self, LogFormat, Metrics, Readiness};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -29,8 +31,9 @@ struct Cli {
 enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
     Run(RunArgs),
-    /// Bring up the acme fleet (three regions) offline: the real controller,
-    /// an in-process Kubernetes API server and the simulated cloud.
+    /// Run a scenario offline: the real controller, an in-process Kubernetes
+    /// API server and the simulated cloud on virtual time (default: the acme
+    /// fleet comes up in three regions). Exits 1 when an expectation fails.
     Simulate(SimulateArgs),
     /// Print the ShopRegion CRD as YAML (`shopfleet crd | kubectl apply -f -`).
     Crd,
@@ -48,12 +51,27 @@ enum CloudKind {
 
 #[derive(clap::Args)]
 struct SimulateArgs {
-    /// Simulated seconds per real second.
+    /// A scenario file (see docs/simulation.md); the built-in `bootstrap`
+    /// scenario when absent.
+    scenario: Option<std::path::PathBuf>,
+    /// Virtual seconds per real second; progress is shown as it happens.
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     speed: u32,
-    /// Give up (exit 1) when the fleet is not Ready after this many simulated minutes.
-    #[arg(long, default_value_t = 180)]
-    budget_minutes: u64,
+    /// Run as fast as possible on exact virtual time (no progress shown
+    /// while it runs).
+    #[arg(long, conflicts_with = "speed")]
+    instant: bool,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    output: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    /// A timeline, a summary table, the figures and the expectations.
+    Text,
+    /// One JSON document (field names in docs/simulation.md).
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -81,8 +99,7 @@ struct RunArgs {
     identity: Option<String>,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => {
@@ -93,14 +110,20 @@ async fn main() -> std::process::ExitCode {
             println!("shopfleet {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Run(args) => run(args).await,
-        Command::Simulate(args) => simulate(args).await,
+        // The simulation builds the runtime its pace needs (paused time
+        // for --instant).
+        Command::Simulate(args) => return simulate(args),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the Tokio runtime")
+            .and_then(|runtime| runtime.block_on(run(args))),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("shopfleet: {error:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
@@ -205,41 +228,54 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     outcome
 }
 
-async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    println!(
-        "shopfleet simulate: acme in us-east-1, eu-west-1, ap-northeast-1 at {}x speed",
-        args.speed
-    );
-    println!("{:>8}  {:<15} event", "sim time", "region");
-    let options = shopfleet::simulate::Options {
-        speed: args.speed,
-        budget: std::time::Duration::from_secs(args.budget_minutes * 60),
+/// Exit codes: 0 every expectation held, 1 one failed, 2 the scenario is
+/// invalid or the run could not be carried out.
+fn simulate(args: SimulateArgs) -> ExitCode {
+    let scenario = match &args.scenario {
+        Some(path) => Scenario::from_file(path),
+        None => simulate::default_scenario(),
     };
-    let report = shopfleet::simulate::run(options, |line| println!("{line}")).await?;
-    println!();
-    print!("{}", report.summary);
-    println!();
-    match report.fleet_ready_after {
-        Some(d) => println!(
-            "fleet Ready after      {} min {} s (simulated)",
-            d.as_secs() / 60,
-            d.as_secs() % 60
-        ),
-        None => println!(
-            "fleet Ready after      never (budget {} min)",
-            args.budget_minutes
-        ),
-    }
-    println!("writers                {}", report.writers.join(", "));
-    println!("kubernetes writes      {}", report.kube_writes);
-    println!(
-        "aws calls              {} mutating, {} reads",
-        report.aws_mutating_calls, report.aws_read_calls
-    );
-    if report.succeeded() {
-        Ok(())
+    let scenario = match scenario {
+        Ok(scenario) => scenario,
+        Err(error) => {
+            eprintln!("shopfleet simulate: invalid scenario {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let pace = if args.instant {
+        Pace::Instant
     } else {
-        anyhow::bail!("the fleet did not converge to Ready with exactly one writer")
+        Pace::Speed(args.speed)
+    };
+    let live = args.output == OutputFormat::Text && pace != Pace::Instant;
+    if live {
+        println!(
+            "{}",
+            render::heading(&scenario.name, &scenario.description, pace)
+        );
+        println!("{}", render::timeline_header());
+    }
+    let report = simulate::run_blocking(&scenario, pace, |entry| {
+        if live {
+            println!("{}", render::timeline_line(entry));
+        }
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("shopfleet simulate: the run failed: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.output {
+        OutputFormat::Json => println!("{}", render::json(&report)),
+        OutputFormat::Text if live => print!("{}", render::closing_text(&report)),
+        OutputFormat::Text => print!("{}", render::text(&report)),
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

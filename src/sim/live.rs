@@ -1,11 +1,12 @@
 //! The simulated cloud running alongside a real controller: its virtual
-//! clock follows real time, `speed` times faster, so an Aurora cluster that
-//! takes 10 minutes to create is ready after 10 s at speed 60.
+//! clock follows the Tokio clock, `speed` times faster, so an Aurora cluster
+//! that takes 10 minutes to create is ready after 10 s at speed 60.
+//!
+//! With speed 1 on a runtime whose time is paused, virtual time is exactly
+//! the runtime's time: every requeue, rollout delay and AWS operation lasts
+//! precisely what it says, and the run takes only as long as the computing.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::task::JoinHandle;
 
 use super::cloud::SimCloud;
 use crate::clock::Clock;
@@ -13,42 +14,23 @@ use crate::cloud::Cloud;
 use crate::cloud::aurora::AuroraPort;
 use crate::cloud::elasticache::ElastiCachePort;
 
-const TICK: Duration = Duration::from_millis(20);
-
 pub struct LiveSim {
     cloud: SimCloud,
     speed: u32,
-    driver: JoinHandle<()>,
 }
 
 impl LiveSim {
-    /// Starts moving the cloud's clock. Must be called inside a Tokio runtime.
+    /// Sets the cloud's clock flowing from its current instant. Call it
+    /// inside the Tokio runtime the controller runs on: the clock follows
+    /// that runtime's time.
     pub fn start(cloud: SimCloud, speed: u32) -> Self {
         let speed = speed.max(1);
-        let clock = cloud.clock().clone();
-        let driver = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(TICK);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                clock.advance(TICK * speed);
-            }
-        });
-        Self {
-            cloud,
-            speed,
-            driver,
-        }
+        cloud.clock().follow_runtime(speed);
+        Self { cloud, speed }
     }
 
     pub fn cloud(&self) -> &SimCloud {
         &self.cloud
-    }
-}
-
-impl Drop for LiveSim {
-    fn drop(&mut self) {
-        self.driver.abort();
     }
 }
 

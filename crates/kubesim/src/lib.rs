@@ -312,6 +312,13 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<http::Ctx>) {
                 continue;
             }
         };
+        // As Go's net/http does for a real API server: without it, Nagle's
+        // algorithm holds back a watch event written right after another
+        // until the client acknowledges the first, a delay the client
+        // cannot explain and a virtual-time simulation would misread.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "kubesim could not disable Nagle's algorithm");
+        }
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| http::handle(ctx.clone(), req));

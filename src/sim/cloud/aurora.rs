@@ -245,6 +245,25 @@ impl AuroraWorld {
         }
     }
 
+    /// Clusters that accept writes now: each is its global cluster's writer
+    /// (or standalone), reachable, and has an available writer instance.
+    pub(crate) fn writers(&self, outages: &BTreeMap<String, Timestamp>) -> Vec<(String, String)> {
+        self.clusters
+            .values()
+            .filter(|c| !outages.contains_key(&c.region))
+            .filter(|c| !matches!(c.status, "creating" | "deleting"))
+            .filter(|c| self.cluster_writes(c))
+            .filter(|c| {
+                c.writer_instance.as_ref().is_some_and(|w| {
+                    self.instances
+                        .get(&Self::key(&c.region, w))
+                        .is_some_and(|i| i.status == "available")
+                })
+            })
+            .map(|c| (c.region.clone(), c.id.clone()))
+            .collect()
+    }
+
     fn cluster_instances(&self, region: &str, cluster_id: &str) -> Vec<&SimInstance> {
         let mut list: Vec<&SimInstance> = self
             .instances

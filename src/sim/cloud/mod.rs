@@ -28,11 +28,11 @@ use super::clock::VirtualClock;
 pub use aurora::FailoverRecord;
 pub use elasticache::{CacheFailoverRecord, global_datastore_prefix};
 
-/// How long AWS takes. The Aurora defaults are typical figures observed for
-/// Aurora and documented by AWS as orders of magnitude. AWS publishes almost
-/// no durations for ElastiCache: where it does (promotion, replication lag)
-/// the figure is AWS's, elsewhere it is a round assumption and says so.
-/// Scenarios can shorten or stretch them.
+/// How long AWS takes. Where AWS publishes a figure the default follows it;
+/// where it publishes none the default is a typical observed value or a
+/// round assumption, and says so. `docs/simulation.md` cites the source of
+/// each one. Scenarios can shorten or stretch any of them by name (see
+/// [`SimDurations::fields_mut`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimDurations {
     /// `CreateDBCluster` of a primary (storage volume, no instances):
@@ -126,6 +126,83 @@ impl Default for SimDurations {
     }
 }
 
+impl SimDurations {
+    /// Every duration with the name scenarios and reports use for it.
+    pub fn fields(&self) -> Vec<(&'static str, Duration)> {
+        let mut copy = self.clone();
+        copy.fields_mut()
+            .into_iter()
+            .map(|(name, value)| (name, *value))
+            .collect()
+    }
+
+    /// Every duration by name, to override: the one table of names. The
+    /// destructuring lists every field, so a duration added to the struct
+    /// does not compile until it has a name here (and is then overridable
+    /// and reported at once).
+    pub fn fields_mut(&mut self) -> Vec<(&'static str, &mut Duration)> {
+        let SimDurations {
+            cluster_create,
+            secondary_cluster_create,
+            instance_create,
+            instance_delete,
+            cluster_delete,
+            engine_upgrade,
+            global_create,
+            global_delete,
+            global_detach,
+            global_failover,
+            global_switchover,
+            replication_lag,
+            cache_group_create,
+            cache_secondary_create,
+            cache_global_create,
+            cache_replica_change,
+            cache_modify,
+            cache_disassociate,
+            cache_global_delete,
+            cache_group_delete,
+            cache_failover,
+            cache_replication_lag,
+        } = self;
+        vec![
+            ("clusterCreate", cluster_create),
+            ("secondaryClusterCreate", secondary_cluster_create),
+            ("instanceCreate", instance_create),
+            ("instanceDelete", instance_delete),
+            ("clusterDelete", cluster_delete),
+            ("engineUpgrade", engine_upgrade),
+            ("globalCreate", global_create),
+            ("globalDelete", global_delete),
+            ("globalDetach", global_detach),
+            ("globalFailover", global_failover),
+            ("globalSwitchover", global_switchover),
+            ("replicationLag", replication_lag),
+            ("cacheGroupCreate", cache_group_create),
+            ("cacheSecondaryCreate", cache_secondary_create),
+            ("cacheGlobalCreate", cache_global_create),
+            ("cacheReplicaChange", cache_replica_change),
+            ("cacheModify", cache_modify),
+            ("cacheDisassociate", cache_disassociate),
+            ("cacheGlobalDelete", cache_global_delete),
+            ("cacheGroupDelete", cache_group_delete),
+            ("cacheFailover", cache_failover),
+            ("cacheReplicationLag", cache_replication_lag),
+        ]
+    }
+
+    /// Sets one duration by its name; `false` when no duration has it.
+    pub fn set(&mut self, name: &str, value: Duration) -> bool {
+        match self.fields_mut().into_iter().find(|(n, _)| *n == name) {
+            Some((_, field)) => {
+                *field = value;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// An API operation, as AWS names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Op {
@@ -162,6 +239,43 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operation; keep in step with the enum (`from_name` reads it).
+    pub const ALL: [Op; 28] = [
+        Op::DescribeGlobalClusters,
+        Op::CreateGlobalCluster,
+        Op::DeleteGlobalCluster,
+        Op::RemoveFromGlobalCluster,
+        Op::FailoverGlobalCluster,
+        Op::SwitchoverGlobalCluster,
+        Op::DescribeDBClusters,
+        Op::CreateDBCluster,
+        Op::ModifyDBCluster,
+        Op::DeleteDBCluster,
+        Op::AddTagsToResource,
+        Op::DescribeDBInstances,
+        Op::CreateDBInstance,
+        Op::DeleteDBInstance,
+        Op::GetMetricData,
+        Op::DescribeGlobalReplicationGroups,
+        Op::CreateGlobalReplicationGroup,
+        Op::DeleteGlobalReplicationGroup,
+        Op::DisassociateGlobalReplicationGroup,
+        Op::FailoverGlobalReplicationGroup,
+        Op::DescribeReplicationGroups,
+        Op::CreateReplicationGroup,
+        Op::ModifyReplicationGroup,
+        Op::DeleteReplicationGroup,
+        Op::IncreaseReplicaCount,
+        Op::DecreaseReplicaCount,
+        Op::ListTagsForResource,
+        Op::CacheAddTagsToResource,
+    ];
+
+    /// The operation AWS calls `name`.
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Op::DescribeGlobalClusters => "DescribeGlobalClusters",
@@ -252,6 +366,17 @@ pub enum Fault {
         op: Op,
         extra: Duration,
     },
+}
+
+/// The region a fault is injected in.
+fn fault_region(fault: &Fault) -> &str {
+    match fault {
+        Fault::Throttle { region, .. }
+        | Fault::ServerError { region, .. }
+        | Fault::Timeout { region, .. }
+        | Fault::RegionOutage { region }
+        | Fault::SlowOperation { region, .. } => region,
+    }
 }
 
 /// One call, as the call log keeps it.
@@ -381,6 +506,15 @@ impl SimCloud {
         world.outages.clear();
     }
 
+    /// Removes every fault that names `region` (its outage included) and
+    /// its replication-lag override: the region is back to normal.
+    pub fn recover_region(&self, region: &str) {
+        let mut world = self.lock();
+        world.outages.remove(region);
+        world.faults.retain(|f| fault_region(f) != region);
+        world.aurora.lag.remove(region);
+    }
+
     pub fn is_region_out(&self, region: &str) -> bool {
         self.lock().outages.contains_key(region)
     }
@@ -394,6 +528,19 @@ impl SimCloud {
     /// reports.
     pub fn set_cache_replication_lag(&self, region: &str, lag: Duration) {
         self.lock().elasticache.lag.insert(region.to_string(), lag);
+    }
+
+    /// Drops the lag override of `region`: it lags as usual again.
+    pub fn clear_replication_lag(&self, region: &str) {
+        let mut world = self.lock();
+        world.aurora.lag.remove(region);
+        world.elasticache.lag.remove(region);
+    }
+
+    /// When the next long operation completes, if one is under way: the
+    /// next instant the world changes without anyone calling AWS.
+    pub fn next_completion(&self) -> Option<Timestamp> {
+        self.lock().pending.iter().map(|p| p.at).min()
     }
 
     pub fn calls(&self) -> Vec<CallRecord> {
@@ -448,6 +595,21 @@ impl SimCloud {
         let mut world = self.lock();
         world.settle(now);
         world.aurora.instances_view(region, cluster_id)
+    }
+
+    /// Every Aurora cluster that accepts writes now, as `(region, id)`: the
+    /// writer of its global cluster (or a standalone cluster), reachable,
+    /// with an available writer instance. Two at once is split brain.
+    pub fn writers(&self) -> Vec<(String, String)> {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        world.aurora.writers(&world.outages)
+    }
+
+    /// Every global cluster's identifier.
+    pub fn all_global_clusters(&self) -> BTreeSet<String> {
+        self.lock().aurora.globals.keys().cloned().collect()
     }
 
     /// Every cluster in every region, as `(region, id)`.

@@ -635,3 +635,99 @@ async fn the_global_cluster_reports_a_new_version_once_every_member_runs_it() {
     sim.clock().advance(15 * MINUTE);
     assert_eq!(sim.global_cluster("g").unwrap().engine_version, "16.8");
 }
+
+#[tokio::test]
+async fn one_writer_while_the_writer_region_is_up_none_during_its_outage_and_one_after_promotion() {
+    let sim = sim();
+    global_pair(&sim).await;
+    assert_eq!(sim.writers(), [("us-east-1".to_string(), "w".to_string())]);
+    sim.inject(Fault::RegionOutage {
+        region: "us-east-1".into(),
+    });
+    assert!(
+        sim.writers().is_empty(),
+        "an unreachable writer takes no writes"
+    );
+    sim.aurora("eu-west-1")
+        .failover_global_cluster("g", &arn("eu-west-1", "s"), true)
+        .await
+        .unwrap();
+    assert!(sim.writers().is_empty(), "no writer while failing over");
+    sim.clock().advance(MINUTE);
+    assert_eq!(sim.writers(), [("eu-west-1".to_string(), "s".to_string())]);
+    sim.recover_region("us-east-1");
+    assert_eq!(
+        sim.writers(),
+        [("eu-west-1".to_string(), "s".to_string())],
+        "the old writer comes back as a secondary"
+    );
+}
+
+#[tokio::test]
+async fn recovering_a_region_ends_its_faults_and_lag_spike_only() {
+    let sim = sim();
+    global_pair(&sim).await;
+    sim.inject(Fault::Throttle {
+        region: "us-east-1".into(),
+        calls: 5,
+    });
+    sim.inject(Fault::Throttle {
+        region: "eu-west-1".into(),
+        calls: 5,
+    });
+    sim.set_replication_lag("eu-west-1", Duration::from_secs(45));
+    sim.recover_region("eu-west-1");
+    assert_eq!(
+        sim.aurora("eu-west-1")
+            .replication_lag("s", sim.clock().now())
+            .await
+            .unwrap(),
+        Some(Duration::from_millis(150))
+    );
+    let still = sim.aurora("us-east-1").describe_cluster("w").await;
+    assert_eq!(still.unwrap_err().metric_label(), "throttled");
+}
+
+#[test]
+fn every_duration_has_a_name_and_can_be_set_by_it() {
+    let mut durations = SimDurations::default();
+    let mut names: Vec<&str> = durations.fields().into_iter().map(|(n, _)| n).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), durations.fields().len(), "names are unique");
+    assert!(durations.set("globalFailover", Duration::from_secs(30)));
+    assert_eq!(durations.global_failover, Duration::from_secs(30));
+    assert!(!durations.set("teleport", Duration::from_secs(1)));
+}
+
+#[test]
+fn operations_are_found_by_their_aws_name() {
+    for op in Op::ALL {
+        // ElastiCache's AddTagsToResource shares its AWS name with RDS's;
+        // the name finds the RDS one.
+        let expected = match op {
+            Op::CacheAddTagsToResource => Op::AddTagsToResource,
+            op => op,
+        };
+        assert_eq!(Op::from_name(op.name()), Some(expected));
+    }
+    assert_eq!(Op::from_name("CreateDbInstance"), None);
+}
+
+#[tokio::test]
+async fn the_next_completion_is_the_earliest_operation_under_way() {
+    let sim = sim();
+    assert_eq!(sim.next_completion(), None);
+    let start = sim.clock().now();
+    sim.aurora("us-east-1")
+        .create_cluster(&primary_request("c"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.next_completion(),
+        Some(start.checked_add(10 * MINUTE).unwrap())
+    );
+    sim.clock().advance(10 * MINUTE);
+    sim.cluster("us-east-1", "c");
+    assert_eq!(sim.next_completion(), None, "applied once due");
+}

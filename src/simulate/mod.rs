@@ -1,0 +1,580 @@
+//! `shopfleet simulate`: the real controller, the in-process Kubernetes API
+//! server and the simulated cloud in one process, on virtual time, driven
+//! by a scenario (timed steps, faults, expectations).
+//!
+//! The runner is thin: it carries steps out, stamps what it observes with
+//! the virtual clock and hands it to the [`record::Recorder`]; figures
+//! ([`figures`]) and verdicts ([`expect`]) are pure functions of the record.
+//!
+//! Time: with [`Pace::Instant`] everything runs on one Tokio thread whose
+//! clock is paused. The runtime jumps from one timer to the next (a
+//! requeue, a rollout delay, a step, the end of an AWS operation) as soon as
+//! every task waits, and the simulated cloud's clock *is* that runtime
+//! clock, so a run costs only its computing and every measured duration is
+//! exact. With [`Pace::Speed`] the virtual clock is `start + real elapsed ×
+//! speed`: the run can be watched, and figures are as precise as the
+//! computing is fast (the report says how precise).
+
+pub mod expect;
+pub mod figures;
+pub mod record;
+pub mod render;
+pub mod scenario;
+mod timing;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::client::ClientBuilder;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api::ShopRegion;
+use crate::clock::Clock;
+use crate::cloud::tags;
+use crate::controller::{self, Context, Scope};
+use crate::sim::{Fault, LiveSim, SimCloud, VirtualClock};
+use crate::telemetry::{CountWritesLayer, Metrics};
+
+pub use expect::Verdict;
+pub use figures::Figures;
+pub use record::{Entry, Record};
+pub use scenario::{Action, Expectation, Scenario, ScenarioError, Step};
+pub use timing::ClockCheck;
+
+use record::{
+    AwsCalls, AwsInventory, ClusterSummary, FinalState, GlobalClusterSummary, Recorder,
+    summarize_region,
+};
+
+/// The namespace every ShopRegion of a scenario lives in.
+pub const NAMESPACE: &str = "shop";
+
+/// The default scenario and the manifests it applies, embedded so that
+/// `shopfleet simulate` works from any directory.
+const EMBEDDED: [(&str, &str); 4] = [
+    (
+        "samples/scenarios/bootstrap.yaml",
+        include_str!("../../samples/scenarios/bootstrap.yaml"),
+    ),
+    (
+        "samples/acme-us-east-1.yaml",
+        include_str!("../../samples/acme-us-east-1.yaml"),
+    ),
+    (
+        "samples/acme-eu-west-1.yaml",
+        include_str!("../../samples/acme-eu-west-1.yaml"),
+    ),
+    (
+        "samples/acme-ap-northeast-1.yaml",
+        include_str!("../../samples/acme-ap-northeast-1.yaml"),
+    ),
+];
+
+/// `samples/scenarios/bootstrap.yaml`, as embedded in the binary.
+pub fn default_scenario() -> Result<Scenario, ScenarioError> {
+    let (origin, text) = EMBEDDED[0];
+    Scenario::parse(text, origin, |file| {
+        let path = scenario::join_lexically("samples/scenarios", file);
+        EMBEDDED
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, text)| text.to_string())
+            .ok_or_else(|| format!("{path} is not embedded in this binary"))
+    })
+}
+
+/// How virtual time relates to real time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// As fast as the computing allows; exact virtual time.
+    Instant,
+    /// This many virtual seconds per real second.
+    Speed(u32),
+}
+
+impl Pace {
+    fn speed(self) -> u32 {
+        match self {
+            Pace::Instant => 1,
+            Pace::Speed(n) => n.max(1),
+        }
+    }
+}
+
+/// A finished run.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub scenario: String,
+    pub description: String,
+    pub run_for: Duration,
+    pub pace: Pace,
+    pub record: Record,
+    pub figures: Figures,
+    pub verdicts: Vec<Verdict>,
+    pub clock: ClockCheck,
+    /// Real time the run took.
+    pub wall_time: Duration,
+    /// The simulated AWS durations the run used, by name.
+    pub durations: Vec<(&'static str, Duration)>,
+}
+
+impl Report {
+    /// Every expectation held.
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(|v| v.passed)
+    }
+}
+
+/// Runs a scenario on a Tokio runtime of its own (paused for
+/// [`Pace::Instant`]), calling `progress` with each timeline entry as it is
+/// recorded. Must not be called from inside a Tokio runtime.
+pub fn run_blocking(
+    scenario: &Scenario,
+    pace: Pace,
+    progress: impl FnMut(&Entry),
+) -> anyhow::Result<Report> {
+    let runtime = match pace {
+        Pace::Instant => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()?,
+        Pace::Speed(_) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run(scenario, pace, progress))
+}
+
+/// What the runner's watches report.
+enum Observation {
+    ShopRegion(Box<ShopRegion>),
+    ShopRegionDeleted(String),
+    Event(Box<KubeEvent>),
+}
+
+async fn run(
+    scenario: &Scenario,
+    pace: Pace,
+    mut progress: impl FnMut(&Entry),
+) -> anyhow::Result<Report> {
+    let wall = std::time::Instant::now();
+    let speed = pace.speed();
+    let server = kubesim::ApiServer::start().await?;
+    server.install_crd_yaml(&crate::api::crd_yaml())?;
+    if pace == Pace::Instant {
+        // A real API server sends a bookmark about once a minute; one a
+        // second would only cost computing on virtual time.
+        server.set_bookmark_interval(Duration::from_secs(60));
+    }
+    server.set_deployment_rollout(if scenario.deployment_ready_after.is_zero() {
+        kubesim::RolloutPolicy::Immediate
+    } else {
+        kubesim::RolloutPolicy::AfterDelay(scenario.deployment_ready_after / speed)
+    });
+
+    let requests = timing::RequestTimer::default();
+    // The user's client, as kubectl would be: applies manifests, watches.
+    let user = ClientBuilder::try_from(server.config())?
+        .with_layer(&requests)
+        .build();
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(NAMESPACE.into());
+    Api::<Namespace>::all(user.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+
+    let cloud = SimCloud::with_durations(VirtualClock::default(), scenario.durations.clone());
+    let clock = cloud.clock().clone();
+    let live = Arc::new(LiveSim::start(cloud.clone(), speed));
+
+    let metrics = Arc::new(Metrics::default());
+    let operator_client = ClientBuilder::try_from(server.config())?
+        .with_layer(&CountWritesLayer::new(metrics.clone()))
+        .with_layer(&requests)
+        .build();
+    let ctx = Arc::new(
+        Context::new(operator_client, metrics.clone(), Some("simulate".into())).with_cloud(live),
+    );
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let controller = tokio::spawn(controller::run(
+        ctx,
+        Scope {
+            namespace: Some(NAMESPACE.into()),
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let watches = [
+        tokio::spawn(watch_shop_regions(user.clone(), tx.clone())),
+        tokio::spawn(watch_events(user.clone(), tx)),
+    ];
+
+    // Time zero is now, once everything is up: at a paced speed, setting
+    // up takes virtual time that belongs to no step.
+    let origin = tokio::time::Instant::now();
+    let mut recorder = Recorder::new(clock.now());
+    let mut next_step = 0;
+    let mut failing_images: Vec<String> = Vec::new();
+    let mut shown = 0;
+    let deadline = |virtual_offset: Duration| origin + virtual_offset / speed;
+    loop {
+        let now = recorder.offset(clock.now());
+        while let Some(step) = scenario.steps.get(next_step)
+            && step.at <= now
+        {
+            carry_out(
+                step,
+                &user,
+                &cloud,
+                &server,
+                &mut failing_images,
+                &mut recorder,
+                now,
+            )
+            .await?;
+            next_step += 1;
+        }
+        while let Ok(observation) = rx.try_recv() {
+            let at = recorder.offset(clock.now());
+            observe(&mut recorder, at, observation);
+        }
+        let now = recorder.offset(clock.now());
+        let writers = cloud
+            .writers()
+            .into_iter()
+            .map(|(region, _)| region)
+            .collect();
+        recorder.aws(now, writers, &cloud.failovers());
+        for entry in recorder.entries_since(shown) {
+            progress(entry);
+        }
+        shown = recorder.entry_count();
+        if now >= scenario.run_for {
+            break;
+        }
+        let mut wake = deadline(scenario.run_for);
+        if let Some(step) = scenario.steps.get(next_step) {
+            wake = wake.min(deadline(step.at));
+        }
+        if let Some(due) = cloud.next_completion() {
+            wake = wake.min(deadline(recorder.offset(due)));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            Some(observation) = rx.recv() => {
+                let at = recorder.offset(clock.now());
+                observe(&mut recorder, at, observation);
+            }
+        }
+    }
+    let end = recorder.offset(clock.now());
+
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+    for watch in watches {
+        watch.abort();
+    }
+    let last = final_state(&user, &cloud, &metrics).await?;
+    server.shutdown().await;
+
+    let record = recorder.finish(end, last);
+    let figures = figures::figures(&record);
+    let verdicts = expect::evaluate(&scenario.expectations, &record, &figures);
+    Ok(Report {
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        run_for: scenario.run_for,
+        pace,
+        record,
+        figures,
+        verdicts,
+        clock: requests.check(pace),
+        wall_time: wall.elapsed(),
+        durations: scenario.durations.fields(),
+    })
+}
+
+fn observe(recorder: &mut Recorder, at: Duration, observation: Observation) {
+    match observation {
+        Observation::ShopRegion(object) => recorder.shop_region(at, &object),
+        Observation::ShopRegionDeleted(name) => recorder.shop_region_deleted(at, &name),
+        Observation::Event(event) => recorder.event(at, &event),
+    }
+}
+
+async fn watch_shop_regions(client: Client, tx: mpsc::UnboundedSender<Observation>) {
+    let api: Api<ShopRegion> = Api::namespaced(client, NAMESPACE);
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.next().await {
+        let observation = match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                Observation::ShopRegion(Box::new(o))
+            }
+            Ok(watcher::Event::Delete(o)) => Observation::ShopRegionDeleted(o.name_any()),
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+            // The watcher resumes by itself; a lost event shows up in the
+            // next state it delivers.
+            Err(_) => continue,
+        };
+        if tx.send(observation).is_err() {
+            return;
+        }
+    }
+}
+
+async fn watch_events(client: Client, tx: mpsc::UnboundedSender<Observation>) {
+    let api: Api<KubeEvent> = Api::namespaced(client, NAMESPACE);
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.next().await {
+        let observation = match event {
+            Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
+                Observation::Event(Box::new(e))
+            }
+            Ok(_) | Err(_) => continue,
+        };
+        if tx.send(observation).is_err() {
+            return;
+        }
+    }
+}
+
+/// Carries one step out as a user or the world would, and records it.
+async fn carry_out(
+    step: &Step,
+    user: &Client,
+    cloud: &SimCloud,
+    server: &kubesim::ApiServer,
+    failing_images: &mut Vec<String>,
+    recorder: &mut Recorder,
+    now: Duration,
+) -> anyhow::Result<()> {
+    recorder.step(now, &step.action);
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        user.clone(),
+        NAMESPACE,
+        &ApiResource::erase::<ShopRegion>(&()),
+    );
+    match &step.action {
+        Action::Apply { name, object, .. } => {
+            let applied = raw
+                .patch(
+                    name,
+                    &PatchParams::apply("scenario").force(),
+                    &Patch::Apply(object),
+                )
+                .await;
+            refused(applied, recorder, now, name)?;
+        }
+        Action::Delete { name } => match raw.delete(name, &Default::default()).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(e) => return Err(e.into()),
+        },
+        Action::Set {
+            names,
+            field,
+            value,
+        } => {
+            let patch = merge_patch(field, value.clone());
+            for name in names {
+                let changed = raw
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
+                refused(changed, recorder, now, name)?;
+            }
+        }
+        Action::Outage { region } => cloud.inject(Fault::RegionOutage {
+            region: region.clone(),
+        }),
+        Action::Recover { region } => cloud.recover_region(region),
+        Action::Throttle { region, calls } => cloud.inject(Fault::Throttle {
+            region: region.clone(),
+            calls: *calls,
+        }),
+        Action::ServerErrors { region, calls } => cloud.inject(Fault::ServerError {
+            region: region.clone(),
+            calls: *calls,
+        }),
+        Action::Timeouts { region, calls } => cloud.inject(Fault::Timeout {
+            region: region.clone(),
+            calls: *calls,
+        }),
+        Action::Slow {
+            region,
+            operation,
+            by,
+        } => cloud.inject(Fault::SlowOperation {
+            region: region.clone(),
+            op: *operation,
+            extra: *by,
+        }),
+        Action::Lag { region, to } => {
+            cloud.set_replication_lag(region, *to);
+            cloud.set_cache_replication_lag(region, *to);
+        }
+        Action::LagEnds { region } => cloud.clear_replication_lag(region),
+        Action::FailingImage { image } => {
+            failing_images.push(image.clone());
+            server.set_failing_images(failing_images.clone());
+        }
+    }
+    Ok(())
+}
+
+/// A refusal by the API server is part of the run (a scenario may expect
+/// it); any other failure ends the run.
+fn refused<T>(
+    result: Result<T, kube::Error>,
+    recorder: &mut Recorder,
+    now: Duration,
+    name: &str,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if (400..500).contains(&status.code) => {
+            recorder.rejected(now, name, &status.message);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `spec.failover.order` = v → `{"spec": {"failover": {"order": v}}}`.
+fn merge_patch(field: &str, value: Value) -> Value {
+    field
+        .split('.')
+        .rev()
+        .fold(value, |inner, key| json!({ key: inner }))
+}
+
+async fn final_state(
+    user: &Client,
+    cloud: &SimCloud,
+    metrics: &Metrics,
+) -> anyhow::Result<FinalState> {
+    let regions = Api::<ShopRegion>::namespaced(user.clone(), NAMESPACE)
+        .list(&Default::default())
+        .await?
+        .items;
+    let mut summaries: Vec<_> = regions.iter().map(summarize_region).collect();
+    summaries.sort_by(|a, b| a.shop_region.cmp(&b.shop_region));
+    let readers_wanted = regions
+        .iter()
+        .map(|r| (r.name_any(), r.spec.database.readers))
+        .collect();
+    let global_clusters = cloud
+        .all_global_clusters()
+        .into_iter()
+        .map(|id| {
+            let view = cloud.global_cluster(&id);
+            let writer_region = view
+                .as_ref()
+                .and_then(|g| g.writer().map(|m| m.region.clone()));
+            let members = view.as_ref().map_or(0, |g| g.members.len());
+            let shop = view.as_ref().and_then(|g| {
+                g.members.iter().find_map(|m| {
+                    let (_, id) = m.cluster_arn.rsplit_once(":cluster:")?;
+                    cloud
+                        .cluster(&m.region, id)
+                        .and_then(|c| c.tags.get(tags::SHOP).cloned())
+                })
+            });
+            GlobalClusterSummary {
+                id,
+                shop,
+                writer_region,
+                members,
+            }
+        })
+        .collect();
+    let clusters = cloud
+        .all_clusters()
+        .into_iter()
+        .map(|(region, id)| {
+            let shop = cloud
+                .cluster(&region, &id)
+                .and_then(|c| c.tags.get(tags::SHOP).cloned());
+            let instances = cloud.instances(&region, &id).len();
+            ClusterSummary {
+                region,
+                id,
+                shop,
+                instances,
+            }
+        })
+        .collect();
+    let calls = cloud.calls();
+    let successful_creates = calls
+        .iter()
+        .filter(|c| c.op.name().starts_with("Create"))
+        .filter(|c| c.error.is_none())
+        .count();
+    let mut by_operation = BTreeMap::new();
+    for call in &calls {
+        *by_operation.entry(call.op.name().to_string()).or_insert(0) += 1;
+    }
+    let mut writers: Vec<String> = cloud.writers().into_iter().map(|(r, _)| r).collect();
+    writers.sort();
+    Ok(FinalState {
+        regions: summaries,
+        readers_wanted,
+        aws: AwsInventory {
+            global_clusters,
+            clusters,
+            successful_creates,
+            writers,
+        },
+        kube_writes: ["create", "update", "patch", "delete"]
+            .into_iter()
+            .map(|verb| (verb.to_string(), metrics.kube_writes_by(verb)))
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+        aws_calls: AwsCalls {
+            mutating: calls.iter().filter(|c| c.mutating).count(),
+            reads: calls.iter().filter(|c| !c.mutating).count(),
+            failed: calls.iter().filter(|c| c.error.is_some()).count(),
+            by_operation,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_path_becomes_a_nested_merge_patch() {
+        assert_eq!(
+            merge_patch("spec.failover.order", json!(["eu-west-1", "us-east-1"])),
+            json!({"spec": {"failover": {"order": ["eu-west-1", "us-east-1"]}}})
+        );
+    }
+
+    #[test]
+    fn the_embedded_default_scenario_parses_and_applies_the_three_samples() {
+        let scenario = default_scenario().unwrap();
+        assert_eq!(scenario.name, "bootstrap");
+        let applied: Vec<&str> = scenario
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Apply { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            applied,
+            ["acme-us-east-1", "acme-eu-west-1", "acme-ap-northeast-1"]
+        );
+    }
+}
