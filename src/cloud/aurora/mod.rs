@@ -354,6 +354,9 @@ fn error_outcome(
         cluster_identifier: Some(names::cluster_id(spec)),
         ..DatabaseStatus::default()
     });
+    // One Warning per problem, not one per poll: an outage polled every
+    // 30 s would otherwise post an Event (a Kubernetes write) each time.
+    let new_problem = status.last_error.as_deref() != Some(error.to_string().as_str());
     status.last_error = Some(error.to_string());
     let warning = matches!(
         error,
@@ -367,7 +370,7 @@ fn error_outcome(
             reason,
             error.to_string(),
         ),
-        events: if warning {
+        events: if warning && new_problem {
             vec![Note::warning(reason, error.to_string())]
         } else {
             Vec::new()

@@ -236,9 +236,23 @@ async fn an_unreachable_region_keeps_its_last_status_and_warns() {
     assert_eq!(outcome.condition.status, Status::Unknown);
     assert_eq!(outcome.condition.reason, reason::REGION_UNAVAILABLE);
     assert_eq!(outcome.terminal, None);
-    assert!(outcome.events.iter().all(|e| e.warning));
+    assert_eq!(outcome.events.len(), 1);
+    assert!(outcome.events[0].warning);
     assert_eq!(outcome.status.writer_region.as_deref(), Some("us-east-1"));
     assert!(outcome.status.last_error.is_some());
+
+    let polled_again = reconcile_from(
+        sim.aurora("eu-west-1").as_ref(),
+        eu,
+        Some(&outcome.status),
+        sim.clock().now(),
+    )
+    .await;
+    assert_eq!(polled_again.condition.reason, reason::REGION_UNAVAILABLE);
+    assert!(
+        polled_again.events.is_empty(),
+        "the same outage warns once, not on every poll"
+    );
 }
 
 #[tokio::test]
