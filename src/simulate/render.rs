@@ -62,7 +62,7 @@ pub fn summary_table(regions: &[RegionSummary]) -> String {
     let row = |out: &mut String, cells: [&str; 10]| {
         let _ = writeln!(
             out,
-            "{:<20} {:<15} {:<10} {:<15} {:<6} {:<12} {:<22} {:<11} {:<7} {}",
+            "{:<20} {:<15} {:<10} {:<15} {:<6} {:<12} {:<22} {:<22} {:<7} {}",
             cells[0],
             cells[1],
             cells[2],
