@@ -5,6 +5,7 @@
 //! aws-sdk adapters implement them; plans and executors never know which.
 
 pub mod aurora;
+pub mod aws;
 mod error;
 
 pub use error::{CloudError, TransientKind};
