@@ -11,9 +11,9 @@
 //!
 //! One server per test binary while its tests run: the tests share it
 //! through [`Moto::shared`] (each names its resources after itself), and it
-//! is stopped when the last of them lets go. The server runs under a small
-//! shell that stops it as soon as its stdin closes, so it also goes away
-//! when the test binary dies without unwinding.
+//! is stopped when the last of them lets go. A small watchdog shell kills
+//! it as soon as its stdin closes, so it also goes away when the test
+//! binary dies without unwinding.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -48,32 +48,49 @@ pub struct Moto {
     pub endpoint: String,
     pub port: u16,
     log: PathBuf,
-    /// The shell that owns the server; closing its stdin stops both.
-    guard: Child,
-    stdin: Option<ChildStdin>,
+    server: Child,
+    /// A shell that kills the server when its stdin closes: when this
+    /// process dies without running `Drop`, the kernel closes the pipe.
+    watchdog: Child,
+    watchdog_stdin: Option<ChildStdin>,
 }
 
 impl Moto {
-    /// The running server of this test binary, started on first use.
+    /// The running server of this test binary, started on first use. A
+    /// failure to start is remembered: the other tests fail at once with
+    /// the same message instead of trying again.
     pub fn shared() -> Arc<Moto> {
-        static SHARED: Mutex<Weak<Moto>> = Mutex::new(Weak::new());
+        static SHARED: Mutex<(Weak<Moto>, Option<String>)> = Mutex::new((Weak::new(), None));
         let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(moto) = slot.upgrade() {
+        if let Some(error) = &slot.1 {
+            panic!("moto: {error}");
+        }
+        if let Some(moto) = slot.0.upgrade() {
             return moto;
         }
-        let moto = Arc::new(Moto::start().unwrap_or_else(|e| panic!("moto: {e}")));
-        *slot = Arc::downgrade(&moto);
-        moto
+        match Moto::start() {
+            Ok(moto) => {
+                let moto = Arc::new(moto);
+                slot.0 = Arc::downgrade(&moto);
+                moto
+            }
+            Err(error) => {
+                slot.1 = Some(error.clone());
+                panic!("moto: {error}");
+            }
+        }
     }
 
     fn start() -> Result<Moto, String> {
         let server = find_or_install()?;
         let mut last_error = String::new();
-        // A free port can be taken between probing and binding: try again.
+        // A free port can be taken between probing and binding: try again,
+        // but only for that.
         for _ in 0..3 {
             match Self::start_at(&server, free_port()?) {
                 Ok(moto) => return Ok(moto),
-                Err(e) => last_error = e,
+                Err(e) if e.contains("Address already in use") => last_error = e,
+                Err(e) => return Err(e),
             }
         }
         Err(last_error)
@@ -84,46 +101,55 @@ impl Moto {
         let log = File::create(&log_path)
             .map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        // `read` returns when stdin closes: on drop, or when this process
-        // dies and the kernel closes the pipe.
-        let script = r#"
-            "$0" -H 127.0.0.1 -p "$1" &
-            server=$!
-            trap 'kill "$server" 2>/dev/null; wait "$server"' EXIT
-            read -r _ || true
-        "#;
-        let mut guard = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(server)
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
+        let mut server_process = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .map_err(|e| format!("cannot run sh to start {}: {e}", server.display()))?;
-        let stdin = guard.stdin.take();
+            .map_err(|e| format!("cannot run {}: {e}", server.display()))?;
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(r#"read -r _; kill "$0" 2>/dev/null"#)
+            .arg(server_process.id().to_string())
+            .stdin(Stdio::piped())
+            .spawn();
+        let mut watchdog = match watchdog {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = server_process.kill();
+                let _ = server_process.wait();
+                return Err(format!("cannot run sh to watch moto: {e}"));
+            }
+        };
+        let watchdog_stdin = watchdog.stdin.take();
         let mut moto = Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
             log: log_path.clone(),
-            guard,
-            stdin,
+            server: server_process,
+            watchdog,
+            watchdog_stdin,
         };
         let deadline = Instant::now() + STARTUP;
         loop {
             if answers(port) {
                 return Ok(moto);
             }
-            let exited = moto.guard.try_wait().map_err(|e| e.to_string())?;
+            let exited = moto.server.try_wait().map_err(|e| e.to_string())?;
             if exited.is_some() || Instant::now() > deadline {
                 let output = fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(format!(
-                    "{} did not answer on port {port} within {}s{}:\n{output}",
-                    server.display(),
-                    STARTUP.as_secs(),
-                    if exited.is_some() { " (it exited)" } else { "" },
-                ));
+                return Err(match exited {
+                    Some(status) => format!(
+                        "{} exited ({status}) before answering on port {port}:\n{output}",
+                        server.display()
+                    ),
+                    None => format!(
+                        "{} did not answer on port {port} within {}s:\n{output}",
+                        server.display(),
+                        STARTUP.as_secs()
+                    ),
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -132,17 +158,19 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        drop(self.stdin.take());
+        // The watchdog stops the server as its stdin closes.
+        drop(self.watchdog_stdin.take());
+        let _ = self.watchdog.wait();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.guard.try_wait() {
+            if let Ok(Some(_)) = self.server.try_wait() {
                 let _ = fs::remove_file(&self.log);
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.guard.kill();
-        let _ = self.guard.wait();
+        let _ = self.server.kill();
+        let _ = self.server.wait();
     }
 }
 
@@ -178,13 +206,15 @@ fn venv_server() -> PathBuf {
     venv().join("bin/moto_server")
 }
 
-/// The venv holds the pinned moto (a bumped pin reinstalls).
+/// The venv holds the pinned moto (a bumped pin reinstalls) and its
+/// Python still exists (a venv points at the interpreter that made it).
 fn venv_is_ready() -> bool {
     let marker = format!("moto-{}.dist-info", pinned_version());
     let Ok(lib) = fs::read_dir(venv().join("lib")) else {
         return false;
     };
     is_executable(&venv_server())
+        && is_executable(&venv().join("bin/python"))
         && lib
             .flatten()
             .any(|python| python.path().join("site-packages").join(&marker).is_dir())
