@@ -75,7 +75,7 @@ impl Default for AwsOptions {
 
 /// HTTPS (and plain HTTP, for an emulator on the loopback) on rustls with
 /// the ring crypto provider: the SDK's default client would pull in aws-lc.
-pub fn https_client() -> SharedHttpClient {
+fn https_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https()
