@@ -458,7 +458,11 @@ fn validate_object(
     }
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-    for (k, v) in obj {
+    // Field by field in name order, whatever order the map keeps (serde_json
+    // keeps insertion order when a dependency enables `preserve_order`).
+    let mut fields: Vec<(&String, &Value)> = obj.iter().collect();
+    fields.sort_by_key(|(k, _)| *k);
+    for (k, v) in fields {
         if root && ROOT_META.contains(&k.as_str()) {
             continue;
         }
