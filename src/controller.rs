@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -21,12 +21,13 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::api::conditions::{self, Desired, Status, Transition, types};
+use crate::api::conditions::{self, Desired, Status, Transition, find, types};
 use crate::api::{
     DatabaseStatus, RegionRole, ShopRegion, ShopRegionSpec, ShopRegionStatus, SpecError, validate,
 };
-use crate::cloud::aurora::{self, CleanupOutcome};
-use crate::cloud::{Cloud, real_delay};
+use crate::cloud::aurora;
+use crate::cloud::elasticache::{self, CacheAuth};
+use crate::cloud::{CleanupOutcome, Cloud, Note, real_delay};
 use crate::telemetry::Metrics;
 use crate::workload::builders::workload_name;
 use crate::workload::{
@@ -255,23 +256,44 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
                 cloud.clock().now(),
             )
             .await;
-            for note in &outcome.events {
-                let type_ = if note.warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                };
-                publish(ctx, &region, type_, &note.reason, &note.message).await;
-            }
+            publish_notes(ctx, &region, &outcome.events).await;
             Some(outcome)
         }
         None => None,
     };
-    if let Some(terminal) = database.as_ref().and_then(|d| d.terminal.clone()) {
-        let mut decided: Vec<Desired> = database.iter().map(|d| d.condition.clone()).collect();
-        decided.extend(summarize(&[], std::slice::from_ref(&terminal)));
+    // The cache beside it: its endpoints go into the topology too.
+    let cache = match &ctx.cloud {
+        Some(cloud) => {
+            let auth = cache_auth(ctx, &namespace, spec).await?;
+            let ports = |r: &str| cloud.elasticache(r);
+            let outcome = elasticache::reconcile_from(
+                &ports,
+                spec,
+                &auth,
+                previous.and_then(|s| s.cache.as_ref()),
+                cloud.clock().now(),
+            )
+            .await;
+            publish_notes(ctx, &region, &outcome.events).await;
+            Some(outcome)
+        }
+        None => None,
+    };
+    let terminals: Vec<SpecError> = database
+        .iter()
+        .filter_map(|d| d.terminal.clone())
+        .chain(cache.iter().filter_map(|c| c.terminal.clone()))
+        .collect();
+    if !terminals.is_empty() {
+        let mut decided: Vec<Desired> = database
+            .iter()
+            .map(|d| d.condition.clone())
+            .chain(cache.iter().map(|c| c.condition.clone()))
+            .collect();
+        decided.extend(summarize(&[], &terminals));
         let mut base = region.status.clone().unwrap_or_default();
         base.database = database.map(|d| d.status);
+        base.cache = cache.map(|c| c.status);
         write_status(&region, ctx, &decided, base).await?;
         return Ok(Action::await_change());
     }
@@ -284,6 +306,10 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
     if let Some(db) = database.as_ref().map(|d| &d.status) {
         topology.database_writer_endpoint = db.writer_endpoint.clone();
         topology.database_reader_endpoint = db.reader_endpoint.clone();
+    }
+    if let Some(c) = cache.as_ref().map(|c| &c.status) {
+        topology.cache_primary_endpoint = c.primary_endpoint.clone();
+        topology.cache_reader_endpoint = c.reader_endpoint.clone();
     }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let observed_replicas = deployments
@@ -312,13 +338,19 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
 
     let mut decided = vec![workload_ready];
     decided.extend(database.iter().map(|d| d.condition.clone()));
+    decided.extend(cache.iter().map(|c| c.condition.clone()));
     decided.extend(summarize(&decided, &[]));
     let mut base = region.status.clone().unwrap_or_default();
     base.orders = Some(orders);
     base.role = Some(role);
     base.writer_region = writer_region;
-    let cloud_requeue = database.as_ref().and_then(|d| d.requeue_after);
+    let cloud_requeue = database
+        .iter()
+        .filter_map(|d| d.requeue_after)
+        .chain(cache.iter().filter_map(|c| c.requeue_after))
+        .min();
     base.database = database.map(|d| d.status);
+    base.cache = cache.map(|c| c.status);
     write_status(&region, ctx, &decided, base).await?;
     // Children are watched, so their progress wakes the reconcile by itself;
     // the cloud is polled. The periodic requeue re-checks drift that nothing
@@ -358,27 +390,91 @@ fn initial_role(spec: &ShopRegionSpec) -> RegionRole {
     }
 }
 
+/// The Redis AUTH token the spec asks for, read from its Secret. A missing
+/// Secret or key is not an error here: the cache concern reports it and
+/// waits for the user to create it.
+async fn cache_auth(
+    ctx: &Context,
+    namespace: &str,
+    spec: &ShopRegionSpec,
+) -> Result<CacheAuth, Error> {
+    let Some(reference) = &spec.cache.auth_secret_ref else {
+        return Ok(CacheAuth::Disabled);
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = secrets.get_opt(&reference.name).await?;
+    Ok(elasticache::auth_from_secret(
+        reference,
+        namespace,
+        secret.as_ref(),
+    ))
+}
+
 async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> {
     // Kubernetes children go with the ShopRegion through their owner
-    // references; cloud resources follow the spec's deletion policy.
+    // references; cloud resources follow the spec's deletion policies. The
+    // cache and the database are independent: each pass advances both, and
+    // the finalizer goes when both are done.
     if let Some(cloud) = &ctx.cloud {
-        let port = cloud.aurora(&region.spec.region);
-        match aurora::cleanup(port.as_ref(), &region.spec).await {
-            CleanupOutcome::Done => {}
-            CleanupOutcome::InProgress { requeue } => {
-                return Err(Error::CleanupPending(ctx.requeue(requeue)));
+        let spec = &region.spec;
+        let outcomes = [
+            (
+                types::DATABASE_READY,
+                aurora::cleanup(cloud.aurora(&spec.region).as_ref(), spec).await,
+            ),
+            (
+                types::CACHE_READY,
+                elasticache::cleanup(cloud.elasticache(&spec.region).as_ref(), spec).await,
+            ),
+        ];
+        let mut pending: Option<Duration> = None;
+        let mut blocked = Vec::new();
+        for (type_, outcome) in outcomes {
+            match outcome {
+                CleanupOutcome::Done => {}
+                CleanupOutcome::InProgress { requeue } => {
+                    pending = Some(pending.map_or(requeue, |p| p.min(requeue)));
+                }
+                CleanupOutcome::Blocked { reason, message } => {
+                    blocked.push(Desired::new(type_, Status::False, reason, message));
+                }
             }
-            CleanupOutcome::Blocked { reason, message } => {
-                let decided = vec![Desired::new(
-                    types::DATABASE_READY,
-                    Status::False,
-                    reason.clone(),
-                    message.clone(),
-                )];
-                let base = region.status.clone().unwrap_or_default();
-                write_status(&region, ctx, &decided, base).await?;
-                return Err(Error::DeletionBlocked { reason, message });
+        }
+        if !blocked.is_empty() {
+            let conditions = region
+                .status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or_default();
+            for decided in &blocked {
+                // A condition that leaves True gets its transition Event;
+                // one that was already False would otherwise say nothing.
+                let news = find(conditions, decided.type_)
+                    .is_some_and(|c| c.status != "True" && c.reason != decided.reason);
+                if news {
+                    publish(
+                        ctx,
+                        &region,
+                        EventType::Warning,
+                        &decided.reason,
+                        &decided.message,
+                    )
+                    .await;
+                }
             }
+            let base = region.status.clone().unwrap_or_default();
+            write_status(&region, ctx, &blocked, base).await?;
+            return Err(Error::DeletionBlocked {
+                reason: blocked[0].reason.clone(),
+                message: blocked
+                    .iter()
+                    .map(|d| d.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        if let Some(requeue) = pending {
+            return Err(Error::CleanupPending(ctx.requeue(requeue)));
         }
     }
     publish(
@@ -477,6 +573,17 @@ pub fn event_for(transition: &Transition) -> Option<TransitionEvent> {
             transition.type_, transition.to, transition.message
         ),
     })
+}
+
+async fn publish_notes(ctx: &Context, region: &ShopRegion, notes: &[Note]) {
+    for note in notes {
+        let type_ = if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(ctx, region, type_, &note.reason, &note.message).await;
+    }
 }
 
 async fn publish(ctx: &Context, region: &ShopRegion, type_: EventType, reason: &str, note: &str) {

@@ -5,6 +5,7 @@ pub mod api;
 pub mod clock;
 pub mod cloud;
 pub mod controller;
+pub mod failover;
 pub mod sim;
 pub mod simulate;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service};
+
+use crate::api::{FailoverKind, FailoverResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -54,6 +56,30 @@ pub struct VerbLabels {
     pub verb: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailoverLabels {
+    /// `failover` or `switchover`.
+    pub kind: &'static str,
+    /// `completed`, `abandoned`, `superseded` or `refused`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub region: String,
+}
+
+/// Buckets of `shopfleet_failover_duration_seconds`: 5 s to about 85 min,
+/// around the one-minute RTO target.
+fn failover_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(5.0, 2.0, 11))
+}
+
 /// Every metric shopfleet exports. One instance per process, shared by the
 /// controllers of every ShopRegion it reconciles.
 pub struct Metrics {
@@ -63,6 +89,9 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub kube_writes: Family<VerbLabels, Counter>,
     pub leader: Gauge,
+    pub failovers: Family<FailoverLabels, Counter>,
+    pub failover_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    pub replication_lag: Family<RegionLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -98,6 +127,27 @@ impl Default for Metrics {
             "1 while this instance holds the leader lease",
             leader.clone(),
         );
+        let failovers = Family::<FailoverLabels, Counter>::default();
+        registry.register(
+            "failovers",
+            "Failovers and switchovers, by kind and result (refused: a needed failover the policy forbade)",
+            failovers.clone(),
+        );
+        let failover_duration =
+            Family::<KindLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                failover_duration_histogram,
+            );
+        registry.register(
+            "failover_duration_seconds",
+            "Time from recording a failover or switchover to its completion",
+            failover_duration.clone(),
+        );
+        let replication_lag = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "replication_lag_seconds",
+            "Last known Aurora replication lag of a secondary region behind the writer",
+            replication_lag.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -105,6 +155,9 @@ impl Default for Metrics {
             reconcile_errors,
             kube_writes,
             leader,
+            failovers,
+            failover_duration,
+            replication_lag,
         }
     }
 }
@@ -147,6 +200,68 @@ impl Metrics {
 
     pub fn kube_writes_by(&self, verb: &'static str) -> u64 {
         self.kube_writes.get_or_create(&VerbLabels { verb }).get()
+    }
+
+    /// Counts a recorded failover or switchover once it ends; with
+    /// `Completed`, also observes its duration.
+    pub fn record_failover(
+        &self,
+        kind: FailoverKind,
+        result: FailoverResult,
+        duration: Option<Duration>,
+    ) {
+        self.failovers
+            .get_or_create(&FailoverLabels {
+                kind: kind.metric_label(),
+                result: result.metric_label(),
+            })
+            .inc();
+        if let (FailoverResult::Completed, Some(duration)) = (result, duration) {
+            self.failover_duration
+                .get_or_create(&KindLabels {
+                    kind: kind.metric_label(),
+                })
+                .observe(duration.as_secs_f64());
+        }
+    }
+
+    /// Counts a failover the policy refused. Call it when the refusal
+    /// begins (the `FailoverReady` condition turning to the refusal reason),
+    /// not on every reconcile that still refuses.
+    pub fn record_refused_failover(&self) {
+        self.failovers
+            .get_or_create(&FailoverLabels {
+                kind: FailoverKind::Failover.metric_label(),
+                result: "refused",
+            })
+            .inc();
+    }
+
+    /// Sets a region's replication lag; `None` (the writer, or no reading)
+    /// removes the series rather than reporting a made-up zero.
+    pub fn set_replication_lag(&self, region: &str, lag: Option<Duration>) {
+        let labels = RegionLabels {
+            region: region.to_string(),
+        };
+        match lag {
+            Some(lag) => {
+                self.replication_lag
+                    .get_or_create(&labels)
+                    .set(lag.as_secs_f64());
+            }
+            None => {
+                self.replication_lag.remove(&labels);
+            }
+        }
+    }
+
+    pub fn failovers_by(&self, kind: FailoverKind, result: &'static str) -> u64 {
+        self.failovers
+            .get_or_create(&FailoverLabels {
+                kind: kind.metric_label(),
+                result,
+            })
+            .get()
     }
 }
 
@@ -308,5 +423,44 @@ mod tests {
         assert!(text.contains("shopfleet_reconcile_errors_total{category=\"kube\"} 1"));
         assert!(text.contains("shopfleet_kube_writes_total{verb=\"patch\"} 1"));
         assert!(text.contains("shopfleet_reconcile_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn failover_metrics_are_exported_under_their_documented_names() {
+        let metrics = Metrics::default();
+        metrics.record_failover(
+            FailoverKind::Failover,
+            FailoverResult::Completed,
+            Some(Duration::from_secs(62)),
+        );
+        metrics.record_failover(FailoverKind::Switchover, FailoverResult::Superseded, None);
+        metrics.record_refused_failover();
+        metrics.set_replication_lag("eu-west-1", Some(Duration::from_millis(250)));
+        let text = metrics.encode();
+        assert!(
+            text.contains("shopfleet_failovers_total{kind=\"failover\",result=\"completed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shopfleet_failovers_total{kind=\"switchover\",result=\"superseded\"} 1")
+        );
+        assert!(text.contains("shopfleet_failovers_total{kind=\"failover\",result=\"refused\"} 1"));
+        assert!(
+            text.contains("shopfleet_failover_duration_seconds_sum{kind=\"failover\"} 62.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shopfleet_replication_lag_seconds{region=\"eu-west-1\"} 0.25"),
+            "{text}"
+        );
+        assert_eq!(metrics.failovers_by(FailoverKind::Failover, "completed"), 1);
+    }
+
+    #[test]
+    fn a_region_without_a_lag_reading_has_no_lag_series() {
+        let metrics = Metrics::default();
+        metrics.set_replication_lag("eu-west-1", Some(Duration::from_secs(1)));
+        metrics.set_replication_lag("eu-west-1", None);
+        assert!(!metrics.encode().contains("region=\"eu-west-1\""));
     }
 }

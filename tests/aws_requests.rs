@@ -282,7 +282,7 @@ async fn replication_lag_asks_cloudwatch_for_the_worst_lag_per_minute_of_the_las
     let answer = Cbor::map([(
         "MetricDataResults",
         Cbor::Array(vec![Cbor::map([
-            ("Id", Cbor::text("lag")),
+            ("Id", Cbor::text("lag0")),
             ("Label", Cbor::text("AuroraGlobalDBReplicationLag")),
             (
                 "Timestamps",
@@ -321,7 +321,7 @@ async fn replication_lag_asks_cloudwatch_for_the_worst_lag_per_minute_of_the_las
             (
                 "MetricDataQueries",
                 Cbor::Array(vec![Cbor::map([
-                    ("Id", Cbor::text("lag")),
+                    ("Id", Cbor::text("lag0")),
                     ("ReturnData", Cbor::Bool(true)),
                     (
                         "MetricStat",
@@ -355,7 +355,7 @@ async fn no_cloudwatch_data_point_is_no_lag_reading() {
     let answer = Cbor::map([(
         "MetricDataResults",
         Cbor::Array(vec![Cbor::map([
-            ("Id", Cbor::text("lag")),
+            ("Id", Cbor::text("lag0")),
             ("Timestamps", Cbor::Array(vec![])),
             ("Values", Cbor::Array(vec![])),
             ("StatusCode", Cbor::text("Complete")),

@@ -41,6 +41,25 @@ fn every_spec_field_has_a_description_for_kubectl_explain() {
     );
 }
 
+#[test]
+fn every_failover_status_field_has_a_description_for_on_call() {
+    let crd: serde_json::Value = serde_saphyr::from_str(&shopfleet::api::crd_yaml()).unwrap();
+    let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    let mut missing = Vec::new();
+    for field in ["health", "failover", "lastFailover"] {
+        let schema = &status[field];
+        assert!(schema.is_object(), "status.{field} is in the schema");
+        walk(schema, &format!("status.{field}"), &mut missing);
+        if let Some(items) = schema.get("items") {
+            walk(items, &format!("status.{field}[]"), &mut missing);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:?}"
+    );
+}
+
 fn walk(schema: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
     if schema.get("description").is_none() {
         missing.push(path.to_string());

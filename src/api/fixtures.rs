@@ -17,6 +17,7 @@ pub fn acme(region: &str) -> ShopRegionSpec {
             max_replication_lag: KubeDuration::from_secs(30),
             allow_data_loss: false,
             cooldown: KubeDuration::from_secs(600),
+            health_checks: vec![],
         },
         orders: OrdersSpec {
             image: "registry.example.com/acme/orders:1.4.2".into(),

@@ -101,6 +101,31 @@ pub struct FailoverSpec {
     /// The minimum time between two failovers of the fleet; stops flapping.
     #[serde(default = "default_cooldown")]
     pub cooldown: KubeDuration,
+
+    /// Optional HTTP health checks of the regions' order services. Every
+    /// region's controller probes every listed region (GET, 2xx is healthy),
+    /// so list the same checks in every ShopRegion of the shop. Plain
+    /// `http://` only for now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 8),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["region"])
+    )]
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// An HTTP health check of one region.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// The region this URL checks; it must appear in `failover.order`.
+    #[schemars(length(max = 32), regex(pattern = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"))]
+    pub region: String,
+
+    /// The URL to GET, for example `http://orders.eu-west-1.acme.internal/healthz`.
+    /// Any 2xx answer within the probe timeout counts as healthy.
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub url: String,
 }
 
 fn default_unhealthy_after() -> KubeDuration {
@@ -113,6 +138,9 @@ fn default_cooldown() -> KubeDuration {
     KubeDuration::from_secs(600)
 }
 
+/// `Automatic` promotes a secondary by itself when the writer region is lost;
+/// `Manual` reports what it would do and acts only on a change of
+/// `failover.order` committed by a human.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum FailoverMode {
     #[default]
@@ -300,6 +328,11 @@ pub struct CacheSpec {
     /// What happens in AWS when the ShopRegion is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Adopt an existing replication group that has the deterministic
+    /// identifier instead of failing because it already exists.
+    #[serde(default)]
+    pub adopt: bool,
 }
 
 impl Default for CacheSpec {
@@ -313,6 +346,7 @@ impl Default for CacheSpec {
             at_rest_encryption: true,
             auth_secret_ref: None,
             deletion_policy: DeletionPolicy::Retain,
+            adopt: false,
         }
     }
 }
@@ -417,6 +451,104 @@ pub struct ShopRegionStatus {
     /// The most recent failover or switchover, including one in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover: Option<FailoverRecord>,
+
+    /// This controller's health verdict of every region of `failover.order`,
+    /// from its own probes. Written when a verdict changes, not on every
+    /// probe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["region"]))]
+    pub health: Vec<RegionHealth>,
+
+    /// What the failover engine must remember between reconciles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverStatus>,
+}
+
+/// A region's health as one controller sees it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum HealthVerdict {
+    /// Every signal is good, for enough consecutive samples.
+    Healthy,
+    /// The region's data stores are reported broken, or its endpoints are
+    /// unreachable while AWS cannot vouch for it, for enough consecutive
+    /// samples.
+    Unhealthy,
+    /// Not enough recent evidence either way (AWS API unreachable while the
+    /// endpoints answer, signals disagree, or no recent sample).
+    Unknown,
+}
+
+impl HealthVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthVerdict::Healthy => "Healthy",
+            HealthVerdict::Unhealthy => "Unhealthy",
+            HealthVerdict::Unknown => "Unknown",
+        }
+    }
+}
+
+/// One region's health verdict in a controller's status.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionHealth {
+    /// The region judged.
+    pub region: String,
+    /// The verdict, with hysteresis: one bad probe does not make a region
+    /// Unhealthy and one good probe does not make it Healthy again.
+    pub verdict: HealthVerdict,
+    /// RFC 3339: when the verdict began (the first sample of the run that
+    /// established it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Why, as one CamelCase word: `SignalsHealthy`, `DatabaseUnavailable`,
+    /// `CacheUnavailable`, `RegionUnreachable`, `SignalsDisagree`,
+    /// `ApiUnreachable`, `SignalsIncomplete`, `Observing`, `NoRecentEvidence`
+    /// or `NotYetObserved` (`docs/failover.md` explains each).
+    pub reason: String,
+    /// The signals behind the verdict, for a human.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// `host:port` probed for TCP reachability (the writer endpoint of the
+    /// writer region, the reader endpoint of a secondary). Remembered so that
+    /// a region whose AWS API cannot be reached can still be probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// What the failover engine remembers between reconciles, so that a
+/// restarted controller decides as the one before it would have.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverStatus {
+    /// The first region of `failover.order` this controller last acted on.
+    /// A change of the first region away from it is a request (a planned
+    /// switchover while the writer is healthy); a writer that differs from
+    /// it after an automatic failover is not, so there is no automatic
+    /// failback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_region: Option<String>,
+    /// RFC 3339: when this controller saw the writer region change, whoever
+    /// changed it. The cooldown runs from here too, so a region that cannot
+    /// see the other ShopRegions still respects it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_changed_at: Option<String>,
+    /// The last replication lag this region's cluster reported. Kept when
+    /// AWS stops reporting lag (it has no data points once the writer's
+    /// region is gone): it is the best estimate of the writes a promotion
+    /// would lose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_known_lag: Option<LagReading>,
+}
+
+/// A replication lag reading.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LagReading {
+    /// Seconds behind the writer.
+    pub seconds: f64,
+    /// RFC 3339: when AWS reported it.
+    pub observed_at: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -503,6 +635,7 @@ pub struct CacheStatus {
     pub last_error: Option<String>,
 }
 
+/// Unplanned (`Failover`) or planned (`Switchover`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum FailoverKind {
     /// The writer region was lost; a secondary was promoted.
@@ -511,20 +644,63 @@ pub enum FailoverKind {
     Switchover,
 }
 
+impl FailoverKind {
+    /// The `kind` label of the failover metrics.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            FailoverKind::Failover => "failover",
+            FailoverKind::Switchover => "switchover",
+        }
+    }
+}
+
+/// How a recorded failover or switchover ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FailoverResult {
+    /// The target became the writer and every step was carried out.
+    Completed,
+    /// Given up before AWS was asked to move the writer: the reason for it
+    /// went away (the writer recovered, the request was withdrawn).
+    Abandoned,
+    /// Another region's promotion won (AWS serialises them); this region
+    /// adopted its outcome.
+    Superseded,
+}
+
+impl FailoverResult {
+    /// The `result` label of `shopfleet_failovers_total`.
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            FailoverResult::Completed => "completed",
+            FailoverResult::Abandoned => "abandoned",
+            FailoverResult::Superseded => "superseded",
+        }
+    }
+}
+
 /// One failover or switchover, recorded before the first cloud call and
 /// completed after the last, so that a restarted operator resumes it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverRecord {
+    /// Unplanned failover or planned switchover.
     pub kind: FailoverKind,
+    /// The writer region before.
     pub from: String,
+    /// The region promoted; always the region whose status holds the record
+    /// while it is in progress (a region only ever promotes itself).
     pub to: String,
+    /// Why, for a human: the decision that started it.
     pub reason: String,
-    /// RFC 3339.
+    /// RFC 3339: when the intent was recorded, before the first cloud call.
     pub started_at: String,
     /// RFC 3339; absent while in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+    /// How it ended; absent while in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<FailoverResult>,
+    /// Measured from `startedAt` to `completedAt`, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
     /// Replication lag of the promoted region when it was promoted: writes

@@ -30,7 +30,12 @@ pub mod reason {
     pub const INVALID_CAPACITY: &str = "InvalidCapacity";
     pub const INVALID_FAILOVER_POLICY: &str = "InvalidFailoverPolicy";
     pub const INVALID_CACHE: &str = "InvalidCache";
+    pub const INVALID_HEALTH_CHECK: &str = "InvalidHealthCheck";
 }
+
+/// Below this a cooldown no longer stops flapping: a fleet could fail over,
+/// see the old writer blink, and fail over again before a human looks.
+pub const MIN_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// Every rule violated by the ShopRegion, in the order a reader should fix
 /// them. Empty means the spec can be acted on.
@@ -85,6 +90,75 @@ fn check_failover(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
             "unhealthyAfter must be at least 1s, or a single failed probe would trigger a failover",
         ));
     }
+    if spec.failover.cooldown.as_duration() < MIN_COOLDOWN {
+        errors.push(err(
+            reason::INVALID_FAILOVER_POLICY,
+            "spec.failover.cooldown",
+            format!(
+                "cooldown {} is below 1m; a shorter cooldown cannot stop the fleet from flapping between regions",
+                spec.failover.cooldown
+            ),
+        ));
+    }
+    check_health_checks(spec, errors);
+}
+
+fn check_health_checks(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
+    let checks = &spec.failover.health_checks;
+    for (i, check) in checks.iter().enumerate() {
+        let field = format!("spec.failover.healthChecks[{i}]");
+        if !spec.failover.order.contains(&check.region) {
+            errors.push(err(
+                reason::INVALID_HEALTH_CHECK,
+                &format!("{field}.region"),
+                format!(
+                    "region {} is not in failover.order [{}]",
+                    check.region,
+                    spec.failover.order.join(", ")
+                ),
+            ));
+        }
+        if checks[..i].iter().any(|c| c.region == check.region) {
+            errors.push(err(
+                reason::INVALID_HEALTH_CHECK,
+                &format!("{field}.region"),
+                format!("region {} has more than one health check", check.region),
+            ));
+        }
+        if let Err(message) = check_health_url(&check.url) {
+            errors.push(err(
+                reason::INVALID_HEALTH_CHECK,
+                &format!("{field}.url"),
+                message,
+            ));
+        }
+    }
+}
+
+/// A health URL the probe can GET: `http://host[:port][/path]`.
+pub fn check_health_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "{url:?}: https health checks are not supported yet; use a plain http:// URL (for example the Service's in-cluster address)"
+            ));
+        }
+        _ => return Err(format!("{url:?} must start with http://")),
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => {}
+        _ => return Err(format!("{url:?} names no host")),
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(format!(
+            "{url:?} carries credentials; a health URL is probed without them and must not hold secrets"
+        ));
+    }
+    Ok(())
 }
 
 fn check_residency(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
@@ -490,6 +564,110 @@ mod tests {
                 reason::INVALID_FAILOVER_POLICY,
                 "spec.failover.unhealthyAfter"
             )]
+        );
+    }
+
+    fn health_check(region: &str, url: &str) -> crate::api::HealthCheck {
+        crate::api::HealthCheck {
+            region: region.into(),
+            url: url.into(),
+        }
+    }
+
+    #[test]
+    fn a_cooldown_below_a_minute_is_rejected() {
+        let mut spec = acme("us-east-1");
+        spec.failover.cooldown = crate::api::KubeDuration::parse("30s").unwrap();
+        let errors = validate_spec(&spec);
+        assert_eq!(
+            reasons(&errors),
+            vec![(reason::INVALID_FAILOVER_POLICY, "spec.failover.cooldown")]
+        );
+        assert!(
+            errors[0].message.contains("flapping"),
+            "{}",
+            errors[0].message
+        );
+        spec.failover.cooldown = crate::api::KubeDuration::parse("1m").unwrap();
+        assert_eq!(validate_spec(&spec), vec![]);
+    }
+
+    #[test]
+    fn health_checks_for_every_region_of_the_order_are_accepted() {
+        let mut spec = acme("eu-west-1");
+        spec.failover.health_checks = vec![
+            health_check("us-east-1", "http://orders.us-east-1.acme.internal/healthz"),
+            health_check("eu-west-1", "http://10.1.2.3:8080/healthz"),
+            health_check("ap-northeast-1", "http://orders.ap.acme.internal:8080"),
+        ];
+        assert_eq!(validate_spec(&spec), vec![]);
+    }
+
+    #[test]
+    fn a_health_check_for_a_region_outside_the_order_is_rejected() {
+        let mut spec = acme("eu-west-1");
+        spec.failover.health_checks = vec![health_check("sa-east-1", "http://x/healthz")];
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(
+                reason::INVALID_HEALTH_CHECK,
+                "spec.failover.healthChecks[0].region"
+            )]
+        );
+    }
+
+    #[test]
+    fn two_health_checks_for_one_region_are_rejected() {
+        let mut spec = acme("eu-west-1");
+        spec.failover.health_checks = vec![
+            health_check("eu-west-1", "http://a/healthz"),
+            health_check("eu-west-1", "http://b/healthz"),
+        ];
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(
+                reason::INVALID_HEALTH_CHECK,
+                "spec.failover.healthChecks[1].region"
+            )]
+        );
+    }
+
+    #[test]
+    fn an_https_health_url_is_rejected_with_the_reason() {
+        let mut spec = acme("eu-west-1");
+        spec.failover.health_checks = vec![health_check(
+            "eu-west-1",
+            "https://orders.acme.example/healthz",
+        )];
+        let errors = validate_spec(&spec);
+        assert_eq!(
+            reasons(&errors),
+            vec![(
+                reason::INVALID_HEALTH_CHECK,
+                "spec.failover.healthChecks[0].url"
+            )]
+        );
+        assert!(
+            errors[0]
+                .message
+                .contains("https health checks are not supported")
+        );
+    }
+
+    #[test]
+    fn malformed_health_urls_are_rejected() {
+        for bad in [
+            "ftp://orders/healthz",
+            "http://",
+            "http://user:secret@orders/healthz",
+            "orders/healthz",
+            "http://exa mple/healthz",
+        ] {
+            assert!(check_health_url(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert_eq!(
+            check_health_url("http://orders:8080/healthz?deep=1"),
+            Ok(())
         );
     }
 

@@ -135,36 +135,61 @@ impl CloudError {
             "RequestTimeout" | "RequestTimeoutException" => {
                 Self::transient(TransientKind::Timeout, code, message)
             }
+            "APICallRateForCustomerExceeded" => {
+                Self::transient(TransientKind::Throttled, code, message)
+            }
             "InvalidDBClusterStateFault"
             | "InvalidDBInstanceState"
             | "InvalidDBInstanceStateFault"
-            | "InvalidGlobalClusterStateFault" => {
-                Self::transient(TransientKind::Busy, code, message)
-            }
+            | "InvalidGlobalClusterStateFault"
+            | "InvalidReplicationGroupState"
+            | "InvalidGlobalReplicationGroupState"
+            | "InvalidCacheClusterState"
+            | "InvalidSnapshotState" => Self::transient(TransientKind::Busy, code, message),
             "DBClusterNotFoundFault"
             | "DBInstanceNotFound"
             | "DBInstanceNotFoundFault"
             | "GlobalClusterNotFoundFault"
-            | "DBClusterSnapshotNotFoundFault" => Self::not_found(code, message),
+            | "DBClusterSnapshotNotFoundFault"
+            | "ReplicationGroupNotFoundFault"
+            | "GlobalReplicationGroupNotFoundFault"
+            | "CacheClusterNotFound"
+            | "SnapshotNotFoundFault" => Self::not_found(code, message),
             "DBClusterAlreadyExistsFault"
             | "DBInstanceAlreadyExists"
             | "DBInstanceAlreadyExistsFault"
             | "GlobalClusterAlreadyExistsFault"
-            | "DBClusterSnapshotAlreadyExistsFault" => Self::already_exists(code, message),
+            | "DBClusterSnapshotAlreadyExistsFault"
+            | "ReplicationGroupAlreadyExists"
+            | "GlobalReplicationGroupAlreadyExistsFault"
+            | "SnapshotAlreadyExistsFault" => Self::already_exists(code, message),
             // Quotas are not the spec's fault and clear when someone raises
             // them or frees capacity: wait, do not give up.
             "DBClusterQuotaExceededFault"
             | "InstanceQuotaExceeded"
             | "StorageQuotaExceeded"
             | "GlobalClusterQuotaExceededFault"
-            | "InsufficientDBInstanceCapacity" => Self::invalid_state(code, message),
+            | "InsufficientDBInstanceCapacity"
+            | "InsufficientCacheClusterCapacity"
+            | "NodeQuotaForClusterExceeded"
+            | "NodeQuotaForCustomerExceeded"
+            | "ClusterQuotaForCustomerExceeded"
+            | "NodeGroupsPerReplicationGroupQuotaExceeded"
+            | "SnapshotQuotaExceededFault"
+            | "TagQuotaPerResourceExceeded" => Self::invalid_state(code, message),
             "InvalidParameterCombination"
             | "InvalidParameterValue"
             | "InvalidParameter"
             | "KMSKeyNotAccessibleFault"
             | "InvalidSubnet"
             | "DBSubnetGroupNotFoundFault"
-            | "DBClusterParameterGroupNotFound" => Self::refused(code, message),
+            | "DBClusterParameterGroupNotFound"
+            | "InvalidKMSKeyFault"
+            | "CacheSubnetGroupNotFoundFault"
+            | "CacheParameterGroupNotFound"
+            | "CacheSecurityGroupNotFound"
+            | "InvalidVPCNetworkStateFault"
+            | "InvalidARN" => Self::refused(code, message),
             _ => Self::transient(TransientKind::ServerError, code, message),
         }
     }
@@ -242,6 +267,29 @@ mod tests {
         ] {
             assert!(
                 CloudError::from_aws_code(code, "x").is_transient(),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn elasticache_codes_are_classified_like_their_rds_counterparts() {
+        for (code, label) in [
+            ("InvalidReplicationGroupState", "busy"),
+            ("InvalidGlobalReplicationGroupState", "busy"),
+            ("APICallRateForCustomerExceeded", "throttled"),
+            ("ReplicationGroupNotFoundFault", "not_found"),
+            ("GlobalReplicationGroupNotFoundFault", "not_found"),
+            ("ReplicationGroupAlreadyExists", "already_exists"),
+            ("GlobalReplicationGroupAlreadyExistsFault", "already_exists"),
+            ("SnapshotAlreadyExistsFault", "already_exists"),
+            ("NodeQuotaForCustomerExceeded", "invalid_state"),
+            ("InsufficientCacheClusterCapacity", "invalid_state"),
+            ("CacheSubnetGroupNotFoundFault", "refused"),
+        ] {
+            assert_eq!(
+                CloudError::from_aws_code(code, "x").metric_label(),
+                label,
                 "{code}"
             );
         }

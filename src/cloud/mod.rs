@@ -6,14 +6,19 @@
 
 pub mod aurora;
 pub mod aws;
+pub mod elasticache;
 mod error;
 
 pub use error::{CloudError, TransientKind};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
+
+/// AWS resource tags, sorted by key.
+pub type Tags = BTreeMap<String, String>;
 
 /// Everything the controller needs from a cloud: one port handle per region
 /// and service, the clock the cloud's state runs on, and how many cloud
@@ -21,6 +26,7 @@ use crate::clock::Clock;
 /// simulation), so that "check again in 5 minutes" means 5 cloud minutes.
 pub trait Cloud: Send + Sync {
     fn aurora(&self, region: &str) -> Arc<dyn aurora::AuroraPort>;
+    fn elasticache(&self, region: &str) -> Arc<dyn elasticache::ElastiCachePort>;
     fn clock(&self) -> Arc<dyn Clock>;
     fn speed(&self) -> u32 {
         1
@@ -33,12 +39,84 @@ pub fn real_delay(cloud_delay: Duration, speed: u32, floor: Duration) -> Duratio
     (cloud_delay / speed.max(1)).max(floor)
 }
 
-/// Tag keys put on every resource shopfleet creates.
+/// The tags put on every resource shopfleet creates, and who a resource
+/// belongs to judged from them.
 pub mod tags {
+    use super::Tags;
+    use crate::api::ShopRegionSpec;
+
     pub const SHOP: &str = "shopfleet.io/shop";
     pub const REGION: &str = "shopfleet.io/region";
     pub const MANAGED_BY: &str = "shopfleet.io/managed-by";
     pub const MANAGER: &str = "shopfleet";
+
+    /// The tags put on everything created for this region.
+    pub fn ownership_tags(spec: &ShopRegionSpec) -> Tags {
+        Tags::from([
+            (SHOP.to_string(), spec.shop.clone()),
+            (REGION.to_string(), spec.region.clone()),
+            (MANAGED_BY.to_string(), MANAGER.to_string()),
+        ])
+    }
+
+    /// Who a resource belongs to, judged from its tags.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Ownership {
+        Ours,
+        /// No shopfleet tags: created by hand or by another tool.
+        Untagged,
+        /// Tagged by shopfleet for another shop.
+        OtherShop(String),
+    }
+
+    pub fn ownership(resource_tags: &Tags, spec: &ShopRegionSpec) -> Ownership {
+        let managed = resource_tags.get(MANAGED_BY).map(String::as_str) == Some(MANAGER);
+        match resource_tags.get(SHOP) {
+            Some(shop) if shop == &spec.shop && managed => Ownership::Ours,
+            Some(shop) if shop != &spec.shop => Ownership::OtherShop(shop.clone()),
+            _ => Ownership::Untagged,
+        }
+    }
+}
+
+/// Something a cloud concern found worth a Kubernetes Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub reason: String,
+    pub message: String,
+    pub warning: bool,
+}
+
+impl Note {
+    pub(crate) fn normal(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+            warning: false,
+        }
+    }
+
+    pub(crate) fn warning(reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+            warning: true,
+        }
+    }
+}
+
+/// One pass of a cloud concern's deletion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CleanupOutcome {
+    /// Nothing left to delete: the finalizer may be removed.
+    Done,
+    InProgress {
+        requeue: Duration,
+    },
+    Blocked {
+        reason: String,
+        message: String,
+    },
 }
 
 /// The region of a regional ARN (`arn:aws:rds:<region>:<account>:…`); `None`
@@ -73,6 +151,20 @@ mod tests {
         assert_eq!(
             real_delay(Duration::from_secs(6), 0, floor),
             Duration::from_secs(6)
+        );
+    }
+
+    #[test]
+    fn ownership_reads_the_tags() {
+        use tags::{Ownership, ownership, ownership_tags};
+        let spec = crate::api::fixtures::acme("us-east-1");
+        assert_eq!(ownership(&ownership_tags(&spec), &spec), Ownership::Ours);
+        assert_eq!(ownership(&Tags::new(), &spec), Ownership::Untagged);
+        let mut other = ownership_tags(&spec);
+        other.insert(tags::SHOP.into(), "globex".into());
+        assert_eq!(
+            ownership(&other, &spec),
+            Ownership::OtherShop("globex".into())
         );
     }
 

@@ -11,6 +11,7 @@ use super::cloud::SimCloud;
 use crate::clock::Clock;
 use crate::cloud::Cloud;
 use crate::cloud::aurora::AuroraPort;
+use crate::cloud::elasticache::ElastiCachePort;
 
 const TICK: Duration = Duration::from_millis(20);
 
@@ -54,6 +55,10 @@ impl Drop for LiveSim {
 impl Cloud for LiveSim {
     fn aurora(&self, region: &str) -> Arc<dyn AuroraPort> {
         self.cloud.aurora(region)
+    }
+
+    fn elasticache(&self, region: &str) -> Arc<dyn ElastiCachePort> {
+        self.cloud.elasticache(region)
     }
 
     fn clock(&self) -> Arc<dyn Clock> {

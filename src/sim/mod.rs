@@ -5,7 +5,9 @@
 pub mod clock;
 pub mod cloud;
 pub mod live;
+pub mod probe;
 
 pub use clock::VirtualClock;
 pub use cloud::{CallRecord, Fault, Op, SimCloud, SimDurations};
 pub use live::LiveSim;
+pub use probe::SimProbe;

@@ -20,6 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::{Desired, Status, types};
 use crate::api::{DatabaseStatus, DeletionPolicy, ShopRegionSpec, SpecError};
+pub use crate::cloud::{CleanupOutcome, Note};
 use crate::cloud::{CloudError, TransientKind};
 
 pub use cleanup::{CleanupAction, CleanupInput, CleanupPlan};
@@ -51,32 +52,6 @@ pub mod requeue {
     pub const NEEDS_ATTENTION: Duration = Duration::from_secs(300);
 }
 
-/// Something worth a Kubernetes Event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    pub reason: String,
-    pub message: String,
-    pub warning: bool,
-}
-
-impl Note {
-    fn normal(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            message: message.into(),
-            warning: false,
-        }
-    }
-
-    fn warning(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            message: message.into(),
-            warning: true,
-        }
-    }
-}
-
 /// What one reconcile of the Aurora concern found and did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuroraOutcome {
@@ -88,19 +63,6 @@ pub struct AuroraOutcome {
     /// Set when the spec cannot be satisfied: the controller reports
     /// `Stalled` and stops requeueing until the spec changes.
     pub terminal: Option<SpecError>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CleanupOutcome {
-    /// Nothing left to delete: the finalizer may be removed.
-    Done,
-    InProgress {
-        requeue: Duration,
-    },
-    Blocked {
-        reason: String,
-        message: String,
-    },
 }
 
 /// What the port showed of this region.

@@ -10,9 +10,8 @@
 //! (in-region failover), so the name records the creation slot, not the role.
 
 use crate::api::ShopRegionSpec;
-use crate::cloud::tags;
 
-use super::port::Tags;
+pub use crate::cloud::tags::{Ownership, ownership, ownership_tags};
 
 /// `<shop>-<region>`, e.g. `acme-us-east-1`.
 pub fn cluster_id(spec: &ShopRegionSpec) -> String {
@@ -53,34 +52,6 @@ pub fn final_snapshot_id(
     match created_at {
         Some(t) => format!("{cluster_id}-final-{}", t.strftime("%Y%m%d%H%M%S")),
         None => format!("{cluster_id}-final"),
-    }
-}
-
-/// The tags put on everything created for this region.
-pub fn ownership_tags(spec: &ShopRegionSpec) -> Tags {
-    Tags::from([
-        (tags::SHOP.to_string(), spec.shop.clone()),
-        (tags::REGION.to_string(), spec.region.clone()),
-        (tags::MANAGED_BY.to_string(), tags::MANAGER.to_string()),
-    ])
-}
-
-/// Who a resource belongs to, judged from its tags.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Ownership {
-    Ours,
-    /// No shopfleet tags: created by hand or by another tool.
-    Untagged,
-    /// Tagged by shopfleet for another shop.
-    OtherShop(String),
-}
-
-pub fn ownership(resource_tags: &Tags, spec: &ShopRegionSpec) -> Ownership {
-    let managed = resource_tags.get(tags::MANAGED_BY).map(String::as_str) == Some(tags::MANAGER);
-    match resource_tags.get(tags::SHOP) {
-        Some(shop) if shop == &spec.shop && managed => Ownership::Ours,
-        Some(shop) if shop != &spec.shop => Ownership::OtherShop(shop.clone()),
-        _ => Ownership::Untagged,
     }
 }
 
@@ -176,19 +147,6 @@ mod tests {
             None
         );
         assert_eq!(instance_slot("acme-us-east-1", "legacy-db-1"), None);
-    }
-
-    #[test]
-    fn ownership_reads_the_tags() {
-        let spec = acme("us-east-1");
-        assert_eq!(ownership(&ownership_tags(&spec), &spec), Ownership::Ours);
-        assert_eq!(ownership(&Tags::new(), &spec), Ownership::Untagged);
-        let mut other = ownership_tags(&spec);
-        other.insert(tags::SHOP.into(), "globex".into());
-        assert_eq!(
-            ownership(&other, &spec),
-            Ownership::OtherShop("globex".into())
-        );
     }
 
     #[test]

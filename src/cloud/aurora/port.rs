@@ -6,15 +6,13 @@
 //! regional endpoint), so a region that cannot be reached cannot act on the
 //! global cluster either.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cloud::CloudError;
-
-pub type Tags = BTreeMap<String, String>;
+pub use crate::cloud::Tags;
 
 /// `DescribeGlobalClusters` → `GlobalCluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]

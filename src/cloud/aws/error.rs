@@ -73,3 +73,12 @@ fn by_status(status: u16, message: String) -> CloudError {
         _ => CloudError::transient(TransientKind::ServerError, format!("HTTP{status}"), message),
     }
 }
+
+/// An answer that should carry the resource but does not.
+pub(crate) fn missing(what: &str) -> CloudError {
+    CloudError::transient(
+        TransientKind::ServerError,
+        "IncompleteResponse",
+        format!("AWS answered without the {what}"),
+    )
+}

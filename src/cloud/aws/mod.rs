@@ -13,9 +13,11 @@
 //! permissions they need.
 
 mod cloudwatch;
+mod elasticache;
 mod error;
 mod rds;
 
+pub use elasticache::AwsElastiCache;
 pub use rds::RdsAurora;
 
 use std::collections::BTreeMap;
@@ -33,6 +35,16 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use crate::clock::{Clock, SystemClock};
 use crate::cloud::Cloud;
 use crate::cloud::aurora::AuroraPort;
+use crate::cloud::elasticache::ElastiCachePort;
+
+/// An optional text field of an SDK shape; absent reads as empty.
+fn text(value: Option<&str>) -> String {
+    value.unwrap_or_default().to_string()
+}
+
+fn timestamp(value: &aws_smithy_types::DateTime) -> Option<k8s_openapi::jiff::Timestamp> {
+    k8s_openapi::jiff::Timestamp::new(value.secs(), i32::try_from(value.subsec_nanos()).ok()?).ok()
+}
 
 /// How the SDK clients talk to AWS.
 #[derive(Clone, Debug)]
@@ -85,6 +97,7 @@ fn https_client() -> SharedHttpClient {
 #[derive(Clone, Debug)]
 struct RegionClients {
     rds: aws_sdk_rds::Client,
+    elasticache: aws_sdk_elasticache::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
@@ -94,6 +107,11 @@ impl RegionClients {
         Self {
             rds: aws_sdk_rds::Client::from_conf(
                 aws_sdk_rds::config::Builder::from(base)
+                    .region(region.clone())
+                    .build(),
+            ),
+            elasticache: aws_sdk_elasticache::Client::from_conf(
+                aws_sdk_elasticache::config::Builder::from(base)
                     .region(region.clone())
                     .build(),
             ),
@@ -175,6 +193,15 @@ impl Cloud for AwsCloud {
         Arc::new(RdsAurora::new(region, clients.rds, clients.cloudwatch))
     }
 
+    fn elasticache(&self, region: &str) -> Arc<dyn ElastiCachePort> {
+        let clients = self.clients(region);
+        Arc::new(AwsElastiCache::new(
+            region,
+            clients.elasticache,
+            clients.cloudwatch,
+        ))
+    }
+
     fn clock(&self) -> Arc<dyn Clock> {
         Arc::new(SystemClock)
     }
@@ -210,9 +237,19 @@ mod tests {
             Some("eu-west-1")
         );
         assert_eq!(
+            eu.elasticache.config().region().map(Region::as_ref),
+            Some("eu-west-1")
+        );
+        assert_eq!(
             eu.cloudwatch.config().region().map(Region::as_ref),
             Some("eu-west-1")
         );
+        assert_eq!(
+            cloud.elasticache("ap-northeast-1").region(),
+            "ap-northeast-1"
+        );
+        let regions: Vec<String> = cloud.lock().keys().cloned().collect();
+        assert_eq!(regions, ["ap-northeast-1", "eu-west-1", "us-east-1"]);
     }
 
     #[tokio::test]

@@ -16,7 +16,8 @@ use crate::cloud::aurora::port::{
 use crate::cloud::{CloudError, arn_region};
 
 use super::cloudwatch;
-use super::error::classify;
+use super::error::{classify, missing};
+use super::{text, timestamp};
 
 /// The Aurora API of one region.
 #[derive(Clone, Debug)]
@@ -56,14 +57,6 @@ fn from_tags(tags: &[Tag]) -> Tags {
             ))
         })
         .collect()
-}
-
-fn text(value: Option<&str>) -> String {
-    value.unwrap_or_default().to_string()
-}
-
-fn timestamp(value: &aws_smithy_types::DateTime) -> Option<Timestamp> {
-    Timestamp::new(value.secs(), i32::try_from(value.subsec_nanos()).ok()?).ok()
 }
 
 /// `DBCluster.GlobalClusterIdentifier` is the identifier; accept an ARN too
@@ -143,15 +136,6 @@ fn instance(i: &rds::DbInstance, is_writer: bool) -> Instance {
         is_writer,
         tags: from_tags(i.tag_list()),
     }
-}
-
-/// An answer that should carry the resource but does not.
-fn missing(what: &str) -> CloudError {
-    CloudError::transient(
-        crate::cloud::TransientKind::ServerError,
-        "IncompleteResponse",
-        format!("AWS answered without the {what}"),
-    )
 }
 
 impl RdsAurora {
@@ -466,7 +450,14 @@ impl AuroraPort for RdsAurora {
         cluster_id: &str,
         now: Timestamp,
     ) -> Result<Option<Duration>, CloudError> {
-        cloudwatch::replication_lag(&self.cloudwatch, &self.region, cluster_id, now).await
+        cloudwatch::replication_lag(
+            &self.cloudwatch,
+            &self.region,
+            &cloudwatch::AURORA_LAG,
+            &[cluster_id.to_string()],
+            now,
+        )
+        .await
     }
 }
 

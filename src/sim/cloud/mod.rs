@@ -10,6 +10,7 @@
 //! or identifiers beyond what the API calls carry.
 
 mod aurora;
+mod elasticache;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,15 +20,19 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::clock::Clock;
 use crate::cloud::aurora::port::{AuroraPort, Cluster, GlobalCluster, Instance};
+use crate::cloud::elasticache::port::{ElastiCachePort, GlobalReplicationGroup, ReplicationGroup};
 use crate::cloud::{CloudError, TransientKind};
 
 use super::clock::VirtualClock;
 
 pub use aurora::FailoverRecord;
+pub use elasticache::{CacheFailoverRecord, global_datastore_prefix};
 
-/// How long AWS takes. The defaults are typical figures observed for Aurora
-/// and documented by AWS as orders of magnitude; scenarios can shorten or
-/// stretch them.
+/// How long AWS takes. The Aurora defaults are typical figures observed for
+/// Aurora and documented by AWS as orders of magnitude. AWS publishes almost
+/// no durations for ElastiCache: where it does (promotion, replication lag)
+/// the figure is AWS's, elsewhere it is a round assumption and says so.
+/// Scenarios can shorten or stretch them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimDurations {
     /// `CreateDBCluster` of a primary (storage volume, no instances):
@@ -59,6 +64,38 @@ pub struct SimDurations {
     /// Steady-state `AuroraGlobalDBReplicationLag`: typically well under a
     /// second.
     pub replication_lag: Duration,
+    /// `CreateReplicationGroup` of a primary until `available`. AWS gives no
+    /// figure (its getting-started guide: "several minutes"); 10 minutes is
+    /// an assumption.
+    pub cache_group_create: Duration,
+    /// `CreateReplicationGroup` of a secondary until it is `associated`
+    /// with its Global Datastore: the primary's data is copied across
+    /// regions first. No AWS figure; 15 minutes is an assumption.
+    pub cache_secondary_create: Duration,
+    /// `CreateGlobalReplicationGroup` from an existing primary. No AWS
+    /// figure; 5 minutes is an assumption.
+    pub cache_global_create: Duration,
+    /// `IncreaseReplicaCount` / `DecreaseReplicaCount` by one node per
+    /// shard. No AWS figure; 10 minutes is an assumption.
+    pub cache_replica_change: Duration,
+    /// `ModifyReplicationGroup` of Multi-AZ and automatic failover. No AWS
+    /// figure; 2 minutes is an assumption.
+    pub cache_modify: Duration,
+    /// `DisassociateGlobalReplicationGroup` until the secondary stands
+    /// alone. No AWS figure; 5 minutes is an assumption.
+    pub cache_disassociate: Duration,
+    /// `DeleteGlobalReplicationGroup` of a Global Datastore with only its
+    /// primary. No AWS figure; 2 minutes is an assumption.
+    pub cache_global_delete: Duration,
+    /// `DeleteReplicationGroup`. No AWS figure; 5 minutes is an assumption.
+    pub cache_group_delete: Duration,
+    /// `FailoverGlobalReplicationGroup`: AWS gives promotion of a secondary
+    /// an RTO of about a minute.
+    pub cache_failover: Duration,
+    /// Steady-state `GlobalDatastoreReplicationLag`: AWS documents
+    /// cross-Region replication as typically under one second; the
+    /// simulation reports that bound.
+    pub cache_replication_lag: Duration,
 }
 
 impl Default for SimDurations {
@@ -76,6 +113,16 @@ impl Default for SimDurations {
             global_failover: Duration::from_secs(60),
             global_switchover: Duration::from_secs(2 * 60),
             replication_lag: Duration::from_millis(150),
+            cache_group_create: Duration::from_secs(10 * 60),
+            cache_secondary_create: Duration::from_secs(15 * 60),
+            cache_global_create: Duration::from_secs(5 * 60),
+            cache_replica_change: Duration::from_secs(10 * 60),
+            cache_modify: Duration::from_secs(2 * 60),
+            cache_disassociate: Duration::from_secs(5 * 60),
+            cache_global_delete: Duration::from_secs(2 * 60),
+            cache_group_delete: Duration::from_secs(5 * 60),
+            cache_failover: Duration::from_secs(60),
+            cache_replication_lag: Duration::from_secs(1),
         }
     }
 }
@@ -99,6 +146,21 @@ pub enum Op {
     CreateDBInstance,
     DeleteDBInstance,
     GetMetricData,
+    DescribeGlobalReplicationGroups,
+    CreateGlobalReplicationGroup,
+    DeleteGlobalReplicationGroup,
+    DisassociateGlobalReplicationGroup,
+    FailoverGlobalReplicationGroup,
+    DescribeReplicationGroups,
+    CreateReplicationGroup,
+    ModifyReplicationGroup,
+    DeleteReplicationGroup,
+    IncreaseReplicaCount,
+    DecreaseReplicaCount,
+    ListTagsForResource,
+    /// ElastiCache's `AddTagsToResource` (the RDS one is
+    /// [`Op::AddTagsToResource`]); both report the same name.
+    CacheAddTagsToResource,
 }
 
 impl Op {
@@ -120,6 +182,40 @@ impl Op {
             Op::CreateDBInstance => "CreateDBInstance",
             Op::DeleteDBInstance => "DeleteDBInstance",
             Op::GetMetricData => "GetMetricData",
+            Op::DescribeGlobalReplicationGroups => "DescribeGlobalReplicationGroups",
+            Op::CreateGlobalReplicationGroup => "CreateGlobalReplicationGroup",
+            Op::DeleteGlobalReplicationGroup => "DeleteGlobalReplicationGroup",
+            Op::DisassociateGlobalReplicationGroup => "DisassociateGlobalReplicationGroup",
+            Op::FailoverGlobalReplicationGroup => "FailoverGlobalReplicationGroup",
+            Op::DescribeReplicationGroups => "DescribeReplicationGroups",
+            Op::CreateReplicationGroup => "CreateReplicationGroup",
+            Op::ModifyReplicationGroup => "ModifyReplicationGroup",
+            Op::DeleteReplicationGroup => "DeleteReplicationGroup",
+            Op::IncreaseReplicaCount => "IncreaseReplicaCount",
+            Op::DecreaseReplicaCount => "DecreaseReplicaCount",
+            Op::ListTagsForResource => "ListTagsForResource",
+            Op::CacheAddTagsToResource => "AddTagsToResource",
+        }
+    }
+
+    /// The AWS service the operation belongs to, as its endpoint names it.
+    pub fn service(self) -> &'static str {
+        match self {
+            Op::GetMetricData => "monitoring",
+            Op::DescribeGlobalReplicationGroups
+            | Op::CreateGlobalReplicationGroup
+            | Op::DeleteGlobalReplicationGroup
+            | Op::DisassociateGlobalReplicationGroup
+            | Op::FailoverGlobalReplicationGroup
+            | Op::DescribeReplicationGroups
+            | Op::CreateReplicationGroup
+            | Op::ModifyReplicationGroup
+            | Op::DeleteReplicationGroup
+            | Op::IncreaseReplicaCount
+            | Op::DecreaseReplicaCount
+            | Op::ListTagsForResource
+            | Op::CacheAddTagsToResource => "elasticache",
+            _ => "rds",
         }
     }
 
@@ -130,6 +226,9 @@ impl Op {
                 | Op::DescribeDBClusters
                 | Op::DescribeDBInstances
                 | Op::GetMetricData
+                | Op::DescribeGlobalReplicationGroups
+                | Op::DescribeReplicationGroups
+                | Op::ListTagsForResource
         )
     }
 }
@@ -197,12 +296,31 @@ pub(crate) struct World {
     pending: Vec<Pending>,
     seq: u64,
     aurora: aurora::AuroraWorld,
+    elasticache: elasticache::CacheWorld,
 }
 
 struct Pending {
     at: Timestamp,
     seq: u64,
-    event: aurora::Event,
+    event: Event,
+}
+
+/// A completion scheduled by a long operation of either service.
+enum Event {
+    Aurora(aurora::Event),
+    Cache(elasticache::Event),
+}
+
+impl From<aurora::Event> for Event {
+    fn from(event: aurora::Event) -> Self {
+        Event::Aurora(event)
+    }
+}
+
+impl From<elasticache::Event> for Event {
+    fn from(event: elasticache::Event) -> Self {
+        Event::Cache(event)
+    }
 }
 
 impl SimCloud {
@@ -221,6 +339,7 @@ impl SimCloud {
                 pending: Vec::new(),
                 seq: 0,
                 aurora: aurora::AuroraWorld::default(),
+                elasticache: elasticache::CacheWorld::default(),
             })),
         }
     }
@@ -232,6 +351,11 @@ impl SimCloud {
     /// The Aurora API of one region.
     pub fn aurora(&self, region: &str) -> Arc<dyn AuroraPort> {
         Arc::new(aurora::SimAuroraPort::new(self.clone(), region))
+    }
+
+    /// The ElastiCache API of one region.
+    pub fn elasticache(&self, region: &str) -> Arc<dyn ElastiCachePort> {
+        Arc::new(elasticache::SimElastiCachePort::new(self.clone(), region))
     }
 
     pub fn inject(&self, fault: Fault) {
@@ -264,9 +388,15 @@ impl SimCloud {
         self.lock().outages.contains_key(region)
     }
 
-    /// Sets the replication lag a secondary in `region` reports.
+    /// Sets the replication lag a secondary Aurora cluster in `region` reports.
     pub fn set_replication_lag(&self, region: &str, lag: Duration) {
         self.lock().aurora.lag.insert(region.to_string(), lag);
+    }
+
+    /// Sets the replication lag a secondary replication group in `region`
+    /// reports.
+    pub fn set_cache_replication_lag(&self, region: &str, lag: Duration) {
+        self.lock().elasticache.lag.insert(region.to_string(), lag);
     }
 
     pub fn calls(&self) -> Vec<CallRecord> {
@@ -343,6 +473,37 @@ impl SimCloud {
         self.lock().aurora.failovers.clone()
     }
 
+    /// Every Global Datastore, as [`SimCloud::global_cluster`] sees things.
+    pub fn global_replication_groups(&self) -> Vec<GlobalReplicationGroup> {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        world.elasticache.global_views()
+    }
+
+    /// A replication group, as [`SimCloud::global_cluster`] sees things.
+    pub fn replication_group(&self, region: &str, id: &str) -> Option<ReplicationGroup> {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        world.elasticache.group_view(region, id)
+    }
+
+    /// Every replication group in every region, as `(region, id)`.
+    pub fn all_replication_groups(&self) -> BTreeSet<(String, String)> {
+        self.lock().elasticache.groups.keys().cloned().collect()
+    }
+
+    /// Final snapshots of replication groups, as `(region, id)`.
+    pub fn cache_snapshots(&self) -> BTreeSet<(String, String)> {
+        self.lock().elasticache.snapshots.clone()
+    }
+
+    /// Global Datastore failovers carried out, oldest first.
+    pub fn cache_failovers(&self) -> Vec<CacheFailoverRecord> {
+        self.lock().elasticache.failovers.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, World> {
         // Every mutation leaves the world consistent before it can panic,
         // so a poisoned lock still guards valid state.
@@ -395,7 +556,10 @@ impl World {
             return (
                 Some(CloudError::region_unavailable(
                     region,
-                    format!("could not connect to the RDS endpoint in {region}"),
+                    format!(
+                        "could not connect to the {} endpoint in {region}",
+                        op.service()
+                    ),
                 )),
                 false,
             );
@@ -458,7 +622,7 @@ impl World {
         base + extra
     }
 
-    fn schedule(&mut self, now: Timestamp, after: Duration, event: aurora::Event) {
+    fn schedule(&mut self, now: Timestamp, after: Duration, event: impl Into<Event>) {
         self.seq += 1;
         let after =
             SignedDuration::try_from(after).expect("simulated durations fit a SignedDuration");
@@ -467,7 +631,7 @@ impl World {
                 .checked_add(after)
                 .expect("simulated time stays in range"),
             seq: self.seq,
-            event,
+            event: event.into(),
         });
     }
 
@@ -483,10 +647,16 @@ impl World {
                 .map(|(i, _)| i);
             let Some(index) = due else { break };
             let pending = self.pending.remove(index);
-            self.apply(pending.at, pending.event);
+            match pending.event {
+                Event::Aurora(event) => self.apply(pending.at, event),
+                Event::Cache(event) => self.apply_cache(pending.at, event),
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod elasticache_tests;

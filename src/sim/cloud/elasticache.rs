@@ -1,0 +1,1394 @@
+//! Simulated ElastiCache: replication groups and Global Datastores with the
+//! rules AWS documents for them.
+//!
+//! The AUTH token of a request is checked and then forgotten: the simulated
+//! AWS keeps only whether AUTH is on, so a token cannot leak from here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::cloud::elasticache::check_auth_token;
+use crate::cloud::elasticache::names::check_global_node_type;
+use crate::cloud::elasticache::port::{
+    CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
+    DeleteReplicationGroupRequest, ElastiCachePort, Endpoint, GlobalReplicationGroup,
+    GlobalReplicationGroupInfo, GlobalReplicationGroupMember, ModifyReplicationGroupRequest,
+    NodeGroup, NodeGroupMember, ReplicationGroup, Tags,
+};
+use crate::cloud::{CloudError, arn_region};
+
+use super::{ACCOUNT, Op, SimCloud, World};
+
+/// A `FailoverGlobalReplicationGroup` the simulated AWS carried out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheFailoverRecord {
+    pub global_replication_group_id: String,
+    pub from_region: String,
+    pub to_region: String,
+    pub requested_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    /// Writes younger than this on the old primary had not reached the new
+    /// one: its replication lag when the failover was requested.
+    pub data_loss_window: Duration,
+}
+
+/// The Global Datastore id prefix AWS gives each region ("Using the AWS CLI
+/// with global datastores" in the ElastiCache user guide).
+const DOCUMENTED_PREFIXES: [(&str, &str); 19] = [
+    ("us-east-1", "ldgnf"),
+    ("us-east-2", "fpkhr"),
+    ("us-west-1", "virxk"),
+    ("us-west-2", "sgaui"),
+    ("ca-central-1", "bxodz"),
+    ("ap-south-1", "erpgt"),
+    ("ap-northeast-1", "quwsw"),
+    ("ap-northeast-2", "lfqnh"),
+    ("ap-northeast-3", "nlapn"),
+    ("ap-southeast-1", "vlqxn"),
+    ("ap-southeast-2", "vbgxd"),
+    ("eu-central-1", "iudkw"),
+    ("eu-west-1", "gxeiz"),
+    ("eu-west-2", "okuqm"),
+    ("eu-west-3", "fgjhi"),
+    ("sa-east-1", "juxlw"),
+    ("cn-north-1", "emvgo"),
+    ("cn-northwest-1", "ckbem"),
+    ("ap-east-1", "knjmp"),
+];
+
+/// The prefix of a Global Datastore created in `region`: AWS's where the
+/// user guide lists it, else five letters derived from the region name (a
+/// stand-in with the same shape, no dash).
+pub fn global_datastore_prefix(region: &str) -> String {
+    if let Some((_, prefix)) = DOCUMENTED_PREFIXES.iter().find(|(r, _)| *r == region) {
+        return (*prefix).to_string();
+    }
+    let mut state: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in region.bytes() {
+        state = (state ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..5)
+        .map(|i| {
+            let letter = (state >> (i * 8)) % 26;
+            char::from(b'a' + u8::try_from(letter).expect("below 26"))
+        })
+        .collect()
+}
+
+/// Engine versions the simulated AWS offers, default first.
+fn engine_versions(engine: &str) -> Option<&'static [&'static str]> {
+    match engine {
+        "redis" => Some(&["7.1", "7.0", "6.2", "6.0", "5.0.6", "4.0.10"]),
+        "valkey" => Some(&["8.0", "7.2"]),
+        _ => None,
+    }
+}
+
+/// Numeric components, for comparing versions.
+fn version_key(version: &str) -> Vec<u64> {
+    version.split('.').filter_map(|c| c.parse().ok()).collect()
+}
+
+#[derive(Default)]
+pub(crate) struct CacheWorld {
+    pub(crate) globals: BTreeMap<String, SimGlobal>,
+    /// Keyed by (region, identifier): identifiers are unique per region.
+    pub(crate) groups: BTreeMap<(String, String), SimGroup>,
+    pub(crate) snapshots: BTreeSet<(String, String)>,
+    pub(crate) lag: BTreeMap<String, Duration>,
+    pub(crate) failovers: Vec<CacheFailoverRecord>,
+}
+
+pub(crate) struct SimGlobal {
+    id: String,
+    suffix: String,
+    status: &'static str,
+    description: String,
+    engine: String,
+    engine_version: String,
+    node_type: String,
+    shards: u16,
+    cluster_enabled: bool,
+    auth: bool,
+    transit: bool,
+    at_rest: bool,
+    tags: Tags,
+    members: Vec<SimMember>,
+}
+
+struct SimMember {
+    region: String,
+    group_id: String,
+    is_primary: bool,
+    status: &'static str,
+}
+
+pub(crate) struct SimGroup {
+    id: String,
+    status: &'static str,
+    description: String,
+    engine: String,
+    engine_version: String,
+    node_type: String,
+    shards: u16,
+    replicas: u8,
+    cluster_enabled: bool,
+    auth: bool,
+    transit: bool,
+    at_rest: bool,
+    automatic_failover: &'static str,
+    multi_az: bool,
+    tags: Tags,
+    created_at: Timestamp,
+}
+
+/// A completion scheduled by a long operation.
+pub(crate) enum Event {
+    GroupAvailable {
+        region: String,
+        id: String,
+    },
+    MemberAssociated {
+        global: String,
+        region: String,
+        id: String,
+    },
+    GlobalAvailable {
+        id: String,
+    },
+    ReplicasChanged {
+        region: String,
+        id: String,
+        count: u8,
+    },
+    GroupModified {
+        region: String,
+        id: String,
+    },
+    GroupDeleted {
+        region: String,
+        id: String,
+    },
+    MemberDisassociated {
+        global: String,
+        region: String,
+        id: String,
+    },
+    GlobalDeleted {
+        id: String,
+    },
+    PrimaryMoved {
+        global: String,
+        to_region: String,
+        record: usize,
+    },
+}
+
+fn group_arn(region: &str, id: &str) -> String {
+    format!("arn:aws:elasticache:{region}:{ACCOUNT}:replicationgroup:{id}")
+}
+
+fn global_arn(id: &str) -> String {
+    format!("arn:aws:elasticache::{ACCOUNT}:globalreplicationgroup:{id}")
+}
+
+fn group_not_found(id: &str) -> CloudError {
+    CloudError::not_found(
+        "ReplicationGroupNotFoundFault",
+        format!("Replication group {id} not found."),
+    )
+}
+
+fn global_not_found(id: &str) -> CloudError {
+    CloudError::not_found(
+        "GlobalReplicationGroupNotFoundFault",
+        format!("Global datastore {id} not found."),
+    )
+}
+
+fn busy_group(id: &str, status: &str) -> CloudError {
+    CloudError::busy(
+        "InvalidReplicationGroupState",
+        format!("Replication group {id} is not in available state (it is {status})."),
+    )
+}
+
+fn busy_global(id: &str, status: &str) -> CloudError {
+    CloudError::busy(
+        "InvalidGlobalReplicationGroupState",
+        format!(
+            "Global datastore {id} is not available or in primary-only state (it is {status})."
+        ),
+    )
+}
+
+fn combination(message: impl Into<String>) -> CloudError {
+    CloudError::refused("InvalidParameterCombination", message)
+}
+
+fn value(message: impl Into<String>) -> CloudError {
+    CloudError::refused("InvalidParameterValue", message)
+}
+
+/// ElastiCache's rules for a replication group identifier.
+fn check_group_id(id: &str) -> Result<(), CloudError> {
+    let valid = (1..=40).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_alphabetic())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !id.contains("--")
+        && !id.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(value(format!(
+            "Replication group id {id:?} must be 1 to 40 letters, digits or hyphens, start with a letter, and contain no two consecutive hyphens nor end with one."
+        )))
+    }
+}
+
+fn check_node_type(node_type: &str) -> Result<(), CloudError> {
+    let well_formed = node_type
+        .strip_prefix("cache.")
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(family, size)| {
+            !family.is_empty()
+                && !size.is_empty()
+                && node_type
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.')
+        });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(value(format!("Invalid CacheNodeType: {node_type}")))
+    }
+}
+
+impl SimGlobal {
+    fn settled_status(&self) -> &'static str {
+        if self.members.iter().any(|m| !m.is_primary) {
+            "available"
+        } else {
+            "primary-only"
+        }
+    }
+
+    fn primary_region(&self) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|m| m.is_primary)
+            .map(|m| m.region.as_str())
+    }
+}
+
+impl CacheWorld {
+    fn key(region: &str, id: &str) -> (String, String) {
+        (region.to_string(), id.to_string())
+    }
+
+    /// The Global Datastore `(id, member)` the group belongs to.
+    fn membership(&self, region: &str, id: &str) -> Option<(&SimGlobal, &SimMember)> {
+        self.globals.values().find_map(|g| {
+            g.members
+                .iter()
+                .find(|m| m.region == region && m.group_id == id)
+                .map(|m| (g, m))
+        })
+    }
+
+    fn global_view(&self, g: &SimGlobal) -> GlobalReplicationGroup {
+        GlobalReplicationGroup {
+            id: g.id.clone(),
+            arn: global_arn(&g.id),
+            description: Some(g.description.clone()),
+            status: g.status.to_string(),
+            cache_node_type: g.node_type.clone(),
+            engine: g.engine.clone(),
+            engine_version: g.engine_version.clone(),
+            cluster_enabled: g.cluster_enabled,
+            num_node_groups: g.shards,
+            auth_token_enabled: g.auth,
+            transit_encryption_enabled: g.transit,
+            at_rest_encryption_enabled: g.at_rest,
+            members: g
+                .members
+                .iter()
+                .map(|m| GlobalReplicationGroupMember {
+                    replication_group_id: m.group_id.clone(),
+                    region: m.region.clone(),
+                    is_primary: m.is_primary,
+                    status: m.status.to_string(),
+                    automatic_failover: self
+                        .groups
+                        .get(&Self::key(&m.region, &m.group_id))
+                        .map_or("disabled", |group| group.automatic_failover)
+                        .to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn global_views(&self) -> Vec<GlobalReplicationGroup> {
+        self.globals.values().map(|g| self.global_view(g)).collect()
+    }
+
+    pub(crate) fn group_view(&self, region: &str, id: &str) -> Option<ReplicationGroup> {
+        let g = self.groups.get(&Self::key(region, id))?;
+        let endpoint = |kind: &str| Endpoint {
+            address: format!("{kind}.{id}.sim.{region}.cache.amazonaws.com"),
+            port: 6379,
+        };
+        let node_groups = (1..=g.shards)
+            .map(|shard| NodeGroup {
+                id: format!("{shard:04}"),
+                status: g.status.to_string(),
+                primary_endpoint: (!g.cluster_enabled).then(|| endpoint("master")),
+                reader_endpoint: (!g.cluster_enabled).then(|| endpoint("replica")),
+                members: (0..=g.replicas)
+                    .map(|node| NodeGroupMember {
+                        cache_cluster_id: format!("{id}-{shard:04}-{:03}", node + 1),
+                        current_role: (!g.cluster_enabled)
+                            .then(|| if node == 0 { "primary" } else { "replica" }.to_string()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Some(ReplicationGroup {
+            id: g.id.clone(),
+            arn: group_arn(region, id),
+            description: g.description.clone(),
+            status: g.status.to_string(),
+            engine: g.engine.clone(),
+            cache_node_type: g.node_type.clone(),
+            cluster_enabled: g.cluster_enabled,
+            node_groups,
+            configuration_endpoint: g.cluster_enabled.then(|| endpoint("clustercfg")),
+            automatic_failover: g.automatic_failover.to_string(),
+            multi_az: g.multi_az,
+            auth_token_enabled: g.auth,
+            transit_encryption_enabled: g.transit,
+            at_rest_encryption_enabled: g.at_rest,
+            global_replication_group: self.membership(region, id).map(|(global, member)| {
+                GlobalReplicationGroupInfo {
+                    global_replication_group_id: global.id.clone(),
+                    is_primary: member.is_primary,
+                }
+            }),
+            created_at: Some(g.created_at),
+        })
+    }
+}
+
+impl World {
+    pub(super) fn apply_cache(&mut self, at: Timestamp, event: Event) {
+        let c = &mut self.elasticache;
+        match event {
+            Event::GroupAvailable { region, id } => {
+                if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
+                    g.status = "available";
+                }
+            }
+            Event::MemberAssociated { global, region, id } => {
+                if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
+                    g.status = "available";
+                }
+                if let Some(g) = c.globals.get_mut(&global) {
+                    for m in &mut g.members {
+                        if m.region == region && m.group_id == id {
+                            m.status = "associated";
+                        }
+                    }
+                    if g.status != "deleting" && g.status != "creating" {
+                        g.status = g.settled_status();
+                    }
+                }
+            }
+            Event::GlobalAvailable { id } => {
+                if let Some(g) = c.globals.get_mut(&id) {
+                    g.status = g.settled_status();
+                }
+            }
+            Event::ReplicasChanged { region, id, count } => {
+                if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
+                    g.replicas = count;
+                    g.status = "available";
+                }
+            }
+            Event::GroupModified { region, id } => {
+                if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
+                    g.status = "available";
+                    g.automatic_failover = match g.automatic_failover {
+                        "enabling" => "enabled",
+                        "disabling" => "disabled",
+                        settled => settled,
+                    };
+                }
+            }
+            Event::GroupDeleted { region, id } => {
+                c.groups.remove(&CacheWorld::key(&region, &id));
+            }
+            Event::MemberDisassociated { global, region, id } => {
+                if let Some(g) = c.globals.get_mut(&global) {
+                    g.members
+                        .retain(|m| !(m.region == region && m.group_id == id));
+                    g.status = g.settled_status();
+                }
+                if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
+                    g.status = "available";
+                }
+            }
+            Event::GlobalDeleted { id } => {
+                // The primary stays, as a standalone replication group.
+                c.globals.remove(&id);
+            }
+            Event::PrimaryMoved {
+                global,
+                to_region,
+                record,
+            } => {
+                if let Some(g) = c.globals.get_mut(&global) {
+                    for m in &mut g.members {
+                        m.is_primary = m.region == to_region;
+                    }
+                    g.status = g.settled_status();
+                }
+                if let Some(r) = c.failovers.get_mut(record) {
+                    r.completed_at = Some(at);
+                }
+            }
+        }
+    }
+
+    fn cache_lag_of(&self, region: &str) -> Duration {
+        self.elasticache
+            .lag
+            .get(region)
+            .copied()
+            .unwrap_or(self.durations.cache_replication_lag)
+    }
+
+    fn create_replication_group(
+        &mut self,
+        region: &str,
+        request: &CreateReplicationGroupRequest,
+        now: Timestamp,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let id = &request.replication_group_id;
+        check_group_id(id)?;
+        if self
+            .elasticache
+            .groups
+            .contains_key(&CacheWorld::key(region, id))
+        {
+            return Err(CloudError::already_exists(
+                "ReplicationGroupAlreadyExists",
+                format!("Replication group {id} already exists."),
+            ));
+        }
+        let replicas = request.replicas_per_node_group;
+        if replicas > 5 {
+            return Err(value("ReplicasPerNodeGroup must be between 0 and 5."));
+        }
+        if request.automatic_failover_enabled && replicas == 0 {
+            return Err(combination(
+                "Automatic failover needs at least one replica in each node group.",
+            ));
+        }
+        if request.multi_az_enabled && !request.automatic_failover_enabled {
+            return Err(combination("Multi-AZ requires automatic failover."));
+        }
+        if let Some(token) = &request.auth_token {
+            if !request.transit_encryption_enabled {
+                return Err(combination(
+                    "AUTH token can be specified only when TransitEncryptionEnabled is true.",
+                ));
+            }
+            check_auth_token(token.expose())
+                .map_err(|why| value(format!("Invalid AuthToken: {why}.")))?;
+        }
+        let (group, secondary_of) = match &request.global_replication_group_id {
+            Some(gid) => {
+                let group = self.secondary_shape(region, gid, request, now)?;
+                (group, Some(gid.clone()))
+            }
+            None => (self.primary_shape(request, now)?, None),
+        };
+        self.elasticache
+            .groups
+            .insert(CacheWorld::key(region, id), group);
+        match secondary_of {
+            Some(gid) => {
+                let g = self
+                    .elasticache
+                    .globals
+                    .get_mut(&gid)
+                    .expect("checked by secondary_shape");
+                g.members.push(SimMember {
+                    region: region.to_string(),
+                    group_id: id.clone(),
+                    is_primary: false,
+                    status: "associating",
+                });
+                let after = self.duration(
+                    region,
+                    Op::CreateReplicationGroup,
+                    self.durations.cache_secondary_create,
+                );
+                self.schedule(
+                    now,
+                    after,
+                    Event::MemberAssociated {
+                        global: gid,
+                        region: region.to_string(),
+                        id: id.clone(),
+                    },
+                );
+            }
+            None => {
+                let after = self.duration(
+                    region,
+                    Op::CreateReplicationGroup,
+                    self.durations.cache_group_create,
+                );
+                self.schedule(
+                    now,
+                    after,
+                    Event::GroupAvailable {
+                        region: region.to_string(),
+                        id: id.clone(),
+                    },
+                );
+            }
+        }
+        Ok(self
+            .elasticache
+            .group_view(region, id)
+            .expect("just inserted"))
+    }
+
+    fn primary_shape(
+        &self,
+        request: &CreateReplicationGroupRequest,
+        now: Timestamp,
+    ) -> Result<SimGroup, CloudError> {
+        let engine = request.engine.clone().unwrap_or_else(|| "redis".into());
+        let versions =
+            engine_versions(&engine).ok_or_else(|| value(format!("Invalid engine: {engine}")))?;
+        let engine_version = match &request.engine_version {
+            None => versions[0].to_string(),
+            Some(v) if versions.contains(&v.as_str()) => v.clone(),
+            Some(v) => {
+                return Err(combination(format!("Cannot find version {v} for {engine}")));
+            }
+        };
+        let node_type = request
+            .cache_node_type
+            .clone()
+            .ok_or_else(|| value("CacheNodeType is required."))?;
+        check_node_type(&node_type)?;
+        let shards = request.num_node_groups.unwrap_or(1);
+        if shards == 0 || shards > 500 {
+            return Err(value("NumNodeGroups must be between 1 and 500."));
+        }
+        let cluster_enabled = request.cluster_mode_enabled.unwrap_or(false);
+        if shards > 1 && !cluster_enabled {
+            return Err(combination(
+                "More than one node group needs cluster mode enabled.",
+            ));
+        }
+        Ok(SimGroup {
+            id: request.replication_group_id.clone(),
+            status: "creating",
+            description: request.description.clone(),
+            engine,
+            engine_version,
+            node_type,
+            shards,
+            replicas: request.replicas_per_node_group,
+            cluster_enabled,
+            auth: request.auth_token.is_some(),
+            transit: request.transit_encryption_enabled,
+            at_rest: request.at_rest_encryption_enabled,
+            automatic_failover: if request.automatic_failover_enabled {
+                "enabled"
+            } else {
+                "disabled"
+            },
+            multi_az: request.multi_az_enabled,
+            tags: request.tags.clone(),
+            created_at: now,
+        })
+    }
+
+    /// A secondary inherits the Global Datastore's engine, version, node
+    /// type and shards; naming anything else, or other encryption or AUTH
+    /// settings, is refused.
+    fn secondary_shape(
+        &self,
+        region: &str,
+        gid: &str,
+        request: &CreateReplicationGroupRequest,
+        now: Timestamp,
+    ) -> Result<SimGroup, CloudError> {
+        let g = self
+            .elasticache
+            .globals
+            .get(gid)
+            .ok_or_else(|| global_not_found(gid))?;
+        if !matches!(g.status, "available" | "primary-only") {
+            return Err(busy_global(gid, g.status));
+        }
+        if g.members.iter().any(|m| m.region == region) {
+            return Err(value(format!(
+                "Global datastore {gid} already has a member in {region}."
+            )));
+        }
+        if g.members.len() >= 3 {
+            return Err(combination(format!(
+                "Global datastore {gid} already has the maximum of two secondary clusters."
+            )));
+        }
+        let inherited = [
+            ("Engine", request.engine.as_deref(), g.engine.as_str()),
+            (
+                "EngineVersion",
+                request.engine_version.as_deref(),
+                g.engine_version.as_str(),
+            ),
+            (
+                "CacheNodeType",
+                request.cache_node_type.as_deref(),
+                g.node_type.as_str(),
+            ),
+        ];
+        for (name, asked, has) in inherited {
+            if let Some(asked) = asked
+                && asked != has
+            {
+                return Err(combination(format!(
+                    "{name} {asked} differs from the Global datastore's {has}; a secondary inherits it."
+                )));
+            }
+        }
+        if let Some(shards) = request.num_node_groups
+            && shards != g.shards
+        {
+            return Err(combination(format!(
+                "NumNodeGroups {shards} differs from the Global datastore's {}.",
+                g.shards
+            )));
+        }
+        if let Some(cluster) = request.cluster_mode_enabled
+            && cluster != g.cluster_enabled
+        {
+            return Err(combination(
+                "Cluster mode differs from the Global datastore's.",
+            ));
+        }
+        if request.transit_encryption_enabled != g.transit
+            || request.at_rest_encryption_enabled != g.at_rest
+        {
+            return Err(combination(
+                "Encryption in transit and at rest must match the Global datastore's primary.",
+            ));
+        }
+        if request.auth_token.is_some() != g.auth {
+            return Err(combination(format!(
+                "AUTH must match Global datastore {gid} (AuthTokenEnabled is {}).",
+                g.auth
+            )));
+        }
+        Ok(SimGroup {
+            id: request.replication_group_id.clone(),
+            status: "creating",
+            description: request.description.clone(),
+            engine: g.engine.clone(),
+            engine_version: g.engine_version.clone(),
+            node_type: g.node_type.clone(),
+            shards: g.shards,
+            replicas: request.replicas_per_node_group,
+            cluster_enabled: g.cluster_enabled,
+            auth: g.auth,
+            transit: g.transit,
+            at_rest: g.at_rest,
+            automatic_failover: if request.automatic_failover_enabled {
+                "enabled"
+            } else {
+                "disabled"
+            },
+            multi_az: request.multi_az_enabled,
+            tags: request.tags.clone(),
+            created_at: now,
+        })
+    }
+
+    fn create_global_replication_group(
+        &mut self,
+        region: &str,
+        request: &CreateGlobalReplicationGroupRequest,
+        now: Timestamp,
+    ) -> Result<GlobalReplicationGroup, CloudError> {
+        let suffix = &request.suffix;
+        if let Some(existing) = self
+            .elasticache
+            .globals
+            .values()
+            .find(|g| &g.suffix == suffix)
+        {
+            return Err(CloudError::already_exists(
+                "GlobalReplicationGroupAlreadyExistsFault",
+                format!(
+                    "Global datastore {} already uses the suffix {suffix}.",
+                    existing.id
+                ),
+            ));
+        }
+        let primary_id = &request.primary_replication_group_id;
+        let primary = self
+            .elasticache
+            .groups
+            .get(&CacheWorld::key(region, primary_id))
+            .ok_or_else(|| group_not_found(primary_id))?;
+        if primary.status != "available" {
+            return Err(busy_group(primary_id, primary.status));
+        }
+        if let Some((other, _)) = self.elasticache.membership(region, primary_id) {
+            return Err(value(format!(
+                "Replication group {primary_id} is already a member of Global datastore {}.",
+                other.id
+            )));
+        }
+        check_global_node_type(&primary.node_type).map_err(value)?;
+        let version = primary.engine_version.as_str();
+        if primary.engine == "redis" && version_key(version) < version_key("5.0.6") {
+            return Err(combination(
+                "Global datastores need Redis OSS 5.0.6 or later.",
+            ));
+        }
+        let id = format!("{}-{suffix}", global_datastore_prefix(region));
+        let global = SimGlobal {
+            id: id.clone(),
+            suffix: suffix.clone(),
+            status: "creating",
+            description: request.description.clone(),
+            engine: primary.engine.clone(),
+            engine_version: version.to_string(),
+            node_type: primary.node_type.clone(),
+            shards: primary.shards,
+            cluster_enabled: primary.cluster_enabled,
+            auth: primary.auth,
+            transit: primary.transit,
+            at_rest: primary.at_rest,
+            tags: request.tags.clone(),
+            members: vec![SimMember {
+                region: region.to_string(),
+                group_id: primary_id.clone(),
+                is_primary: true,
+                status: "associated",
+            }],
+        };
+        self.elasticache.globals.insert(id.clone(), global);
+        let after = self.duration(
+            region,
+            Op::CreateGlobalReplicationGroup,
+            self.durations.cache_global_create,
+        );
+        self.schedule(now, after, Event::GlobalAvailable { id: id.clone() });
+        let g = &self.elasticache.globals[&id];
+        Ok(self.elasticache.global_view(g))
+    }
+
+    fn delete_global_replication_group(
+        &mut self,
+        region: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<(), CloudError> {
+        let g = self
+            .elasticache
+            .globals
+            .get_mut(id)
+            .ok_or_else(|| global_not_found(id))?;
+        if g.status == "deleting" {
+            return Ok(());
+        }
+        if g.members.iter().any(|m| !m.is_primary) {
+            return Err(CloudError::invalid_state(
+                "InvalidGlobalReplicationGroupState",
+                format!(
+                    "Global datastore {id} still has secondary clusters; disassociate them first."
+                ),
+            ));
+        }
+        if !matches!(g.status, "available" | "primary-only") {
+            return Err(busy_global(id, g.status));
+        }
+        g.status = "deleting";
+        let after = self.duration(
+            region,
+            Op::DeleteGlobalReplicationGroup,
+            self.durations.cache_global_delete,
+        );
+        self.schedule(now, after, Event::GlobalDeleted { id: id.to_string() });
+        Ok(())
+    }
+
+    fn disassociate(
+        &mut self,
+        region: &str,
+        gid: &str,
+        group_id: &str,
+        group_region: &str,
+        now: Timestamp,
+    ) -> Result<(), CloudError> {
+        let g = self
+            .elasticache
+            .globals
+            .get_mut(gid)
+            .ok_or_else(|| global_not_found(gid))?;
+        let Some(member) = g
+            .members
+            .iter_mut()
+            .find(|m| m.region == group_region && m.group_id == group_id)
+        else {
+            return Err(group_not_found(group_id));
+        };
+        if member.is_primary {
+            return Err(value(format!(
+                "{group_id} is the primary of Global datastore {gid}; only a secondary can be disassociated."
+            )));
+        }
+        if g.status != "available" || member.status != "associated" {
+            let status = if g.status == "available" {
+                member.status
+            } else {
+                g.status
+            };
+            return Err(busy_global(gid, status));
+        }
+        member.status = "disassociating";
+        g.status = "modifying";
+        let after = self.duration(
+            region,
+            Op::DisassociateGlobalReplicationGroup,
+            self.durations.cache_disassociate,
+        );
+        self.schedule(
+            now,
+            after,
+            Event::MemberDisassociated {
+                global: gid.to_string(),
+                region: group_region.to_string(),
+                id: group_id.to_string(),
+            },
+        );
+        Ok(())
+    }
+
+    fn failover_global(
+        &mut self,
+        region: &str,
+        gid: &str,
+        primary_region: &str,
+        primary_group: &str,
+        now: Timestamp,
+    ) -> Result<(), CloudError> {
+        let g = self
+            .elasticache
+            .globals
+            .get(gid)
+            .ok_or_else(|| global_not_found(gid))?;
+        if g.status != "available" {
+            return Err(busy_global(gid, g.status));
+        }
+        let Some(target) = g
+            .members
+            .iter()
+            .find(|m| m.region == primary_region && m.group_id == primary_group)
+        else {
+            return Err(value(format!(
+                "{primary_group} in {primary_region} is not a member of Global datastore {gid}."
+            )));
+        };
+        if target.is_primary {
+            return Err(value(format!(
+                "{primary_group} is already the primary of Global datastore {gid}."
+            )));
+        }
+        if target.status != "associated" {
+            return Err(busy_global(gid, target.status));
+        }
+        if self.outages.contains_key(primary_region) {
+            return Err(busy_group(primary_group, "unreachable"));
+        }
+        let from = g.primary_region().unwrap_or_default().to_string();
+        let loss = self.cache_lag_of(primary_region);
+        self.elasticache.failovers.push(CacheFailoverRecord {
+            global_replication_group_id: gid.to_string(),
+            from_region: from,
+            to_region: primary_region.to_string(),
+            requested_at: now,
+            completed_at: None,
+            data_loss_window: loss,
+        });
+        let record = self.elasticache.failovers.len() - 1;
+        self.elasticache
+            .globals
+            .get_mut(gid)
+            .expect("checked above")
+            .status = "modifying";
+        let after = self.duration(
+            region,
+            Op::FailoverGlobalReplicationGroup,
+            self.durations.cache_failover,
+        );
+        self.schedule(
+            now,
+            after,
+            Event::PrimaryMoved {
+                global: gid.to_string(),
+                to_region: primary_region.to_string(),
+                record,
+            },
+        );
+        Ok(())
+    }
+
+    fn modify_replication_group(
+        &mut self,
+        region: &str,
+        request: &ModifyReplicationGroupRequest,
+        now: Timestamp,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let id = &request.replication_group_id;
+        let key = CacheWorld::key(region, id);
+        let g = self
+            .elasticache
+            .groups
+            .get(&key)
+            .ok_or_else(|| group_not_found(id))?;
+        if g.status != "available" {
+            return Err(busy_group(id, g.status));
+        }
+        let failover = request
+            .automatic_failover_enabled
+            .unwrap_or(g.automatic_failover == "enabled");
+        let multi_az = request.multi_az_enabled.unwrap_or(g.multi_az);
+        if failover && g.replicas == 0 {
+            return Err(combination(
+                "Automatic failover needs at least one replica in each node group.",
+            ));
+        }
+        if multi_az && !failover {
+            return Err(combination("Multi-AZ requires automatic failover."));
+        }
+        let changes = failover != (g.automatic_failover == "enabled") || multi_az != g.multi_az;
+        if changes {
+            let g = self
+                .elasticache
+                .groups
+                .get_mut(&key)
+                .expect("checked above");
+            g.automatic_failover = match (failover, g.automatic_failover) {
+                (true, "enabled") => "enabled",
+                (true, _) => "enabling",
+                (false, "disabled") => "disabled",
+                (false, _) => "disabling",
+            };
+            g.multi_az = multi_az;
+            g.status = "modifying";
+            let after = self.duration(
+                region,
+                Op::ModifyReplicationGroup,
+                self.durations.cache_modify,
+            );
+            self.schedule(
+                now,
+                after,
+                Event::GroupModified {
+                    region: region.to_string(),
+                    id: id.clone(),
+                },
+            );
+        }
+        Ok(self.elasticache.group_view(region, id).expect("exists"))
+    }
+
+    fn change_replicas(
+        &mut self,
+        region: &str,
+        op: Op,
+        id: &str,
+        count: u8,
+        now: Timestamp,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let key = CacheWorld::key(region, id);
+        let g = self
+            .elasticache
+            .groups
+            .get(&key)
+            .ok_or_else(|| group_not_found(id))?;
+        if g.status != "available" {
+            return Err(busy_group(id, g.status));
+        }
+        if count > 5 {
+            return Err(value("NewReplicaCount must be between 0 and 5."));
+        }
+        let increase = op == Op::IncreaseReplicaCount;
+        if increase && count <= g.replicas {
+            return Err(value(format!(
+                "NewReplicaCount {count} must be greater than the current {}.",
+                g.replicas
+            )));
+        }
+        if !increase && count >= g.replicas {
+            return Err(value(format!(
+                "NewReplicaCount {count} must be less than the current {}.",
+                g.replicas
+            )));
+        }
+        if count == 0 && g.automatic_failover != "disabled" {
+            return Err(combination(
+                "Cannot remove the last replica while automatic failover is enabled.",
+            ));
+        }
+        self.elasticache
+            .groups
+            .get_mut(&key)
+            .expect("checked above")
+            .status = "modifying";
+        let after = self.duration(region, op, self.durations.cache_replica_change);
+        self.schedule(
+            now,
+            after,
+            Event::ReplicasChanged {
+                region: region.to_string(),
+                id: id.to_string(),
+                count,
+            },
+        );
+        Ok(self.elasticache.group_view(region, id).expect("exists"))
+    }
+
+    fn delete_replication_group(
+        &mut self,
+        region: &str,
+        request: &DeleteReplicationGroupRequest,
+        now: Timestamp,
+    ) -> Result<(), CloudError> {
+        let id = &request.replication_group_id;
+        let key = CacheWorld::key(region, id);
+        let g = self
+            .elasticache
+            .groups
+            .get(&key)
+            .ok_or_else(|| group_not_found(id))?;
+        if g.status == "deleting" {
+            return Ok(());
+        }
+        if let Some((global, _)) = self.elasticache.membership(region, id) {
+            return Err(CloudError::invalid_state(
+                "InvalidReplicationGroupState",
+                format!(
+                    "Replication group {id} is a member of Global datastore {}; remove it from the Global datastore first.",
+                    global.id
+                ),
+            ));
+        }
+        if g.status != "available" {
+            return Err(busy_group(id, g.status));
+        }
+        if let Some(snapshot) = &request.final_snapshot_id {
+            let snapshot_key = CacheWorld::key(region, snapshot);
+            if self.elasticache.snapshots.contains(&snapshot_key) {
+                return Err(CloudError::already_exists(
+                    "SnapshotAlreadyExistsFault",
+                    format!("Snapshot {snapshot} already exists."),
+                ));
+            }
+            self.elasticache.snapshots.insert(snapshot_key);
+        }
+        self.elasticache
+            .groups
+            .get_mut(&key)
+            .expect("checked above")
+            .status = "deleting";
+        let after = self.duration(
+            region,
+            Op::DeleteReplicationGroup,
+            self.durations.cache_group_delete,
+        );
+        self.schedule(
+            now,
+            after,
+            Event::GroupDeleted {
+                region: region.to_string(),
+                id: id.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The tags of a replication group or Global Datastore, by ARN.
+    fn cache_tags_mut(&mut self, region: &str, arn: &str) -> Result<&mut Tags, CloudError> {
+        let invalid = || {
+            CloudError::refused(
+                "InvalidARN",
+                format!("{arn} is not an ElastiCache resource in {region}"),
+            )
+        };
+        if let Some((_, id)) = arn.rsplit_once(":replicationgroup:") {
+            if arn_region(arn) != Some(region) {
+                return Err(invalid());
+            }
+            return self
+                .elasticache
+                .groups
+                .get_mut(&CacheWorld::key(region, id))
+                .map(|g| &mut g.tags)
+                .ok_or_else(|| group_not_found(id));
+        }
+        if let Some((_, id)) = arn.rsplit_once(":globalreplicationgroup:") {
+            return self
+                .elasticache
+                .globals
+                .get_mut(id)
+                .map(|g| &mut g.tags)
+                .ok_or_else(|| global_not_found(id));
+        }
+        Err(invalid())
+    }
+
+    fn cache_replication_lag(
+        &self,
+        region: &str,
+        id: &str,
+    ) -> Result<Option<Duration>, CloudError> {
+        let c = &self.elasticache;
+        let group = c
+            .groups
+            .get(&CacheWorld::key(region, id))
+            .ok_or_else(|| group_not_found(id))?;
+        let Some((global, member)) = c.membership(region, id) else {
+            return Ok(None);
+        };
+        if member.is_primary || member.status != "associated" || group.status == "creating" {
+            return Ok(None);
+        }
+        // With the primary's region unreachable nothing replicates and
+        // CloudWatch has no data points to report.
+        if global
+            .primary_region()
+            .is_some_and(|r| self.outages.contains_key(r))
+        {
+            return Ok(None);
+        }
+        Ok(Some(self.cache_lag_of(region)))
+    }
+}
+
+/// The ElastiCache API of one region of a [`SimCloud`].
+pub(crate) struct SimElastiCachePort {
+    cloud: SimCloud,
+    region: String,
+}
+
+impl SimElastiCachePort {
+    pub(crate) fn new(cloud: SimCloud, region: &str) -> Self {
+        Self {
+            cloud,
+            region: region.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl ElastiCachePort for SimElastiCachePort {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn describe_global_replication_groups(
+        &self,
+        id: Option<&str>,
+    ) -> Result<Vec<GlobalReplicationGroup>, CloudError> {
+        // Every regional endpoint answers for every Global Datastore of the
+        // account (a region about to join must see it), as the simulated
+        // Aurora does for global clusters.
+        self.cloud
+            .call(&self.region, Op::DescribeGlobalReplicationGroups, |w, _| {
+                Ok(w.elasticache
+                    .global_views()
+                    .into_iter()
+                    .filter(|g| id.is_none_or(|id| g.id == id))
+                    .collect())
+            })
+    }
+
+    async fn create_global_replication_group(
+        &self,
+        request: &CreateGlobalReplicationGroupRequest,
+    ) -> Result<GlobalReplicationGroup, CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::CreateGlobalReplicationGroup, |w, now| {
+                w.create_global_replication_group(region, request, now)
+            })
+    }
+
+    async fn delete_global_replication_group(&self, id: &str) -> Result<(), CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::DeleteGlobalReplicationGroup, |w, now| {
+                w.delete_global_replication_group(region, id, now)
+            })
+    }
+
+    async fn disassociate_global_replication_group(
+        &self,
+        global_replication_group_id: &str,
+        replication_group_id: &str,
+        replication_group_region: &str,
+    ) -> Result<(), CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::DisassociateGlobalReplicationGroup, |w, now| {
+                w.disassociate(
+                    region,
+                    global_replication_group_id,
+                    replication_group_id,
+                    replication_group_region,
+                    now,
+                )
+            })
+    }
+
+    async fn failover_global_replication_group(
+        &self,
+        global_replication_group_id: &str,
+        primary_region: &str,
+        primary_replication_group_id: &str,
+    ) -> Result<(), CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::FailoverGlobalReplicationGroup, |w, now| {
+                w.failover_global(
+                    region,
+                    global_replication_group_id,
+                    primary_region,
+                    primary_replication_group_id,
+                    now,
+                )
+            })
+    }
+
+    async fn describe_replication_group(
+        &self,
+        id: &str,
+    ) -> Result<Option<ReplicationGroup>, CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::DescribeReplicationGroups, |w, _| {
+                Ok(w.elasticache.group_view(region, id))
+            })
+    }
+
+    async fn create_replication_group(
+        &self,
+        request: &CreateReplicationGroupRequest,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::CreateReplicationGroup, |w, now| {
+                w.create_replication_group(region, request, now)
+            })
+    }
+
+    async fn modify_replication_group(
+        &self,
+        request: &ModifyReplicationGroupRequest,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::ModifyReplicationGroup, |w, now| {
+                w.modify_replication_group(region, request, now)
+            })
+    }
+
+    async fn delete_replication_group(
+        &self,
+        request: &DeleteReplicationGroupRequest,
+    ) -> Result<(), CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::DeleteReplicationGroup, |w, now| {
+                w.delete_replication_group(region, request, now)
+            })
+    }
+
+    async fn increase_replica_count(
+        &self,
+        replication_group_id: &str,
+        new_replica_count: u8,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call(region, Op::IncreaseReplicaCount, |w, now| {
+            w.change_replicas(
+                region,
+                Op::IncreaseReplicaCount,
+                replication_group_id,
+                new_replica_count,
+                now,
+            )
+        })
+    }
+
+    async fn decrease_replica_count(
+        &self,
+        replication_group_id: &str,
+        new_replica_count: u8,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call(region, Op::DecreaseReplicaCount, |w, now| {
+            w.change_replicas(
+                region,
+                Op::DecreaseReplicaCount,
+                replication_group_id,
+                new_replica_count,
+                now,
+            )
+        })
+    }
+
+    async fn list_tags(&self, resource_arn: &str) -> Result<Tags, CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call(region, Op::ListTagsForResource, |w, _| {
+            w.cache_tags_mut(region, resource_arn).map(|t| t.clone())
+        })
+    }
+
+    async fn add_tags(&self, resource_arn: &str, tags: &Tags) -> Result<(), CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call(region, Op::CacheAddTagsToResource, |w, _| {
+            let target = w.cache_tags_mut(region, resource_arn)?;
+            target.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Ok(())
+        })
+    }
+
+    async fn replication_lag(
+        &self,
+        replication_group_id: &str,
+        _now: Timestamp,
+    ) -> Result<Option<Duration>, CloudError> {
+        // The simulated metric is always current; `now` only bounds the
+        // query window of the real CloudWatch call.
+        let region = self.region.as_str();
+        self.cloud.call(region, Op::GetMetricData, |w, _| {
+            w.cache_replication_lag(region, replication_group_id)
+        })
+    }
+}
