@@ -15,46 +15,13 @@
 
 mod aws;
 
-use std::sync::Arc;
-
+use shopfleet::cloud::CloudError;
 use shopfleet::cloud::aurora::{
-    AuroraPort, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
-    DeleteClusterRequest, ModifyClusterRequest, Tags,
+    CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest, DeleteClusterRequest,
+    ModifyClusterRequest, Tags,
 };
-use shopfleet::cloud::aws::{AwsCloud, AwsOptions};
-use shopfleet::cloud::{Cloud, CloudError};
-
-use aws::moto::Moto;
 
 const ACCOUNT: &str = "123456789012";
-
-/// The cloud the operator would build, pointed at moto. One attempt: moto
-/// answers an unimplemented call with HTTP 500, which the SDK retries.
-struct Emulated {
-    cloud: AwsCloud,
-    /// Keeps the server up for the test.
-    _moto: Arc<Moto>,
-}
-
-impl Emulated {
-    async fn start() -> Self {
-        let moto = tokio::task::spawn_blocking(Moto::shared)
-            .await
-            .expect("starting moto panicked");
-        let cloud = AwsCloud::load(AwsOptions {
-            endpoint_url: Some(moto.endpoint.clone()),
-            max_attempts: 1,
-            credentials: Some(aws::credentials()),
-            ..AwsOptions::default()
-        })
-        .await;
-        Self { cloud, _moto: moto }
-    }
-
-    fn region(&self, region: &str) -> Arc<dyn AuroraPort> {
-        self.cloud.aurora(region)
-    }
-}
 
 fn tags(owner: &str) -> Tags {
     Tags::from([
@@ -106,8 +73,8 @@ fn cluster_arn(region: &str, id: &str) -> String {
 
 #[tokio::test]
 async fn a_primary_cluster_is_created_with_managed_credentials_and_described_with_its_tags() {
-    let aws = Emulated::start().await;
-    let us = aws.region("us-east-1");
+    let aws = aws::Emulated::start().await;
+    let us = aws.aurora("us-east-1");
     let created = us
         .create_cluster(&primary("create-describe"))
         .await
@@ -133,8 +100,8 @@ async fn a_primary_cluster_is_created_with_managed_credentials_and_described_wit
 
 #[tokio::test]
 async fn what_does_not_exist_is_none_or_empty_not_an_error() {
-    let aws = Emulated::start().await;
-    let eu = aws.region("eu-west-1");
+    let aws = aws::Emulated::start().await;
+    let eu = aws.aurora("eu-west-1");
     assert_eq!(eu.describe_cluster("never-created").await.unwrap(), None);
     assert_eq!(
         eu.describe_global_cluster("never-created").await.unwrap(),
@@ -145,20 +112,20 @@ async fn what_does_not_exist_is_none_or_empty_not_an_error() {
 
 #[tokio::test]
 async fn clusters_are_regional() {
-    let aws = Emulated::start().await;
-    aws.region("ap-northeast-1")
+    let aws = aws::Emulated::start().await;
+    aws.aurora("ap-northeast-1")
         .create_cluster(&primary("regional"))
         .await
         .unwrap();
     assert!(
-        aws.region("ap-northeast-1")
+        aws.aurora("ap-northeast-1")
             .describe_cluster("regional")
             .await
             .unwrap()
             .is_some()
     );
     assert_eq!(
-        aws.region("eu-west-1")
+        aws.aurora("eu-west-1")
             .describe_cluster("regional")
             .await
             .unwrap(),
@@ -168,8 +135,8 @@ async fn clusters_are_regional() {
 
 #[tokio::test]
 async fn instances_are_listed_oldest_first_with_the_writer_flag_and_tags() {
-    let aws = Emulated::start().await;
-    let us = aws.region("us-east-1");
+    let aws = aws::Emulated::start().await;
+    let us = aws.aurora("us-east-1");
     us.create_cluster(&primary("listing")).await.unwrap();
     let first = us.create_instance(&instance("listing", 0)).await.unwrap();
     assert_eq!(first.id, "listing-0");
@@ -199,8 +166,8 @@ async fn instances_are_listed_oldest_first_with_the_writer_flag_and_tags() {
 
 #[tokio::test]
 async fn a_repeated_instance_create_is_classified_already_exists() {
-    let aws = Emulated::start().await;
-    let us = aws.region("us-east-1");
+    let aws = aws::Emulated::start().await;
+    let us = aws.aurora("us-east-1");
     us.create_cluster(&primary("duplicate")).await.unwrap();
     us.create_instance(&instance("duplicate", 0)).await.unwrap();
     let error = us
@@ -213,8 +180,8 @@ async fn a_repeated_instance_create_is_classified_already_exists() {
 
 #[tokio::test]
 async fn modify_cluster_changes_protection_and_engine_version_at_once() {
-    let aws = Emulated::start().await;
-    let us = aws.region("us-east-1");
+    let aws = aws::Emulated::start().await;
+    let us = aws.aurora("us-east-1");
     us.create_cluster(&primary("modify")).await.unwrap();
     let modified = us
         .modify_cluster(&ModifyClusterRequest {
@@ -233,8 +200,8 @@ async fn modify_cluster_changes_protection_and_engine_version_at_once() {
 
 #[tokio::test]
 async fn a_cluster_is_deleted_only_unprotected_and_without_instances() {
-    let aws = Emulated::start().await;
-    let us = aws.region("us-east-1");
+    let aws = aws::Emulated::start().await;
+    let us = aws.aurora("us-east-1");
     us.create_cluster(&primary("deletion")).await.unwrap();
     us.create_instance(&instance("deletion", 0)).await.unwrap();
     let delete = DeleteClusterRequest {
@@ -272,8 +239,8 @@ async fn a_cluster_is_deleted_only_unprotected_and_without_instances() {
 
 #[tokio::test]
 async fn tags_are_added_to_the_existing_ones() {
-    let aws = Emulated::start().await;
-    let eu = aws.region("eu-west-1");
+    let aws = aws::Emulated::start().await;
+    let eu = aws.aurora("eu-west-1");
     let mut request = primary("adopted");
     request.tags = Tags::from([("team".to_string(), "payments".to_string())]);
     let cluster = eu.create_cluster(&request).await.unwrap();
@@ -286,9 +253,9 @@ async fn tags_are_added_to_the_existing_ones() {
 
 #[tokio::test]
 async fn a_global_cluster_is_created_from_a_primary_and_a_secondary_joins_without_credentials() {
-    let aws = Emulated::start().await;
-    let us = aws.region("us-east-1");
-    let eu = aws.region("eu-west-1");
+    let aws = aws::Emulated::start().await;
+    let us = aws.aurora("us-east-1");
+    let eu = aws.aurora("eu-west-1");
     let source = us.create_cluster(&primary("join-primary")).await.unwrap();
     let created = us
         .create_global_cluster(&CreateGlobalClusterRequest {
@@ -347,8 +314,8 @@ async fn a_global_cluster_is_created_from_a_primary_and_a_secondary_joins_withou
 
 #[tokio::test]
 async fn a_primary_created_inside_an_empty_global_cluster_is_its_writer() {
-    let aws = Emulated::start().await;
-    let us = aws.region("us-east-1");
+    let aws = aws::Emulated::start().await;
+    let us = aws.aurora("us-east-1");
     let seed = us.create_cluster(&primary("rebuild-seed")).await.unwrap();
     us.create_global_cluster(&CreateGlobalClusterRequest {
         global_cluster_id: "rebuild-global".into(),
@@ -383,8 +350,8 @@ async fn a_primary_created_inside_an_empty_global_cluster_is_its_writer() {
 
 #[tokio::test]
 async fn a_global_cluster_with_members_is_not_deleted_and_an_empty_one_is() {
-    let aws = Emulated::start().await;
-    let us = aws.region("us-east-1");
+    let aws = aws::Emulated::start().await;
+    let us = aws.aurora("us-east-1");
     let member = us.create_cluster(&primary("empty-member")).await.unwrap();
     us.create_global_cluster(&CreateGlobalClusterRequest {
         global_cluster_id: "empty-global".into(),

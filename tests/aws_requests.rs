@@ -8,12 +8,12 @@
 
 mod aws;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws::wire::{Cbor, form};
+use aws::wire::{Cbor, cbor_response, form, params, query_error, query_ok, sent};
+use aws::{cloud_over, replayed};
 use aws_sdk_rds::config::SharedHttpClient;
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient, capture_request};
+use aws_smithy_http_client::test_util::capture_request;
 use aws_smithy_types::body::SdkBody;
 use k8s_openapi::jiff::Timestamp;
 use shopfleet::cloud::aurora::{AuroraPort, ModifyGlobalClusterRequest};
@@ -24,42 +24,16 @@ const GLOBAL: &str = "acme-global";
 const EU_ARN: &str = "arn:aws:rds:eu-west-1:123456789012:cluster:acme-eu-west-1";
 const US_ARN: &str = "arn:aws:rds:us-east-1:123456789012:cluster:acme-us-east-1";
 
-async fn cloud(http_client: SharedHttpClient, max_attempts: u32) -> AwsCloud {
-    AwsCloud::load(AwsOptions {
-        http_client: Some(http_client),
-        credentials: Some(aws::credentials()),
-        max_attempts,
-        ..AwsOptions::default()
-    })
-    .await
-}
-
-fn xml(status: u16, body: String) -> http::Response<SdkBody> {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "text/xml")
-        .body(SdkBody::from(body))
-        .unwrap()
-}
+const RDS_XMLNS: &str = "http://rds.amazonaws.com/doc/2014-10-31/";
 
 /// An RDS success answer for `action`, with `result` inside its result
 /// element.
 fn rds_ok(action: &str, result: &str) -> http::Response<SdkBody> {
-    xml(
-        200,
-        format!(
-            r#"<{action}Response xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>5d4c5f3e</RequestId></ResponseMetadata></{action}Response>"#
-        ),
-    )
+    query_ok(RDS_XMLNS, action, result)
 }
 
 fn rds_error(status: u16, code: &str, message: &str) -> http::Response<SdkBody> {
-    xml(
-        status,
-        format!(
-            r#"<ErrorResponse xmlns="http://rds.amazonaws.com/doc/2014-10-31/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>5d4c5f3e</RequestId></ErrorResponse>"#
-        ),
-    )
+    query_error(RDS_XMLNS, status, code, message)
 }
 
 fn global_cluster_xml(status: &str, deletion_protection: bool, version: &str) -> String {
@@ -75,13 +49,6 @@ fn global_cluster_xml(status: &str, deletion_protection: bool, version: &str) ->
     )
 }
 
-/// What the adapter sent: the endpoint and the query parameters.
-struct Sent {
-    method: String,
-    uri: String,
-    params: BTreeMap<String, String>,
-}
-
 /// Runs `call` against a port of `region` whose client captures the one
 /// request it sends and answers `response`.
 async fn capture<T>(
@@ -90,25 +57,10 @@ async fn capture<T>(
     call: impl AsyncFnOnce(&dyn AuroraPort) -> T,
 ) -> (T, aws_sdk_rds::config::http::HttpRequest) {
     let (client, request) = capture_request(Some(response));
-    let cloud = cloud(SharedHttpClient::new(client), 1).await;
+    let cloud = cloud_over(SharedHttpClient::new(client), 1).await;
     let port = cloud.aurora(region);
     let result = call(port.as_ref()).await;
     (result, request.expect_request())
-}
-
-fn sent(request: &aws_sdk_rds::config::http::HttpRequest) -> Sent {
-    Sent {
-        method: request.method().to_string(),
-        uri: request.uri().to_string(),
-        params: form(request.body().bytes().expect("an in-memory body")),
-    }
-}
-
-fn params<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 #[tokio::test]
@@ -264,17 +216,6 @@ async fn a_global_major_upgrade_sends_the_version_and_allows_the_major_upgrade()
     );
 }
 
-fn cbor_response(status: u16, body: &Cbor, query_error: Option<&str>) -> http::Response<SdkBody> {
-    let mut response = http::Response::builder()
-        .status(status)
-        .header("smithy-protocol", "rpc-v2-cbor")
-        .header("content-type", "application/cbor");
-    if let Some(code) = query_error {
-        response = response.header("x-amzn-query-error", code);
-    }
-    response.body(SdkBody::from(body.encode())).unwrap()
-}
-
 #[tokio::test]
 async fn replication_lag_asks_cloudwatch_for_the_worst_lag_per_minute_of_the_last_five_minutes() {
     let now = Timestamp::from_second(1_767_225_600).unwrap();
@@ -373,23 +314,6 @@ async fn no_cloudwatch_data_point_is_no_lag_reading() {
     assert_eq!(result.unwrap(), None);
 }
 
-fn replayed(responses: Vec<http::Response<SdkBody>>) -> StaticReplayClient {
-    StaticReplayClient::new(
-        responses
-            .into_iter()
-            .map(|response| {
-                // The replay client answers in order; the request half is
-                // only compared by tests that ask for it.
-                let request = http::Request::builder()
-                    .uri("https://rds.eu-west-1.amazonaws.com/")
-                    .body(SdkBody::empty())
-                    .unwrap();
-                ReplayEvent::new(request, response)
-            })
-            .collect(),
-    )
-}
-
 #[tokio::test]
 async fn aws_error_answers_map_to_their_cloud_error_class() {
     let replay = replayed(vec![
@@ -411,7 +335,7 @@ async fn aws_error_answers_map_to_their_cloud_error_class() {
         ),
         rds_error(503, "ServiceUnavailable", "Service unavailable"),
     ]);
-    let cloud = cloud(SharedHttpClient::new(replay.clone()), 1).await;
+    let cloud = cloud_over(SharedHttpClient::new(replay.clone()), 1).await;
     let eu = cloud.aurora("eu-west-1");
 
     let busy = eu
@@ -457,7 +381,7 @@ async fn throttling_is_retried_with_backoff_and_then_succeeds() {
             &global_cluster_xml("switching-over", true, "16.6"),
         ),
     ]);
-    let cloud = cloud(SharedHttpClient::new(replay.clone()), 3).await;
+    let cloud = cloud_over(SharedHttpClient::new(replay.clone()), 3).await;
     cloud
         .aurora("eu-west-1")
         .switchover_global_cluster(GLOBAL, EU_ARN)

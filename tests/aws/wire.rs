@@ -1,8 +1,81 @@
 //! Just enough of two AWS wire formats to read what the adapter sends and
-//! to forge what AWS answers: RDS's `application/x-www-form-urlencoded`
-//! query, and the CBOR of CloudWatch's Smithy RPC v2 protocol.
+//! to forge what AWS answers: the `application/x-www-form-urlencoded` query
+//! of RDS and ElastiCache, and the CBOR of CloudWatch's Smithy RPC v2
+//! protocol.
 
 use std::collections::BTreeMap;
+
+use aws_sdk_rds::config::http::HttpRequest;
+use aws_smithy_types::body::SdkBody;
+
+/// What the adapter sent: the endpoint and the query parameters.
+pub struct Sent {
+    pub method: String,
+    pub uri: String,
+    pub params: BTreeMap<String, String>,
+}
+
+/// A captured query-protocol request (RDS, ElastiCache).
+pub fn sent(request: &HttpRequest) -> Sent {
+    Sent {
+        method: request.method().to_string(),
+        uri: request.uri().to_string(),
+        params: form(request.body().bytes().expect("an in-memory body")),
+    }
+}
+
+pub fn params<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn xml(status: u16, body: String) -> http::Response<SdkBody> {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "text/xml")
+        .body(SdkBody::from(body))
+        .unwrap()
+}
+
+/// A query-protocol success answer for `action` from the service whose XML
+/// namespace is `xmlns`, with `result` inside its result element.
+pub fn query_ok(xmlns: &str, action: &str, result: &str) -> http::Response<SdkBody> {
+    xml(
+        200,
+        format!(
+            r#"<{action}Response xmlns="{xmlns}"><{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>5d4c5f3e</RequestId></ResponseMetadata></{action}Response>"#
+        ),
+    )
+}
+
+/// A query-protocol error answer, as AWS sends them.
+pub fn query_error(xmlns: &str, status: u16, code: &str, message: &str) -> http::Response<SdkBody> {
+    xml(
+        status,
+        format!(
+            r#"<ErrorResponse xmlns="{xmlns}"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>5d4c5f3e</RequestId></ErrorResponse>"#
+        ),
+    )
+}
+
+/// A CloudWatch answer in the Smithy RPC v2 CBOR protocol; an error carries
+/// its query-compatible code in `x-amzn-query-error`.
+pub fn cbor_response(
+    status: u16,
+    body: &Cbor,
+    query_error: Option<&str>,
+) -> http::Response<SdkBody> {
+    let mut response = http::Response::builder()
+        .status(status)
+        .header("smithy-protocol", "rpc-v2-cbor")
+        .header("content-type", "application/cbor");
+    if let Some(code) = query_error {
+        response = response.header("x-amzn-query-error", code);
+    }
+    response.body(SdkBody::from(body.encode())).unwrap()
+}
 
 /// The parameters of a form-encoded query (`Action=…&Version=…&…`).
 pub fn form(body: &[u8]) -> BTreeMap<String, String> {

@@ -6,6 +6,9 @@
 //! [`AuthToken`](crate::cloud::elasticache::AuthToken) only as the
 //! `AuthToken` parameter of CreateReplicationGroup. Nothing here logs, and
 //! AWS never echoes the token, so it cannot come back in an error either.
+//! The SDK itself prints whole request bodies in its `trace` events; the
+//! operator's logging drops those events
+//! ([`crate::telemetry::without_request_bodies`]).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -488,5 +491,140 @@ impl ElastiCachePort for AwsElastiCache {
             now,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The IAM actions behind every call above (`docs/aws-iam.md` explains
+    /// each one).
+    const IAM_ACTIONS: &[&str] = &[
+        "elasticache:DescribeGlobalReplicationGroups",
+        "elasticache:CreateGlobalReplicationGroup",
+        "elasticache:DeleteGlobalReplicationGroup",
+        "elasticache:DisassociateGlobalReplicationGroup",
+        "elasticache:FailoverGlobalReplicationGroup",
+        "elasticache:DescribeReplicationGroups",
+        "elasticache:CreateReplicationGroup",
+        "elasticache:ModifyReplicationGroup",
+        "elasticache:DeleteReplicationGroup",
+        "elasticache:CreateSnapshot",
+        "elasticache:IncreaseReplicaCount",
+        "elasticache:DecreaseReplicaCount",
+        "elasticache:ListTagsForResource",
+        "elasticache:AddTagsToResource",
+        "cloudwatch:GetMetricData",
+    ];
+
+    #[test]
+    fn the_documented_iam_policy_grants_exactly_the_elasticache_calls() {
+        let granted = crate::cloud::aws::documented_actions(
+            "ElastiCacheRead",
+            &["elasticache:", "cloudwatch:"],
+        );
+        let used: BTreeSet<String> = IAM_ACTIONS.iter().map(|a| a.to_string()).collect();
+        assert_eq!(granted, used, "granted vs used");
+    }
+
+    #[test]
+    fn member_roles_are_read_whatever_their_case() {
+        assert!(is_primary_role(Some("PRIMARY")));
+        assert!(is_primary_role(Some("primary")));
+        assert!(!is_primary_role(Some("SECONDARY")));
+        assert!(!is_primary_role(None));
+    }
+
+    #[test]
+    fn an_endpoint_without_address_or_with_an_impossible_port_is_none() {
+        let e = |address: Option<&str>, port: Option<i32>| {
+            endpoint(
+                &ec::Endpoint::builder()
+                    .set_address(address.map(str::to_string))
+                    .set_port(port)
+                    .build(),
+            )
+        };
+        assert_eq!(
+            e(Some("master.acme.cache.amazonaws.com"), Some(6379)),
+            Some(Endpoint {
+                address: "master.acme.cache.amazonaws.com".into(),
+                port: 6379
+            })
+        );
+        assert_eq!(e(None, Some(6379)), None);
+        assert_eq!(e(Some(""), Some(6379)), None);
+        assert_eq!(e(Some("a"), Some(70_000)), None);
+        assert_eq!(e(Some("a"), None), None);
+    }
+
+    #[test]
+    fn the_lag_is_read_from_every_node_of_the_group_once() {
+        let group = ec::ReplicationGroup::builder()
+            .member_clusters("acme-eu-west-1-002")
+            .member_clusters("acme-eu-west-1-001")
+            .node_groups(
+                ec::NodeGroup::builder()
+                    .node_group_members(
+                        ec::NodeGroupMember::builder()
+                            .cache_cluster_id("acme-eu-west-1-001")
+                            .build(),
+                    )
+                    // A node being added shows in its shard before the
+                    // member list.
+                    .node_group_members(
+                        ec::NodeGroupMember::builder()
+                            .cache_cluster_id("acme-eu-west-1-003")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            member_clusters(&group),
+            [
+                "acme-eu-west-1-001",
+                "acme-eu-west-1-002",
+                "acme-eu-west-1-003"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_standalone_group_with_an_empty_global_info_block_is_not_in_a_global_datastore() {
+        let group = ec::ReplicationGroup::builder()
+            .replication_group_id("acme-us-east-1")
+            .global_replication_group_info(ec::GlobalReplicationGroupInfo::builder().build())
+            .build();
+        assert_eq!(replication_group(&group).global_replication_group, None);
+        let member = ec::ReplicationGroup::builder()
+            .global_replication_group_info(
+                ec::GlobalReplicationGroupInfo::builder()
+                    .global_replication_group_id("ldgnf-acme")
+                    .global_replication_group_member_role("primary")
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            replication_group(&member).global_replication_group,
+            Some(GlobalReplicationGroupInfo {
+                global_replication_group_id: "ldgnf-acme".into(),
+                is_primary: true,
+            })
+        );
+    }
+
+    #[test]
+    fn a_global_datastore_has_at_least_one_shard() {
+        let listed = ec::GlobalReplicationGroup::builder().build();
+        assert_eq!(global_replication_group(&listed).num_node_groups, 1);
+        let sharded = ec::GlobalReplicationGroup::builder()
+            .cluster_enabled(true)
+            .global_node_groups(ec::GlobalNodeGroup::builder().build())
+            .global_node_groups(ec::GlobalNodeGroup::builder().build())
+            .global_node_groups(ec::GlobalNodeGroup::builder().build())
+            .build();
+        assert_eq!(global_replication_group(&sharded).num_node_groups, 3);
     }
 }

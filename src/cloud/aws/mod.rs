@@ -207,6 +207,37 @@ impl Cloud for AwsCloud {
     }
 }
 
+/// The actions of the JSON policy in `docs/aws-iam.md` whose first
+/// statement is `first_sid`, limited to the services named by `prefixes`
+/// (`"rds:"`…): what the document grants for one adapter.
+#[cfg(test)]
+fn documented_actions(first_sid: &str, prefixes: &[&str]) -> std::collections::BTreeSet<String> {
+    let doc = include_str!("../../../docs/aws-iam.md");
+    let policy = doc
+        .split("```json")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter_map(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        .find(|p| p["Statement"][0]["Sid"] == first_sid)
+        .unwrap_or_else(|| panic!("docs/aws-iam.md holds a policy starting with {first_sid}"));
+    let mut granted = std::collections::BTreeSet::new();
+    for statement in policy["Statement"].as_array().unwrap() {
+        match &statement["Action"] {
+            serde_json::Value::String(a) => {
+                granted.insert(a.clone());
+            }
+            serde_json::Value::Array(actions) => {
+                granted.extend(actions.iter().map(|a| a.as_str().unwrap().to_string()));
+            }
+            other => panic!("unexpected Action {other}"),
+        }
+    }
+    granted
+        .into_iter()
+        .filter(|a| prefixes.iter().any(|p| a.starts_with(p)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
