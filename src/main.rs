@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use shopfleet::cloud::Cloud;
+use shopfleet::cloud::aws::{AwsCloud, AwsOptions};
 use shopfleet::controller::{self, Context, Scope};
 use shopfleet::sim::{LiveSim, SimCloud, VirtualClock};
 use shopfleet::simulate::{self, Pace, Scenario, render};
@@ -82,6 +83,10 @@ struct RunArgs {
     /// Where cloud resources live.
     #[arg(long, value_enum, default_value = "aws")]
     cloud: CloudKind,
+    /// With `--cloud aws`: send every AWS call to this URL instead of the
+    /// regional endpoints (an emulator such as moto, or a proxy).
+    #[arg(long, env = "SHOPFLEET_AWS_ENDPOINT_URL")]
+    aws_endpoint_url: Option<String>,
     /// With `--cloud simulated`: simulated cloud seconds per real second.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
     sim_speed: u32,
@@ -131,8 +136,21 @@ fn main() -> ExitCode {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.log_format);
     let cloud: Arc<dyn Cloud> = match args.cloud {
-        CloudKind::Aws => anyhow::bail!(
-            "--cloud aws: the aws-sdk adapters are not in this build yet; use --cloud simulated"
+        CloudKind::Aws => {
+            match &args.aws_endpoint_url {
+                Some(url) => info!(endpoint = %url, "using AWS through an endpoint override"),
+                None => info!("using AWS, credentials from the default chain"),
+            }
+            Arc::new(
+                AwsCloud::load(AwsOptions {
+                    endpoint_url: args.aws_endpoint_url.clone(),
+                    ..AwsOptions::default()
+                })
+                .await,
+            )
+        }
+        CloudKind::Simulated if args.aws_endpoint_url.is_some() => anyhow::bail!(
+            "--aws-endpoint-url applies to --cloud aws only; the simulated cloud makes no AWS call"
         ),
         CloudKind::Simulated => {
             info!(speed = args.sim_speed, "using the simulated cloud");

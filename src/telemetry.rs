@@ -28,17 +28,52 @@ pub enum LogFormat {
 }
 
 /// Installs the global tracing subscriber. `RUST_LOG` overrides the default
-/// filter, which keeps dependencies quiet.
+/// filter, which keeps dependencies quiet; whatever it says, the AWS SDK's
+/// request dumps stay off (see [`without_request_bodies`]).
 pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.finish().with(without_request_bodies()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(without_request_bodies())
+            .try_init(),
     };
     // A second init (tests, simulate inside a test) keeps the first subscriber.
     drop(result);
+}
+
+/// Where the AWS SDK prints whole requests in `trace` events, and the body
+/// of CreateReplicationGroup holds the Redis AUTH token: aws-sigv4 prints
+/// the body it signs when `LOG_SIGNABLE_BODY=true` (a switch for debugging
+/// signatures), and the orchestrator prints the request it transmits (its
+/// body only while nothing has wrapped it; today the SDK's stalled-stream
+/// protection does).
+const REQUEST_DUMPS: [&str; 2] = ["aws_smithy_runtime::client::orchestrator", "aws_sigv4"];
+
+/// A filter that drops the `trace` events of [`REQUEST_DUMPS`], so that no
+/// `RUST_LOG` can put a credential sent to AWS into the logs. Their `debug`
+/// and higher events (attempts, retries, errors) stay.
+pub fn without_request_bodies<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber,
+{
+    tracing_subscriber::filter::filter_fn(|metadata| {
+        *metadata.level() != tracing::Level::TRACE
+            || !REQUEST_DUMPS.iter().any(|target| {
+                metadata
+                    .target()
+                    .strip_prefix(target)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+            })
+    })
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

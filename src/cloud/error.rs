@@ -145,6 +145,7 @@ impl CloudError {
             | "InvalidReplicationGroupState"
             | "InvalidGlobalReplicationGroupState"
             | "InvalidCacheClusterState"
+            | "InvalidUserGroupState"
             | "InvalidSnapshotState" => Self::transient(TransientKind::Busy, code, message),
             "DBClusterNotFoundFault"
             | "DBInstanceNotFound"
@@ -154,6 +155,7 @@ impl CloudError {
             | "ReplicationGroupNotFoundFault"
             | "GlobalReplicationGroupNotFoundFault"
             | "CacheClusterNotFound"
+            | "NodeGroupNotFoundFault"
             | "SnapshotNotFoundFault" => Self::not_found(code, message),
             "DBClusterAlreadyExistsFault"
             | "DBInstanceAlreadyExists"
@@ -162,6 +164,7 @@ impl CloudError {
             | "DBClusterSnapshotAlreadyExistsFault"
             | "ReplicationGroupAlreadyExists"
             | "GlobalReplicationGroupAlreadyExistsFault"
+            | "CacheClusterAlreadyExists"
             | "SnapshotAlreadyExistsFault" => Self::already_exists(code, message),
             // Quotas are not the spec's fault and clear when someone raises
             // them or frees capacity: wait, do not give up.
@@ -176,7 +179,13 @@ impl CloudError {
             | "ClusterQuotaForCustomerExceeded"
             | "NodeGroupsPerReplicationGroupQuotaExceeded"
             | "SnapshotQuotaExceededFault"
-            | "TagQuotaPerResourceExceeded" => Self::invalid_state(code, message),
+            | "TagQuotaPerResourceExceeded"
+            // ElastiCache's service-linked role is missing: someone with
+            // iam:CreateServiceLinkedRole must create it (docs/aws-iam.md).
+            | "ServiceLinkedRoleNotFoundFault"
+            // A replica count change AWS finds already done: the group
+            // changed under the plan; the next observation catches up.
+            | "NoOperationFault" => Self::invalid_state(code, message),
             "InvalidParameterCombination"
             | "InvalidParameterValue"
             | "InvalidParameter"
@@ -188,6 +197,9 @@ impl CloudError {
             | "CacheSubnetGroupNotFoundFault"
             | "CacheParameterGroupNotFound"
             | "CacheSecurityGroupNotFound"
+            | "UserGroupNotFound"
+            // A final snapshot on a node type that cannot take one.
+            | "SnapshotFeatureNotSupportedFault"
             | "InvalidVPCNetworkStateFault"
             | "InvalidARN" => Self::refused(code, message),
             _ => Self::transient(TransientKind::ServerError, code, message),
@@ -286,6 +298,14 @@ mod tests {
             ("NodeQuotaForCustomerExceeded", "invalid_state"),
             ("InsufficientCacheClusterCapacity", "invalid_state"),
             ("CacheSubnetGroupNotFoundFault", "refused"),
+            ("InvalidParameterValue", "refused"),
+            ("InvalidParameterCombination", "refused"),
+            ("SnapshotFeatureNotSupportedFault", "refused"),
+            ("ServiceLinkedRoleNotFoundFault", "invalid_state"),
+            ("NoOperationFault", "invalid_state"),
+            ("NodeQuotaForClusterExceeded", "invalid_state"),
+            ("InvalidCacheClusterState", "busy"),
+            ("CacheClusterAlreadyExists", "already_exists"),
         ] {
             assert_eq!(
                 CloudError::from_aws_code(code, "x").metric_label(),

@@ -5,6 +5,7 @@
 //! aws-sdk adapters implement them; plans and executors never know which.
 
 pub mod aurora;
+pub mod aws;
 pub mod elasticache;
 mod error;
 

@@ -498,6 +498,7 @@ mod tests {
                 member("eu-west-1", false),
                 member("ap-northeast-1", false),
             ],
+            deletion_protection: true,
             endpoint: None,
             failover,
         }

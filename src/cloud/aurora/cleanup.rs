@@ -43,6 +43,9 @@ pub enum CleanupAction {
         global_cluster_id: String,
         cluster_arn: String,
     },
+    DisableGlobalDeletionProtection {
+        global_cluster_id: String,
+    },
     DeleteGlobalCluster {
         global_cluster_id: String,
     },
@@ -64,6 +67,9 @@ impl CleanupAction {
                 global_cluster_id,
                 cluster_arn,
             } => format!("removing {cluster_arn} from global cluster {global_cluster_id}"),
+            Self::DisableGlobalDeletionProtection { global_cluster_id } => {
+                format!("turning off deletion protection of global cluster {global_cluster_id}")
+            }
             Self::DeleteGlobalCluster { global_cluster_id } => {
                 format!("deleting global cluster {global_cluster_id}")
             }
@@ -203,6 +209,11 @@ fn delete_empty_global(global: Option<&GlobalCluster>) -> Option<CleanupPlan> {
     let global = global.filter(|g| g.members.is_empty())?;
     Some(match global.status.as_str() {
         "deleting" => wait(format!("global cluster {} is deleting", global.id)),
+        "available" if global.deletion_protection => {
+            CleanupPlan::Steps(vec![CleanupAction::DisableGlobalDeletionProtection {
+                global_cluster_id: global.id.clone(),
+            }])
+        }
         "available" => CleanupPlan::Steps(vec![CleanupAction::DeleteGlobalCluster {
             global_cluster_id: global.id.clone(),
         }]),
@@ -396,14 +407,17 @@ mod tests {
                 cluster_arn: c.arn.clone(),
             }])
         );
-        let empty = global("available", None, &[]);
+        let mut empty = global("available", None, &[]);
+        let i = [instance(&spec, 0, "available", true)];
         assert_eq!(
-            run(
-                &spec,
-                Some(&empty),
-                Some(&c),
-                &[instance(&spec, 0, "available", true)]
-            ),
+            run(&spec, Some(&empty), Some(&c), &i),
+            CleanupPlan::Steps(vec![CleanupAction::DisableGlobalDeletionProtection {
+                global_cluster_id: "acme-global".into()
+            }])
+        );
+        empty.deletion_protection = false;
+        assert_eq!(
+            run(&spec, Some(&empty), Some(&c), &i),
             CleanupPlan::Steps(vec![CleanupAction::DeleteGlobalCluster {
                 global_cluster_id: "acme-global".into()
             }])
@@ -411,6 +425,23 @@ mod tests {
         assert!(matches!(
             run(&spec, None, Some(&c), &[instance(&spec, 0, "available", true)]),
             CleanupPlan::Steps(ref s) if s == &[CleanupAction::DeleteInstance { instance_id: "acme-us-east-1-0".into() }]
+        ));
+    }
+
+    #[test]
+    fn retain_never_unprotects_an_empty_global_cluster() {
+        let spec = acme("eu-west-1");
+        let empty = global("available", None, &[]);
+        assert_eq!(run(&spec, Some(&empty), None, &[]), CleanupPlan::Done);
+    }
+
+    #[test]
+    fn a_protected_empty_global_cluster_being_modified_is_waited_for() {
+        let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
+        let empty = global("modifying", None, &[]);
+        assert!(matches!(
+            run(&spec, Some(&empty), None, &[]),
+            CleanupPlan::Wait { .. }
         ));
     }
 

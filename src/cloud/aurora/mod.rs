@@ -28,7 +28,7 @@ pub use plan::{AuroraAction, AuroraPlan, AuroraPlanInput, reason};
 pub use port::{
     AuroraPort, Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
     DeleteClusterRequest, GlobalCluster, GlobalFailoverState, GlobalMember, Instance,
-    ModifyClusterRequest, Tags,
+    ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
 };
 
 /// Requeue intervals. AWS operations take minutes; polling faster only
@@ -267,6 +267,9 @@ async fn execute(port: &dyn AuroraPort, action: &AuroraAction) -> Result<(), Clo
             port.add_tags(resource_arn, tags).await
         }
         AuroraAction::ModifyCluster { request } => port.modify_cluster(request).await.map(drop),
+        AuroraAction::ModifyGlobalCluster { request } => {
+            port.modify_global_cluster(request).await.map(drop)
+        }
         AuroraAction::Wait { .. } => Ok(()),
     }
 }
@@ -293,6 +296,7 @@ fn event_reason(action: &AuroraAction) -> Option<&'static str> {
         AuroraAction::DeleteReader { .. } => "DeletingReaderInstance",
         AuroraAction::TagForAdoption { .. } => "AdoptingCluster",
         AuroraAction::ModifyCluster { .. } => "UpgradingEngine",
+        AuroraAction::ModifyGlobalCluster { .. } => "ProtectingGlobalCluster",
         AuroraAction::Wait { .. } => return None,
     })
 }
@@ -313,6 +317,7 @@ fn refused_field(action: &AuroraAction) -> Option<&'static str> {
         }
         AuroraAction::DeleteReader { .. }
         | AuroraAction::TagForAdoption { .. }
+        | AuroraAction::ModifyGlobalCluster { .. }
         | AuroraAction::Wait { .. } => None,
     }
 }
@@ -503,6 +508,14 @@ pub async fn cleanup(port: &dyn AuroraPort, spec: &ShopRegionSpec) -> CleanupOut
                         port.remove_from_global_cluster(global_cluster_id, cluster_arn)
                             .await
                     }
+                    CleanupAction::DisableGlobalDeletionProtection { global_cluster_id } => port
+                        .modify_global_cluster(&ModifyGlobalClusterRequest {
+                            global_cluster_id: global_cluster_id.clone(),
+                            deletion_protection: Some(false),
+                            ..ModifyGlobalClusterRequest::default()
+                        })
+                        .await
+                        .map(drop),
                     CleanupAction::DeleteGlobalCluster { global_cluster_id } => {
                         port.delete_global_cluster(global_cluster_id).await
                     }

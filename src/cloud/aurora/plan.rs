@@ -14,7 +14,7 @@ use super::names::{
 };
 use super::port::{
     Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
-    GlobalCluster, Instance, ModifyClusterRequest, Tags,
+    GlobalCluster, Instance, ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
 };
 
 /// The master user of a primary cluster. Its password is generated and
@@ -33,6 +33,7 @@ pub mod reason {
     pub const SCALING_READERS: &str = "ScalingReaders";
     pub const UPGRADING: &str = "Upgrading";
     pub const ADOPTING: &str = "Adopting";
+    pub const PROTECTING_GLOBAL_CLUSTER: &str = "ProtectingGlobalCluster";
     pub const CLUSTER_BUSY: &str = "ClusterBusy";
     pub const CLUSTER_UNHEALTHY: &str = "ClusterUnhealthy";
     pub const DELETING: &str = "Deleting";
@@ -105,6 +106,9 @@ pub enum AuroraAction {
     ModifyCluster {
         request: ModifyClusterRequest,
     },
+    ModifyGlobalCluster {
+        request: ModifyGlobalClusterRequest,
+    },
     /// Nothing to do until AWS finishes something or another region acts.
     Wait {
         reason: &'static str,
@@ -122,6 +126,7 @@ impl AuroraAction {
             Self::CreateReader { .. } | Self::DeleteReader { .. } => reason::SCALING_READERS,
             Self::TagForAdoption { .. } => reason::ADOPTING,
             Self::ModifyCluster { .. } => reason::UPGRADING,
+            Self::ModifyGlobalCluster { .. } => reason::PROTECTING_GLOBAL_CLUSTER,
             Self::Wait { reason, .. } => reason,
         }
     }
@@ -157,6 +162,23 @@ impl AuroraAction {
                 request.cluster_id,
                 request.engine_version.as_deref().unwrap_or("?")
             ),
+            Self::ModifyGlobalCluster { request } => {
+                let mut changes = Vec::new();
+                if let Some(on) = request.deletion_protection {
+                    changes.push(format!(
+                        "turning deletion protection {}",
+                        if on { "on" } else { "off" }
+                    ));
+                }
+                if let Some(version) = &request.engine_version {
+                    changes.push(format!("upgrading to engine version {version}"));
+                }
+                format!(
+                    "{} of global cluster {}",
+                    changes.join(" and "),
+                    request.global_cluster_id
+                )
+            }
             Self::Wait { message, .. } => message.clone(),
         }
     }
@@ -440,11 +462,28 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
             request: CreateGlobalClusterRequest {
                 global_cluster_id: gid,
                 source_cluster_arn: cluster.arn.clone(),
-                // The data is protected on each member cluster; an empty
-                // global cluster holds nothing, and protecting it would only
-                // add a step to every deletion.
-                deletion_protection: false,
+                deletion_protection: true,
                 tags: ownership_tags(spec),
+            },
+        });
+    }
+
+    if let Some(global) = input.global
+        && primary
+        && !global.deletion_protection
+        && global.status == "available"
+    {
+        // The data is protected on each member; the global cluster's own
+        // protection keeps its identity and writer endpoint while it is
+        // briefly empty (a primary rebuilt inside it). Only the writer's
+        // region acts, so one call is made, not one per region. An adopted
+        // global cluster is the usual case: shopfleet creates them
+        // protected.
+        return step(AuroraAction::ModifyGlobalCluster {
+            request: ModifyGlobalClusterRequest {
+                global_cluster_id: global.id.clone(),
+                deletion_protection: Some(true),
+                ..ModifyGlobalClusterRequest::default()
             },
         });
     }
@@ -683,6 +722,7 @@ pub(crate) mod tests {
             engine: "aurora-postgresql".into(),
             engine_version: "16.4".into(),
             members,
+            deletion_protection: true,
             endpoint: None,
             failover: None,
         }
@@ -811,6 +851,68 @@ pub(crate) mod tests {
         assert_eq!(request.global_cluster_id, "acme-global");
         assert_eq!(request.source_cluster_arn, c.arn);
         assert_eq!(request.tags, ownership_tags(&spec));
+        assert!(request.deletion_protection);
+    }
+
+    #[test]
+    fn the_writer_region_turns_on_deletion_protection_of_an_unprotected_global_cluster() {
+        let (spec, mut g, c, i) = converged_primary();
+        g.deletion_protection = false;
+        let step = only_step(run(&spec, Some(&g), Some(&c), &i));
+        assert_eq!(
+            step,
+            AuroraAction::ModifyGlobalCluster {
+                request: ModifyGlobalClusterRequest {
+                    global_cluster_id: "acme-global".into(),
+                    deletion_protection: Some(true),
+                    engine_version: None,
+                    allow_major_version_upgrade: false,
+                }
+            }
+        );
+        assert_eq!(step.reason(), reason::PROTECTING_GLOBAL_CLUSTER);
+        assert_eq!(
+            step.describe(),
+            "turning deletion protection on of global cluster acme-global"
+        );
+    }
+
+    #[test]
+    fn secondaries_leave_global_deletion_protection_to_the_writer_region() {
+        let spec = acme("eu-west-1");
+        let mut g = global("available", Some("us-east-1"), &["eu-west-1"]);
+        g.deletion_protection = false;
+        let c = cluster(&spec, "available");
+        let i = vec![
+            instance(&spec, 0, "available", false),
+            instance(&spec, 1, "available", false),
+        ];
+        assert_eq!(
+            run(&spec, Some(&g), Some(&c), &i),
+            AuroraPlan::Converged { notes: vec![] }
+        );
+    }
+
+    #[test]
+    fn global_deletion_protection_waits_until_the_global_cluster_is_available() {
+        let (spec, mut g, c, i) = converged_primary();
+        g.deletion_protection = false;
+        g.status = "failing-over".into();
+        assert!(!matches!(
+            run(&spec, Some(&g), Some(&c), &i),
+            AuroraPlan::Steps(ref s) if matches!(s[0], AuroraAction::ModifyGlobalCluster { .. })
+        ));
+    }
+
+    #[test]
+    fn global_deletion_protection_comes_before_reader_scaling() {
+        let (mut spec, mut g, c, i) = converged_primary();
+        g.deletion_protection = false;
+        spec.database.readers = 3;
+        assert!(matches!(
+            only_step(run(&spec, Some(&g), Some(&c), &i)),
+            AuroraAction::ModifyGlobalCluster { .. }
+        ));
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct GlobalCluster {
     pub engine: String,
     pub engine_version: String,
     pub members: Vec<GlobalMember>,
+    /// While on, AWS refuses `DeleteGlobalCluster`. Members are protected
+    /// on their own; this guards the global identity and its endpoint while
+    /// the global cluster is briefly empty (a primary being rebuilt).
+    pub deletion_protection: bool,
     /// The global writer endpoint, which follows the writer across failovers
     /// (absent on engines or accounts that do not offer it).
     pub endpoint: Option<String>,
@@ -139,6 +143,18 @@ pub struct ModifyClusterRequest {
     pub deletion_protection: Option<bool>,
 }
 
+/// `ModifyGlobalCluster`, applied at once. `None` leaves a field alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModifyGlobalClusterRequest {
+    pub global_cluster_id: String,
+    pub deletion_protection: Option<bool>,
+    /// Upgrades every member cluster together: the way AWS upgrades a
+    /// global database to a new major version.
+    pub engine_version: Option<String>,
+    /// Required by AWS when `engine_version` is of another major version.
+    pub allow_major_version_upgrade: bool,
+}
+
 /// `DeleteDBCluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeleteClusterRequest {
@@ -170,7 +186,12 @@ pub trait AuroraPort: Send + Sync {
         request: &CreateGlobalClusterRequest,
     ) -> Result<GlobalCluster, CloudError>;
 
-    /// Only an empty global cluster can be deleted.
+    async fn modify_global_cluster(
+        &self,
+        request: &ModifyGlobalClusterRequest,
+    ) -> Result<GlobalCluster, CloudError>;
+
+    /// Only an empty, unprotected global cluster can be deleted.
     async fn delete_global_cluster(&self, id: &str) -> Result<(), CloudError>;
 
     /// Detaches a member; the cluster becomes a standalone cluster. The

@@ -63,6 +63,7 @@ fn assert_converged_fleet(sim: &SimCloud, outcomes: &[AuroraOutcome]) {
         .global_cluster("acme-global")
         .expect("the global cluster exists");
     assert_eq!(global.status, "available");
+    assert!(global.deletion_protection);
     assert_eq!(global.members.len(), 3);
     let writers: Vec<&str> = global
         .members
@@ -342,6 +343,51 @@ async fn an_unmanaged_cluster_is_adopted_only_when_the_spec_says_so() {
         "16.4"
     );
     assert_eq!(sim.call_count(Op::CreateDBCluster), 0);
+}
+
+#[tokio::test]
+async fn an_adopted_unprotected_global_cluster_is_protected_once_by_the_writer_region() {
+    let sim = SimCloud::new(VirtualClock::default());
+    let spec = acme("us-east-1");
+    let us = sim.aurora("us-east-1");
+    us.create_cluster(&CreateClusterRequest {
+        cluster_id: "acme-us-east-1".into(),
+        engine: "aurora-postgresql".into(),
+        engine_version: "16.4".into(),
+        kms_key_id: None,
+        storage_encrypted: true,
+        deletion_protection: true,
+        tags: names::ownership_tags(&spec),
+        global_cluster_id: None,
+        master_username: Some("legacy".into()),
+        manage_master_user_password: true,
+    })
+    .await
+    .unwrap();
+    sim.clock().advance(Duration::from_secs(600));
+    us.create_global_cluster(&CreateGlobalClusterRequest {
+        global_cluster_id: "acme-global".into(),
+        source_cluster_arn: "arn:aws:rds:us-east-1:123456789012:cluster:acme-us-east-1".into(),
+        deletion_protection: false,
+        tags: Tags::new(),
+    })
+    .await
+    .unwrap();
+    sim.clock().advance(Duration::from_secs(600));
+    sim.clear_calls();
+
+    let (outcomes, events) = converge(&sim, std::slice::from_ref(&spec)).await;
+    assert_eq!(outcomes[0].condition.reason, reason::AVAILABLE);
+    assert!(
+        sim.global_cluster("acme-global")
+            .unwrap()
+            .deletion_protection
+    );
+    assert_eq!(sim.call_count(Op::ModifyGlobalCluster), 1);
+    assert!(
+        events.iter().any(|e| e.reason == "ProtectingGlobalCluster"),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]

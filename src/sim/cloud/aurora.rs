@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::cloud::aurora::port::{
     AuroraPort, Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
     DeleteClusterRequest, GlobalCluster, GlobalFailoverState, GlobalMember, Instance,
-    ModifyClusterRequest, Tags,
+    ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
 };
 use crate::cloud::{CloudError, arn_region};
 
@@ -107,6 +107,11 @@ pub(crate) enum Event {
     },
     GlobalAvailable {
         id: String,
+    },
+    /// Every member of the global cluster runs `version`.
+    GlobalUpgraded {
+        id: String,
+        version: String,
     },
     GlobalDeleted {
         id: String,
@@ -283,6 +288,7 @@ impl AuroraWorld {
             engine: g.engine.clone(),
             engine_version: g.engine_version.clone(),
             members: g.members.clone(),
+            deletion_protection: g.deletion_protection,
             endpoint: Some(format!("{}.global-sim.global.rds.amazonaws.com", g.id)),
             failover: g.failover.clone(),
         })
@@ -403,6 +409,22 @@ impl World {
                     g.status = "available";
                 }
             }
+            Event::GlobalUpgraded { id, version } => {
+                let Some(g) = a.globals.get_mut(&id) else {
+                    return;
+                };
+                g.status = "available";
+                g.engine_version = version.clone();
+                for m in &g.members {
+                    let Some((r, cid)) = parse_cluster_arn(&m.cluster_arn) else {
+                        continue;
+                    };
+                    if let Some(c) = a.clusters.get_mut(&AuroraWorld::key(&r, &cid)) {
+                        c.status = "available";
+                        c.engine_version = version.clone();
+                    }
+                }
+            }
             Event::GlobalDeleted { id } => {
                 a.globals.remove(&id);
             }
@@ -488,6 +510,99 @@ impl World {
         );
         self.schedule(now, after, Event::GlobalAvailable { id: id.clone() });
         Ok(self.aurora.global_view(id).expect("just inserted"))
+    }
+
+    /// AWS's rules for `ModifyGlobalCluster`: deletion protection changes at
+    /// once; a new engine version upgrades every member together, only
+    /// forward, across a major version only with `AllowMajorVersionUpgrade`,
+    /// and only while every member is available and reachable.
+    fn modify_global_cluster(
+        &mut self,
+        region: &str,
+        request: &ModifyGlobalClusterRequest,
+        now: Timestamp,
+    ) -> Result<GlobalCluster, CloudError> {
+        let id = &request.global_cluster_id;
+        let g = self
+            .aurora
+            .globals
+            .get(id)
+            .ok_or_else(|| global_not_found(id))?;
+        if g.status != "available" {
+            return Err(CloudError::busy(
+                "InvalidGlobalClusterStateFault",
+                format!("Global cluster {id} is {}", g.status),
+            ));
+        }
+        let upgrade = match &request.engine_version {
+            None => None,
+            Some(v) => {
+                let target = resolve_version(&g.engine, v)?;
+                let major = major_of(&target) != major_of(&g.engine_version);
+                if major && !request.allow_major_version_upgrade {
+                    return Err(CloudError::refused(
+                        "InvalidParameterCombination",
+                        format!(
+                            "The AllowMajorVersionUpgrade flag must be present when upgrading global cluster {id} from {} to {target}",
+                            g.engine_version
+                        ),
+                    ));
+                }
+                if version_key(&target) < version_key(&g.engine_version) {
+                    return Err(CloudError::refused(
+                        "InvalidParameterCombination",
+                        format!(
+                            "Cannot upgrade global cluster {id} from {} to {target}",
+                            g.engine_version
+                        ),
+                    ));
+                }
+                for m in &g.members {
+                    if self.outages.contains_key(&m.region) {
+                        return Err(CloudError::invalid_state(
+                            "InvalidGlobalClusterStateFault",
+                            format!("member {} in {} is unreachable", m.cluster_arn, m.region),
+                        ));
+                    }
+                    let (r, cid) =
+                        parse_cluster_arn(&m.cluster_arn).expect("members hold cluster ARNs");
+                    match self.aurora.clusters.get(&AuroraWorld::key(&r, &cid)) {
+                        Some(c) if c.status == "available" => {}
+                        Some(c) => return Err(busy_cluster(&cid, c.status)),
+                        None => return Err(cluster_not_found(&cid)),
+                    }
+                }
+                (target != g.engine_version).then_some(target)
+            }
+        };
+        let members: Vec<String> = g.members.iter().map(|m| m.cluster_arn.clone()).collect();
+        let g = self.aurora.globals.get_mut(id).expect("checked above");
+        if let Some(protection) = request.deletion_protection {
+            g.deletion_protection = protection;
+        }
+        if let Some(version) = upgrade {
+            g.status = "upgrading";
+            for arn in &members {
+                let (r, cid) = parse_cluster_arn(arn).expect("members hold cluster ARNs");
+                if let Some(c) = self.aurora.clusters.get_mut(&AuroraWorld::key(&r, &cid)) {
+                    c.status = "upgrading";
+                }
+            }
+            let after = self.duration(
+                region,
+                Op::ModifyGlobalCluster,
+                self.durations.engine_upgrade,
+            );
+            self.schedule(
+                now,
+                after,
+                Event::GlobalUpgraded {
+                    id: id.clone(),
+                    version,
+                },
+            );
+        }
+        Ok(self.aurora.global_view(id).expect("exists"))
     }
 
     fn delete_global_cluster(
@@ -1293,6 +1408,16 @@ impl AuroraPort for SimAuroraPort {
             .call(&self.region, Op::CreateGlobalCluster, |w, now| {
                 w.create_global_cluster(request, now)
             })
+    }
+
+    async fn modify_global_cluster(
+        &self,
+        request: &ModifyGlobalClusterRequest,
+    ) -> Result<GlobalCluster, CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call(region, Op::ModifyGlobalCluster, |w, now| {
+            w.modify_global_cluster(region, request, now)
+        })
     }
 
     async fn delete_global_cluster(&self, id: &str) -> Result<(), CloudError> {

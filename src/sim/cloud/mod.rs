@@ -47,7 +47,8 @@ pub struct SimDurations {
     pub instance_delete: Duration,
     /// `DeleteDBCluster` once its instances are gone.
     pub cluster_delete: Duration,
-    /// `ModifyDBCluster` with a minor engine-version upgrade.
+    /// `ModifyDBCluster` with a minor engine-version upgrade, and
+    /// `ModifyGlobalCluster` with a new engine version (every member at once).
     pub engine_upgrade: Duration,
     /// `CreateGlobalCluster` from an existing cluster.
     pub global_create: Duration,
@@ -208,6 +209,7 @@ impl SimDurations {
 pub enum Op {
     DescribeGlobalClusters,
     CreateGlobalCluster,
+    ModifyGlobalCluster,
     DeleteGlobalCluster,
     RemoveFromGlobalCluster,
     FailoverGlobalCluster,
@@ -280,6 +282,7 @@ impl Op {
         match self {
             Op::DescribeGlobalClusters => "DescribeGlobalClusters",
             Op::CreateGlobalCluster => "CreateGlobalCluster",
+            Op::ModifyGlobalCluster => "ModifyGlobalCluster",
             Op::DeleteGlobalCluster => "DeleteGlobalCluster",
             Op::RemoveFromGlobalCluster => "RemoveFromGlobalCluster",
             Op::FailoverGlobalCluster => "FailoverGlobalCluster",

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::cloud::aurora::port::{
     CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest, DeleteClusterRequest,
-    ModifyClusterRequest, Tags,
+    ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -730,4 +730,145 @@ async fn the_next_completion_is_the_earliest_operation_under_way() {
     sim.clock().advance(10 * MINUTE);
     sim.cluster("us-east-1", "c");
     assert_eq!(sim.next_completion(), None, "applied once due");
+}
+
+#[tokio::test]
+async fn a_protected_global_cluster_is_deleted_only_after_protection_is_turned_off() {
+    let sim = sim();
+    let us = sim.aurora("us-east-1");
+    global_pair(&sim).await;
+    let protect = |on: bool| ModifyGlobalClusterRequest {
+        global_cluster_id: "g".into(),
+        deletion_protection: Some(on),
+        ..ModifyGlobalClusterRequest::default()
+    };
+    let protected = us.modify_global_cluster(&protect(true)).await.unwrap();
+    assert!(protected.deletion_protection);
+    // Protection changes at once: no state to wait through.
+    assert_eq!(protected.status, "available");
+    us.remove_from_global_cluster("g", &arn("eu-west-1", "s"))
+        .await
+        .unwrap();
+    sim.clock().advance(3 * MINUTE);
+    us.remove_from_global_cluster("g", &arn("us-east-1", "w"))
+        .await
+        .unwrap();
+    let refused = us.delete_global_cluster("g").await.unwrap_err();
+    assert_eq!(refused.metric_label(), "refused");
+    assert!(refused.message().contains("protected"), "{refused}");
+    us.modify_global_cluster(&protect(false)).await.unwrap();
+    us.delete_global_cluster("g").await.unwrap();
+    sim.clock().advance(MINUTE);
+    assert_eq!(us.describe_global_cluster("g").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_global_major_upgrade_needs_the_flag_and_upgrades_every_member_together() {
+    let sim = sim();
+    global_pair(&sim).await;
+    let us = sim.aurora("us-east-1");
+    let upgrade = |version: &str, allow_major: bool| ModifyGlobalClusterRequest {
+        global_cluster_id: "g".into(),
+        engine_version: Some(version.into()),
+        allow_major_version_upgrade: allow_major,
+        ..ModifyGlobalClusterRequest::default()
+    };
+    let error = us
+        .modify_global_cluster(&upgrade("17.4", false))
+        .await
+        .unwrap_err();
+    assert_eq!(error.metric_label(), "refused");
+    assert!(
+        error.message().contains("AllowMajorVersionUpgrade"),
+        "{error}"
+    );
+    assert_eq!(
+        us.modify_global_cluster(&upgrade("15.10", true))
+            .await
+            .unwrap_err()
+            .metric_label(),
+        "refused",
+        "no downgrade"
+    );
+
+    let upgrading = us
+        .modify_global_cluster(&upgrade("17", true))
+        .await
+        .unwrap();
+    assert_eq!(upgrading.status, "upgrading");
+    assert_eq!(sim.cluster("eu-west-1", "s").unwrap().status, "upgrading");
+    // Busy while upgrading: no second change, no failover.
+    assert_eq!(
+        us.modify_global_cluster(&upgrade("17.4", true))
+            .await
+            .unwrap_err()
+            .metric_label(),
+        "busy"
+    );
+    sim.clock().advance(15 * MINUTE);
+    let done = sim.global_cluster("g").unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.engine_version.as_str()),
+        ("available", "17.4")
+    );
+    for (region, id) in [("us-east-1", "w"), ("eu-west-1", "s")] {
+        let c = sim.cluster(region, id).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.engine_version.as_str()),
+            ("available", "17.4"),
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_global_upgrade_waits_for_every_member_to_be_available_and_reachable() {
+    let sim = sim();
+    global_pair(&sim).await;
+    let request = ModifyGlobalClusterRequest {
+        global_cluster_id: "g".into(),
+        engine_version: Some("16.8".into()),
+        ..ModifyGlobalClusterRequest::default()
+    };
+    sim.inject(Fault::RegionOutage {
+        region: "eu-west-1".into(),
+    });
+    let us = sim.aurora("us-east-1");
+    assert_eq!(
+        us.modify_global_cluster(&request)
+            .await
+            .unwrap_err()
+            .metric_label(),
+        "invalid_state"
+    );
+    sim.heal_region("eu-west-1");
+    sim.aurora("eu-west-1")
+        .create_instance(&instance_request("s", "s-1"))
+        .await
+        .unwrap();
+    us.modify_cluster(&ModifyClusterRequest {
+        cluster_id: "w".into(),
+        engine_version: Some("16.8".into()),
+        deletion_protection: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        us.modify_global_cluster(&request)
+            .await
+            .unwrap_err()
+            .metric_label(),
+        "busy"
+    );
+    assert_eq!(
+        us.modify_global_cluster(&ModifyGlobalClusterRequest {
+            global_cluster_id: "missing".into(),
+            deletion_protection: Some(true),
+            ..ModifyGlobalClusterRequest::default()
+        })
+        .await
+        .unwrap_err()
+        .metric_label(),
+        "not_found"
+    );
 }
