@@ -303,11 +303,12 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
                 cloud.clock().now(),
             )
             .await;
-            if let Some(intent) = outcome.intent.take() {
+            if let Some((intent, started)) = outcome.intent.take() {
                 // The intent is stored before the first cloud call, so that
                 // a crash from here on resumes this promotion.
                 record_intent(ctx, &region, &intent).await?;
                 runtime.written(&key, &intent);
+                publish_notes(ctx, &region, &[started]).await;
             }
             failover_concern::execute(&mut outcome, cloud.as_ref(), &region, cloud.clock().now())
                 .await;

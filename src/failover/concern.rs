@@ -115,8 +115,9 @@ pub struct FailoverOutcome {
     pub condition: Desired,
     /// `status.lastFailover` as it should be written.
     pub record: Option<FailoverRecord>,
-    /// A new promotion: write it to the status before calling [`execute`].
-    pub intent: Option<FailoverRecord>,
+    /// A new promotion: write it to the status before calling [`execute`],
+    /// then post its Event.
+    pub intent: Option<(FailoverRecord, Note)>,
     /// `status.health`.
     pub health: Vec<RegionHealth>,
     /// `status.failover`.
@@ -263,8 +264,10 @@ pub async fn assess(
     let (record, intent) = match &decision {
         Decision::Failover(promotion) | Decision::Switchover(promotion) => {
             let intent = steps::intent(promotion, now);
-            notes.push(started_event(promotion));
-            (Some(intent.clone()), Some(intent))
+            (
+                Some(intent.clone()),
+                Some((intent, started_event(promotion))),
+            )
         }
         Decision::Abandon { reason, message } => match &previous_record {
             Some(open) => {

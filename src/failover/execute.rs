@@ -214,8 +214,19 @@ pub async fn carry_out(
             },
             _ => unreachable!("waits, the topology and supersession returned above"),
         };
-        if let Err(error) = result {
-            refusal = Some(error.to_string());
+        match result {
+            // AWS accepted: recorded now, since a Global Datastore being
+            // failed over does not say where to.
+            Ok(()) => {
+                let accepted = match call {
+                    Next::PromoteAurora => steps::step::aurora_requested(record.kind),
+                    _ => steps::step::CACHE_FAILOVER_REQUESTED,
+                };
+                if !completed.iter().any(|s| s == accepted) {
+                    completed.push(accepted.to_string());
+                }
+            }
+            Err(error) => refusal = Some(error.to_string()),
         }
     }
     waiting(

@@ -215,11 +215,15 @@ impl Sampler {
     }
 
     async fn run(self: Arc<Self>, shop: String) {
+        let mut speed = self.cloud.speed();
         loop {
+            // The sampler lives as long as a controller listens to it.
+            if self.trigger.is_closed() {
+                return;
+            }
             let Some(targets) = self.targets(&shop) else {
                 return;
             };
-            let speed = self.cloud.speed();
             let interval = probe_interval(speed);
             let now = self.cloud.clock().now();
             let probed = futures::future::join_all(
@@ -232,7 +236,27 @@ impl Sampler {
                 // The controller is gone when nobody listens: nothing to do.
                 let _ = self.trigger.unbounded_send(());
             }
-            tokio::time::sleep(real_delay(interval, speed, Duration::ZERO)).await;
+            // The next round is due `interval` of cloud time after this one.
+            // Sleep in slices, so that a simulation changing speed is
+            // followed at once.
+            loop {
+                let current = self.cloud.speed();
+                if current != speed {
+                    speed = current;
+                    // Every wake the controller scheduled was computed at
+                    // the old pace: let the reconciles compute them again.
+                    let _ = self.trigger.unbounded_send(());
+                }
+                let next = super::health::after(now, probe_interval(speed));
+                let remaining = super::health::elapsed(self.cloud.clock().now(), next);
+                if remaining.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(
+                    real_delay(remaining, speed, Duration::from_millis(1)).min(MIN_REAL_INTERVAL),
+                )
+                .await;
+            }
         }
     }
 
