@@ -486,6 +486,73 @@ mod tests {
         assert_eq!(freshest(None, None), None);
     }
 
+    fn outcome(record: Option<FailoverRecord>) -> FailoverOutcome {
+        FailoverOutcome {
+            decision: Decision::Nothing {
+                message: String::new(),
+            },
+            condition: Desired::new(types::FAILOVER_READY, Status::True, "CandidateReady", ""),
+            record,
+            intent: None,
+            health: Vec::new(),
+            failover_status: FailoverStatus::default(),
+            absorbing: false,
+            aws_writer: None,
+            notes: Vec::new(),
+            finished: Vec::new(),
+            refused: false,
+            wake: None,
+            local: "eu-west-1".into(),
+            global: None,
+            awaiting_topology: false,
+        }
+    }
+
+    #[test]
+    fn failover_readiness_counts_towards_ready_only_while_this_region_promotes_itself() {
+        let open = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], false);
+        let concern = outcome(Some(open.clone())).summary_concern().unwrap();
+        assert_eq!(
+            (concern.status, concern.reason.as_str()),
+            (Status::False, ready::reason::FAILOVER_IN_PROGRESS)
+        );
+        assert!(concern.message.contains("AuroraFailoverRequested"));
+        let done = record("2025-01-01T00:00:00Z", &[], true);
+        assert_eq!(outcome(Some(done)).summary_concern(), None);
+        assert_eq!(outcome(None).summary_concern(), None);
+        let mut elsewhere = outcome(Some(open));
+        elsewhere.local = "ap-northeast-1".into();
+        assert_eq!(elsewhere.summary_concern(), None);
+    }
+
+    #[test]
+    fn the_topology_completes_a_promotion_only_with_this_region_as_the_primary() {
+        let now = Timestamp::from_second(1_735_689_662).unwrap();
+        let spec = crate::api::fixtures::acme("eu-west-1");
+        let mut waiting = outcome(Some(record("2025-01-01T00:00:00Z", &[], false)));
+        waiting.awaiting_topology = true;
+        let mut topology = Topology::new(&spec, RegionRole::Secondary);
+        topology.writer_region = Some("us-east-1".into());
+        finish(&mut waiting, &topology, now);
+        assert!(waiting.record.as_ref().unwrap().result.is_none());
+        let mut topology = Topology::new(&spec, RegionRole::Primary);
+        topology.writer_region = Some("eu-west-1".into());
+        finish(&mut waiting, &topology, now);
+        let closed = waiting.record.as_ref().unwrap();
+        assert_eq!(closed.result, Some(FailoverResult::Completed));
+        assert_eq!(closed.completed_steps, ["TopologyUpdated"]);
+        assert_eq!(closed.duration_seconds, Some(62.0));
+        assert_eq!(waiting.notes[0].reason, "FailoverCompleted");
+        assert_eq!(
+            waiting.finished,
+            [(
+                FailoverKind::Failover,
+                FailoverResult::Completed,
+                Some(Duration::from_secs(62))
+            )]
+        );
+    }
+
     fn at(seconds: f64) -> LagSample {
         LagSample {
             lag: Duration::from_secs_f64(seconds),

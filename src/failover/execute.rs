@@ -79,6 +79,13 @@ pub async fn read_cache(
     }
 }
 
+/// A promotion call to AWS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Call {
+    Aurora { cluster_arn: String },
+    Cache { datastore: String, group: String },
+}
+
 /// Where a pass of the executor left the promotion.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Carry {
@@ -108,7 +115,7 @@ pub async fn carry_out(
     let cache_port = cloud.elasticache(&spec.region);
     let global_id = aurora_names::global_cluster_id(spec);
     let mut completed = record.completed_steps.clone();
-    let mut attempted: Vec<Next> = Vec::new();
+    let mut attempted: Vec<Call> = Vec::new();
     let mut refusal: Option<String> = None;
     let waiting = |completed: Vec<String>, message: String| Carried {
         completed,
@@ -161,7 +168,33 @@ pub async fn carry_out(
                     state: Carry::Superseded(message),
                 };
             }
-            call => call,
+            Next::PromoteAurora => match global.members.iter().find(|m| m.region == record.to) {
+                Some(member) => Call::Aurora {
+                    cluster_arn: member.cluster_arn.clone(),
+                },
+                None => {
+                    return waiting(
+                        completed,
+                        format!("{} has no cluster in global cluster {global_id}", record.to),
+                    );
+                }
+            },
+            Next::PromoteCache => match &cache {
+                CacheView::Datastore {
+                    id,
+                    target_group: Some(group),
+                    ..
+                } => Call::Cache {
+                    datastore: id.clone(),
+                    group: group.clone(),
+                },
+                _ => {
+                    return waiting(
+                        completed,
+                        format!("{} has no replication group to promote", record.to),
+                    );
+                }
+            },
         };
         if attempted.contains(&call) {
             // AWS refused this very call a moment ago and its state does not
@@ -176,52 +209,36 @@ pub async fn carry_out(
             );
         }
         attempted.push(call.clone());
-        let result = match &call {
-            Next::PromoteAurora => match global.members.iter().find(|m| m.region == record.to) {
-                Some(member) => match record.kind {
+        let (result, accepted) = match &call {
+            Call::Aurora { cluster_arn } => (
+                match record.kind {
                     // The RPO guard bounded the loss before the intent was
                     // recorded; AWS needs AllowDataLoss to promote a
                     // secondary while the writer is unreachable.
                     FailoverKind::Failover => {
                         aurora
-                            .failover_global_cluster(&global_id, &member.cluster_arn, true)
+                            .failover_global_cluster(&global_id, cluster_arn, true)
                             .await
                     }
                     FailoverKind::Switchover => {
                         aurora
-                            .switchover_global_cluster(&global_id, &member.cluster_arn)
+                            .switchover_global_cluster(&global_id, cluster_arn)
                             .await
                     }
                 },
-                None => {
-                    return waiting(
-                        completed,
-                        format!("{} has no cluster in global cluster {global_id}", record.to),
-                    );
-                }
-            },
-            Next::PromoteCache => match &cache {
-                CacheView::Datastore {
-                    id,
-                    target_group: Some(group),
-                    ..
-                } => {
-                    cache_port
-                        .failover_global_replication_group(id, &record.to, group)
-                        .await
-                }
-                _ => unreachable!("the plan promotes the cache only with a target group"),
-            },
-            _ => unreachable!("waits, the topology and supersession returned above"),
+                steps::step::aurora_requested(record.kind),
+            ),
+            Call::Cache { datastore, group } => (
+                cache_port
+                    .failover_global_replication_group(datastore, &record.to, group)
+                    .await,
+                steps::step::CACHE_FAILOVER_REQUESTED,
+            ),
         };
         match result {
             // AWS accepted: recorded now, since a Global Datastore being
             // failed over does not say where to.
             Ok(()) => {
-                let accepted = match call {
-                    Next::PromoteAurora => steps::step::aurora_requested(record.kind),
-                    _ => steps::step::CACHE_FAILOVER_REQUESTED,
-                };
                 if !completed.iter().any(|s| s == accepted) {
                     completed.push(accepted.to_string());
                 }
