@@ -3,7 +3,7 @@
 //! ([`summarize`], the concern modules); this file only observes and acts.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -16,6 +16,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -28,6 +29,7 @@ use crate::api::{
 use crate::cloud::aurora;
 use crate::cloud::elasticache::{self, CacheAuth};
 use crate::cloud::{CleanupOutcome, Cloud, Note, real_delay};
+use crate::failover::concern::{self as failover_concern, FailoverOutcome, Runtime};
 use crate::telemetry::Metrics;
 use crate::workload::builders::workload_name;
 use crate::workload::{
@@ -83,6 +85,16 @@ pub struct Context {
     pub reporter: Reporter,
     /// Consecutive failures per object, for the error policy's backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// With a cloud: the health sampler, the verdicts and the failover
+    /// records this process wrote. The sampler probes the cloud's regions
+    /// with the cloud's own probe (the network for AWS, the simulation's
+    /// answers for the simulated cloud).
+    failover: Option<Arc<Runtime>>,
+    /// A verdict changed: reconcile (taken by [`run`]).
+    verdicts_changed: Mutex<Option<futures::channel::mpsc::UnboundedReceiver<()>>>,
+    /// The controller's ShopRegion cache: the peers a failover decision
+    /// looks at, without a list call per reconcile.
+    shopregions: OnceLock<Store<ShopRegion>>,
 }
 
 impl Context {
@@ -96,18 +108,51 @@ impl Context {
                 instance,
             },
             failures: Mutex::new(HashMap::new()),
+            failover: None,
+            verdicts_changed: Mutex::new(None),
+            shopregions: OnceLock::new(),
         }
     }
 
     pub fn with_cloud(mut self, cloud: Arc<dyn Cloud>) -> Self {
+        let (trigger, changes) = futures::channel::mpsc::unbounded();
+        self.failover = Some(Arc::new(Runtime::new(
+            cloud.clone(),
+            self.metrics.clone(),
+            trigger,
+        )));
+        self.verdicts_changed = Mutex::new(Some(changes));
         self.cloud = Some(cloud);
         self
+    }
+
+    /// The ShopRegions of `shop` in the controller's cache.
+    fn peers(&self, shop: &str) -> Vec<ShopRegion> {
+        self.shopregions
+            .get()
+            .map(|store| {
+                store
+                    .state()
+                    .iter()
+                    .filter(|r| r.spec.shop == shop)
+                    .map(|r| (**r).clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A cloud delay as a real requeue delay.
     fn requeue(&self, cloud_delay: Duration) -> Duration {
         let speed = self.cloud.as_ref().map_or(1, |c| c.speed());
         real_delay(cloud_delay, speed, Duration::from_millis(50))
+    }
+
+    /// A cloud instant the failover engine must not miss (a writer declared
+    /// lost, a turn passing): as a real delay with a floor short enough not
+    /// to delay it, long enough for the simulated clock to have moved.
+    fn wake(&self, cloud_delay: Duration) -> Duration {
+        let speed = self.cloud.as_ref().map_or(1, |c| c.speed());
+        real_delay(cloud_delay, speed, Duration::from_millis(10))
     }
 
     fn recorder(&self) -> Recorder {
@@ -243,6 +288,34 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
     let spec = &region.spec;
     let previous = region.status.as_ref();
+    let key = object_key(&region);
+
+    // Failover first: a promotion that is due must not wait behind the
+    // other concerns' AWS reads, and they then report what it changed.
+    let mut failover = match (&ctx.cloud, &ctx.failover) {
+        (Some(cloud), Some(runtime)) => {
+            let mut outcome = failover_concern::assess(
+                runtime,
+                cloud.as_ref(),
+                &region,
+                &key,
+                &ctx.peers(&spec.shop),
+                cloud.clock().now(),
+            )
+            .await;
+            if let Some((intent, started)) = outcome.intent.take() {
+                // The intent is stored before the first cloud call, so that
+                // a crash from here on resumes this promotion.
+                record_intent(ctx, &region, &intent).await?;
+                runtime.written(&key, &intent);
+                publish_notes(ctx, &region, &[started]).await;
+            }
+            failover_concern::execute(&mut outcome, cloud.as_ref(), &region, cloud.clock().now())
+                .await;
+            Some(outcome)
+        }
+        _ => None,
+    };
 
     // The database goes first: AWS decides the role and the endpoints the
     // workload's topology carries.
@@ -294,11 +367,20 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         let mut base = region.status.clone().unwrap_or_default();
         base.database = database.map(|d| d.status);
         base.cache = cache.map(|c| c.status);
+        if let Some(f) = &failover {
+            decided.push(f.condition.clone());
+            set_failover_status(&mut base, f);
+        }
         write_status(&region, ctx, &decided, base).await?;
+        report_failover(ctx, &region, &key, failover.as_ref()).await;
         return Ok(Action::await_change());
     }
 
-    let (role, writer_region) = role_and_writer(spec, database.as_ref().map(|d| &d.status));
+    let (role, writer_region) = role_and_writer(
+        spec,
+        database.as_ref().map(|d| &d.status),
+        failover.as_ref().and_then(|f| f.aws_writer.as_deref()),
+    );
 
     let capacity = plan_capacity(&spec.orders, spec.failover.order.len());
     let mut topology = Topology::new(spec, role);
@@ -320,18 +402,22 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         region: &region,
         topology: &topology,
         capacity,
-        absorbing: false,
+        // Survivors hold the absorbing minimum while another region is lost.
+        absorbing: failover.as_ref().is_some_and(|f| f.absorbing),
         observed_replicas,
     };
     let children = desired_children(&inputs);
     let report = apply_children(&ctx.client, &namespace, &children).await?;
     if !report.applied.is_empty() || !report.deleted.is_empty() {
         info!(
-            shopregion = %object_key(&region),
+            shopregion = %key,
             applied = ?report.applied,
             deleted = ?report.deleted,
             "workload children written"
         );
+    }
+    if let (Some(f), Some(cloud)) = (failover.as_mut(), &ctx.cloud) {
+        failover_concern::finish(f, &topology, cloud.clock().now());
     }
     let (orders, workload_ready) =
         workload_status(report.deployment.as_ref(), &capacity, inputs.absorbing);
@@ -339,7 +425,10 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
     let mut decided = vec![workload_ready];
     decided.extend(database.iter().map(|d| d.condition.clone()));
     decided.extend(cache.iter().map(|c| c.condition.clone()));
-    decided.extend(summarize(&decided, &[]));
+    let mut concerns = decided.clone();
+    concerns.extend(failover.as_ref().and_then(FailoverOutcome::summary_concern));
+    decided.extend(failover.as_ref().map(|f| f.condition.clone()));
+    decided.extend(summarize(&concerns, &[]));
     let mut base = region.status.clone().unwrap_or_default();
     base.orders = Some(orders);
     base.role = Some(role);
@@ -351,22 +440,108 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         .min();
     base.database = database.map(|d| d.status);
     base.cache = cache.map(|c| c.status);
+    if let Some(f) = &failover {
+        set_failover_status(&mut base, f);
+    }
     write_status(&region, ctx, &decided, base).await?;
+    report_failover(ctx, &region, &key, failover.as_ref()).await;
     // Children are watched, so their progress wakes the reconcile by itself;
-    // the cloud is polled. The periodic requeue re-checks drift that nothing
+    // the cloud is polled; the failover engine wakes when its decision may
+    // change by itself. The periodic requeue re-checks drift that nothing
     // reports.
     let periodic = Duration::from_secs(300);
-    Ok(Action::requeue(
-        cloud_requeue.map_or(periodic, |d| ctx.requeue(d).min(periodic)),
-    ))
+    let wake = failover.as_ref().and_then(|f| f.wake).map(|d| ctx.wake(d));
+    let requeue = cloud_requeue
+        .map(|d| ctx.requeue(d))
+        .into_iter()
+        .chain(wake)
+        .min()
+        .map_or(periodic, |d| d.min(periodic));
+    Ok(Action::requeue(requeue))
+}
+
+/// The failover concern's part of the status.
+fn set_failover_status(base: &mut ShopRegionStatus, outcome: &FailoverOutcome) {
+    base.last_failover = outcome.record.clone();
+    base.health = outcome.health.clone();
+    base.failover = Some(outcome.failover_status.clone());
+}
+
+/// Once the status is stored: remember the record, post the failover
+/// Events, count the outcomes.
+async fn report_failover(
+    ctx: &Context,
+    region: &ShopRegion,
+    key: &str,
+    outcome: Option<&FailoverOutcome>,
+) {
+    let (Some(outcome), Some(runtime)) = (outcome, &ctx.failover) else {
+        return;
+    };
+    if let Some(record) = &outcome.record {
+        runtime.written(key, record);
+    }
+    runtime.record_metrics(outcome);
+    publish_notes(ctx, region, &outcome.notes).await;
+}
+
+/// Writes `status.lastFailover` with the intent of a promotion, keeping the
+/// rest of the status as stored (one server-side apply of the whole status,
+/// as every status write of the field manager).
+async fn record_intent(
+    ctx: &Context,
+    region: &ShopRegion,
+    intent: &crate::api::FailoverRecord,
+) -> Result<(), Error> {
+    let mut status = region.status.clone().unwrap_or_default();
+    status.last_failover = Some(intent.clone());
+    let namespace = region
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
+    let api: Api<ShopRegion> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": ShopRegion::api_version(&()),
+        "kind": ShopRegion::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &region.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    info!(
+        shopregion = %object_key(region),
+        kind = ?intent.kind,
+        from = %intent.from,
+        to = %intent.to,
+        "promotion intent recorded"
+    );
+    Ok(())
 }
 
 /// This region's role and the writer region: what AWS reports once the global
-/// cluster knows its writer, the spec's initial choice until then.
+/// cluster knows its writer, the spec's initial choice until then. The
+/// database concern's fresh read comes first; when its region's API cannot
+/// be reached, the writer the failover concern read through another
+/// region's endpoint (`aws_writer`), so that a lost writer region demotes
+/// itself as soon as AWS shows another writer.
 pub fn role_and_writer(
     spec: &ShopRegionSpec,
     database: Option<&DatabaseStatus>,
+    aws_writer: Option<&str>,
 ) -> (RegionRole, Option<String>) {
+    let fresh = database.filter(|db| db.last_error.is_none() && db.writer_region.is_some());
+    if fresh.is_none()
+        && let Some(writer) = aws_writer
+    {
+        let role = if writer == spec.region {
+            RegionRole::Primary
+        } else {
+            RegionRole::Secondary
+        };
+        return (role, Some(writer.to_string()));
+    }
     match database {
         Some(db) if db.writer_region.is_some() => {
             let role = if db.writer {
@@ -415,6 +590,10 @@ async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error
     // references; cloud resources follow the spec's deletion policies. The
     // cache and the database are independent: each pass advances both, and
     // the finalizer goes when both are done.
+    if let Some(runtime) = &ctx.failover {
+        // A ShopRegion being deleted takes no part in failovers any more.
+        runtime.forget(&object_key(&region), &region);
+    }
     if let Some(cloud) = &ctx.cloud {
         let spec = &region.spec;
         let outcomes = [
@@ -686,12 +865,30 @@ pub async fn run(
     let children = watcher::Config::default()
         .labels("app.kubernetes.io/managed-by=shopfleet")
         .any_semantic();
-    Controller::new(regions, watcher::Config::default().any_semantic())
+    let mut controller = Controller::new(regions, watcher::Config::default().any_semantic())
         .owns(deployments, children.clone())
         .owns(services, children.clone())
         .owns(configmaps, children.clone())
         .owns(hpas, children.clone())
-        .owns(pdbs, children)
+        .owns(pdbs, children);
+    // A second `run` on the same context keeps the first store: one
+    // controller per context is the supported use.
+    let _ = ctx.shopregions.set(controller.store());
+    let verdicts_changed = ctx
+        .verdicts_changed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(changes) = verdicts_changed {
+        // A health verdict changed: the decisions of the ShopRegions in
+        // scope may change, whatever their requeue. (Reconciling only the
+        // shop's ShopRegions needs kube-runtime's unstable per-object
+        // trigger; verdict changes are rare, a reconcile without change
+        // writes nothing.)
+        controller = controller.reconcile_all_on(changes);
+    }
+    let runtime = ctx.failover.clone();
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -700,6 +897,9 @@ pub async fn run(
             }
         })
         .await;
+    if let Some(runtime) = runtime {
+        runtime.sampler.shutdown();
+    }
     Ok(())
 }
 
@@ -749,7 +949,7 @@ mod tests {
     fn the_spec_names_the_writer_until_aws_reports_one() {
         let spec = crate::api::fixtures::acme("eu-west-1");
         assert_eq!(
-            role_and_writer(&spec, None),
+            role_and_writer(&spec, None, None),
             (RegionRole::Secondary, Some("us-east-1".into()))
         );
         let promoted = DatabaseStatus {
@@ -758,13 +958,33 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            role_and_writer(&spec, Some(&promoted)),
+            role_and_writer(&spec, Some(&promoted), Some("eu-west-1")),
             (RegionRole::Primary, Some("eu-west-1".into()))
         );
         let unknown = DatabaseStatus::default();
         assert_eq!(
-            role_and_writer(&spec, Some(&unknown)).0,
+            role_and_writer(&spec, Some(&unknown), None).0,
             RegionRole::Secondary
+        );
+    }
+
+    #[test]
+    fn a_region_whose_api_is_unreachable_follows_the_writer_aws_shows_elsewhere() {
+        let spec = crate::api::fixtures::acme("us-east-1");
+        let stale = DatabaseStatus {
+            writer: true,
+            writer_region: Some("us-east-1".into()),
+            last_error: Some("region us-east-1 unavailable".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            role_and_writer(&spec, Some(&stale), Some("eu-west-1")),
+            (RegionRole::Secondary, Some("eu-west-1".into()))
+        );
+        // Without another view, the last known role holds.
+        assert_eq!(
+            role_and_writer(&spec, Some(&stale), None),
+            (RegionRole::Primary, Some("us-east-1".into()))
         );
     }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::failover::{NetworkProbe, Probe};
 
 /// AWS resource tags, sorted by key.
 pub type Tags = BTreeMap<String, String>;
@@ -30,6 +31,12 @@ pub trait Cloud: Send + Sync {
     fn clock(&self) -> Arc<dyn Clock>;
     fn speed(&self) -> u32 {
         1
+    }
+    /// The data-plane probes of this cloud's regions (TCP to the database
+    /// endpoints, the health URLs): the real network for AWS; a simulated
+    /// cloud answers them itself, so that its outages are seen.
+    fn probe(&self) -> Arc<dyn Probe> {
+        Arc::new(NetworkProbe::default())
     }
 }
 

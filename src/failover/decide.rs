@@ -343,6 +343,23 @@ fn continue_own(
                 ..p
             })
         }
+        // Not decidable yet: typically an operator that restarted between
+        // recording the intent and calling AWS, re-judging every region
+        // from scratch. Holding the record keeps the promotion this region
+        // was about to make; giving it up would only delay it (and another
+        // region's turn gives it up below, as soon as the verdicts say so).
+        Decision::Wait {
+            reason: reason @ (WaitReason::WriterHealthUnknown | WaitReason::WriterUnhealthy),
+            message,
+        } => wait(
+            reason,
+            format!(
+                "the {} to {} recorded at {} waits: {message}",
+                kind_word(own.kind),
+                own.to,
+                own.started_at
+            ),
+        ),
         fresh => abandon(
             AbandonReason::NoLongerNeeded,
             format!(
@@ -643,10 +660,13 @@ fn failover(
     }
 }
 
-/// Regions the survivors absorb: any region not `Healthy` since at least
-/// `unhealthyAfter` (a region of unknown health for that long counts too:
-/// spare capacity is the cheap side of the doubt). A region never judged
-/// (operator just started) does not.
+/// Regions the survivors absorb: any member of the global cluster not
+/// `Healthy` since at least `unhealthyAfter` (a region of unknown health for
+/// that long counts too: spare capacity is the cheap side of the doubt). A
+/// region never judged (operator just started) does not, nor one that has
+/// not joined yet: while a fleet is being built, the regions still to come
+/// carry no traffic to absorb. When AWS cannot be read, membership is
+/// unknown and every region counts.
 pub fn lost_regions<'a>(
     observation: &'a FleetObservation,
     policy: &Policy,
@@ -656,6 +676,12 @@ pub fn lost_regions<'a>(
         .regions
         .iter()
         .filter(|r| !r.health.is_healthy())
+        .filter(|r| {
+            observation
+                .global
+                .as_ref()
+                .is_none_or(|g| g.members.contains(&r.region))
+        })
         .filter(|r| {
             r.health
                 .since
@@ -691,6 +717,50 @@ pub fn cooldown_until(observation: &FleetObservation, policy: &Policy) -> Option
         .chain(observation.writer_changed_at)
         .max()
         .map(|last| after(last, policy.cooldown))
+}
+
+/// The next instant at which [`decide`] or the absorbing rule may answer
+/// differently without any new sample: a region declared lost, the turn
+/// passing to the next candidate, a cooldown or a recorded intent's timeout
+/// running out. The controller wakes up then, so a decision never waits for
+/// a periodic requeue. `None` when nothing is due.
+pub fn next_change(
+    observation: &FleetObservation,
+    policy: &Policy,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let mut due: Vec<Timestamp> = observation
+        .regions
+        .iter()
+        .filter(|r| !r.health.is_healthy())
+        .filter_map(|r| r.health.since)
+        .map(|since| after(since, policy.unhealthy_after))
+        .collect();
+    let writer_lost_at = observation
+        .writer()
+        .and_then(|w| observation.region(w))
+        .filter(|w| w.health.verdict == HealthVerdict::Unhealthy)
+        .and_then(|w| w.health.since)
+        .map(|since| after(since, policy.unhealthy_after));
+    if let Some(declared) = writer_lost_at
+        && now >= declared
+    {
+        let grace = policy.takeover_grace.max(Duration::from_millis(1));
+        let turns = elapsed(declared, now).as_millis() / grace.as_millis() + 1;
+        due.push(after(
+            declared,
+            grace.saturating_mul(u32::try_from(turns).unwrap_or(u32::MAX)),
+        ));
+    }
+    due.extend(cooldown_until(observation, policy));
+    due.extend(
+        observation
+            .attempts
+            .iter()
+            .filter(|a| a.in_progress())
+            .map(|a| after(a.started_at, policy.intent_timeout)),
+    );
+    due.into_iter().filter(|t| *t > now).min()
 }
 
 fn kind_word(kind: FailoverKind) -> &'static str {
@@ -758,6 +828,7 @@ pub(crate) mod tests {
             global: Some(GlobalView {
                 writer: Some(US.into()),
                 transition: None,
+                members: vec![US.into(), EU.into(), AP.into()],
             }),
             regions: [US, EU, AP]
                 .iter()
@@ -1315,6 +1386,7 @@ pub(crate) mod tests {
         obs.global = Some(GlobalView {
             writer: Some(AP.into()),
             transition: None,
+            members: vec![US.into(), EU.into(), AP.into()],
         });
         assert_eq!(reason_of(&decide(&obs, &policy(), t(0))), "Superseded");
     }
@@ -1341,6 +1413,48 @@ pub(crate) mod tests {
             panic!("should resume");
         };
         assert_eq!(p.data_loss_risk, Some(Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn own_intent_never_sent_is_held_while_the_verdicts_are_rejudged_after_a_restart() {
+        let mut obs = fleet(EU);
+        obs.attempts = vec![attempt(EU, FailoverKind::Failover, US, EU, -5, None)];
+        set_health(&mut obs, US, Health::unknown());
+        let d = decide(&obs, &policy(), t(0));
+        assert_eq!(reason_of(&d), "WriterHealthUnknown", "{d:?}");
+        assert!(d.message().contains("recorded at"), "{}", d.message());
+        // Unhealthy again, not yet for unhealthyAfter: still held.
+        set_health(&mut obs, US, unhealthy(-10));
+        assert_eq!(reason_of(&decide(&obs, &policy(), t(0))), "WriterUnhealthy");
+        // Declared lost again: carried out.
+        set_health(&mut obs, US, unhealthy(-30));
+        assert!(matches!(decide(&obs, &policy(), t(0)), Decision::Resume(p) if p.to == EU));
+    }
+
+    #[test]
+    fn the_next_change_is_when_the_writer_will_be_declared_lost() {
+        let mut obs = fleet(EU);
+        assert_eq!(next_change(&obs, &policy(), t(0)), None);
+        set_health(&mut obs, US, unhealthy(-10));
+        assert_eq!(next_change(&obs, &policy(), t(0)), Some(t(20)));
+    }
+
+    #[test]
+    fn once_the_writer_is_lost_the_next_change_is_the_next_turn() {
+        let obs = writer_lost(AP);
+        // Lost at t(-15): turns end at t(15), t(45), …
+        assert_eq!(next_change(&obs, &policy(), t(0)), Some(t(15)));
+        assert_eq!(next_change(&obs, &policy(), t(15)), Some(t(45)));
+    }
+
+    #[test]
+    fn the_end_of_a_cooldown_and_an_intent_timeout_are_changes_too() {
+        let mut obs = fleet(EU);
+        obs.writer_changed_at = Some(t(-100));
+        assert_eq!(next_change(&obs, &policy(), t(0)), Some(t(500)));
+        obs.writer_changed_at = None;
+        obs.attempts = vec![attempt(AP, FailoverKind::Failover, US, AP, -60, None)];
+        assert_eq!(next_change(&obs, &policy(), t(0)), Some(t(240)));
     }
 
     #[test]
@@ -1438,6 +1552,42 @@ pub(crate) mod tests {
         );
         set_health(&mut obs, US, healthy(0));
         assert!(!absorbing(&obs, &policy(), t(1)));
+    }
+
+    #[test]
+    fn regions_that_have_not_joined_yet_are_not_absorbed_while_the_fleet_is_built() {
+        let mut obs = fleet(US);
+        for r in obs.regions.iter_mut().filter(|r| r.region != US) {
+            r.health = Health {
+                verdict: HealthVerdict::Unknown,
+                ..r.health.clone()
+            };
+        }
+        obs.global = Some(GlobalView {
+            writer: None,
+            transition: None,
+            members: Vec::new(),
+        });
+        assert!(!absorbing(&obs, &policy(), t(0)), "no global cluster yet");
+        obs.global = Some(GlobalView {
+            writer: Some(US.into()),
+            transition: None,
+            members: vec![US.into()],
+        });
+        assert!(
+            !absorbing(&obs, &policy(), t(0)),
+            "only the first region joined"
+        );
+        obs.global.as_mut().unwrap().members.push(EU.into());
+        assert!(
+            absorbing(&obs, &policy(), t(0)),
+            "a member gone unknown counts"
+        );
+        obs.global = None;
+        assert!(
+            absorbing(&obs, &policy(), t(0)),
+            "AWS unreadable: membership unknown, spare capacity wins"
+        );
     }
 
     #[test]

@@ -210,10 +210,20 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
+        Self::for_interval(PROBE_INTERVAL)
+    }
+}
+
+impl Thresholds {
+    /// The thresholds for samples taken every `interval`: they count
+    /// samples, so a slower prober (an accelerated simulation whose real
+    /// timer cannot fire every 5 cloud seconds) keeps the same meaning, and
+    /// "no recent evidence" is six missed rounds, whatever a round lasts.
+    pub fn for_interval(interval: Duration) -> Self {
         Self {
             unhealthy_samples: 2,
             healthy_samples: 3,
-            stale_after: PROBE_INTERVAL * 6,
+            stale_after: interval * 6,
         }
     }
 }

@@ -7,19 +7,30 @@
 //!   [`FleetObservation`] (pure);
 //! - [`decide`]: observation + policy + now → [`Decision`] (pure);
 //! - [`ready`]: the `FailoverReady` condition and the Events (pure);
-//! - [`probe`]: TCP and HTTP probes behind the [`Probe`] trait (thin I/O).
+//! - [`probe`]: TCP and HTTP probes behind the [`Probe`] trait (thin I/O);
+//! - [`sampler`]: the per-shop task that probes every region on the cloud's
+//!   clock and keeps the verdicts in the process (thin I/O);
+//! - [`steps`]: the executor's steps planned from AWS's state (pure);
+//! - [`execute`]: the executor, through the cloud ports (thin I/O);
+//! - [`concern`]: the controller's failover concern: observe → decide →
+//!   record → carry out → report.
 
+pub mod concern;
 pub mod decide;
+pub mod execute;
 pub mod health;
 pub mod observe;
 pub mod probe;
 pub mod ready;
+pub mod sampler;
+pub mod steps;
 
 #[cfg(test)]
 mod properties;
 
 pub use decide::{
     AbandonReason, Decision, Promotion, RefuseReason, WaitReason, absorbing, decide, lost_regions,
+    next_change,
 };
 pub use health::{Health, HealthState, Sample, Signal, Thresholds, assess, verdict};
 pub use observe::{

@@ -97,6 +97,9 @@ pub struct GlobalView {
     pub writer: Option<String>,
     /// A failover or switchover AWS is carrying out.
     pub transition: Option<WriterTransition>,
+    /// The regions with a cluster in the global cluster, writer included: the
+    /// regions that carry traffic and whose loss the survivors absorb.
+    pub members: Vec<String>,
 }
 
 /// A writer change under way in AWS.
@@ -145,7 +148,12 @@ impl GlobalView {
                 }
             })
         });
-        Self { writer, transition }
+        let members = global.members.iter().map(|m| m.region.clone()).collect();
+        Self {
+            writer,
+            transition,
+            members,
+        }
     }
 }
 

@@ -118,7 +118,13 @@ fn global() -> impl Strategy<Value = Option<GlobalView>> {
                     }),
             ),
         )
-            .prop_map(|(writer, transition)| GlobalView { writer, transition }),
+            .prop_map(|(writer, transition)| GlobalView {
+                writer,
+                transition,
+                members: ["us-east-1", "eu-west-1", "ap-northeast-1"]
+                    .map(String::from)
+                    .to_vec(),
+            }),
     )
 }
 

@@ -25,6 +25,7 @@ pub struct Harness {
     pub client: Client,
     pub metrics: Arc<Metrics>,
     pub namespace: String,
+    cloud: Option<Arc<dyn Cloud>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -78,26 +79,49 @@ impl Harness {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap();
-        let mut ctx = Context::new(client.clone(), metrics.clone(), Some("test".into()));
-        if let Some(cloud) = cloud {
-            ctx = ctx.with_cloud(cloud);
-        }
-        let ctx = Arc::new(ctx);
-        let (tx, rx) = oneshot::channel::<()>();
-        let scope = Scope {
-            namespace: Some(namespace.clone()),
-        };
-        let task = tokio::spawn(controller::run(ctx, scope, async {
-            let _ = rx.await;
-        }));
-        Harness {
+        let mut harness = Harness {
             server,
             client,
             metrics,
             namespace,
-            stop: Some(tx),
-            task: Some(task),
+            cloud,
+            stop: None,
+            task: None,
+        };
+        harness.start_controller();
+        harness
+    }
+
+    /// Starts a controller with a fresh context: what an operator pod
+    /// starting up has, its status and the cloud, and no memory.
+    fn start_controller(&mut self) {
+        let mut ctx = Context::new(
+            self.client.clone(),
+            self.metrics.clone(),
+            Some("test".into()),
+        );
+        if let Some(cloud) = &self.cloud {
+            ctx = ctx.with_cloud(cloud.clone());
         }
+        let (tx, rx) = oneshot::channel::<()>();
+        let scope = Scope {
+            namespace: Some(self.namespace.clone()),
+        };
+        self.task = Some(tokio::spawn(controller::run(Arc::new(ctx), scope, async {
+            let _ = rx.await;
+        })));
+        self.stop = Some(tx);
+    }
+
+    /// Kills the controller where it stands (a crashed pod: whatever a
+    /// reconcile was awaiting never happens) and starts a new one.
+    pub async fn crash_and_restart_controller(&mut self) {
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.start_controller();
     }
 
     pub fn regions(&self) -> Api<ShopRegion> {

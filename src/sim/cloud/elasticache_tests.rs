@@ -592,6 +592,40 @@ async fn a_failover_makes_the_named_secondary_primary_and_records_the_data_at_ri
 }
 
 #[tokio::test]
+async fn a_secondary_is_promoted_while_the_primarys_region_is_out_and_the_old_primary_rejoins_as_a_secondary()
+ {
+    // AWS documents promoting a secondary of a Global Datastore when the
+    // primary's Region is unavailable; the old primary does not answer.
+    let sim = sim();
+    let id = global_pair(&sim).await;
+    sim.inject(Fault::RegionOutage {
+        region: "us-east-1".into(),
+    });
+    let eu = sim.elasticache("eu-west-1");
+    eu.failover_global_replication_group(&id, "eu-west-1", "s")
+        .await
+        .unwrap();
+    // One change at a time: a second request meanwhile is refused as busy.
+    let busy = eu
+        .failover_global_replication_group(&id, "eu-west-1", "s")
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code(), "InvalidGlobalReplicationGroupState");
+    sim.clock().advance(MINUTE);
+    assert_eq!(
+        sim.global_replication_groups()[0].primary().unwrap().region,
+        "eu-west-1"
+    );
+    sim.heal_region("us-east-1");
+    let p = sim.replication_group("us-east-1", "p").unwrap();
+    assert_eq!(
+        p.global_replication_group.map(|g| g.is_primary),
+        Some(false),
+        "the old primary is a secondary of the new one"
+    );
+}
+
+#[tokio::test]
 async fn replication_lag_is_set_per_region_and_absent_for_the_primary_or_a_lost_primary_region() {
     let sim = sim();
     global_pair(&sim).await;

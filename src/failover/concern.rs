@@ -1,0 +1,589 @@
+//! The failover concern as the controller runs it, once per reconcile of a
+//! ShopRegion: observe → decide → (record the intent) → carry out → report.
+//!
+//! - [`assess`] observes (AWS's global cluster through the local endpoint,
+//!   the sampler's verdicts and lags, the visible ShopRegions of the shop)
+//!   and decides; it makes no mutating call and no write. A new promotion
+//!   comes back as [`FailoverOutcome::intent`]: the controller writes it to
+//!   `status.lastFailover` **before** [`execute`] makes the first cloud call.
+//! - [`execute`] carries a recorded promotion as far as AWS allows now
+//!   ([`super::execute::carry_out`]), or, outside a promotion, moves the
+//!   cache primary to follow the Aurora writer.
+//! - [`finish`] completes a promotion once the workload concern applied the
+//!   topology with the new role.
+//!
+//! The outcome carries everything the status, the Events, the metrics and
+//! the requeue need; the controller writes them in its one status write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::jiff::Timestamp;
+
+use super::decide::{AbandonReason, Decision, absorbing, decide, next_change};
+use super::execute::{self, Carry};
+use super::health::{PROBE_INTERVAL, elapsed};
+use super::observe::{GlobalView, LagSample, ObserveInput, Policy, next_failover_status, observe};
+use super::ready::{self, failover_ready, finished_event, refused_event, started_event};
+use super::sampler::Sampler;
+use super::steps;
+use crate::api::conditions::{Desired, Status, types};
+use crate::api::{
+    FailoverKind, FailoverRecord, FailoverResult, FailoverStatus, LagReading, RegionHealth,
+    RegionRole, ShopRegion,
+};
+use crate::cloud::{Cloud, Note};
+use crate::telemetry::Metrics;
+use crate::workload::Topology;
+
+/// The failover state of one controller process.
+pub struct Runtime {
+    pub sampler: Arc<Sampler>,
+    metrics: Arc<Metrics>,
+    /// The last record this process wrote, by object: the object a
+    /// reconcile is handed can predate the process's own last write (the
+    /// watch event not yet in), and a record closed twice would report its
+    /// outcome twice.
+    written: Mutex<HashMap<String, FailoverRecord>>,
+    /// The refusal reported per object, so that `FailoverRefused` is posted
+    /// and counted when a refusal begins, not on every reconcile.
+    refusals: Mutex<HashMap<String, String>>,
+}
+
+impl Runtime {
+    pub fn new(cloud: Arc<dyn Cloud>, metrics: Arc<Metrics>, trigger: UnboundedSender<()>) -> Self {
+        Self {
+            sampler: Sampler::new(cloud, metrics.clone(), trigger),
+            metrics,
+            written: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The controller wrote `record` to the object's status.
+    pub fn written(&self, key: &str, record: &FailoverRecord) {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), record.clone());
+    }
+
+    /// A deleted ShopRegion: forget it.
+    pub fn forget(&self, key: &str, region: &ShopRegion) {
+        self.sampler.deregister(key, region);
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        self.refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// Whether `refusal` (reason and lost writer) is news for the object;
+    /// `None` clears the memory (no refusal now).
+    fn refusal_began(&self, key: &str, refusal: Option<String>) -> bool {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        match refusal {
+            Some(refusal) => refusals.insert(key.to_string(), refusal.clone()) != Some(refusal),
+            None => {
+                refusals.remove(key);
+                false
+            }
+        }
+    }
+
+    /// Counts the records this reconcile closed; call once they are stored.
+    pub fn record_metrics(&self, outcome: &FailoverOutcome) {
+        for (kind, result, duration) in &outcome.finished {
+            self.metrics.record_failover(*kind, *result, *duration);
+        }
+        if outcome.refused {
+            self.metrics.record_refused_failover();
+        }
+    }
+}
+
+/// What the failover concern decided and did in one reconcile.
+#[derive(Clone, Debug)]
+pub struct FailoverOutcome {
+    pub decision: Decision,
+    /// `FailoverReady`.
+    pub condition: Desired,
+    /// `status.lastFailover` as it should be written.
+    pub record: Option<FailoverRecord>,
+    /// A new promotion: write it to the status before calling [`execute`],
+    /// then post its Event.
+    pub intent: Option<(FailoverRecord, Note)>,
+    /// `status.health`.
+    pub health: Vec<RegionHealth>,
+    /// `status.failover`.
+    pub failover_status: FailoverStatus,
+    /// Hold the capacity model's absorbing minimum (another region is lost).
+    pub absorbing: bool,
+    /// The writer AWS shows now, `None` when the global cluster could not be
+    /// read.
+    pub aws_writer: Option<String>,
+    /// Events to post once the status is written.
+    pub notes: Vec<Note>,
+    /// Records closed by this reconcile, for the metrics.
+    pub finished: Vec<(FailoverKind, FailoverResult, Option<Duration>)>,
+    /// A refusal began (counted once).
+    pub refused: bool,
+    /// Cloud time until the decision may change by itself, or until AWS
+    /// should be polled for a promotion under way.
+    pub wake: Option<Duration>,
+    local: String,
+    global: Option<GlobalView>,
+    awaiting_topology: bool,
+}
+
+impl FailoverOutcome {
+    /// `FailoverReady` for `summarize()`, when it should count towards
+    /// `Ready`: only while this region carries out a promotion. Otherwise
+    /// `FailoverReady` describes the fleet (could it survive losing its
+    /// writer now?), not whether this region reached its desired state, and
+    /// a lost peer or `Manual` mode must not make this region look unready.
+    pub fn summary_concern(&self) -> Option<Desired> {
+        let record = self.record.as_ref()?;
+        (record.result.is_none() && record.to == self.local).then(|| {
+            Desired::new(
+                types::FAILOVER_READY,
+                Status::False,
+                ready::reason::FAILOVER_IN_PROGRESS,
+                format!(
+                    "promoting {} in place of {} ({}); done: {}",
+                    record.to,
+                    record.from,
+                    kind_word(record.kind),
+                    if record.completed_steps.is_empty() {
+                        "intent recorded".to_string()
+                    } else {
+                        record.completed_steps.join(", ")
+                    }
+                ),
+            )
+        })
+    }
+}
+
+/// The newer of the record in the object and the one this process last
+/// wrote for it: a later start wins, then a closed record over an open one,
+/// then more completed steps.
+pub fn freshest(
+    stored: Option<&FailoverRecord>,
+    written: Option<&FailoverRecord>,
+) -> Option<FailoverRecord> {
+    let rank = |r: &FailoverRecord| {
+        (
+            r.started_at.parse::<Timestamp>().ok(),
+            r.result.is_some(),
+            r.completed_steps.len(),
+        )
+    };
+    match (stored, written) {
+        (Some(s), Some(w)) if rank(w) > rank(s) => Some(w.clone()),
+        (Some(s), _) => Some(s.clone()),
+        (None, w) => w.cloned(),
+    }
+}
+
+/// A lag reading worth a status write: the first, one that moved by a
+/// second or a tenth of the budget, or any when the status is written
+/// anyway (a verdict changed, which is when the writer starts failing and
+/// its last lag matters). A steady lag costs no write.
+pub fn lag_worth_writing(
+    stored: Option<&LagReading>,
+    fresh: Option<LagSample>,
+    budget: Duration,
+    writing_anyway: bool,
+) -> Option<LagSample> {
+    let fresh = fresh?;
+    let Some(stored) = stored else {
+        return Some(fresh);
+    };
+    let moved = (stored.seconds - fresh.lag.as_secs_f64()).abs();
+    let threshold = (budget.as_secs_f64() / 10.0).max(1.0);
+    (writing_anyway || moved >= threshold).then_some(fresh)
+}
+
+/// Observes and decides for `region`. Makes no mutating call and no write.
+pub async fn assess(
+    runtime: &Runtime,
+    cloud: &dyn Cloud,
+    region: &ShopRegion,
+    key: &str,
+    visible: &[ShopRegion],
+    now: Timestamp,
+) -> FailoverOutcome {
+    let spec = &region.spec;
+    runtime.sampler.register(key, region);
+    let policy = Policy::from_spec(&spec.failover);
+
+    let written = runtime
+        .written
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .cloned();
+    let stored = region
+        .status
+        .as_ref()
+        .and_then(|s| s.last_failover.as_ref());
+    let previous_record = freshest(stored, written.as_ref());
+    let mut local = region.clone();
+    local
+        .status
+        .get_or_insert_with(Default::default)
+        .last_failover = previous_record.clone();
+
+    let global = match execute::read_global(cloud, spec).await {
+        Ok(Some(global)) => Some(GlobalView::from_global_cluster(&global)),
+        Ok(None) => Some(GlobalView {
+            writer: None,
+            transition: None,
+            members: Vec::new(),
+        }),
+        Err(_) => None,
+    };
+    let sampled = runtime.sampler.view(&spec.shop, &spec.failover.order, now);
+    let observation = observe(&ObserveInput {
+        local: &local,
+        visible,
+        global: global.clone(),
+        health: &sampled.health,
+        lag_reads: &sampled.lag,
+    });
+    let decision = decide(&observation, &policy, now);
+    let condition = failover_ready(&observation, &policy, &decision, now);
+
+    let mut notes = Vec::new();
+    let mut finished = Vec::new();
+    let (record, intent) = match &decision {
+        Decision::Failover(promotion) | Decision::Switchover(promotion) => {
+            let intent = steps::intent(promotion, now);
+            (
+                Some(intent.clone()),
+                Some((intent, started_event(promotion))),
+            )
+        }
+        Decision::Abandon { reason, message } => match &previous_record {
+            Some(open) => {
+                let result = match reason {
+                    AbandonReason::Superseded => FailoverResult::Superseded,
+                    AbandonReason::NoLongerNeeded | AbandonReason::Stale => {
+                        FailoverResult::Abandoned
+                    }
+                };
+                let (closed, duration) = steps::close(open, result, now);
+                let mut note = finished_event(&closed);
+                note.message = format!("{}: {message}", note.message);
+                notes.push(note);
+                finished.push((closed.kind, result, duration));
+                (Some(closed), None)
+            }
+            None => (None, None),
+        },
+        _ => (previous_record, None),
+    };
+
+    let refusal = match &decision {
+        Decision::Refuse { reason, .. } => Some(format!(
+            "{reason} {}",
+            observation.writer().unwrap_or_default()
+        )),
+        _ => None,
+    };
+    let refused = runtime.refusal_began(key, refusal);
+    if refused {
+        notes.extend(refused_event(&decision));
+    }
+
+    let health: Vec<RegionHealth> = spec
+        .failover
+        .order
+        .iter()
+        .map(|r| {
+            sampled
+                .health
+                .get(r)
+                .cloned()
+                .unwrap_or_else(super::health::Health::unknown)
+                .to_status(r, sampled.endpoints.get(r).map(String::as_str))
+        })
+        .collect();
+    let previous_status = region.status.as_ref();
+    let previous_failover = previous_status.and_then(|s| s.failover.as_ref());
+    let health_changed = previous_status.is_none_or(|s| s.health != health);
+    let lag_read = lag_worth_writing(
+        previous_failover.and_then(|f| f.last_known_lag.as_ref()),
+        sampled.lag.get(&spec.region).copied(),
+        policy.max_replication_lag,
+        health_changed,
+    );
+    let failover_status = next_failover_status(
+        previous_failover,
+        policy.first().unwrap_or(&spec.region),
+        previous_status.and_then(|s| s.writer_region.as_deref()),
+        observation.writer(),
+        lag_read,
+        now,
+    );
+
+    FailoverOutcome {
+        absorbing: absorbing(&observation, &policy, now),
+        aws_writer: observation.writer().map(str::to_string),
+        wake: next_change(&observation, &policy, now).map(|at| elapsed(now, at)),
+        decision,
+        condition,
+        record,
+        intent,
+        health,
+        failover_status,
+        notes,
+        finished,
+        refused,
+        local: spec.region.clone(),
+        global: observation.global.clone(),
+        awaiting_topology: false,
+    }
+}
+
+/// Carries out what [`assess`] decided, once its intent (if any) is stored.
+pub async fn execute(
+    outcome: &mut FailoverOutcome,
+    cloud: &dyn Cloud,
+    region: &ShopRegion,
+    now: Timestamp,
+) {
+    let spec = &region.spec;
+    let own_open = outcome
+        .record
+        .as_ref()
+        .is_some_and(|r| r.result.is_none() && r.to == spec.region);
+    if outcome.decision.promotion().is_none() || !own_open {
+        if !own_open
+            && let Some(view) = &outcome.global
+            && let Some(note) = execute::follow_writer(cloud, spec, view).await
+        {
+            outcome.notes.push(note);
+        }
+        return;
+    }
+    let Some(record) = outcome.record.as_mut() else {
+        return;
+    };
+    let carried = execute::carry_out(cloud, spec, record).await;
+    record.completed_steps = carried.completed;
+    match carried.state {
+        Carry::Waiting(message) => {
+            tracing::info!(
+                shop = %spec.shop,
+                region = %spec.region,
+                steps = ?record.completed_steps,
+                %message,
+                "promotion under way"
+            );
+            poll_soon(outcome);
+        }
+        Carry::CloudDone => {
+            outcome.awaiting_topology = true;
+            poll_soon(outcome);
+        }
+        Carry::Superseded(message) => {
+            let (closed, duration) = steps::close(record, FailoverResult::Superseded, now);
+            let mut note = finished_event(&closed);
+            note.message = format!("{}: {message}", note.message);
+            outcome.notes.push(note);
+            outcome
+                .finished
+                .push((closed.kind, FailoverResult::Superseded, duration));
+            *record = closed;
+        }
+    }
+}
+
+/// A promotion under way is polled every probe interval: its RTO is what
+/// the business measures.
+fn poll_soon(outcome: &mut FailoverOutcome) {
+    outcome.wake = Some(
+        outcome
+            .wake
+            .map_or(PROBE_INTERVAL, |w| w.min(PROBE_INTERVAL)),
+    );
+}
+
+/// Completes a promotion whose cloud side is done once the workload concern
+/// applied `topology` with this region as the writer (pods roll to the new
+/// role).
+pub fn finish(outcome: &mut FailoverOutcome, topology: &Topology, now: Timestamp) {
+    if !outcome.awaiting_topology
+        || topology.role != RegionRole::Primary
+        || topology.writer_region.as_deref() != Some(outcome.local.as_str())
+    {
+        return;
+    }
+    let Some(record) = outcome.record.as_mut() else {
+        return;
+    };
+    let mut done = record.clone();
+    if !done
+        .completed_steps
+        .iter()
+        .any(|s| s == steps::step::TOPOLOGY_UPDATED)
+    {
+        done.completed_steps
+            .push(steps::step::TOPOLOGY_UPDATED.to_string());
+    }
+    let (closed, duration) = steps::close(&done, FailoverResult::Completed, now);
+    outcome.notes.push(finished_event(&closed));
+    outcome
+        .finished
+        .push((closed.kind, FailoverResult::Completed, duration));
+    *record = closed;
+    outcome.awaiting_topology = false;
+}
+
+fn kind_word(kind: FailoverKind) -> &'static str {
+    match kind {
+        FailoverKind::Failover => "failover",
+        FailoverKind::Switchover => "switchover",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(started: &str, steps: &[&str], closed: bool) -> FailoverRecord {
+        FailoverRecord {
+            kind: FailoverKind::Failover,
+            from: "us-east-1".into(),
+            to: "eu-west-1".into(),
+            reason: "lost".into(),
+            started_at: started.into(),
+            completed_at: closed.then(|| "2025-01-01T00:02:00Z".into()),
+            result: closed.then_some(FailoverResult::Completed),
+            duration_seconds: None,
+            data_loss_risk_seconds: None,
+            completed_steps: steps.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_record_this_process_wrote_wins_over_an_older_copy_of_the_object() {
+        let open = record("2025-01-01T00:00:00Z", &[], false);
+        let sent = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], false);
+        let done = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], true);
+        assert_eq!(freshest(Some(&open), Some(&done)), Some(done.clone()));
+        assert_eq!(freshest(Some(&open), Some(&sent)), Some(sent.clone()));
+        assert_eq!(freshest(Some(&done), Some(&sent)), Some(done.clone()));
+        assert_eq!(freshest(None, Some(&open)), Some(open.clone()));
+        let later = record("2025-01-01T01:00:00Z", &[], false);
+        assert_eq!(freshest(Some(&later), Some(&done)), Some(later));
+        assert_eq!(freshest(None, None), None);
+    }
+
+    fn outcome(record: Option<FailoverRecord>) -> FailoverOutcome {
+        FailoverOutcome {
+            decision: Decision::Nothing {
+                message: String::new(),
+            },
+            condition: Desired::new(types::FAILOVER_READY, Status::True, "CandidateReady", ""),
+            record,
+            intent: None,
+            health: Vec::new(),
+            failover_status: FailoverStatus::default(),
+            absorbing: false,
+            aws_writer: None,
+            notes: Vec::new(),
+            finished: Vec::new(),
+            refused: false,
+            wake: None,
+            local: "eu-west-1".into(),
+            global: None,
+            awaiting_topology: false,
+        }
+    }
+
+    #[test]
+    fn failover_readiness_counts_towards_ready_only_while_this_region_promotes_itself() {
+        let open = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], false);
+        let concern = outcome(Some(open.clone())).summary_concern().unwrap();
+        assert_eq!(
+            (concern.status, concern.reason.as_str()),
+            (Status::False, ready::reason::FAILOVER_IN_PROGRESS)
+        );
+        assert!(concern.message.contains("AuroraFailoverRequested"));
+        let done = record("2025-01-01T00:00:00Z", &[], true);
+        assert_eq!(outcome(Some(done)).summary_concern(), None);
+        assert_eq!(outcome(None).summary_concern(), None);
+        let mut elsewhere = outcome(Some(open));
+        elsewhere.local = "ap-northeast-1".into();
+        assert_eq!(elsewhere.summary_concern(), None);
+    }
+
+    #[test]
+    fn the_topology_completes_a_promotion_only_with_this_region_as_the_primary() {
+        let now = Timestamp::from_second(1_735_689_662).unwrap();
+        let spec = crate::api::fixtures::acme("eu-west-1");
+        let mut waiting = outcome(Some(record("2025-01-01T00:00:00Z", &[], false)));
+        waiting.awaiting_topology = true;
+        let mut topology = Topology::new(&spec, RegionRole::Secondary);
+        topology.writer_region = Some("us-east-1".into());
+        finish(&mut waiting, &topology, now);
+        assert!(waiting.record.as_ref().unwrap().result.is_none());
+        let mut topology = Topology::new(&spec, RegionRole::Primary);
+        topology.writer_region = Some("eu-west-1".into());
+        finish(&mut waiting, &topology, now);
+        let closed = waiting.record.as_ref().unwrap();
+        assert_eq!(closed.result, Some(FailoverResult::Completed));
+        assert_eq!(closed.completed_steps, ["TopologyUpdated"]);
+        assert_eq!(closed.duration_seconds, Some(62.0));
+        assert_eq!(waiting.notes[0].reason, "FailoverCompleted");
+        assert_eq!(
+            waiting.finished,
+            [(
+                FailoverKind::Failover,
+                FailoverResult::Completed,
+                Some(Duration::from_secs(62))
+            )]
+        );
+    }
+
+    fn at(seconds: f64) -> LagSample {
+        LagSample {
+            lag: Duration::from_secs_f64(seconds),
+            at: Timestamp::from_second(1_735_689_600).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_steady_lag_is_not_rewritten_but_a_move_or_a_write_anyway_is() {
+        let budget = Duration::from_secs(30);
+        let stored = LagReading {
+            seconds: 0.15,
+            observed_at: "2025-01-01T00:00:00Z".into(),
+        };
+        assert_eq!(
+            lag_worth_writing(None, Some(at(0.15)), budget, false),
+            Some(at(0.15))
+        );
+        assert_eq!(
+            lag_worth_writing(Some(&stored), Some(at(0.4)), budget, false),
+            None
+        );
+        assert_eq!(
+            lag_worth_writing(Some(&stored), Some(at(5.0)), budget, false),
+            Some(at(5.0))
+        );
+        assert_eq!(
+            lag_worth_writing(Some(&stored), Some(at(0.2)), budget, true),
+            Some(at(0.2))
+        );
+        assert_eq!(lag_worth_writing(Some(&stored), None, budget, true), None);
+    }
+}

@@ -1,0 +1,506 @@
+//! The health sampler: one task per shop in this process takes a sample of
+//! every region of the shop every [`PROBE_INTERVAL`] of cloud time and folds
+//! it into that region's [`HealthState`]. Thin I/O around the pure
+//! [`super::health`].
+//!
+//! The verdict memory lives here, in the process, not in the status (a
+//! status write every probe would break "a converged reconcile writes
+//! nothing"). When a verdict changes the sampler asks the controller to
+//! reconcile, so that detection never waits for a periodic requeue; the
+//! reconcile reads the verdicts with [`Sampler::view`] and writes
+//! `status.health` only when they differ from what is stored.
+//!
+//! One sample of a region: `DescribeDBClusters` and
+//! `DescribeReplicationGroups` in that region (an unreachable API is no
+//! data, never healthy), TCP to the region's own cluster endpoint, GET of
+//! its health URL if the spec lists one, and the secondary's replication lag
+//! from CloudWatch (the RPO estimate of a promotion, kept when AWS stops
+//! reporting it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedSender;
+use k8s_openapi::jiff::Timestamp;
+use tokio::task::AbortHandle;
+
+use super::health::{
+    Health, HealthState, PROBE_INTERVAL, Sample, Signal, Thresholds, cache_signal, database_signal,
+};
+use super::observe::LagSample;
+use super::probe::{Probe, endpoint_address};
+use crate::api::{AuroraEngine, ShopRegion, ShopRegionSpec};
+use crate::cloud::aurora::names as aurora_names;
+use crate::cloud::elasticache::names as cache_names;
+use crate::cloud::{Cloud, real_delay};
+use crate::telemetry::Metrics;
+
+/// The shortest real interval between two rounds. An accelerated simulation
+/// probes every `MIN_REAL_INTERVAL × speed` of cloud time when that is more
+/// than [`PROBE_INTERVAL`]; the thresholds count rounds, so verdicts keep
+/// their meaning (only coarser).
+pub const MIN_REAL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The cloud time between two rounds at `speed`.
+pub fn probe_interval(speed: u32) -> Duration {
+    PROBE_INTERVAL.max(MIN_REAL_INTERVAL * speed.max(1))
+}
+
+/// What the reconcile of one ShopRegion reads: the verdicts, last known lags
+/// and probed endpoints of the regions it asks for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct View {
+    pub health: BTreeMap<String, Health>,
+    pub lag: BTreeMap<String, LagSample>,
+    pub endpoints: BTreeMap<String, String>,
+}
+
+/// The per-shop samplers of one controller process.
+pub struct Sampler {
+    cloud: Arc<dyn Cloud>,
+    probe: Arc<dyn Probe>,
+    metrics: Arc<Metrics>,
+    trigger: UnboundedSender<()>,
+    shops: Mutex<HashMap<String, Shop>>,
+}
+
+#[derive(Default)]
+struct Shop {
+    /// What each ShopRegion of the shop asked for, by object key.
+    registrations: BTreeMap<String, Registration>,
+    regions: BTreeMap<String, Memory>,
+    thresholds: Thresholds,
+    interval: Option<Duration>,
+    task: Option<AbortHandle>,
+}
+
+/// The parts of a ShopRegion the sampler needs.
+#[derive(Clone, Debug, PartialEq)]
+struct Registration {
+    spec: ShopRegionSpec,
+    writer_region: Option<String>,
+    /// Endpoints remembered in `status.health`, for a region whose API
+    /// cannot be reached after an operator restart.
+    endpoints: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct Memory {
+    state: HealthState,
+    endpoint: Option<String>,
+    lag: Option<LagSample>,
+    published: Option<Health>,
+}
+
+/// One region to sample.
+#[derive(Clone, Debug)]
+struct Target {
+    region: String,
+    cluster_id: String,
+    group_id: String,
+    engine: AuroraEngine,
+    endpoint: Option<String>,
+    health_url: Option<String>,
+    writer: bool,
+}
+
+struct Probed {
+    region: String,
+    sample: Sample,
+    endpoint: Option<String>,
+    lag: Option<LagSample>,
+}
+
+impl Sampler {
+    /// `trigger` receives one message whenever a verdict changes.
+    pub fn new(
+        cloud: Arc<dyn Cloud>,
+        metrics: Arc<Metrics>,
+        trigger: UnboundedSender<()>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            probe: cloud.probe(),
+            cloud,
+            metrics,
+            trigger,
+            shops: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Shop>> {
+        // Every update leaves the map consistent before it could panic.
+        self.shops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records what `region` asks to be sampled, and starts its shop's
+    /// sampler if it is not running. Cheap when nothing changed.
+    pub fn register(self: &Arc<Self>, key: &str, region: &ShopRegion) {
+        let registration = Registration {
+            spec: region.spec.clone(),
+            writer_region: region.status.as_ref().and_then(|s| s.writer_region.clone()),
+            endpoints: region
+                .status
+                .iter()
+                .flat_map(|s| &s.health)
+                .filter_map(|h| Some((h.region.clone(), h.endpoint.clone()?)))
+                .collect(),
+        };
+        let shop_name = region.spec.shop.clone();
+        let mut shops = self.lock();
+        let shop = shops.entry(shop_name.clone()).or_default();
+        if shop.registrations.get(key) != Some(&registration) {
+            shop.registrations.insert(key.to_string(), registration);
+        }
+        if shop.task.as_ref().is_none_or(AbortHandle::is_finished) {
+            let task = tokio::spawn(self.clone().run(shop_name));
+            shop.task = Some(task.abort_handle());
+        }
+    }
+
+    /// Forgets a deleted ShopRegion; the last one of a shop stops its
+    /// sampler and drops its verdicts.
+    pub fn deregister(&self, key: &str, region: &ShopRegion) {
+        let mut shops = self.lock();
+        let Some(shop) = shops.get_mut(&region.spec.shop) else {
+            return;
+        };
+        shop.registrations.remove(key);
+        if shop.registrations.is_empty() {
+            if let Some(task) = shop.task.take() {
+                task.abort();
+            }
+            shops.remove(&region.spec.shop);
+        }
+    }
+
+    /// Stops every sampler (the controller is stopping).
+    pub fn shutdown(&self) {
+        for (_, shop) in self.lock().drain() {
+            if let Some(task) = shop.task {
+                task.abort();
+            }
+        }
+    }
+
+    /// The verdicts at `now` of `regions` of `shop`; a region never sampled
+    /// is `Unknown` (`NotYetObserved`).
+    pub fn view(&self, shop: &str, regions: &[String], now: Timestamp) -> View {
+        let shops = self.lock();
+        let mut view = View::default();
+        let Some(shop) = shops.get(shop) else {
+            for region in regions {
+                view.health.insert(region.clone(), Health::unknown());
+            }
+            return view;
+        };
+        for region in regions {
+            let memory = shop.regions.get(region);
+            view.health.insert(
+                region.clone(),
+                memory.map_or_else(Health::unknown, |m| m.state.health(now, &shop.thresholds)),
+            );
+            if let Some(lag) = memory.and_then(|m| m.lag) {
+                view.lag.insert(region.clone(), lag);
+            }
+            if let Some(endpoint) = memory.and_then(|m| m.endpoint.clone()).or_else(|| {
+                shop.registrations
+                    .values()
+                    .find_map(|r| r.endpoints.get(region).cloned())
+            }) {
+                view.endpoints.insert(region.clone(), endpoint);
+            }
+        }
+        view
+    }
+
+    async fn run(self: Arc<Self>, shop: String) {
+        let mut speed = self.cloud.speed();
+        loop {
+            // The sampler lives as long as a controller listens to it.
+            if self.trigger.is_closed() {
+                return;
+            }
+            let Some(targets) = self.targets(&shop) else {
+                return;
+            };
+            let interval = probe_interval(speed);
+            let now = self.cloud.clock().now();
+            let probed = futures::future::join_all(
+                targets
+                    .iter()
+                    .map(|t| sample_region(self.cloud.as_ref(), self.probe.as_ref(), t, now)),
+            )
+            .await;
+            if self.fold(&shop, &targets, probed, interval, now) {
+                // The controller is gone when nobody listens: nothing to do.
+                let _ = self.trigger.unbounded_send(());
+            }
+            // The next round is due `interval` of cloud time after this one.
+            // Sleep in slices, so that a simulation changing speed is
+            // followed at once.
+            loop {
+                let current = self.cloud.speed();
+                if current != speed {
+                    speed = current;
+                    // Every wake the controller scheduled was computed at
+                    // the old pace: let the reconciles compute them again.
+                    let _ = self.trigger.unbounded_send(());
+                }
+                let next = super::health::after(now, probe_interval(speed));
+                let remaining = super::health::elapsed(self.cloud.clock().now(), next);
+                if remaining.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(
+                    real_delay(remaining, speed, Duration::from_millis(1)).min(MIN_REAL_INTERVAL),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Folds one round in; true when a published verdict changed.
+    fn fold(
+        &self,
+        shop_name: &str,
+        targets: &[Target],
+        probed: Vec<Probed>,
+        interval: Duration,
+        now: Timestamp,
+    ) -> bool {
+        let mut shops = self.lock();
+        let Some(shop) = shops.get_mut(shop_name) else {
+            return false;
+        };
+        // A round after a slower one (the simulation slowed down) still
+        // judges the gap behind it by the slower pace.
+        let paced = shop
+            .interval
+            .map_or(interval, |before| before.max(interval));
+        shop.interval = Some(interval);
+        shop.thresholds = Thresholds::for_interval(paced);
+        for p in probed {
+            let memory = shop.regions.entry(p.region).or_default();
+            memory.state = memory.state.record(&p.sample, &shop.thresholds);
+            if p.endpoint.is_some() {
+                memory.endpoint = p.endpoint;
+            }
+            if p.lag.is_some() {
+                memory.lag = p.lag;
+            }
+        }
+        let mut changed = false;
+        for memory in shop.regions.values_mut() {
+            let health = memory.state.health(now, &shop.thresholds);
+            if memory.published.as_ref() != Some(&health) {
+                changed = true;
+                memory.published = Some(health);
+            }
+        }
+        for target in targets {
+            let lag = shop
+                .regions
+                .get(&target.region)
+                .and_then(|m| m.lag)
+                .filter(|_| !target.writer)
+                .map(|l| l.lag);
+            self.metrics.set_replication_lag(&target.region, lag);
+        }
+        changed
+    }
+
+    /// The regions of a shop to sample, from what its ShopRegions asked;
+    /// `None` once none is registered. Deterministic whatever the order in
+    /// which they registered: the first by object key leads.
+    fn targets(&self, shop_name: &str) -> Option<Vec<Target>> {
+        let shops = self.lock();
+        let shop = shops.get(shop_name)?;
+        let registrations: Vec<&Registration> = shop.registrations.values().collect();
+        let first = registrations.first()?;
+        let mut regions: Vec<String> = Vec::new();
+        for registration in &registrations {
+            for region in &registration.spec.failover.order {
+                if !regions.contains(region) {
+                    regions.push(region.clone());
+                }
+            }
+        }
+        let writer_region = registrations.iter().find_map(|r| r.writer_region.clone());
+        Some(
+            regions
+                .into_iter()
+                .map(|region| {
+                    let mut spec = first.spec.clone();
+                    spec.region = region.clone();
+                    let health_url = registrations.iter().find_map(|r| {
+                        r.spec
+                            .failover
+                            .health_checks
+                            .iter()
+                            .find(|c| c.region == region)
+                            .map(|c| c.url.clone())
+                    });
+                    let endpoint = shop
+                        .regions
+                        .get(&region)
+                        .and_then(|m| m.endpoint.clone())
+                        .or_else(|| {
+                            registrations
+                                .iter()
+                                .find_map(|r| r.endpoints.get(&region).cloned())
+                        });
+                    Target {
+                        cluster_id: aurora_names::cluster_id(&spec),
+                        group_id: cache_names::replication_group_id(&spec),
+                        engine: spec.database.engine,
+                        writer: writer_region.as_deref() == Some(region.as_str()),
+                        region,
+                        endpoint,
+                        health_url,
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One probe round of one region.
+async fn sample_region(
+    cloud: &dyn Cloud,
+    probe: &dyn Probe,
+    target: &Target,
+    now: Timestamp,
+) -> Probed {
+    let aurora = cloud.aurora(&target.region);
+    let cache = cloud.elasticache(&target.region);
+    let (cluster, group, lag) = tokio::join!(
+        aurora.describe_cluster(&target.cluster_id),
+        cache.describe_replication_group(&target.group_id),
+        async {
+            if target.writer {
+                Ok(None)
+            } else {
+                aurora.replication_lag(&target.cluster_id, now).await
+            }
+        }
+    );
+    let database = database_signal(
+        cluster
+            .as_ref()
+            .map(|c| c.as_ref().map(|c| c.status.as_str())),
+    );
+    let cache_state = cache_signal(
+        group
+            .as_ref()
+            .map(|g| g.as_ref().map(|g| g.status.as_str())),
+    );
+    // The region's own endpoint: the writer endpoint of the writer, the
+    // reader endpoint of a secondary; remembered for when the API is down.
+    let described = cluster.ok().flatten().and_then(|c| {
+        if target.writer {
+            c.writer_endpoint
+        } else {
+            c.reader_endpoint
+        }
+    });
+    let endpoint = described
+        .map(|host| endpoint_address(&host, target.engine))
+        .or_else(|| target.endpoint.clone());
+    let (tcp, http) = tokio::join!(
+        async {
+            match &endpoint {
+                Some(address) => probe.tcp(&target.region, address).await,
+                None => Signal::NoData("no endpoint of the region's cluster is known yet".into()),
+            }
+        },
+        async {
+            match &target.health_url {
+                Some(url) => Some(probe.http(&target.region, url).await),
+                None => None,
+            }
+        }
+    );
+    Probed {
+        region: target.region.clone(),
+        sample: Sample {
+            at: now,
+            database,
+            cache: Some(cache_state),
+            endpoint: tcp,
+            http,
+        },
+        endpoint,
+        lag: lag.ok().flatten().map(|lag| LagSample { lag, at: now }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::HealthVerdict;
+    use crate::api::fixtures::acme_region;
+    use crate::clock::Clock;
+    use crate::sim::{LiveSim, SimCloud, VirtualClock};
+
+    #[test]
+    fn the_probe_interval_is_five_cloud_seconds_unless_the_simulation_is_too_fast_for_it() {
+        assert_eq!(probe_interval(1), Duration::from_secs(5));
+        assert_eq!(probe_interval(20), Duration::from_secs(5));
+        assert_eq!(probe_interval(1200), Duration::from_secs(120));
+    }
+
+    #[tokio::test]
+    async fn regions_never_sampled_are_unknown() {
+        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
+        let (tx, _rx) = futures::channel::mpsc::unbounded();
+        let sampler = Sampler::new(sim.clone(), Arc::new(Metrics::default()), tx);
+        let view = sampler.view(
+            "acme",
+            &["us-east-1".to_string()],
+            sim.cloud().clock().now(),
+        );
+        assert_eq!(view.health["us-east-1"], Health::unknown());
+    }
+
+    #[tokio::test]
+    async fn a_region_without_a_cluster_becomes_unhealthy_and_the_change_is_signalled() {
+        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 100));
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        let sampler = Sampler::new(sim.clone(), Arc::new(Metrics::default()), tx);
+        let region = acme_region("eu-west-1");
+        sampler.register("shop/acme-eu-west-1", &region);
+        use futures::StreamExt;
+        let signalled = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                rx.next().await.expect("the sampler signals");
+                let view = sampler.view(
+                    "acme",
+                    &region.spec.failover.order,
+                    sim.cloud().clock().now(),
+                );
+                if view
+                    .health
+                    .values()
+                    .all(|h| h.verdict == HealthVerdict::Unhealthy)
+                {
+                    return view;
+                }
+            }
+        })
+        .await
+        .expect("every region is judged unhealthy");
+        assert_eq!(signalled.health["us-east-1"].reason, "DatabaseUnavailable");
+        sampler.deregister("shop/acme-eu-west-1", &region);
+        let view = sampler.view(
+            "acme",
+            &region.spec.failover.order,
+            sim.cloud().clock().now(),
+        );
+        assert_eq!(
+            view.health["us-east-1"],
+            Health::unknown(),
+            "the last ShopRegion gone, the verdicts go too"
+        );
+    }
+}
