@@ -90,8 +90,16 @@ struct Memory {
     state: HealthState,
     endpoint: Option<String>,
     lag: Option<LagSample>,
+    /// When the lag was last asked for, answered or not.
+    lag_asked_at: Option<Timestamp>,
     published: Option<Health>,
 }
+
+/// How often a secondary's replication lag is read. CloudWatch publishes
+/// the lag metrics at one-minute resolution: reading them at every health
+/// round (5 s) would cost twelve times the API calls (and GetMetricData is
+/// billed per metric) for the same data points.
+pub const LAG_READ_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One region to sample.
 #[derive(Clone, Debug)]
@@ -226,11 +234,10 @@ impl Sampler {
             };
             let interval = probe_interval(speed);
             let now = self.cloud.clock().now();
-            let probed = futures::future::join_all(
-                targets
-                    .iter()
-                    .map(|t| sample_region(self.cloud.as_ref(), self.probe.as_ref(), t, now)),
-            )
+            let lag_due = self.ask_for_lag(&shop, &targets, now);
+            let probed = futures::future::join_all(targets.iter().zip(lag_due).map(|(t, due)| {
+                sample_region(self.cloud.as_ref(), self.probe.as_ref(), t, due, now)
+            }))
             .await;
             if self.fold(&shop, &targets, probed, interval, now) {
                 // The controller is gone when nobody listens: nothing to do.
@@ -258,6 +265,30 @@ impl Sampler {
                 .await;
             }
         }
+    }
+
+    /// For each target, whether this round reads its lag (a secondary whose
+    /// lag was last asked for [`LAG_READ_INTERVAL`] ago or never); marks
+    /// those as asked.
+    fn ask_for_lag(&self, shop_name: &str, targets: &[Target], now: Timestamp) -> Vec<bool> {
+        let mut shops = self.lock();
+        let Some(shop) = shops.get_mut(shop_name) else {
+            return vec![false; targets.len()];
+        };
+        targets
+            .iter()
+            .map(|target| {
+                let memory = shop.regions.entry(target.region.clone()).or_default();
+                let due = !target.writer
+                    && memory.lag_asked_at.is_none_or(|asked| {
+                        super::health::elapsed(asked, now) >= LAG_READ_INTERVAL
+                    });
+                if due {
+                    memory.lag_asked_at = Some(now);
+                }
+                due
+            })
+            .collect()
     }
 
     /// Folds one round in; true when a published verdict changed.
@@ -370,6 +401,7 @@ async fn sample_region(
     cloud: &dyn Cloud,
     probe: &dyn Probe,
     target: &Target,
+    read_lag: bool,
     now: Timestamp,
 ) -> Probed {
     let aurora = cloud.aurora(&target.region);
@@ -378,10 +410,10 @@ async fn sample_region(
         aurora.describe_cluster(&target.cluster_id),
         cache.describe_replication_group(&target.group_id),
         async {
-            if target.writer {
-                Ok(None)
-            } else {
+            if read_lag {
                 aurora.replication_lag(&target.cluster_id, now).await
+            } else {
+                Ok(None)
             }
         }
     );
@@ -461,6 +493,22 @@ mod tests {
             sim.cloud().clock().now(),
         );
         assert_eq!(view.health["us-east-1"], Health::unknown());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replication_lag_is_read_once_a_minute_not_at_every_health_round() {
+        use crate::sim::cloud::Op;
+        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
+        let (tx, _rx) = futures::channel::mpsc::unbounded();
+        let sampler = Sampler::new(sim.clone(), Arc::new(Metrics::default()), tx);
+        sampler.register("shop/acme-eu-west-1", &acme_region("eu-west-1"));
+        // 24 health rounds of 5 s; the three regions' lags are due at 0, 60
+        // and 120 s only.
+        tokio::time::sleep(Duration::from_secs(2 * 60 + 1)).await;
+        let rounds = sim.cloud().call_count(Op::DescribeDBClusters);
+        let lag_reads = sim.cloud().call_count(Op::GetMetricData);
+        assert!(rounds >= 3 * 24, "{rounds} describe calls");
+        assert_eq!(lag_reads, 3 * 3, "{lag_reads} lag reads in {rounds} probes");
     }
 
     #[tokio::test]
