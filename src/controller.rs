@@ -30,7 +30,7 @@ use crate::cloud::aurora;
 use crate::cloud::elasticache::{self, CacheAuth};
 use crate::cloud::{CleanupOutcome, Cloud, Note, real_delay};
 use crate::failover::concern::{self as failover_concern, FailoverOutcome, Runtime};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, ShopRegionLabels};
 use crate::workload::builders::workload_name;
 use crate::workload::{
     Topology, WorkloadInputs, apply_children, desired_children, plan_capacity, workload_status,
@@ -308,6 +308,8 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
                 // a crash from here on resumes this promotion.
                 record_intent(ctx, &region, &intent).await?;
                 runtime.written(&key, &intent);
+                ctx.metrics
+                    .record_failover_started(&ShopRegionLabels::of(&region).shop(), intent.kind);
                 publish_notes(ctx, &region, &[started]).await;
             }
             failover_concern::execute(&mut outcome, cloud.as_ref(), &region, cloud.clock().now())
@@ -481,7 +483,7 @@ async fn report_failover(
     if let Some(record) = &outcome.record {
         runtime.written(key, record);
     }
-    runtime.record_metrics(outcome);
+    runtime.record_metrics(&ShopRegionLabels::of(region).shop(), outcome);
     publish_notes(ctx, region, &outcome.notes).await;
 }
 
@@ -664,6 +666,12 @@ async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error
         "cloud resources handled per deletionPolicy; removing the finalizer",
     )
     .await;
+    let labels = ShopRegionLabels::of(&region);
+    let last_of_shop = ctx
+        .peers(&region.spec.shop)
+        .iter()
+        .all(|peer| peer.namespace() != region.namespace() || peer.name_any() == region.name_any());
+    ctx.metrics.forget_shopregion(&labels, last_of_shop);
     Ok(Action::await_change())
 }
 
@@ -682,6 +690,7 @@ async fn write_status(
         base,
         Timestamp::now(),
     );
+    report_metrics(ctx, region, &status);
     if region.status.as_ref() == Some(&status) {
         return Ok(());
     }
@@ -704,6 +713,21 @@ async fn write_status(
         report_transition(ctx, region, &transition).await;
     }
     Ok(())
+}
+
+/// The ShopRegion's own series, from the status this reconcile decided
+/// (written or already stored).
+fn report_metrics(ctx: &Context, region: &ShopRegion, status: &ShopRegionStatus) {
+    let refused = status
+        .failover
+        .as_ref()
+        .is_some_and(|f| f.refused.is_some());
+    ctx.metrics.report_shopregion(
+        &ShopRegionLabels::of(region),
+        &status.conditions,
+        region.spec.failover.max_replication_lag.as_duration(),
+        refused,
+    );
 }
 
 async fn report_transition(ctx: &Context, region: &ShopRegion, transition: &Transition) {

@@ -77,9 +77,11 @@ enum OutputFormat {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Watch ShopRegions in this namespace only (default: every namespace).
-    #[arg(long, env = "SHOPFLEET_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch ShopRegions in these namespaces only, comma-separated or
+    /// repeated (default: every namespace). Each namespace gets its own
+    /// watches, so the operator needs no cluster-wide permission.
+    #[arg(long = "namespace", env = "SHOPFLEET_NAMESPACE", value_delimiter = ',')]
+    namespaces: Vec<String>,
     /// Where cloud resources live.
     #[arg(long, value_enum, default_value = "aws")]
     cloud: CloudKind,
@@ -135,6 +137,7 @@ fn main() -> ExitCode {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.log_format);
+    let metrics = Arc::new(Metrics::default());
     let cloud: Arc<dyn Cloud> = match args.cloud {
         CloudKind::Aws => {
             match &args.aws_endpoint_url {
@@ -144,6 +147,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Arc::new(
                 AwsCloud::load(AwsOptions {
                     endpoint_url: args.aws_endpoint_url.clone(),
+                    metrics: Some(metrics.clone()),
                     ..AwsOptions::default()
                 })
                 .await,
@@ -158,7 +162,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Arc::new(LiveSim::start(SimCloud::new(clock), args.sim_speed))
         }
     };
-    let metrics = Arc::new(Metrics::default());
     let readiness = Readiness::default();
     let config = kube::Config::infer()
         .await
@@ -213,30 +216,46 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(%identity, "became leader");
     metrics.leader.set(1);
 
-    let ctx = Arc::new(Context::new(client, metrics.clone(), Some(identity)).with_cloud(cloud));
-    let scope = Scope {
-        namespace: args.namespace,
-    };
     // Stop reconciling on SIGTERM or as soon as leadership is lost: two
     // leaders must never write at once.
-    let lost_leadership = {
+    let (halt_tx, halt_rx) = watch::channel(false);
+    {
         let mut leader_rx = leader_rx.clone();
-        async move {
-            while leader_rx.changed().await.is_ok() {
-                if !*leader_rx.borrow() {
-                    return;
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let lost_leadership = async {
+                while leader_rx.changed().await.is_ok() {
+                    if !*leader_rx.borrow() {
+                        return;
+                    }
                 }
+            };
+            tokio::select! {
+                _ = stop.changed() => {},
+                _ = lost_leadership => error!("lost leadership; stopping"),
             }
-        }
+            let _ = halt_tx.send(true);
+        });
+    }
+    let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.into_iter().map(Some).collect()
     };
-    let mut stop = stop_rx.clone();
-    let stop_or_lost = async move {
-        tokio::select! {
-            _ = stop.changed() => {},
-            _ = lost_leadership => error!("lost leadership; stopping"),
-        }
-    };
-    let outcome = controller::run(ctx, scope, stop_or_lost).await;
+    // One controller per watched namespace, each with its own caches; they
+    // share the client, the metrics and the cloud.
+    let controllers = scopes.into_iter().map(|namespace| {
+        let ctx = Arc::new(
+            Context::new(client.clone(), metrics.clone(), Some(identity.clone()))
+                .with_cloud(cloud.clone()),
+        );
+        controller::run(ctx, Scope { namespace }, wait_for(halt_rx.clone()))
+    });
+    let outcome = futures::future::join_all(controllers)
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<()>>>()
+        .map(|_| ());
     metrics.leader.set(0);
     drop(leader_rx);
     if let Ok(Err(error)) = lease_task.await {

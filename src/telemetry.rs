@@ -92,21 +92,110 @@ pub struct VerbLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    pub verb: &'static str,
+    /// The resource written, with its subresource (`shopregions/status`),
+    /// so that the leader Lease's renewals are told from reconcile writes.
+    pub resource: String,
+}
+
+/// One shop, as the failover metrics count it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShopLabels {
+    pub namespace: String,
+    pub shop: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailoverStartLabels {
+    pub namespace: String,
+    pub shop: String,
+    /// `failover` or `switchover`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailoverLabels {
+    pub namespace: String,
+    pub shop: String,
     /// `failover` or `switchover`.
     pub kind: &'static str,
     /// `completed`, `abandoned`, `superseded` or `refused`.
     pub result: &'static str,
 }
 
+/// One ShopRegion object.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabels {
-    pub kind: &'static str,
+pub struct ShopRegionLabels {
+    pub namespace: String,
+    pub name: String,
+    pub shop: String,
+    pub region: String,
+}
+
+impl ShopRegionLabels {
+    pub fn of(region: &crate::api::ShopRegion) -> Self {
+        use kube::ResourceExt as _;
+        Self {
+            namespace: region.namespace().unwrap_or_default(),
+            name: region.name_any(),
+            shop: region.spec.shop.clone(),
+            region: region.spec.region.clone(),
+        }
+    }
+
+    pub fn shop(&self) -> ShopLabels {
+        ShopLabels {
+            namespace: self.namespace.clone(),
+            shop: self.shop.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RegionLabels {
+pub struct ConditionLabels {
+    pub namespace: String,
+    pub name: String,
+    pub shop: String,
     pub region: String,
+    pub r#type: &'static str,
+    pub status: &'static str,
+}
+
+/// A region of a shop, as the health sampler sees it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShopRegionKey {
+    pub shop: String,
+    pub region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsRequestLabels {
+    /// `rds`, `elasticache` or `cloudwatch`.
+    pub service: String,
+    pub operation: String,
+    pub region: String,
+    /// `ok`, `throttled` or `error`.
+    pub outcome: &'static str,
+}
+
+/// The condition types `shopfleet_shopregion_condition` reports.
+pub const CONDITION_TYPES: [&str; 7] = [
+    crate::api::conditions::types::READY,
+    crate::api::conditions::types::RECONCILING,
+    crate::api::conditions::types::STALLED,
+    crate::api::conditions::types::WORKLOAD_READY,
+    crate::api::conditions::types::DATABASE_READY,
+    crate::api::conditions::types::CACHE_READY,
+    crate::api::conditions::types::FAILOVER_READY,
+];
+const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
+const FAILOVER_KINDS: [FailoverKind; 2] = [FailoverKind::Failover, FailoverKind::Switchover];
+const FAILOVER_RESULTS: [&str; 4] = ["completed", "abandoned", "superseded", "refused"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
 }
 
 /// Buckets of `shopfleet_failover_duration_seconds`: 5 s to about 85 min,
@@ -122,11 +211,21 @@ pub struct Metrics {
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
-    pub kube_writes: Family<VerbLabels, Counter>,
+    pub kube_writes: Family<WriteLabels, Counter>,
+    /// The same writes by verb alone, for in-process readers (not exported).
+    kube_writes_by_verb: Family<VerbLabels, Counter>,
     pub leader: Gauge,
+    pub failovers_started: Family<FailoverStartLabels, Counter>,
     pub failovers: Family<FailoverLabels, Counter>,
     pub failover_duration: Family<KindLabels, Histogram, fn() -> Histogram>,
-    pub replication_lag: Family<RegionLabels, Gauge<f64, AtomicU64>>,
+    pub failover_refused: Family<ShopRegionLabels, Gauge>,
+    pub replication_lag: Family<ShopRegionKey, Gauge<f64, AtomicU64>>,
+    pub replication_lag_budget: Family<ShopRegionKey, Gauge<f64, AtomicU64>>,
+    pub conditions: Family<ConditionLabels, Gauge>,
+    pub aws_requests: Family<AwsRequestLabels, Counter>,
+    /// The shops with failover series, so that they can be summed and
+    /// removed (a `Family` cannot be iterated).
+    known_shops: std::sync::Mutex<std::collections::HashSet<ShopLabels>>,
 }
 
 impl Default for Metrics {
@@ -150,10 +249,10 @@ impl Default for Metrics {
             "Failed reconciles, by error category",
             reconcile_errors.clone(),
         );
-        let kube_writes = Family::<VerbLabels, Counter>::default();
+        let kube_writes = Family::<WriteLabels, Counter>::default();
         registry.register(
             "kube_writes",
-            "Write requests sent to the Kubernetes API, by verb",
+            "Write requests sent to the Kubernetes API, by verb and resource (leases: leader election)",
             kube_writes.clone(),
         );
         let leader = Gauge::default();
@@ -161,6 +260,12 @@ impl Default for Metrics {
             "leader",
             "1 while this instance holds the leader lease",
             leader.clone(),
+        );
+        let failovers_started = Family::<FailoverStartLabels, Counter>::default();
+        registry.register(
+            "failovers_started",
+            "Failovers and switchovers recorded (intent stored before the first cloud call), by shop and kind",
+            failovers_started.clone(),
         );
         let failovers = Family::<FailoverLabels, Counter>::default();
         registry.register(
@@ -177,11 +282,35 @@ impl Default for Metrics {
             "Time from recording a failover or switchover to its completion",
             failover_duration.clone(),
         );
-        let replication_lag = Family::<RegionLabels, Gauge<f64, AtomicU64>>::default();
+        let failover_refused = Family::<ShopRegionLabels, Gauge>::default();
+        registry.register(
+            "failover_refused",
+            "1 while a failover this ShopRegion would carry out is refused by its policy (RPO budget, unknown lag, disagreeing policies)",
+            failover_refused.clone(),
+        );
+        let replication_lag = Family::<ShopRegionKey, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "replication_lag_seconds",
-            "Last known Aurora replication lag of a secondary region behind the writer",
+            "Last known Aurora replication lag of a secondary region of a shop behind its writer",
             replication_lag.clone(),
+        );
+        let replication_lag_budget = Family::<ShopRegionKey, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "replication_lag_budget_seconds",
+            "The RPO budget of a region of a shop (spec.failover.maxReplicationLag)",
+            replication_lag_budget.clone(),
+        );
+        let conditions = Family::<ConditionLabels, Gauge>::default();
+        registry.register(
+            "shopregion_condition",
+            "1 for the current status of each condition type of a ShopRegion, 0 for the other statuses",
+            conditions.clone(),
+        );
+        let aws_requests = Family::<AwsRequestLabels, Counter>::default();
+        registry.register(
+            "aws_requests",
+            "AWS API requests (each attempt), by service, operation, region and outcome (ok, throttled, error)",
+            aws_requests.clone(),
         );
         Self {
             registry,
@@ -189,11 +318,24 @@ impl Default for Metrics {
             reconcile_duration,
             reconcile_errors,
             kube_writes,
+            kube_writes_by_verb: Family::default(),
             leader,
+            failovers_started,
             failovers,
             failover_duration,
+            failover_refused,
             replication_lag,
+            replication_lag_budget,
+            conditions,
+            aws_requests,
+            known_shops: Default::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
     }
 }
 
@@ -233,23 +375,56 @@ impl Metrics {
             .sum()
     }
 
+    /// Kubernetes writes of one verb, every resource together.
     pub fn kube_writes_by(&self, verb: &'static str) -> u64 {
-        self.kube_writes.get_or_create(&VerbLabels { verb }).get()
+        self.kube_writes_by_verb
+            .get_or_create(&VerbLabels { verb })
+            .get()
+    }
+
+    /// Kubernetes writes of one verb to one resource (`shopregions/status`).
+    pub fn kube_writes_to(&self, verb: &'static str, resource: &str) -> u64 {
+        self.kube_writes
+            .get_or_create(&WriteLabels {
+                verb,
+                resource: resource.to_string(),
+            })
+            .get()
+    }
+
+    fn count_kube_write(&self, verb: &'static str, resource: String) {
+        self.kube_writes
+            .get_or_create(&WriteLabels { verb, resource })
+            .inc();
+        self.kube_writes_by_verb
+            .get_or_create(&VerbLabels { verb })
+            .inc();
+    }
+
+    /// Counts a promotion whose intent was just stored.
+    pub fn record_failover_started(&self, shop: &ShopLabels, kind: FailoverKind) {
+        self.remember_shop(shop);
+        self.failovers_started
+            .get_or_create(&FailoverStartLabels {
+                namespace: shop.namespace.clone(),
+                shop: shop.shop.clone(),
+                kind: kind.metric_label(),
+            })
+            .inc();
     }
 
     /// Counts a recorded failover or switchover once it ends; with
     /// `Completed`, also observes its duration.
     pub fn record_failover(
         &self,
+        shop: &ShopLabels,
         kind: FailoverKind,
         result: FailoverResult,
         duration: Option<Duration>,
     ) {
+        self.remember_shop(shop);
         self.failovers
-            .get_or_create(&FailoverLabels {
-                kind: kind.metric_label(),
-                result: result.metric_label(),
-            })
+            .get_or_create(&failover_labels(shop, kind, result.metric_label()))
             .inc();
         if let (FailoverResult::Completed, Some(duration)) = (result, duration) {
             self.failover_duration
@@ -263,19 +438,51 @@ impl Metrics {
     /// Counts a failover the policy refused. Call it when the refusal
     /// begins (the `FailoverReady` condition turning to the refusal reason),
     /// not on every reconcile that still refuses.
-    pub fn record_refused_failover(&self) {
+    pub fn record_refused_failover(&self, shop: &ShopLabels) {
+        self.remember_shop(shop);
         self.failovers
-            .get_or_create(&FailoverLabels {
-                kind: FailoverKind::Failover.metric_label(),
-                result: "refused",
-            })
+            .get_or_create(&failover_labels(shop, FailoverKind::Failover, "refused"))
             .inc();
+    }
+
+    /// Failovers of `kind` that ended with `result`, every shop together.
+    pub fn failovers_by(&self, kind: FailoverKind, result: &'static str) -> u64 {
+        let mut total = 0;
+        self.each_failover_series(|labels| {
+            if labels.kind == kind.metric_label() && labels.result == result {
+                total += self.failovers.get_or_create(labels).get();
+            }
+        });
+        total
+    }
+
+    fn remember_shop(&self, shop: &ShopLabels) {
+        self.known_shops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(shop.clone());
+    }
+
+    fn each_failover_series(&self, mut f: impl FnMut(&FailoverLabels)) {
+        let shops = self
+            .known_shops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for shop in &shops {
+            for kind in FAILOVER_KINDS {
+                for result in FAILOVER_RESULTS {
+                    f(&failover_labels(shop, kind, result));
+                }
+            }
+        }
     }
 
     /// Sets a region's replication lag; `None` (the writer, or no reading)
     /// removes the series rather than reporting a made-up zero.
-    pub fn set_replication_lag(&self, region: &str, lag: Option<Duration>) {
-        let labels = RegionLabels {
+    pub fn set_replication_lag(&self, shop: &str, region: &str, lag: Option<Duration>) {
+        let labels = ShopRegionKey {
+            shop: shop.to_string(),
             region: region.to_string(),
         };
         match lag {
@@ -290,13 +497,153 @@ impl Metrics {
         }
     }
 
-    pub fn failovers_by(&self, kind: FailoverKind, result: &'static str) -> u64 {
-        self.failovers
-            .get_or_create(&FailoverLabels {
-                kind: kind.metric_label(),
-                result,
+    /// What one reconcile of a ShopRegion reports about it: its conditions
+    /// (one series per type and status, the current one at 1), its RPO
+    /// budget and whether its failover is refused.
+    pub fn report_shopregion(
+        &self,
+        labels: &ShopRegionLabels,
+        conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+        lag_budget: Duration,
+        refused: bool,
+    ) {
+        self.remember_shop(&labels.shop());
+        for type_ in CONDITION_TYPES {
+            let current = conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .map(|c| c.status.as_str());
+            for status in CONDITION_STATUSES {
+                let series = condition_labels(labels, type_, status);
+                match current {
+                    Some(current) => {
+                        self.conditions
+                            .get_or_create(&series)
+                            .set(i64::from(current == status));
+                    }
+                    // A type not reported yet has no series rather than
+                    // three zeros that would read as "not True".
+                    None => {
+                        self.conditions.remove(&series);
+                    }
+                }
+            }
+        }
+        self.replication_lag_budget
+            .get_or_create(&ShopRegionKey {
+                shop: labels.shop.clone(),
+                region: labels.region.clone(),
             })
-            .get()
+            .set(lag_budget.as_secs_f64());
+        self.failover_refused
+            .get_or_create(labels)
+            .set(i64::from(refused));
+    }
+
+    /// A deleted ShopRegion: its series go. `last_of_shop` also removes the
+    /// shop's failover counters.
+    pub fn forget_shopregion(&self, labels: &ShopRegionLabels, last_of_shop: bool) {
+        for type_ in CONDITION_TYPES {
+            for status in CONDITION_STATUSES {
+                self.conditions
+                    .remove(&condition_labels(labels, type_, status));
+            }
+        }
+        let key = ShopRegionKey {
+            shop: labels.shop.clone(),
+            region: labels.region.clone(),
+        };
+        self.replication_lag_budget.remove(&key);
+        self.replication_lag.remove(&key);
+        self.failover_refused.remove(labels);
+        if last_of_shop {
+            let shop = labels.shop();
+            for kind in FAILOVER_KINDS {
+                self.failovers_started.remove(&FailoverStartLabels {
+                    namespace: shop.namespace.clone(),
+                    shop: shop.shop.clone(),
+                    kind: kind.metric_label(),
+                });
+                for result in FAILOVER_RESULTS {
+                    self.failovers.remove(&failover_labels(&shop, kind, result));
+                }
+            }
+            self.known_shops
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&shop);
+        }
+    }
+
+    /// Counts one AWS request attempt.
+    pub fn record_aws_request(
+        &self,
+        service: &str,
+        operation: &str,
+        region: &str,
+        outcome: &'static str,
+    ) {
+        self.aws_requests
+            .get_or_create(&AwsRequestLabels {
+                service: service.to_ascii_lowercase(),
+                operation: operation.to_string(),
+                region: region.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
+fn failover_labels(shop: &ShopLabels, kind: FailoverKind, result: &'static str) -> FailoverLabels {
+    FailoverLabels {
+        namespace: shop.namespace.clone(),
+        shop: shop.shop.clone(),
+        kind: kind.metric_label(),
+        result,
+    }
+}
+
+fn condition_labels(
+    labels: &ShopRegionLabels,
+    type_: &'static str,
+    status: &'static str,
+) -> ConditionLabels {
+    ConditionLabels {
+        namespace: labels.namespace.clone(),
+        name: labels.name.clone(),
+        shop: labels.shop.clone(),
+        region: labels.region.clone(),
+        r#type: type_,
+        status,
+    }
+}
+
+/// The resource a Kubernetes API path addresses, with its subresource:
+/// `/apis/shopfleet.io/v1alpha1/namespaces/shop/shopregions/x/status` is
+/// `shopregions/status`.
+pub fn kube_resource(path: &str) -> String {
+    let segments: Vec<&str> = path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    // /api/v1/... or /apis/group/version/...
+    let rest = match segments.first() {
+        Some(&"api") => segments.get(2..),
+        Some(&"apis") => segments.get(3..),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let rest = match rest {
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
+        other => other,
+    };
+    match rest {
+        [] => "unknown".into(),
+        [resource] | [resource, _] => (*resource).to_string(),
+        [resource, _, sub, ..] => format!("{resource}/{sub}"),
     }
 }
 
@@ -357,9 +704,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if let Some(verb) = write_verb(request.method()) {
             self.metrics
-                .kube_writes
-                .get_or_create(&VerbLabels { verb })
-                .inc();
+                .count_kube_write(verb, kube_resource(request.uri().path()));
         }
         self.inner.call(request)
     }
@@ -449,53 +794,178 @@ mod tests {
     fn metrics_are_exported_with_the_shopfleet_prefix() {
         let metrics = Metrics::default();
         metrics.observe_reconcile(Duration::from_millis(20), Some("kube"));
-        metrics
-            .kube_writes
-            .get_or_create(&VerbLabels { verb: "patch" })
-            .inc();
+        metrics.count_kube_write("patch", "shopregions/status".into());
         let text = metrics.encode();
         assert!(text.contains("shopfleet_reconciles_total{result=\"error\"} 1"));
         assert!(text.contains("shopfleet_reconcile_errors_total{category=\"kube\"} 1"));
-        assert!(text.contains("shopfleet_kube_writes_total{verb=\"patch\"} 1"));
+        assert!(text.contains(
+            "shopfleet_kube_writes_total{verb=\"patch\",resource=\"shopregions/status\"} 1"
+        ));
         assert!(text.contains("shopfleet_reconcile_duration_seconds_bucket"));
+        assert_eq!(metrics.kube_writes_by("patch"), 1);
+    }
+
+    #[test]
+    fn a_write_is_labelled_with_the_resource_and_subresource_it_addresses() {
+        let cases = [
+            (
+                "/apis/shopfleet.io/v1alpha1/namespaces/shop/shopregions/acme-eu/status",
+                "shopregions/status",
+            ),
+            (
+                "/apis/shopfleet.io/v1alpha1/namespaces/shop/shopregions/acme-eu",
+                "shopregions",
+            ),
+            (
+                "/apis/coordination.k8s.io/v1/namespaces/ops/leases/shopfleet-leader",
+                "leases",
+            ),
+            ("/apis/events.k8s.io/v1/namespaces/shop/events", "events"),
+            (
+                "/api/v1/namespaces/shop/configmaps/acme?fieldManager=x",
+                "configmaps",
+            ),
+            ("/api/v1/namespaces/shop", "namespaces"),
+            ("/version", "unknown"),
+        ];
+        for (path, resource) in cases {
+            assert_eq!(kube_resource(path), resource, "{path}");
+        }
+    }
+
+    fn shop(name: &str) -> ShopLabels {
+        ShopLabels {
+            namespace: "shop".into(),
+            shop: name.into(),
+        }
     }
 
     #[test]
     fn failover_metrics_are_exported_under_their_documented_names() {
         let metrics = Metrics::default();
+        let acme = shop("acme");
+        metrics.record_failover_started(&acme, FailoverKind::Failover);
         metrics.record_failover(
+            &acme,
             FailoverKind::Failover,
             FailoverResult::Completed,
             Some(Duration::from_secs(62)),
         );
-        metrics.record_failover(FailoverKind::Switchover, FailoverResult::Superseded, None);
-        metrics.record_refused_failover();
-        metrics.set_replication_lag("eu-west-1", Some(Duration::from_millis(250)));
+        metrics.record_failover(
+            &acme,
+            FailoverKind::Switchover,
+            FailoverResult::Superseded,
+            None,
+        );
+        metrics.record_refused_failover(&acme);
+        metrics.set_replication_lag("acme", "eu-west-1", Some(Duration::from_millis(250)));
         let text = metrics.encode();
         assert!(
-            text.contains("shopfleet_failovers_total{kind=\"failover\",result=\"completed\"} 1"),
+            text.contains("shopfleet_failovers_started_total{namespace=\"shop\",shop=\"acme\",kind=\"failover\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("shopfleet_failovers_total{kind=\"switchover\",result=\"superseded\"} 1")
+            text.contains("shopfleet_failovers_total{namespace=\"shop\",shop=\"acme\",kind=\"failover\",result=\"completed\"} 1"),
+            "{text}"
         );
-        assert!(text.contains("shopfleet_failovers_total{kind=\"failover\",result=\"refused\"} 1"));
+        assert!(text.contains(
+            "shopfleet_failovers_total{namespace=\"shop\",shop=\"acme\",kind=\"switchover\",result=\"superseded\"} 1"
+        ));
+        assert!(text.contains(
+            "shopfleet_failovers_total{namespace=\"shop\",shop=\"acme\",kind=\"failover\",result=\"refused\"} 1"
+        ));
         assert!(
             text.contains("shopfleet_failover_duration_seconds_sum{kind=\"failover\"} 62.0"),
             "{text}"
         );
         assert!(
-            text.contains("shopfleet_replication_lag_seconds{region=\"eu-west-1\"} 0.25"),
+            text.contains(
+                "shopfleet_replication_lag_seconds{shop=\"acme\",region=\"eu-west-1\"} 0.25"
+            ),
             "{text}"
         );
         assert_eq!(metrics.failovers_by(FailoverKind::Failover, "completed"), 1);
     }
 
     #[test]
+    fn two_shops_in_one_region_keep_their_own_lag() {
+        let metrics = Metrics::default();
+        metrics.set_replication_lag("acme", "eu-west-1", Some(Duration::from_secs(1)));
+        metrics.set_replication_lag("globex", "eu-west-1", Some(Duration::from_secs(7)));
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "shopfleet_replication_lag_seconds{shop=\"acme\",region=\"eu-west-1\"} 1.0"
+            )
+        );
+        assert!(text.contains(
+            "shopfleet_replication_lag_seconds{shop=\"globex\",region=\"eu-west-1\"} 7.0"
+        ));
+    }
+
+    #[test]
     fn a_region_without_a_lag_reading_has_no_lag_series() {
         let metrics = Metrics::default();
-        metrics.set_replication_lag("eu-west-1", Some(Duration::from_secs(1)));
-        metrics.set_replication_lag("eu-west-1", None);
+        metrics.set_replication_lag("acme", "eu-west-1", Some(Duration::from_secs(1)));
+        metrics.set_replication_lag("acme", "eu-west-1", None);
         assert!(!metrics.encode().contains("region=\"eu-west-1\""));
+    }
+
+    fn condition(
+        type_: &str,
+        status: &str,
+    ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: "Test".into(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: None,
+        }
+    }
+
+    #[test]
+    fn a_shopregion_reports_one_series_per_condition_status_and_loses_them_when_deleted() {
+        let metrics = Metrics::default();
+        let labels = ShopRegionLabels {
+            namespace: "shop".into(),
+            name: "acme-eu-west-1".into(),
+            shop: "acme".into(),
+            region: "eu-west-1".into(),
+        };
+        metrics.report_shopregion(
+            &labels,
+            &[condition("Ready", "False"), condition("Stalled", "True")],
+            Duration::from_secs(30),
+            true,
+        );
+        metrics.record_failover_started(&labels.shop(), FailoverKind::Failover);
+        let text = metrics.encode();
+        let series = |type_: &str, status: &str, value: u8| {
+            format!(
+                "shopfleet_shopregion_condition{{namespace=\"shop\",name=\"acme-eu-west-1\",shop=\"acme\",region=\"eu-west-1\",type=\"{type_}\",status=\"{status}\"}} {value}"
+            )
+        };
+        assert!(text.contains(&series("Ready", "False", 1)), "{text}");
+        assert!(text.contains(&series("Ready", "True", 0)), "{text}");
+        assert!(text.contains(&series("Stalled", "True", 1)), "{text}");
+        assert!(
+            !text.contains("type=\"CacheReady\""),
+            "a type not reported has no series"
+        );
+        assert!(text.contains(
+            "shopfleet_replication_lag_budget_seconds{shop=\"acme\",region=\"eu-west-1\"} 30.0"
+        ));
+        assert!(text.contains("shopfleet_failover_refused{namespace=\"shop\",name=\"acme-eu-west-1\",shop=\"acme\",region=\"eu-west-1\"} 1"));
+
+        metrics.forget_shopregion(&labels, true);
+        let text = metrics.encode();
+        assert!(
+            !text.contains("acme"),
+            "series of a deleted ShopRegion remain:\n{text}"
+        );
     }
 }

@@ -391,6 +391,38 @@ async fn throttling_is_retried_with_backoff_and_then_succeeds() {
 }
 
 #[tokio::test]
+async fn every_attempt_is_counted_with_its_outcome_so_throttling_is_visible_in_metrics() {
+    let replay = replayed(vec![
+        rds_error(400, "Throttling", "Rate exceeded"),
+        rds_ok(
+            "SwitchoverGlobalCluster",
+            &global_cluster_xml("switching-over", true, "16.6"),
+        ),
+    ]);
+    let metrics = std::sync::Arc::new(shopfleet::telemetry::Metrics::default());
+    let cloud = AwsCloud::load(AwsOptions {
+        http_client: Some(SharedHttpClient::new(replay.clone())),
+        credentials: Some(aws::credentials()),
+        max_attempts: 3,
+        metrics: Some(metrics.clone()),
+        ..AwsOptions::default()
+    })
+    .await;
+    cloud
+        .aurora("eu-west-1")
+        .switchover_global_cluster(GLOBAL, EU_ARN)
+        .await
+        .unwrap();
+    let text = metrics.encode();
+    for outcome in ["throttled", "ok"] {
+        let series = format!(
+            "shopfleet_aws_requests_total{{service=\"rds\",operation=\"SwitchoverGlobalCluster\",region=\"eu-west-1\",outcome=\"{outcome}\"}} 1"
+        );
+        assert!(text.contains(&series), "{series} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn cloudwatch_throttling_is_classified_as_throttled() {
     let error = Cbor::map([
         (

@@ -26,7 +26,7 @@ pub fn crd_yaml() -> String {
             .as_mut()
             .and_then(|s| s.open_api_v3_schema.as_mut())
         {
-            sort_defaults(schema);
+            normalise_schema(schema);
         }
     }
     let mut yaml = String::from(
@@ -36,27 +36,48 @@ pub fn crd_yaml() -> String {
     yaml
 }
 
-/// Sorts the keys of every `default` object. serde_json keeps insertion
-/// order when a dependency turns on its `preserve_order` feature (test builds
-/// do, through a dev-dependency), so without this the YAML would depend on
-/// which build printed it.
-fn sort_defaults(props: &mut JSONSchemaProps) {
+/// Makes the generated schema one the API server reads without a warning
+/// and the same whichever build printed it:
+/// - schemars describes unsigned integers with `uint8`/`uint16`/`uint32`
+///   formats, which Kubernetes does not know (every apply of a ShopRegion
+///   printed `unrecognized format "uint32"`); the bound they imply is kept
+///   as `minimum`/`maximum` instead;
+/// - the keys of every `default` object are sorted: serde_json keeps
+///   insertion order when a dependency turns on its `preserve_order`
+///   feature (test builds do, through a dev-dependency).
+fn normalise_schema(props: &mut JSONSchemaProps) {
+    if let Some(max) = props.format.as_deref().and_then(unsigned_format_max) {
+        props.format = None;
+        props.minimum.get_or_insert(0.0);
+        props.maximum.get_or_insert(max);
+    }
     if let Some(JSON(value)) = props.default.as_mut() {
         sort_keys(value);
     }
     for nested in props.properties.iter_mut().flat_map(|p| p.values_mut()) {
-        sort_defaults(nested);
+        normalise_schema(nested);
     }
     match props.items.as_mut() {
-        Some(JSONSchemaPropsOrArray::Schema(item)) => sort_defaults(item),
-        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(sort_defaults),
+        Some(JSONSchemaPropsOrArray::Schema(item)) => normalise_schema(item),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(normalise_schema),
         None => {}
     }
     if let Some(JSONSchemaPropsOrBool::Schema(additional)) = props.additional_properties.as_mut() {
-        sort_defaults(additional);
+        normalise_schema(additional);
     }
     for group in [&mut props.all_of, &mut props.any_of, &mut props.one_of] {
-        group.iter_mut().flatten().for_each(sort_defaults);
+        group.iter_mut().flatten().for_each(normalise_schema);
+    }
+}
+
+/// The largest value of an unsigned format schemars emits; `None` for the
+/// formats Kubernetes knows.
+fn unsigned_format_max(format: &str) -> Option<f64> {
+    match format {
+        "uint8" => Some(f64::from(u8::MAX)),
+        "uint16" => Some(f64::from(u16::MAX)),
+        "uint32" => Some(f64::from(u32::MAX)),
+        _ => None,
     }
 }
 
@@ -72,5 +93,68 @@ fn sort_keys(value: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(sort_keys),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The formats kube-apiserver recognises (k8s.io/kube-openapi's
+    /// strfmt registry plus the integer and number widths); any other one
+    /// makes every apply of a ShopRegion print a warning.
+    const KUBERNETES_FORMATS: &[&str] = &[
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "byte",
+        "binary",
+        "date",
+        "date-time",
+        "datetime",
+        "duration",
+        "password",
+        "uri",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "cidr",
+        "mac",
+        "uuid",
+        "uuid3",
+        "uuid4",
+        "uuid5",
+        "isbn",
+        "isbn10",
+        "isbn13",
+        "creditcard",
+        "ssn",
+        "hexcolor",
+        "rgbcolor",
+        "bsonobjectid",
+    ];
+
+    #[test]
+    fn crd_schema_uses_only_formats_kubernetes_knows_and_keeps_unsigned_bounds() {
+        let yaml = crd_yaml();
+        let mut unknown = Vec::new();
+        for line in yaml.lines() {
+            if let Some(format) = line.trim().strip_prefix("format: ")
+                && !KUBERNETES_FORMATS.contains(&format)
+            {
+                unknown.push(format.to_string());
+            }
+        }
+        assert!(
+            unknown.is_empty(),
+            "formats Kubernetes does not know: {unknown:?}"
+        );
+        let doc: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+        let spec = &doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let replicas = &spec["properties"]["cache"]["properties"]["replicasPerShard"];
+        assert_eq!(replicas["minimum"], 0.0);
+        assert_eq!(replicas["maximum"], 5.0);
     }
 }

@@ -539,6 +539,27 @@ pub struct FailoverStatus {
     /// would lose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_known_lag: Option<LagReading>,
+    /// Present while a failover this region would carry out is refused by
+    /// the policy (the writer is lost, but promoting would break the RPO
+    /// budget, the lag is unknown, or the ShopRegions disagree). Argo CD's
+    /// health check reads it as Degraded; a human decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<FailoverRefusal>,
+}
+
+/// A failover the policy refuses, kept while the refusal lasts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverRefusal {
+    /// `RPOBudgetExceeded`, `ReplicationLagUnknown` or `PoliciesDisagree`.
+    pub reason: String,
+    /// The lost writer region the refused failover would have replaced.
+    pub lost_writer: String,
+    /// Why, for a human: each candidate and what rules it out.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// RFC 3339: when this refusal (same reason, same lost writer) began.
+    pub since: String,
 }
 
 /// A replication lag reading.

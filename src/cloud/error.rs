@@ -111,6 +111,17 @@ impl CloudError {
         }
     }
 
+    /// The error codes by which AWS services say "slow down".
+    pub const THROTTLING_CODES: [&str; 7] = [
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "APICallRateForCustomerExceeded",
+    ];
+
     /// Classifies an AWS error code, as the SDK adapters receive it
     /// (`ProvideErrorMetadata::code()`). Unknown codes are transient: a
     /// wrongly retried error costs a requeue, a wrongly terminal one strands
@@ -118,12 +129,7 @@ impl CloudError {
     pub fn from_aws_code(code: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         match code {
-            "Throttling"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "TooManyRequestsException"
-            | "RequestThrottled"
-            | "RequestThrottledException" => {
+            code if Self::THROTTLING_CODES.contains(&code) => {
                 Self::transient(TransientKind::Throttled, code, message)
             }
             "InternalFailure"
@@ -134,9 +140,6 @@ impl CloudError {
             }
             "RequestTimeout" | "RequestTimeoutException" => {
                 Self::transient(TransientKind::Timeout, code, message)
-            }
-            "APICallRateForCustomerExceeded" => {
-                Self::transient(TransientKind::Throttled, code, message)
             }
             "InvalidDBClusterStateFault"
             | "InvalidDBInstanceState"

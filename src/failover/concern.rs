@@ -25,7 +25,9 @@ use k8s_openapi::jiff::Timestamp;
 use super::decide::{AbandonReason, Decision, absorbing, decide, next_change};
 use super::execute::{self, Carry};
 use super::health::{PROBE_INTERVAL, elapsed};
-use super::observe::{GlobalView, LagSample, ObserveInput, Policy, next_failover_status, observe};
+use super::observe::{
+    GlobalView, LagSample, ObserveInput, Policy, next_failover_status, next_refusal, observe,
+};
 use super::ready::{self, failover_ready, finished_event, refused_event, started_event};
 use super::sampler::Sampler;
 use super::steps;
@@ -35,7 +37,7 @@ use crate::api::{
     RegionRole, ShopRegion,
 };
 use crate::cloud::{Cloud, Note};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, ShopLabels};
 use crate::workload::Topology;
 
 /// The failover state of one controller process.
@@ -97,12 +99,13 @@ impl Runtime {
     }
 
     /// Counts the records this reconcile closed; call once they are stored.
-    pub fn record_metrics(&self, outcome: &FailoverOutcome) {
+    pub fn record_metrics(&self, shop: &ShopLabels, outcome: &FailoverOutcome) {
         for (kind, result, duration) in &outcome.finished {
-            self.metrics.record_failover(*kind, *result, *duration);
+            self.metrics
+                .record_failover(shop, *kind, *result, *duration);
         }
         if outcome.refused {
-            self.metrics.record_refused_failover();
+            self.metrics.record_refused_failover(shop);
         }
     }
 }
@@ -290,14 +293,28 @@ pub async fn assess(
         _ => (previous_record, None),
     };
 
+    let lost_writer = observation.writer().unwrap_or_default();
     let refusal = match &decision {
-        Decision::Refuse { reason, .. } => Some(format!(
-            "{reason} {}",
-            observation.writer().unwrap_or_default()
-        )),
+        Decision::Refuse { reason, message } => {
+            Some((reason.as_str(), lost_writer, message.as_str()))
+        }
         _ => None,
     };
-    let refused = runtime.refusal_began(key, refusal);
+    let previous_refusal = region
+        .status
+        .as_ref()
+        .and_then(|s| s.failover.as_ref())
+        .and_then(|f| f.refused.as_ref());
+    let kept_refusal = next_refusal(previous_refusal, refusal, now);
+    // A refusal already in the status was announced by the process that
+    // stored it: a restart does not post it again.
+    let announced = previous_refusal.is_some_and(|p| {
+        kept_refusal
+            .as_ref()
+            .is_some_and(|k| k.reason == p.reason && k.lost_writer == p.lost_writer)
+    });
+    let refused =
+        runtime.refusal_began(key, refusal.map(|(r, w, _)| format!("{r} {w}"))) && !announced;
     if refused {
         notes.extend(refused_event(&decision));
     }
@@ -324,7 +341,7 @@ pub async fn assess(
         policy.max_replication_lag,
         health_changed,
     );
-    let failover_status = next_failover_status(
+    let mut failover_status = next_failover_status(
         previous_failover,
         policy.first().unwrap_or(&spec.region),
         previous_status.and_then(|s| s.writer_region.as_deref()),
@@ -332,6 +349,7 @@ pub async fn assess(
         lag_read,
         now,
     );
+    failover_status.refused = kept_refusal;
 
     FailoverOutcome {
         absorbing: absorbing(&observation, &policy, now),

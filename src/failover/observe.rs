@@ -33,8 +33,8 @@ use kube::ResourceExt;
 
 use super::health::Health;
 use crate::api::{
-    FailoverKind, FailoverMode, FailoverRecord, FailoverResult, FailoverSpec, FailoverStatus,
-    LagReading, ShopRegion,
+    FailoverKind, FailoverMode, FailoverRecord, FailoverRefusal, FailoverResult, FailoverSpec,
+    FailoverStatus, LagReading, ShopRegion,
 };
 use crate::cloud::arn_region;
 use crate::cloud::aurora::GlobalCluster;
@@ -444,7 +444,29 @@ pub fn next_failover_status(
         preferred_region,
         writer_changed_at,
         last_known_lag,
+        refused: None,
     }
+}
+
+/// The refusal to keep in `status.failover.refused`: the previous one while
+/// its reason and lost writer hold (so a lasting refusal writes nothing),
+/// a new one when they change, none when nothing is refused.
+pub fn next_refusal(
+    previous: Option<&FailoverRefusal>,
+    refused: Option<(&str, &str, &str)>,
+    now: Timestamp,
+) -> Option<FailoverRefusal> {
+    let (reason, lost_writer, message) = refused?;
+    let since = match previous {
+        Some(p) if p.reason == reason && p.lost_writer == lost_writer => p.since.clone(),
+        _ => now.to_string(),
+    };
+    Some(FailoverRefusal {
+        reason: reason.to_string(),
+        lost_writer: lost_writer.to_string(),
+        message: message.to_string(),
+        since,
+    })
 }
 
 #[cfg(test)]
@@ -770,6 +792,22 @@ mod tests {
         let next = next_failover_status(None, "us-east-1", None, Some("eu-west-1"), None, t(0));
         assert_eq!(next.preferred_region.as_deref(), Some("us-east-1"));
         assert_eq!(next.writer_changed_at, None);
+    }
+
+    #[test]
+    fn a_lasting_refusal_keeps_its_start_and_a_new_reason_starts_anew() {
+        let rpo = ("RPOBudgetExceeded", "us-east-1", "lag 45s over 30s");
+        let first = next_refusal(None, Some(rpo), t(0)).unwrap();
+        assert_eq!(first.since, t(0).to_string());
+        let same = next_refusal(Some(&first), Some(rpo), t(30));
+        assert_eq!(same.as_ref(), Some(&first));
+        let other = next_refusal(
+            Some(&first),
+            Some(("ReplicationLagUnknown", "us-east-1", "lag unknown")),
+            t(60),
+        );
+        assert_eq!(other.unwrap().since, t(60).to_string());
+        assert_eq!(next_refusal(Some(&first), None, t(90)), None);
     }
 
     #[test]

@@ -178,6 +178,10 @@ impl Sampler {
             if let Some(task) = shop.task.take() {
                 task.abort();
             }
+            for sampled in shop.regions.keys() {
+                self.metrics
+                    .set_replication_lag(&region.spec.shop, sampled, None);
+            }
             shops.remove(&region.spec.shop);
         }
     }
@@ -336,7 +340,8 @@ impl Sampler {
                 .and_then(|m| m.lag)
                 .filter(|_| !target.writer)
                 .map(|l| l.lag);
-            self.metrics.set_replication_lag(&target.region, lag);
+            self.metrics
+                .set_replication_lag(shop_name, &target.region, lag);
         }
         changed
     }

@@ -16,6 +16,7 @@ mod cloudwatch;
 mod elasticache;
 mod error;
 mod rds;
+mod requests;
 
 pub use elasticache::AwsElastiCache;
 pub use rds::RdsAurora;
@@ -36,6 +37,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::cloud::Cloud;
 use crate::cloud::aurora::AuroraPort;
 use crate::cloud::elasticache::ElastiCachePort;
+use crate::telemetry::Metrics;
+use requests::CountRequests;
 
 /// An optional text field of an SDK shape; absent reads as empty.
 fn text(value: Option<&str>) -> String {
@@ -69,6 +72,9 @@ pub struct AwsOptions {
     pub credentials: Option<SharedCredentialsProvider>,
     /// `None`: HTTPS on rustls with ring, the system's root certificates.
     pub http_client: Option<SharedHttpClient>,
+    /// Where every request attempt is counted
+    /// (`shopfleet_aws_requests_total`); `None` counts nothing.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for AwsOptions {
@@ -81,6 +87,7 @@ impl Default for AwsOptions {
             operation_timeout: Duration::from_secs(60),
             credentials: None,
             http_client: None,
+            metrics: None,
         }
     }
 }
@@ -102,24 +109,31 @@ struct RegionClients {
 }
 
 impl RegionClients {
-    fn new(base: &SdkConfig, region: &str) -> Self {
+    fn new(base: &SdkConfig, region: &str, metrics: Option<&Arc<Metrics>>) -> Self {
+        let counting = || {
+            metrics.map(|metrics| CountRequests {
+                metrics: metrics.clone(),
+                region: region.to_string(),
+            })
+        };
         let region = Region::new(region.to_string());
+        let mut rds = aws_sdk_rds::config::Builder::from(base).region(region.clone());
+        let mut elasticache =
+            aws_sdk_elasticache::config::Builder::from(base).region(region.clone());
+        let mut cloudwatch = aws_sdk_cloudwatch::config::Builder::from(base).region(region);
+        if let Some(count) = counting() {
+            rds = rds.interceptor(count);
+        }
+        if let Some(count) = counting() {
+            elasticache = elasticache.interceptor(count);
+        }
+        if let Some(count) = counting() {
+            cloudwatch = cloudwatch.interceptor(count);
+        }
         Self {
-            rds: aws_sdk_rds::Client::from_conf(
-                aws_sdk_rds::config::Builder::from(base)
-                    .region(region.clone())
-                    .build(),
-            ),
-            elasticache: aws_sdk_elasticache::Client::from_conf(
-                aws_sdk_elasticache::config::Builder::from(base)
-                    .region(region.clone())
-                    .build(),
-            ),
-            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
-                aws_sdk_cloudwatch::config::Builder::from(base)
-                    .region(region)
-                    .build(),
-            ),
+            rds: aws_sdk_rds::Client::from_conf(rds.build()),
+            elasticache: aws_sdk_elasticache::Client::from_conf(elasticache.build()),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch.build()),
         }
     }
 }
@@ -127,6 +141,7 @@ impl RegionClients {
 /// AWS itself, behind the [`Cloud`] ports.
 pub struct AwsCloud {
     base: SdkConfig,
+    metrics: Option<Arc<Metrics>>,
     regions: Mutex<BTreeMap<String, RegionClients>>,
 }
 
@@ -169,6 +184,7 @@ impl AwsCloud {
         }
         Self {
             base: loader.load().await,
+            metrics: options.metrics,
             regions: Mutex::new(BTreeMap::new()),
         }
     }
@@ -182,7 +198,7 @@ impl AwsCloud {
     fn clients(&self, region: &str) -> RegionClients {
         self.lock()
             .entry(region.to_string())
-            .or_insert_with(|| RegionClients::new(&self.base, region))
+            .or_insert_with(|| RegionClients::new(&self.base, region, self.metrics.as_ref()))
             .clone()
     }
 }
