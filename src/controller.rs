@@ -20,7 +20,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::conditions::{self, Desired, Status, Transition, find, types};
 use crate::api::{
@@ -59,6 +59,9 @@ pub enum Error {
 impl Error {
     /// The error category, as the `shopfleet_reconcile_errors_total` label.
     pub fn metric_label(&self) -> &'static str {
+        if self.forbidden().is_some() {
+            return "forbidden";
+        }
         match self {
             Error::Kube(kube::Error::Api(_)) => "kube_api",
             Error::Kube(_) => "kube_transport",
@@ -72,6 +75,29 @@ impl Error {
             Error::MissingNamespace(_) => "invalid_object",
             Error::CleanupPending(_) => "cleanup_pending",
             Error::DeletionBlocked { .. } => "deletion_blocked",
+        }
+    }
+}
+
+impl Error {
+    /// The API server's message when it refused a request for lack of a
+    /// permission (HTTP 403); it names the verb, the resource and the
+    /// ServiceAccount, which is what the person fixing the RBAC needs.
+    pub fn forbidden(&self) -> Option<&str> {
+        let kube_error = match self {
+            Error::Kube(e) => Some(e),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    return e.forbidden();
+                }
+                finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Some(e),
+                _ => None,
+            },
+            _ => None,
+        };
+        match kube_error {
+            Some(kube::Error::Api(status)) if status.code == 403 => Some(status.message.as_str()),
+            _ => None,
         }
     }
 }
@@ -836,6 +862,23 @@ fn error_policy(region: Arc<ShopRegion>, error: &Error, ctx: Arc<Context>) -> Ac
     }
     let failures = ctx.record_failure(&object_key(&region));
     let delay = backoff(failures);
+    if let Some(message) = error.forbidden() {
+        // Not a blip: nothing changes until someone mends the RBAC. Say
+        // exactly which permission is missing, once per run of failures.
+        error!(
+            shopregion = %object_key(&region),
+            permission_denied = %message,
+            "the operator lacks a permission; fix the Role or ClusterRole (docs/install.md)"
+        );
+        if failures == 1 {
+            let ctx = ctx.clone();
+            let note = message.to_string();
+            tokio::spawn(async move {
+                publish(&ctx, &region, EventType::Warning, "PermissionDenied", &note).await;
+            });
+        }
+        return Action::requeue(delay);
+    }
     warn!(
         shopregion = %object_key(&region),
         %error,

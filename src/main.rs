@@ -89,6 +89,11 @@ struct RunArgs {
     /// regional endpoints (an emulator such as moto, or a proxy).
     #[arg(long, env = "SHOPFLEET_AWS_ENDPOINT_URL")]
     aws_endpoint_url: Option<String>,
+    /// With `--cloud simulated`: serve the simulated cloud's control
+    /// endpoint beside the metrics (`/sim/state`, `/sim/outage/REGION`,
+    /// `/sim/recover/REGION`, `/sim/speed/N`) for tests and demos.
+    #[arg(long)]
+    sim_control: bool,
     /// With `--cloud simulated`: simulated cloud seconds per real second.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
     sim_speed: u32,
@@ -138,7 +143,11 @@ fn main() -> ExitCode {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.log_format);
     let metrics = Arc::new(Metrics::default());
+    let mut control = None;
     let cloud: Arc<dyn Cloud> = match args.cloud {
+        CloudKind::Aws if args.sim_control => {
+            anyhow::bail!("--sim-control applies to --cloud simulated only")
+        }
         CloudKind::Aws => {
             match &args.aws_endpoint_url {
                 Some(url) => info!(endpoint = %url, "using AWS through an endpoint override"),
@@ -159,7 +168,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         CloudKind::Simulated => {
             info!(speed = args.sim_speed, "using the simulated cloud");
             let clock = VirtualClock::at(k8s_openapi::jiff::Timestamp::now());
-            Arc::new(LiveSim::start(SimCloud::new(clock), args.sim_speed))
+            let sim = Arc::new(LiveSim::start(SimCloud::new(clock), args.sim_speed));
+            if args.sim_control {
+                warn!("the simulated cloud's control endpoint is on (/sim/*)");
+                control = Some(shopfleet::sim::control::router(sim.clone()));
+            }
+            sim
         }
     };
     let readiness = Readiness::default();
@@ -180,6 +194,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         addr,
         metrics.clone(),
         readiness.clone(),
+        control,
         wait_for(stop_rx.clone()),
     ));
 

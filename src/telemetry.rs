@@ -769,10 +769,15 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     readiness: Readiness,
+    extra: Option<Router>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(metrics, readiness))
+    let routes = match extra {
+        Some(extra) => router(metrics, readiness).merge(extra),
+        None => router(metrics, readiness),
+    };
+    axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown)
         .await
 }

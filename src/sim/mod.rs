@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod cloud;
+pub mod control;
 pub mod live;
 pub mod probe;
 

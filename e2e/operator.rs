@@ -1,0 +1,569 @@
+//! The e2e harness: a cluster from KUBECONFIG, a fresh namespace per test
+//! with the chart's RBAC rendered by the real Helm, a ServiceAccount token,
+//! and the operator binary started as its own process with a kubeconfig that
+//! holds only that token.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use shopfleet::api::ShopRegion;
+
+const RELEASE: &str = "shopfleet";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Polls `check` until it holds, or fails the test naming `what`.
+pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A tool that `.ci/tools` installs under `target/tools/bin` (installed on
+/// first use, like the moto harness does).
+fn tool(name: &str) -> PathBuf {
+    let path = root().join("target/tools/bin").join(name);
+    if !path.exists() {
+        let status = Command::new("bash")
+            .arg(root().join(".ci/tools"))
+            .status()
+            .expect(".ci/tools runs");
+        assert!(
+            status.success(),
+            ".ci/tools failed; {name} is needed by the e2e suite"
+        );
+    }
+    path
+}
+
+fn run(mut command: Command, input: Option<&str>) -> (bool, String, String) {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+pub struct Cluster {
+    kubeconfig: PathBuf,
+    client: Client,
+}
+
+impl Cluster {
+    /// The cluster KUBECONFIG names, or `None` after saying once that there
+    /// is none.
+    pub async fn connect() -> Option<Cluster> {
+        static SAID: OnceLock<()> = OnceLock::new();
+        let skip = || {
+            SAID.get_or_init(|| println!("e2e skipped: no cluster in KUBECONFIG"));
+            None
+        };
+        let Some(kubeconfig) = std::env::var_os("KUBECONFIG").map(PathBuf::from) else {
+            return skip();
+        };
+        if !kubeconfig.is_file() {
+            return skip();
+        }
+        let config = kube::Config::infer().await.expect("KUBECONFIG is readable");
+        let client = Client::try_from(config).expect("a client from KUBECONFIG");
+        if client.apiserver_version().await.is_err() {
+            return skip();
+        }
+        let cluster = Cluster { kubeconfig, client };
+        cluster.install_crd();
+        Some(cluster)
+    }
+
+    pub fn kubectl(&self, args: &[&str], input: Option<&str>) -> (bool, String, String) {
+        let mut command = Command::new(tool("kubectl"));
+        command.env("KUBECONFIG", &self.kubeconfig).args(args);
+        run(command, input)
+    }
+
+    /// The CRD from `crds/`, applied server-side; any warning (an unknown
+    /// schema format, a deprecated field) fails the suite.
+    fn install_crd(&self) {
+        let crd = root().join("crds/shopregion.yaml");
+        let (ok, _, stderr) = self.kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=e2e",
+                "-f",
+                crd.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(ok, "the CRD applies: {stderr}");
+        assert!(
+            !stderr.contains("Warning"),
+            "applying the CRD printed a warning: {stderr}"
+        );
+        let (ok, _, stderr) = self.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/shopregions.shopfleet.io",
+            ],
+            None,
+        );
+        assert!(ok, "the CRD becomes Established: {stderr}");
+    }
+
+    pub fn crd_is_established_and_explainable(&self) {
+        let (ok, stdout, stderr) = self.kubectl(&["explain", "shopregion.spec.failover"], None);
+        assert!(ok, "kubectl explain works: {stderr}");
+        assert!(stdout.contains("maxReplicationLag"), "{stdout}");
+    }
+
+    /// A fresh namespace with the chart's RBAC for it (helm template, the
+    /// operator's Deployment left out: the test runs the binary itself).
+    pub async fn shop(&self, test: &str, rbac: Rbac) -> Shop {
+        let suffix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            % 1_000_000;
+        let namespace = format!("e2e-{test}-{suffix}");
+        Api::<Namespace>::all(self.client.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut helm = Command::new(tool("helm"));
+        helm.args(["template", RELEASE])
+            .arg(root().join("charts/shopfleet"))
+            .args(["--namespace", &namespace, "--skip-crds"])
+            .args(["--set", "cloud=simulated"])
+            .args(["--set", &format!("watchNamespaces={{{namespace}}}")])
+            .args(["--set", "specGuard.enabled=true"]);
+        let (ok, rendered, stderr) = run(helm, None);
+        assert!(ok, "helm template: {stderr}");
+        let mut documents = Vec::new();
+        for document in rendered.split("\n---") {
+            let Ok(value) = serde_saphyr::from_str::<Value>(document) else {
+                continue;
+            };
+            let kind = value["kind"].as_str().unwrap_or_default().to_string();
+            if kind.is_empty() || matches!(kind.as_str(), "Deployment" | "PodDisruptionBudget") {
+                continue;
+            }
+            documents.push(rbac.edit(value));
+        }
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": documents});
+        let (ok, _, stderr) = self.kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=e2e",
+                "-n",
+                &namespace,
+                "-f",
+                "-",
+            ],
+            Some(&list.to_string()),
+        );
+        assert!(ok, "the chart's objects apply: {stderr}");
+        let (ok, token, stderr) = self.kubectl(
+            &[
+                "create",
+                "token",
+                RELEASE,
+                "-n",
+                &namespace,
+                "--duration=2h",
+            ],
+            None,
+        );
+        assert!(ok, "a token for the chart's ServiceAccount: {stderr}");
+        let dir = root().join("target/e2e").join(&namespace);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ok, raw, stderr) =
+            self.kubectl(&["config", "view", "--raw", "--minify", "-o", "json"], None);
+        assert!(ok, "{stderr}");
+        let admin: Value = serde_json::from_str(&raw).unwrap();
+        let cluster = &admin["clusters"][0]["cluster"];
+        let kubeconfig = json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": cluster}],
+            "users": [{"name": "operator", "user": {"token": token.trim()}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "operator", "namespace": namespace}}],
+            "current-context": "e2e",
+        });
+        let token_kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&token_kubeconfig, kubeconfig.to_string()).unwrap();
+        Shop {
+            cluster_kubeconfig: self.kubeconfig.clone(),
+            client: self.client.clone(),
+            namespace,
+            dir,
+            token_kubeconfig,
+            operator: None,
+        }
+    }
+}
+
+/// The RBAC a test runs the operator under.
+#[derive(Clone, Copy, Debug)]
+pub enum Rbac {
+    AsCharted,
+    /// The chart's rules less one verb on one resource.
+    Without {
+        resource: &'static str,
+        verb: &'static str,
+    },
+}
+
+impl Rbac {
+    fn edit(self, mut document: Value) -> Value {
+        let Rbac::Without { resource, verb } = self else {
+            return document;
+        };
+        if !matches!(document["kind"].as_str(), Some("Role" | "ClusterRole")) {
+            return document;
+        }
+        if let Some(rules) = document["rules"].as_array_mut() {
+            for rule in rules.iter_mut() {
+                let names_it = rule["resources"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r == resource));
+                if names_it && let Some(verbs) = rule["verbs"].as_array_mut() {
+                    verbs.retain(|v| v != verb);
+                }
+            }
+            rules.retain(|rule| rule["verbs"].as_array().is_some_and(|v| !v.is_empty()));
+        }
+        document
+    }
+}
+
+/// One test's namespace, its operator process and what it reads.
+pub struct Shop {
+    cluster_kubeconfig: PathBuf,
+    client: Client,
+    namespace: String,
+    dir: PathBuf,
+    token_kubeconfig: PathBuf,
+    operator: Option<Operator>,
+}
+
+impl Shop {
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn regions(&self) -> Api<ShopRegion> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    pub fn operator(&self) -> &Operator {
+        self.operator.as_ref().expect("the operator was started")
+    }
+
+    pub fn start_operator(&mut self, speed: u32) {
+        let generation = self.operator.as_ref().map_or(0, |o| o.generation + 1);
+        self.operator = Some(Operator::start(self, speed, generation));
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let mut command = Command::new(tool("kubectl"));
+        command
+            .env("KUBECONFIG", &self.cluster_kubeconfig)
+            .args(["-n", &self.namespace])
+            .args(args);
+        let (ok, stdout, stderr) = run(command, None);
+        assert!(ok, "kubectl {args:?}: {stderr}");
+        assert!(
+            !stderr.contains("Warning"),
+            "kubectl {args:?} warned: {stderr}"
+        );
+        stdout
+    }
+
+    /// `kubectl apply` of a sample, as a user does it: no warning allowed.
+    pub fn apply_sample(&self, path: &str) {
+        let file = root().join(path);
+        self.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    }
+
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&ShopRegion) -> bool,
+    ) -> ShopRegion {
+        let api = self.regions();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(region) = api.get_opt(name).await.unwrap()
+                && check(&region)
+            {
+                return region;
+            }
+            if Instant::now() >= deadline {
+                let status = api
+                    .get_opt(name)
+                    .await
+                    .unwrap()
+                    .and_then(|r| r.status)
+                    .map(|s| serde_json::to_string_pretty(&s).unwrap());
+                panic!(
+                    "{name}: timed out after {within:?} waiting for {what}; status {status:?}; operator log {}",
+                    self.operator
+                        .as_ref()
+                        .map(|o| o.log_path().display().to_string())
+                        .unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn wait_gone(&self, name: &str, within: Duration) {
+        let api = self.regions();
+        eventually(&format!("{name} is deleted"), within, async || {
+            api.get_opt(name).await.unwrap().is_none()
+        })
+        .await;
+    }
+
+    /// A metadata change the operator must look at (a reconcile) but that
+    /// asks for no change.
+    pub async fn touch(&self, name: &str) {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            .to_string();
+        self.regions()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"e2e.shopfleet.io/resync": stamp}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the operator's reconcile writes stop moving.
+    pub async fn settle(&self) {
+        let mut last = self.operator().reconcile_writes();
+        let mut quiet_since = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while quiet_since.elapsed() < Duration::from_secs(3) {
+            assert!(
+                Instant::now() < deadline,
+                "the operator never stopped writing; log {}",
+                self.operator().log_path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = self.operator().reconcile_writes();
+            if now != last {
+                last = now;
+                quiet_since = Instant::now();
+            }
+        }
+    }
+
+    pub async fn events(&self) -> Vec<Event> {
+        Api::<Event>::namespaced(self.client.clone(), &self.namespace)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reporting_controller.as_deref() == Some("shopfleet"))
+            .collect()
+    }
+
+    /// Stops the operator and deletes the namespace (its ShopRegions first,
+    /// so that the finalizer is not left behind without an operator).
+    pub async fn finish(mut self) {
+        let api = self.regions();
+        for region in api.list(&ListParams::default()).await.unwrap() {
+            let _ = api
+                .delete(&region.name_any(), &DeleteParams::default())
+                .await;
+        }
+        eventually(
+            "the test's ShopRegions are deleted",
+            Duration::from_secs(60),
+            async || {
+                api.list(&ListParams::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .is_empty()
+            },
+        )
+        .await;
+        if let Some(mut operator) = self.operator.take() {
+            let _ = operator.child.kill();
+            let _ = operator.child.wait();
+        }
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .delete(&self.namespace, &DeleteParams::default())
+            .await;
+    }
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        if let Some(operator) = self.operator.as_mut() {
+            let _ = operator.child.kill();
+            let _ = operator.child.wait();
+        }
+    }
+}
+
+/// The operator binary of this checkout, running as its own process.
+pub struct Operator {
+    child: Child,
+    port: u16,
+    generation: u32,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Operator {
+    fn start(shop: &Shop, speed: u32, generation: u32) -> Operator {
+        let port = free_port();
+        let log = shop.dir.join(format!("operator-{generation}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_shopfleet"))
+            .args(["run", "--cloud", "simulated", "--sim-control"])
+            .args([
+                "--namespace",
+                &shop.namespace,
+                "--lease-namespace",
+                &shop.namespace,
+            ])
+            .args([
+                "--metrics-port",
+                &port.to_string(),
+                "--sim-speed",
+                &speed.to_string(),
+            ])
+            .args(["--identity", &format!("e2e-{generation}")])
+            .env("KUBECONFIG", &shop.token_kubeconfig)
+            .env_remove("POD_NAMESPACE")
+            .env_remove("POD_NAME")
+            .env_remove("SHOPFLEET_NAMESPACE")
+            .env("RUST_LOG", "info,kube=warn,hyper=warn")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("the operator binary starts");
+        Operator {
+            child,
+            port,
+            generation,
+            log,
+        }
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn http(&self, method: &str, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    }
+
+    pub fn metrics(&self) -> String {
+        self.http("GET", "/metrics").unwrap_or_default()
+    }
+
+    /// Kubernetes writes of this process, the leader Lease's renewals apart.
+    pub fn reconcile_writes(&self) -> u64 {
+        self.metrics()
+            .lines()
+            .filter(|l| {
+                l.starts_with("shopfleet_kube_writes_total{") && !l.contains("resource=\"leases\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    pub fn sim_state(&self) -> Value {
+        serde_json::from_str(
+            &self
+                .http("GET", "/sim/state")
+                .expect("the control endpoint answers"),
+        )
+        .unwrap()
+    }
+
+    pub fn sim_post(&self, path: &str) {
+        self.http("POST", path)
+            .unwrap_or_else(|| panic!("POST {path} to the simulated cloud"));
+    }
+}
