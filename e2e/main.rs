@@ -195,10 +195,13 @@ async fn the_operator_binary_under_the_charts_rbac_brings_the_fleet_ready_then_w
 
     // Converged: no reconcile write over a forced resync (a metadata change
     // the operator must look at) and a minute of simulated cloud time.
+    // Measured near real time (5x), where a real cluster's own pace (its
+    // timestamps, its watch events) is not hidden by the simulation's.
+    shop.operator().sim_post("/sim/speed/60");
     shop.settle().await;
     let before = shop.operator().reconcile_writes();
     shop.touch("acme-eu-west-1").await;
-    tokio::time::sleep(Duration::from_secs(4)).await; // > 60 s of cloud time at 300x
+    tokio::time::sleep(Duration::from_secs(20)).await; // 100 s of cloud time: a lag read included
     let after = shop.operator().reconcile_writes();
     assert_eq!(
         after,
@@ -217,6 +220,36 @@ async fn the_operator_binary_under_the_charts_rbac_brings_the_fleet_ready_then_w
         annotations.get("example.com/owner").map(String::as_str),
         Some("team-orders")
     );
+
+    // A Git change that shrinks a region below two replicas: the operator
+    // deletes the PDB it no longer wants (a budget over one pod would block
+    // every drain).
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(shop.client(), shop.namespace());
+    assert!(
+        pdbs.get_opt("acme-ap-northeast-1-orders")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    regions
+        .patch(
+            "acme-ap-northeast-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"orders": {"minReplicas": 1, "maxReplicas": 3}}})),
+        )
+        .await
+        .unwrap();
+    operator::eventually(
+        "the unwanted PDB is deleted",
+        Duration::from_secs(60),
+        async || {
+            pdbs.get_opt("acme-ap-northeast-1-orders")
+                .await
+                .unwrap()
+                .is_none()
+        },
+    )
+    .await;
 
     // Deletion with Retain: the finalizer goes, the real garbage collector
     // removes the children, the simulated cloud keeps the resources.
@@ -245,6 +278,47 @@ async fn the_operator_binary_under_the_charts_rbac_brings_the_fleet_ready_then_w
         clusters.iter().any(|c| c["region"] == "ap-northeast-1"),
         "deletionPolicy Retain keeps the cluster: {state}"
     );
+    shop.finish().await;
+}
+
+#[tokio::test]
+async fn a_pci_shop_reads_its_redis_auth_token_from_its_secret_and_comes_up() {
+    let Some(cluster) = Cluster::connect().await else {
+        return;
+    };
+    let mut shop = cluster.shop("pci", Rbac::AsCharted).await;
+    shop.start_operator(300);
+    let secrets =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(shop.client(), shop.namespace());
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "eurocard-redis-auth"},
+                "stringData": {"token": "e2e-redis-auth-token-0123456789"}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let names = ["eurocard-eu-west-1", "eurocard-eu-central-1"];
+    for name in names {
+        shop.apply_sample(&format!(
+            "samples/variants/{}.yaml",
+            name.replace("eurocard-", "eurocard-pci-eu-")
+        ));
+    }
+    for name in names {
+        let region = shop
+            .wait_for(name, "Ready=True", Duration::from_secs(240), |r| {
+                is_true(r, types::READY)
+            })
+            .await;
+        assert!(
+            is_true(&region, types::CACHE_READY),
+            "{name}: the cache came up with AUTH"
+        );
+    }
     shop.finish().await;
 }
 

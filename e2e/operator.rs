@@ -188,7 +188,7 @@ impl Cluster {
             if kind.is_empty() || matches!(kind.as_str(), "Deployment" | "PodDisruptionBudget") {
                 continue;
             }
-            documents.push(rbac.edit(value));
+            documents.push(rbac.or_from_env().edit(value));
         }
         let list = json!({"apiVersion": "v1", "kind": "List", "items": documents});
         let (ok, _, stderr) = self.kubectl(
@@ -255,6 +255,28 @@ pub enum Rbac {
 }
 
 impl Rbac {
+    /// `E2E_RBAC_WITHOUT=RESOURCE:VERB` (e.g. `deployments:create`, or
+    /// `deployments:*` for the resource's whole rule) runs
+    /// every test under the chart's RBAC less that permission: the way to
+    /// show that each rule is needed (a test then fails naming it).
+    fn or_from_env(self) -> Rbac {
+        static DROPPED: OnceLock<Option<(&'static str, &'static str)>> = OnceLock::new();
+        let dropped = DROPPED.get_or_init(|| {
+            let value = std::env::var("E2E_RBAC_WITHOUT").ok()?;
+            let (resource, verb) = value
+                .split_once(':')
+                .expect("E2E_RBAC_WITHOUT=RESOURCE:VERB");
+            Some((
+                Box::leak(resource.to_string().into_boxed_str()),
+                Box::leak(verb.to_string().into_boxed_str()),
+            ))
+        });
+        match (self, dropped) {
+            (Rbac::AsCharted, Some((resource, verb))) => Rbac::Without { resource, verb },
+            _ => self,
+        }
+    }
+
     fn edit(self, mut document: Value) -> Value {
         let Rbac::Without { resource, verb } = self else {
             return document;
@@ -263,15 +285,32 @@ impl Rbac {
             return document;
         }
         if let Some(rules) = document["rules"].as_array_mut() {
-            for rule in rules.iter_mut() {
-                let names_it = rule["resources"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r == resource));
-                if names_it && let Some(verbs) = rule["verbs"].as_array_mut() {
-                    verbs.retain(|v| v != verb);
+            let mut edited = Vec::new();
+            for rule in rules.drain(..) {
+                let resources: Vec<Value> =
+                    rule["resources"].as_array().cloned().unwrap_or_default();
+                if !resources.iter().any(|r| r == resource) {
+                    edited.push(rule);
+                    continue;
+                }
+                // The other resources of a shared rule keep every verb.
+                let others: Vec<Value> = resources.into_iter().filter(|r| r != resource).collect();
+                if !others.is_empty() {
+                    let mut kept = rule.clone();
+                    kept["resources"] = Value::Array(others);
+                    edited.push(kept);
+                }
+                let mut narrowed = rule;
+                narrowed["resources"] = json!([resource]);
+                if let Some(verbs) = narrowed["verbs"].as_array_mut() {
+                    // `*` drops the whole rule for that resource.
+                    verbs.retain(|v| verb != "*" && v != verb);
+                }
+                if narrowed["verbs"].as_array().is_some_and(|v| !v.is_empty()) {
+                    edited.push(narrowed);
                 }
             }
-            rules.retain(|rule| rule["verbs"].as_array().is_some_and(|v| !v.is_empty()));
+            *rules = edited;
         }
         document
     }
@@ -345,7 +384,13 @@ impl Shop {
             {
                 return region;
             }
-            if Instant::now() >= deadline {
+            // A refused permission will not heal by waiting: fail now,
+            // naming it.
+            let refused = self
+                .operator
+                .as_ref()
+                .is_some_and(|o| o.log().contains(" is forbidden: "));
+            if refused || Instant::now() >= deadline {
                 let status = api
                     .get_opt(name)
                     .await
@@ -353,10 +398,10 @@ impl Shop {
                     .and_then(|r| r.status)
                     .map(|s| serde_json::to_string_pretty(&s).unwrap());
                 panic!(
-                    "{name}: timed out after {within:?} waiting for {what}; status {status:?}; operator log {}",
+                    "{name}: timed out after {within:?} waiting for {what}; status {status:?}; {}",
                     self.operator
                         .as_ref()
-                        .map(|o| o.log_path().display().to_string())
+                        .map(Operator::diagnosis)
                         .unwrap_or_default()
                 );
             }
@@ -400,8 +445,8 @@ impl Shop {
         while quiet_since.elapsed() < Duration::from_secs(3) {
             assert!(
                 Instant::now() < deadline,
-                "the operator never stopped writing; log {}",
-                self.operator().log_path().display()
+                "the operator never stopped writing; {}",
+                self.operator().diagnosis()
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
             let now = self.operator().reconcile_writes();
@@ -522,6 +567,23 @@ impl Operator {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// For a failure message: the permissions the API server refused (the
+    /// usual reason an operator under least privilege gets stuck), and
+    /// where the whole log is.
+    pub fn diagnosis(&self) -> String {
+        let log = self.log();
+        let mut denied: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" is forbidden: "))
+            .collect();
+        denied.dedup();
+        denied.truncate(5);
+        format!(
+            "permissions refused: {denied:#?}; operator log {}",
+            self.log.display()
+        )
     }
 
     fn http(&self, method: &str, path: &str) -> Option<String> {

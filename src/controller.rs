@@ -959,8 +959,16 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile result");
+            match result {
+                // A watch that fails (a missing list or watch permission,
+                // an API server going away) stalls every ShopRegion it
+                // feeds: say so where on-call looks. Reconcile errors are
+                // logged by the error policy.
+                Err(kube::runtime::controller::Error::QueueError(error)) => {
+                    warn!(error = %error, "a watch failed; retrying with backoff");
+                }
+                Err(error) => tracing::debug!(%error, "reconcile result"),
+                Ok(_) => {}
             }
         })
         .await;
