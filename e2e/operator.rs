@@ -386,11 +386,8 @@ impl Shop {
             }
             // A refused permission will not heal by waiting: fail now,
             // naming it.
-            let refused = self
-                .operator
-                .as_ref()
-                .is_some_and(|o| o.log().contains(" is forbidden: "));
-            if refused || Instant::now() >= deadline {
+            let stuck = self.operator.as_ref().is_some_and(Operator::cannot_go_on);
+            if stuck || Instant::now() >= deadline {
                 let status = api
                     .get_opt(name)
                     .await
@@ -569,6 +566,22 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A refused permission (it will not heal by waiting) or an exited
+    /// process.
+    fn cannot_go_on(&self) -> bool {
+        // An exited child stays a zombie until reaped: read its state.
+        let exited = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).map_or(
+            true,
+            |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().next())
+                    == Some("Z")
+            },
+        );
+        exited || self.log().contains(" is forbidden: ")
+    }
+
     /// For a failure message: the permissions the API server refused (the
     /// usual reason an operator under least privilege gets stuck), and
     /// where the whole log is.
@@ -580,8 +593,9 @@ impl Operator {
             .collect();
         denied.dedup();
         denied.truncate(5);
+        let last: Vec<&str> = log.lines().rev().take(3).collect();
         format!(
-            "permissions refused: {denied:#?}; operator log {}",
+            "permissions refused: {denied:#?}; last log lines: {last:#?}; operator log {}",
             self.log.display()
         )
     }

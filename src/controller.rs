@@ -907,6 +907,22 @@ where
     }
 }
 
+/// What to tell the person starting the operator when it cannot even list
+/// ShopRegions: a missing CRD and a missing permission need different fixes.
+fn startup_failure(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => format!(
+            "the operator may not list ShopRegions: {}; install the chart's RBAC (docs/install.md)",
+            status.message
+        ),
+        kube::Error::Api(status) if status.code == 404 => format!(
+            "cannot list ShopRegions ({}); is the CRD installed? `shopfleet crd | kubectl apply -f -`",
+            status.message
+        ),
+        other => format!("cannot list ShopRegions: {other}"),
+    }
+}
+
 /// Runs the controller until `shutdown` resolves. Fails fast when the CRD is
 /// not installed, with a message that says how to install it.
 pub async fn run(
@@ -916,11 +932,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     let regions: Api<ShopRegion> = scoped(&client, &scope);
-    regions.list(&ListParams::default().limit(1)).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot list ShopRegions ({e}); is the CRD installed? `shopfleet crd | kubectl apply -f -`"
-        )
-    })?;
+    regions
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(|e| anyhow::anyhow!(startup_failure(&e)))?;
     info!(namespace = ?scope.namespace, "starting ShopRegion controller");
     let deployments: Api<Deployment> = scoped(&client, &scope);
     let services: Api<Service> = scoped(&client, &scope);
