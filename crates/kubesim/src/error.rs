@@ -183,6 +183,12 @@ impl ApiError {
         Self::new(422, "Invalid", message)
     }
 
+    /// `500` with no reason, as the real server answers an applied
+    /// configuration it cannot turn into a typed object.
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
     pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)
     }
@@ -253,6 +259,11 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty()
+            && let Some(o) = status.as_object_mut()
+        {
+            o.remove("reason");
+        }
         if !details.is_empty() {
             status["details"] = Value::Object(details);
         }

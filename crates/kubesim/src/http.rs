@@ -360,7 +360,7 @@ fn serve_resource(ctx: &Ctx, req: ResourceRequest) -> Result<Response<Body>, Api
                     Err(_) => {
                         let text = std::str::from_utf8(&req.body)
                             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                        serde_saphyr::from_str::<Value>(text).map_err(|e| {
+                        crate::yaml::from_str(text).map_err(|e| {
                             ApiError::bad_request(format!("error decoding YAML: {e}"))
                         })?
                     }
@@ -372,9 +372,19 @@ fn serve_resource(ctx: &Ctx, req: ResourceRequest) -> Result<Response<Body>, Api
             if patch_type == PatchType::Apply && !req.query.contains_key("fieldManager") {
                 opts.manager = String::new();
             }
-            Ok(ok(&store.with(|s| {
+            // An apply that creates the object answers 201 Created, as the real server does.
+            let (patched, created) = store.with(|s| {
+                let existed = s
+                    .objects
+                    .contains_key(&crate::store::ObjKey::new(&rt, &namespace, &name));
                 s.patch(&rt, &namespace, &name, patch_type, &body, &opts)
-            })?))
+                    .map(|v| (v, !existed))
+            })?;
+            Ok(if created {
+                full(StatusCode::CREATED, &patched)
+            } else {
+                ok(&patched)
+            })
         }
         "delete" => {
             let opts = delete_options(&req)?;

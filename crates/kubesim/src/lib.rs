@@ -11,6 +11,7 @@ mod apply;
 mod error;
 mod fieldset;
 mod gc;
+mod gofmt;
 mod http;
 mod ids;
 mod patch;
@@ -19,7 +20,9 @@ mod rollout;
 mod schema;
 mod selector;
 mod store;
+mod typed;
 mod watch;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

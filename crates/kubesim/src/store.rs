@@ -153,6 +153,15 @@ pub(crate) struct Store {
     pub close_watches: watch::Sender<u64>,
 }
 
+/// The ConfigMap the real controller-manager's root-CA publisher keeps in
+/// every namespace, with its annotation.
+pub(crate) const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+const ROOT_CA_DESCRIPTION_KEY: &str = "kubernetes.io/description";
+const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
+/// A fixed self-signed CA certificate (kubesim serves plain HTTP: nothing
+/// is verified with it; only its shape matters).
+const ROOT_CA_CERT: &str = include_str!("root-ca.crt");
+
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -345,6 +354,82 @@ impl State {
         state
     }
 
+    fn namespace_active(&self, namespace: &str) -> bool {
+        let key = ObjKey {
+            group: String::new(),
+            plural: "namespaces".into(),
+            namespace: String::new(),
+            name: namespace.into(),
+        };
+        self.objects
+            .get(&key)
+            .is_some_and(|ns| ns.pointer("/metadata/deletionTimestamp").is_none())
+    }
+
+    /// What the real controller-manager keeps in every active namespace: the
+    /// `kube-root-ca.crt` ConfigMap (root-CA publisher) and the `default`
+    /// ServiceAccount (service account controller), re-created when deleted
+    /// and, for the ConfigMap, restored when changed. Written at once (the
+    /// real controllers take a few milliseconds); not counted as requests.
+    fn publish_namespace_defaults(&mut self, namespace: &str) {
+        if !self.namespace_active(namespace) {
+            return;
+        }
+        self.publish_root_ca(namespace);
+        if let Some(rt) = self.registry.find_any_version("", "serviceaccounts") {
+            let key = ObjKey::new(&rt, namespace, "default");
+            if !self.objects.contains_key(&key) {
+                // The real one has no managedFields.
+                let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "default", "namespace": namespace}});
+                let sa = self.stamp_new(sa, None);
+                self.commit(key, sa, None);
+            }
+        }
+    }
+
+    fn publish_root_ca(&mut self, namespace: &str) {
+        let Some(rt) = self.registry.find_any_version("", "configmaps") else {
+            return;
+        };
+        let key = ObjKey::new(&rt, namespace, ROOT_CA_CONFIGMAP);
+        let data = json!({"ca.crt": ROOT_CA_CERT});
+        let opts = WriteOptions {
+            manager: "kube-controller-manager".into(),
+            ..Default::default()
+        };
+        let (old, new) = match self.objects.get(&key) {
+            None => {
+                let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": ROOT_CA_CONFIGMAP, "namespace": namespace,
+                        "annotations": {ROOT_CA_DESCRIPTION_KEY: ROOT_CA_DESCRIPTION}},
+                    "data": data});
+                (None, self.stamp_new(cm, None))
+            }
+            Some(old) => {
+                let described = old
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(ROOT_CA_DESCRIPTION_KEY))
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| !d.is_empty());
+                if old.get("data") == Some(&data) && described {
+                    return;
+                }
+                let mut new = old.clone();
+                new["data"] = data;
+                let annotations = meta_mut(&mut new)
+                    .entry("annotations")
+                    .or_insert_with(|| json!({}));
+                if !annotations.is_object() {
+                    *annotations = json!({});
+                }
+                annotations[ROOT_CA_DESCRIPTION_KEY] = json!(ROOT_CA_DESCRIPTION);
+                (Some(old.clone()), new)
+            }
+        };
+        let _ = self.finish_write(&rt, key, old, new, Managed::Track, &opts);
+    }
+
     fn ensure_namespace(&mut self, name: &str) {
         let key = ObjKey {
             group: String::new(),
@@ -360,6 +445,7 @@ impl State {
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         let obj = self.stamp_new(obj, None);
         self.commit(key, obj, None);
+        self.publish_namespace_defaults(name);
     }
 
     /// Renders a stored object for a request against `rt` (its served version).
@@ -825,6 +911,14 @@ impl State {
             ));
         }
         Self::check_type(rt, applied)?;
+        crate::typed::check_apply(
+            applied,
+            &rt.group,
+            &rt.api_version(),
+            &rt.kind,
+            rt.schema.as_deref(),
+        )?;
+        let applied = &crate::typed::normalize_apply(applied, &rt.group, &rt.kind);
         if let Some(n) = meta_str(applied, "name")
             && n != key.name
         {
@@ -950,14 +1044,28 @@ impl State {
         if let Some(s) = &rt.schema {
             schema::prune(&mut new, s);
             schema::apply_defaults(&mut new, s);
+            // Like the real server: structural errors, then the CEL rules'
+            // results, unless a blocking structural error stopped them.
             let mut causes = schema::validate(&new, s);
-            if causes.is_empty() {
-                causes = schema::validate_cel(&new, old.as_ref(), s, &rt.api_version(), &rt.kind);
+            if schema::has_cel_rules(s) {
+                if causes.iter().any(schema::blocks_cel) {
+                    causes.push(schema::cel_not_checked());
+                } else {
+                    causes.extend(schema::validate_cel(
+                        &new,
+                        old.as_ref(),
+                        s,
+                        &rt.api_version(),
+                        &rt.kind,
+                    ));
+                }
             }
             if !causes.is_empty() {
                 return Err(invalid(rt, &name, causes));
             }
         }
+        // Stored (and answered) as the real server does after its JSON round trip.
+        crate::gofmt::round_trip_numbers(&mut new);
         if rt.group == "apiextensions.k8s.io" {
             Self::prepare_crd(rt, &name, &mut new)?;
         }
@@ -1099,6 +1207,13 @@ impl State {
         }
         if obj.pointer("/metadata/deletionTimestamp").is_some() && finalizers(&obj).is_empty() {
             return self.remove(key).unwrap_or(obj);
+        }
+        if rt.group.is_empty() && rt.plural == "namespaces" {
+            self.publish_namespace_defaults(&key.name);
+        }
+        if rt.group.is_empty() && rt.plural == "configmaps" && key.name == ROOT_CA_CONFIGMAP {
+            // The writer gets its own result; the publisher restores right after.
+            self.publish_root_ca(&key.namespace);
         }
         obj
     }
@@ -1261,6 +1376,11 @@ impl State {
         }
         if !key.namespace.is_empty() {
             self.maybe_finish_namespace(&key.namespace);
+            let published = (key.plural == "configmaps" && key.name == ROOT_CA_CONFIGMAP)
+                || (key.plural == "serviceaccounts" && key.name == "default");
+            if key.group.is_empty() && published {
+                self.publish_namespace_defaults(&key.namespace);
+            }
         }
         let Some(uid) = meta_str(obj, "uid").map(String::from) else {
             return;

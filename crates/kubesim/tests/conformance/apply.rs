@@ -62,21 +62,136 @@ async fn apply_without_field_manager_is_rejected() {
     );
 }
 
-#[tokio::test]
-async fn apply_accepts_yaml_bodies() {
-    let env = env().await;
-    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  k: v\n";
+/// Applies a YAML body; returns the status code and the JSON answer.
+async fn apply_yaml(env: &crate::support::Env, name: &str, yaml: &str) -> (u16, Value) {
     let req = hyper::Request::builder()
         .method("PATCH")
         .uri(format!(
-            "/api/v1/namespaces/{}/configmaps/y?fieldManager=yaml",
+            "/api/v1/namespaces/{}/configmaps/{name}?fieldManager=yaml",
             env.ns
         ))
         .header("content-type", "application/apply-patch+yaml")
-        .body(yaml.as_bytes().to_vec())
+        .body(kube::client::Body::from(yaml.as_bytes().to_vec()))
         .unwrap();
-    let cm: ConfigMap = env.client.request(req).await.unwrap();
-    assert_eq!(cm.data.unwrap()["k"], "v");
+    let resp = env.client.send(req).await.expect("send");
+    let code = resp.status().as_u16();
+    let body = resp.into_body().collect_bytes().await.expect("body");
+    (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn apply_accepts_yaml_bodies() {
+    let env = env().await;
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"y\"\ndata:\n  k: v\n  enabled: \"yes\"\n";
+    // An apply that creates the object answers 201, then 200.
+    let (code, cm) = apply_yaml(&env, "y", yaml).await;
+    assert_eq!(code, 201, "{cm}");
+    assert_eq!(cm["data"], json!({"k": "v", "enabled": "yes"}));
+    let (code, _) = apply_yaml(&env, "y", yaml).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn apply_reads_plain_yaml_scalars_as_yaml_1_1() {
+    let env = env().await;
+    // sigs.k8s.io/yaml (go-yaml v2): unquoted `y` is the boolean true, so the
+    // applied name is not a string and the apply fails with a 500.
+    let (code, status) = apply_yaml(
+        &env,
+        "y",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  k: v\n",
+    )
+    .await;
+    assert_eq!(code, 500, "{status}");
+    assert_eq!(
+        status["message"],
+        "failed to create typed patch object (/; /v1, Kind=ConfigMap): .metadata.name: expected string, got &value.valueUnstructured{Value:true}"
+    );
+    assert!(status.get("reason").is_none(), "{status}");
+    // The same for values: YAML 1.1 booleans (case-sensitive forms), octal and
+    // `_` separators all give non-strings; `yEs` and a date stay strings.
+    let (code, status) = apply_yaml(
+        &env,
+        "v",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: v\ndata:\n  a: Yes\n  b: 010\n  c: 1_000\n  d: yEs\n  e: 2001-12-14\n",
+    )
+    .await;
+    assert_eq!(code, 500, "{status}");
+    // Several errors are listed in Go map order (random on a real server).
+    let message = status["message"].as_str().unwrap();
+    let (head, listed) = message.split_once("errors:\n  ").expect("several errors");
+    assert_eq!(
+        head,
+        "failed to create typed patch object (/v; /v1, Kind=ConfigMap): "
+    );
+    let mut listed: Vec<&str> = listed.split("\n  ").collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ".data.a: expected string, got &value.valueUnstructured{Value:true}",
+            ".data.b: expected string, got &value.valueUnstructured{Value:8}",
+            ".data.c: expected string, got &value.valueUnstructured{Value:1000}"
+        ]
+    );
+    let (code, cm) = apply_yaml(
+        &env,
+        "v",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: v\ndata:\n  d: yEs\n  e: 2001-12-14\n",
+    )
+    .await;
+    assert_eq!(code, 201, "{cm}");
+    assert_eq!(cm["data"], json!({"d": "yEs", "e": "2001-12-14"}));
+}
+
+#[tokio::test]
+async fn apply_type_checks_custom_resources_against_their_schema() {
+    let env = env().await;
+    let widgets = env.widgets();
+    let w = |spec: Value| {
+        json!({"apiVersion": "conformance.kubesim.dev/v1", "kind": "Widget",
+            "metadata": {"name": "w"}, "spec": spec})
+    };
+    // A wrong type, or a field the schema does not declare, fails the
+    // conversion to a typed object: 500, before any validation (422).
+    let err = api_error(
+        widgets
+            .patch(
+                "w",
+                &PatchParams::apply("a"),
+                &Patch::Apply(w(json!({"size": "big", "region": "eu"}))),
+            )
+            .await,
+    );
+    assert_eq!((err.code, err.reason.as_str()), (500, ""));
+    assert_eq!(
+        err.message,
+        "failed to create typed patch object (/w; conformance.kubesim.dev/v1, Kind=Widget): .spec.size: expected numeric (int or float), got string"
+    );
+    let err = api_error(
+        widgets
+            .patch(
+                "w",
+                &PatchParams::apply("a"),
+                &Patch::Apply(w(json!({"size": 1, "region": "eu", "bogus": 1}))),
+            )
+            .await,
+    );
+    assert_eq!(
+        err.message,
+        "failed to create typed patch object (/w; conformance.kubesim.dev/v1, Kind=Widget): .spec.bogus: field not declared in schema"
+    );
+    // Well typed but invalid: the schema validation answers.
+    let err = api_error(
+        widgets
+            .patch(
+                "w",
+                &PatchParams::apply("a"),
+                &Patch::Apply(w(json!({"size": 11, "region": "eu"}))),
+            )
+            .await,
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
 }
 
 #[tokio::test]

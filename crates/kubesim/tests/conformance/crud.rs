@@ -167,13 +167,15 @@ async fn list_filters_by_label_selector_operators() {
                 .join(",")
         }
     };
+    // Every namespace also holds the control plane's unlabelled
+    // `kube-root-ca.crt`, which `!=`, `notin` and `!key` match.
     assert_eq!(names("app=web").await, "a,c");
     assert_eq!(names("app==web").await, "a,c");
-    assert_eq!(names("app!=web").await, "b");
+    assert_eq!(names("app!=web").await, "b,kube-root-ca.crt");
     assert_eq!(names("tier in (front,back)").await, "a,b");
-    assert_eq!(names("tier notin (front)").await, "b,c");
+    assert_eq!(names("tier notin (front)").await, "b,c,kube-root-ca.crt");
     assert_eq!(names("tier").await, "a,b");
-    assert_eq!(names("!tier").await, "c");
+    assert_eq!(names("!tier").await, "c,kube-root-ca.crt");
     assert_eq!(names("app=web,tier").await, "a");
 }
 
@@ -367,6 +369,56 @@ async fn delete_collection_removes_matching_objects() {
         .filter(|n| n != "kube-root-ca.crt")
         .collect();
     assert_eq!(left, ["c"]);
+}
+
+#[tokio::test]
+async fn new_namespaces_get_the_root_ca_configmap_and_default_service_account() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let env = env().await;
+    let api: Api<ConfigMap> = env.api();
+    let ca = api.get("kube-root-ca.crt").await.unwrap();
+    assert!(
+        ca.data.as_ref().unwrap()["ca.crt"].starts_with("-----BEGIN CERTIFICATE-----\n"),
+        "{ca:?}"
+    );
+    assert_eq!(
+        ca.annotations()
+            .get("kubernetes.io/description")
+            .map(String::as_str),
+        Some(
+            "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."
+        )
+    );
+    let mf = ca.metadata.managed_fields.clone().unwrap();
+    assert_eq!(mf.len(), 1);
+    assert_eq!(
+        (mf[0].manager.as_deref(), mf[0].operation.as_deref()),
+        (Some("kube-controller-manager"), Some("Update"))
+    );
+    let sas: Api<ServiceAccount> = env.api();
+    assert!(sas.get("default").await.is_ok());
+
+    // The publisher puts it back when it is deleted or changed.
+    api.delete("kube-root-ca.crt", &DeleteParams::default())
+        .await
+        .unwrap();
+    crate::support::eventually("kube-root-ca.crt re-published", || async {
+        api.get_opt("kube-root-ca.crt")
+            .await
+            .unwrap()
+            .is_some_and(|c| c.metadata.uid != ca.metadata.uid)
+    })
+    .await;
+    let mut changed = api.get("kube-root-ca.crt").await.unwrap();
+    changed.data = Some([("ca.crt".to_string(), "bogus".to_string())].into());
+    changed.metadata.resource_version = None;
+    api.replace("kube-root-ca.crt", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    crate::support::eventually("kube-root-ca.crt restored", || async {
+        api.get("kube-root-ca.crt").await.unwrap().data == ca.data
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! namespace deletion, plus kube-runtime's finalizer helper.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -10,7 +11,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::support::{Widget, api_error, env, eventually, widget};
+use crate::support::{Widget, api_error, env, eventually, eventually_within, widget};
 
 fn cm(name: &str, finalizers: &[&str]) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name, "finalizers": finalizers}})).unwrap()
@@ -186,9 +187,14 @@ async fn deleting_a_namespace_deletes_its_contents() {
         "creating in a terminating namespace: {}",
         err.message
     );
-    eventually("namespace contents gone", || async {
-        cms.get_opt("a").await.map(|o| o.is_none()).unwrap_or(true)
-    })
+    // A real namespace controller takes about 5 s per namespace, 10 at a
+    // time, and every test of the suite deletes its own namespace: allow for
+    // the queue (kubesim deletes at once).
+    eventually_within(
+        "namespace contents gone",
+        Duration::from_secs(90),
+        || async { cms.get_opt("a").await.map(|o| o.is_none()).unwrap_or(true) },
+    )
     .await;
     if env.sim.is_some() {
         assert!(nss.get_opt(&ns).await.unwrap().is_none());

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -48,6 +48,8 @@ pub struct Env {
     pub client: Client,
     pub ns: String,
     pub sim: Option<ApiServer>,
+    /// The real cluster's client configuration, used to clean up in `Drop`.
+    config: Option<kube::Config>,
 }
 
 fn real_cluster() -> bool {
@@ -70,14 +72,15 @@ fn unique(prefix: &str) -> String {
 
 /// Sets up a test environment with the Widget CRD installed through the API.
 pub async fn env() -> Env {
-    let (client, sim) = if real_cluster() {
-        let client = Client::try_default()
+    let (client, sim, config) = if real_cluster() {
+        let config = kube::Config::infer()
             .await
-            .expect("KUBECONFIG names a reachable cluster");
-        (client, None)
+            .expect("KUBECONFIG names a cluster");
+        let client = Client::try_from(config.clone()).expect("client from KUBECONFIG");
+        (client, None, Some(config))
     } else {
         let server = ApiServer::start().await.expect("kubesim starts");
-        (server.client(), Some(server))
+        (server.client(), Some(server), None)
     };
     install_widget_crd(&client).await;
     let ns = unique("ks");
@@ -88,7 +91,30 @@ pub async fn env() -> Env {
     )
     .await
     .expect("create test namespace");
-    Env { client, ns, sim }
+    wait_for_namespace_defaults(&client, &ns).await;
+    Env {
+        client,
+        ns,
+        sim,
+        config,
+    }
+}
+
+/// Waits for what the control plane puts in every new namespace: the
+/// `kube-root-ca.crt` ConfigMap and the `default` ServiceAccount (a real
+/// controller-manager publishes them moments after the namespace appears,
+/// kubesim at once), so that no test sees them arrive in the middle.
+async fn wait_for_namespace_defaults(client: &Client, ns: &str) {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    eventually("kube-root-ca.crt and the default ServiceAccount", || {
+        let (cms, sas) = (cms.clone(), sas.clone());
+        async move {
+            matches!(cms.get_opt("kube-root-ca.crt").await, Ok(Some(_)))
+                && matches!(sas.get_opt("default").await, Ok(Some(_)))
+        }
+    })
+    .await;
 }
 
 /// Applies the Widget CRD and waits until it is Established.
@@ -143,25 +169,39 @@ impl Env {
 }
 
 impl Drop for Env {
+    /// Deletes the test namespace on a real cluster (the simulator just goes away).
+    ///
+    /// `Drop` cannot await, and the test's runtime is blocked while it runs, so
+    /// the clean-up must not touch `self.client`: its connection task lives on
+    /// that blocked runtime. A separate thread builds its own runtime and its
+    /// own client from the kubeconfig, asks for the deletion (without waiting
+    /// for the namespace to disappear) and gives up after a few seconds, so a
+    /// test can never hang here.
     fn drop(&mut self) {
-        if self.sim.is_some() {
+        let Some(config) = self.config.take() else {
             return;
-        }
-        let client = self.client.clone();
-        let ns = self.ns.clone();
-        // Clean up on a separate runtime: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        };
+        let ns = std::mem::take(&mut self.ns);
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-            {
-                rt.block_on(async {
+                .expect("clean-up runtime");
+            rt.block_on(async move {
+                let delete = async {
+                    let client = Client::try_from(config)?;
                     let nss: Api<Namespace> = Api::all(client);
-                    let _ = nss.delete(&ns, &DeleteParams::default()).await;
-                });
-            }
-        })
-        .join();
+                    nss.delete(&ns, &DeleteParams::background()).await?;
+                    Ok::<_, kube::Error>(())
+                };
+                match tokio::time::timeout(Duration::from_secs(10), delete).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => eprintln!("clean-up: deleting namespace {ns}: {e}"),
+                    Err(_) => eprintln!("clean-up: deleting namespace {ns} timed out"),
+                }
+            });
+        });
+        let _ = cleanup.join();
     }
 }
 
@@ -176,12 +216,21 @@ pub fn widget(name: &str, size: i64, region: &str) -> Value {
 }
 
 /// Polls `check` until it returns true (10 s budget).
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    eventually_within(what, Duration::from_secs(10), check).await;
+}
+
+/// Polls `check` until it returns true, within `budget`.
+pub async fn eventually_within<F, Fut>(what: &str, budget: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + budget;
     while tokio::time::Instant::now() < deadline {
         if check().await {
             return;

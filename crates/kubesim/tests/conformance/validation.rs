@@ -17,6 +17,17 @@ fn with_spec(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "conformance.kubesim.dev/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})
 }
 
+/// The cause a real server adds (field `<nil>`) when a blocking structural
+/// error (required, enum, type, too long, too many) kept the CEL rules from
+/// running. The Widget schema has CEL rules, so it follows such errors.
+fn cel_not_checked() -> (String, String, String) {
+    (
+        "FieldValueInvalid".into(),
+        "<nil>".into(),
+        "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+    )
+}
+
 fn causes(status: &kube::core::Status) -> Vec<(String, String, String)> {
     status
         .details
@@ -70,11 +81,18 @@ async fn required_fields_are_enforced() {
     let err = api_error(create(&env.widgets(), with_spec("w", json!({"size": 1}))).await);
     assert_eq!(
         causes(&err),
-        [(
-            "FieldValueRequired".into(),
-            "spec.region".into(),
-            "Required value".into()
-        )]
+        [
+            (
+                "FieldValueRequired".into(),
+                "spec.region".into(),
+                "Required value".into()
+            ),
+            cel_not_checked()
+        ]
+    );
+    assert_eq!(
+        err.message,
+        "Widget.conformance.kubesim.dev \"w\" is invalid: [spec.region: Required value, <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation]"
     );
 }
 
@@ -90,11 +108,15 @@ async fn enum_values_are_enforced() {
     );
     assert_eq!(
         causes(&err),
-        [(
-            "FieldValueNotSupported".into(),
-            "spec.color".into(),
-            "Unsupported value: \"purple\": supported values: \"red\", \"green\", \"blue\"".into()
-        )]
+        [
+            (
+                "FieldValueNotSupported".into(),
+                "spec.color".into(),
+                "Unsupported value: \"purple\": supported values: \"red\", \"green\", \"blue\""
+                    .into()
+            ),
+            cel_not_checked()
+        ]
     );
 }
 
@@ -110,12 +132,15 @@ async fn types_are_checked() {
     );
     assert_eq!(
         causes(&err),
-        [(
-            "FieldValueInvalid".into(),
-            "spec.size".into(),
-            "Invalid value: \"string\": spec.size in body must be of type integer: \"string\""
-                .into()
-        )]
+        [
+            (
+                "FieldValueTypeInvalid".into(),
+                "spec.size".into(),
+                "Invalid value: \"string\": spec.size in body must be of type integer: \"string\""
+                    .into()
+            ),
+            cel_not_checked()
+        ]
     );
 }
 
@@ -124,13 +149,13 @@ async fn string_length_and_pattern_are_checked() {
     let env = env().await;
     let api = env.widgets();
     let err = api_error(create(&api, with_spec("w", json!({"size": 1, "region": "x"}))).await);
-    assert_eq!(causes(&err)[0].1, "spec.region");
-    assert!(
-        causes(&err)[0]
-            .2
-            .contains("should be at least 2 chars long"),
-        "{:?}",
-        causes(&err)
+    assert_eq!(
+        causes(&err),
+        [(
+            "FieldValueInvalid".into(),
+            "spec.region".into(),
+            "Invalid value: \"x\": spec.region in body should be at least 2 chars long".into()
+        )]
     );
     let err = api_error(
         create(
@@ -139,10 +164,41 @@ async fn string_length_and_pattern_are_checked() {
         )
         .await,
     );
-    assert!(
-        causes(&err)[0].2.contains("should match '^[a-z0-9-]+$'"),
-        "{:?}",
-        causes(&err)
+    assert_eq!(
+        causes(&err),
+        [(
+            "FieldValueInvalid".into(),
+            "spec.region".into(),
+            "Invalid value: \"Not Valid\": spec.region in body should match '^[a-z0-9-]+$'".into()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_string_reports_only_its_first_failing_constraint() {
+    let env = env().await;
+    // Too long and not matching the pattern: only maxLength is reported, and
+    // as a blocking error it keeps the CEL rules from running.
+    let err = api_error(
+        create(
+            &env.widgets(),
+            with_spec(
+                "w",
+                json!({"size": 1, "region": "NOT-VALID-AND-FAR-TOO-LONG"}),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(
+        causes(&err),
+        [
+            (
+                "FieldValueTooLong".into(),
+                "spec.region".into(),
+                "Too long: may not be more than 20 bytes".into()
+            ),
+            cel_not_checked()
+        ]
     );
 }
 
@@ -159,14 +215,47 @@ async fn max_items_is_checked() {
         )
         .await,
     );
-    assert_eq!(causes(&err)[0].0, "FieldValueTooMany");
-    assert_eq!(causes(&err)[0].1, "spec.tags");
+    assert_eq!(
+        causes(&err),
+        [
+            (
+                "FieldValueTooMany".into(),
+                "spec.tags".into(),
+                "Too many: 4: must have at most 3 items".into()
+            ),
+            cel_not_checked()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn set_lists_report_the_second_occurrence_of_each_value() {
+    let env = env().await;
+    let err = api_error(
+        create(
+            &env.widgets(),
+            with_spec(
+                "w",
+                json!({"size": 1, "region": "eu", "tags": ["a", "a", "a"]}),
+            ),
+        )
+        .await,
+    );
+    assert_eq!(
+        causes(&err),
+        [(
+            "FieldValueDuplicate".into(),
+            "spec.tags[1]".into(),
+            "Duplicate value: \"a\"".into()
+        )]
+    );
 }
 
 #[tokio::test]
 async fn int32_format_is_range_checked() {
     let env = env().await;
-    // maximum 10 triggers first on a real server too; use the status' int64 field via a huge size.
+    // The range check of the format has no field path (Go prints a nil path
+    // as `<nil>`) and comes before the value's own minimum/maximum checks.
     let err = api_error(
         create(
             &env.widgets(),
@@ -174,7 +263,47 @@ async fn int32_format_is_range_checked() {
         )
         .await,
     );
-    assert_eq!(causes(&err)[0].1, "spec.size");
+    assert_eq!(
+        causes(&err),
+        [
+            (
+                "FieldValueInvalid".into(),
+                "<nil>".into(),
+                "Invalid value: \"\": Checked value must be of type integer with format int32 in spec.size".into()
+            ),
+            (
+                "FieldValueInvalid".into(),
+                "spec.size".into(),
+                "Invalid value: 3000000000: spec.size in body should be less than or equal to 10"
+                    .into()
+            )
+        ]
+    );
+    // A fraction is a type error against the format, plus the range check.
+    let err = api_error(
+        create(
+            &env.widgets(),
+            with_spec("w", json!({"size": 1.5, "region": "eu"})),
+        )
+        .await,
+    );
+    assert_eq!(
+        causes(&err),
+        [
+            (
+                "FieldValueTypeInvalid".into(),
+                "spec.size".into(),
+                "Invalid value: \"float64\": spec.size in body must be of type int32: \"float64\""
+                    .into()
+            ),
+            (
+                "FieldValueInvalid".into(),
+                "<nil>".into(),
+                "Invalid value: \"\": Checked value must be of type integer with format int32 in spec.size".into()
+            ),
+            cel_not_checked()
+        ]
+    );
 }
 
 #[tokio::test]
@@ -200,7 +329,17 @@ async fn int_or_string_accepts_both() {
         )
         .await,
     );
-    assert_eq!(causes(&err)[0].1, "spec.port");
+    assert_eq!(
+        causes(&err),
+        [
+            (
+                "FieldValueTypeInvalid".into(),
+                "spec.port".into(),
+                "Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\"".into()
+            ),
+            cel_not_checked()
+        ]
+    );
 }
 
 #[tokio::test]
@@ -227,6 +366,59 @@ async fn schema_defaults_are_applied() {
 }
 
 #[tokio::test]
+async fn nulls_are_defaulted_or_dropped_and_only_list_items_are_type_errors() {
+    let env = env().await;
+    let api = env.widgets();
+    // A null field is replaced by its default, or dropped (also in a map).
+    let obj = create(
+        &api,
+        with_spec(
+            "w",
+            json!({"size": 1, "region": "eu", "color": null, "maxSize": null, "labels": {"k": null}}),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        obj.data["spec"],
+        json!({"size": 1, "region": "eu", "color": "red", "labels": {}})
+    );
+    // A null required field is missing.
+    let err = api_error(create(&api, with_spec("n", json!({"size": 1, "region": null}))).await);
+    assert_eq!(
+        causes(&err),
+        [
+            (
+                "FieldValueRequired".into(),
+                "spec.region".into(),
+                "Required value".into()
+            ),
+            cel_not_checked()
+        ]
+    );
+    // A null list item is a type error.
+    let err = api_error(
+        create(
+            &api,
+            with_spec("t", json!({"size": 1, "region": "eu", "tags": ["a", null]})),
+        )
+        .await,
+    );
+    assert_eq!(
+        causes(&err),
+        [
+            (
+                "FieldValueTypeInvalid".into(),
+                "spec.tags[1]".into(),
+                "Invalid value: \"null\": spec.tags[1] in body must be of type string: \"null\""
+                    .into()
+            ),
+            cel_not_checked()
+        ]
+    );
+}
+
+#[tokio::test]
 async fn cel_rule_rejects_with_its_message() {
     let env = env().await;
     let err = api_error(
@@ -236,9 +428,46 @@ async fn cel_rule_rejects_with_its_message() {
         )
         .await,
     );
+    // The value of `self` is left out of the message when it is an object or a list.
     assert_eq!(
         err.message,
-        "Widget.conformance.kubesim.dev \"w\" is invalid: spec: Invalid value: \"object\": size must not exceed maxSize"
+        "Widget.conformance.kubesim.dev \"w\" is invalid: spec: Invalid value: size must not exceed maxSize"
+    );
+    assert_eq!(
+        causes(&err),
+        [(
+            "FieldValueInvalid".into(),
+            "spec".into(),
+            "Invalid value: size must not exceed maxSize".into()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn cel_rules_still_run_after_non_blocking_errors() {
+    let env = env().await;
+    // `maximum` is not a blocking error: the CEL rule runs and reports too.
+    let err = api_error(
+        create(
+            &env.widgets(),
+            with_spec("w", json!({"size": 11, "maxSize": 3, "region": "eu"})),
+        )
+        .await,
+    );
+    assert_eq!(
+        causes(&err),
+        [
+            (
+                "FieldValueInvalid".into(),
+                "spec.size".into(),
+                "Invalid value: 11: spec.size in body should be less than or equal to 10".into()
+            ),
+            (
+                "FieldValueInvalid".into(),
+                "spec".into(),
+                "Invalid value: size must not exceed maxSize".into()
+            )
+        ]
     );
 }
 
@@ -258,14 +487,14 @@ async fn cel_transition_rule_makes_region_immutable() {
     assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
     assert_eq!(
         err.message,
-        "Widget.conformance.kubesim.dev \"w\" is invalid: spec.region: Invalid value: \"string\": region is immutable"
+        "Widget.conformance.kubesim.dev \"w\" is invalid: spec.region: Invalid value: \"us\": region is immutable"
     );
     assert_eq!(
         causes(&err),
         [(
             "FieldValueInvalid".into(),
             "spec.region".into(),
-            "Invalid value: \"string\": region is immutable".into()
+            "Invalid value: \"us\": region is immutable".into()
         )]
     );
     // Unchanged region passes the transition rule.
@@ -288,6 +517,12 @@ async fn duplicate_list_map_keys_are_rejected() {
         )
         .await,
     );
-    assert_eq!(causes(&err)[0].0, "FieldValueDuplicate");
-    assert_eq!(causes(&err)[0].1, "spec.ports[1]");
+    assert_eq!(
+        causes(&err),
+        [(
+            "FieldValueDuplicate".into(),
+            "spec.ports[1]".into(),
+            "Duplicate value: {\"name\":\"a\"}".into()
+        )]
+    );
 }
