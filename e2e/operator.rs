@@ -148,6 +148,47 @@ impl Cluster {
         assert!(ok, "the CRD becomes Established: {stderr}");
     }
 
+    /// The chart rendered by the real Helm with `values` (a file of
+    /// `charts/shopfleet/ci/`, or none for the defaults) and `--set`s.
+    pub fn render_chart(&self, namespace: &str, values: Option<&Path>, sets: &[String]) -> String {
+        let mut helm = Command::new(tool("helm"));
+        helm.args(["template", RELEASE])
+            .arg(root().join("charts/shopfleet"))
+            .args(["--namespace", namespace, "--skip-crds"]);
+        if let Some(values) = values {
+            helm.arg("-f").arg(values);
+        }
+        for set in sets {
+            helm.args(["--set", set]);
+        }
+        let (ok, rendered, stderr) = run(helm, None);
+        assert!(ok, "helm template: {stderr}");
+        rendered
+    }
+
+    /// Whether a Pod could run here: a Ready Node without a NoSchedule
+    /// taint that is not cordoned.
+    pub async fn has_schedulable_nodes(&self) -> bool {
+        let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        nodes.items.iter().any(|node| {
+            let spec = node.spec.clone().unwrap_or_default();
+            let ready = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let tainted = spec
+                .taints
+                .unwrap_or_default()
+                .iter()
+                .any(|t| t.effect == "NoSchedule");
+            ready && !tainted && spec.unschedulable != Some(true)
+        })
+    }
+
     pub fn crd_is_established_and_explainable(&self) {
         let (ok, stdout, stderr) = self.kubectl(&["explain", "shopregion.spec.failover"], None);
         assert!(ok, "kubectl explain works: {stderr}");
@@ -170,15 +211,15 @@ impl Cluster {
             )
             .await
             .unwrap();
-        let mut helm = Command::new(tool("helm"));
-        helm.args(["template", RELEASE])
-            .arg(root().join("charts/shopfleet"))
-            .args(["--namespace", &namespace, "--skip-crds"])
-            .args(["--set", "cloud=simulated"])
-            .args(["--set", &format!("watchNamespaces={{{namespace}}}")])
-            .args(["--set", "specGuard.enabled=true"]);
-        let (ok, rendered, stderr) = run(helm, None);
-        assert!(ok, "helm template: {stderr}");
+        let rendered = self.render_chart(
+            &namespace,
+            None,
+            &[
+                "cloud=simulated".into(),
+                format!("watchNamespaces={{{namespace}}}"),
+                "specGuard.enabled=true".into(),
+            ],
+        );
         let mut documents = Vec::new();
         for document in rendered.split("\n---") {
             let Ok(value) = serde_saphyr::from_str::<Value>(document) else {
@@ -335,6 +376,15 @@ impl Shop {
         &self.namespace
     }
 
+    /// A client with the operator's own identity (the ServiceAccount token).
+    pub async fn operator_client(&self) -> Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.token_kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        Client::try_from(config).unwrap()
+    }
+
     pub fn regions(&self) -> Api<ShopRegion> {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
@@ -363,6 +413,24 @@ impl Shop {
         stdout
     }
 
+    /// kubectl as the cluster's admin (or whoever `--as` names), without
+    /// the test's namespace; the outcome is the caller's to judge.
+    pub fn cluster_kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let mut command = Command::new(tool("kubectl"));
+        command
+            .env("KUBECONFIG", &self.cluster_kubeconfig)
+            .args(args);
+        run(command, None)
+    }
+
+    pub fn cluster_kubectl_with_input(&self, args: &[&str], input: &str) -> (bool, String, String) {
+        let mut command = Command::new(tool("kubectl"));
+        command
+            .env("KUBECONFIG", &self.cluster_kubeconfig)
+            .args(args);
+        run(command, Some(input))
+    }
+
     /// `kubectl apply` of a sample, as a user does it: no warning allowed.
     pub fn apply_sample(&self, path: &str) {
         let file = root().join(path);
@@ -388,6 +456,11 @@ impl Shop {
             // naming it.
             let stuck = self.operator.as_ref().is_some_and(Operator::cannot_go_on);
             if stuck || Instant::now() >= deadline {
+                let gave_up = if stuck {
+                    "gave up at once (the operator exited or was refused a permission)".to_string()
+                } else {
+                    format!("timed out after {within:?}")
+                };
                 let status = api
                     .get_opt(name)
                     .await
@@ -395,7 +468,7 @@ impl Shop {
                     .and_then(|r| r.status)
                     .map(|s| serde_json::to_string_pretty(&s).unwrap());
                 panic!(
-                    "{name}: timed out after {within:?} waiting for {what}; status {status:?}; {}",
+                    "{name}: {gave_up} waiting for {what}; status {status:?}; {}",
                     self.operator
                         .as_ref()
                         .map(Operator::diagnosis)
@@ -406,9 +479,40 @@ impl Shop {
         }
     }
 
+    /// Polls `check` until it holds; fails at once, naming the refused
+    /// permission, when the operator cannot go on.
+    pub async fn eventually(
+        &self,
+        what: &str,
+        within: Duration,
+        mut check: impl AsyncFnMut() -> bool,
+    ) {
+        let deadline = Instant::now() + within;
+        loop {
+            if check().await {
+                return;
+            }
+            let stuck = self.operator.as_ref().is_some_and(Operator::cannot_go_on);
+            assert!(
+                !stuck && Instant::now() < deadline,
+                "{} waiting until {what}; {}",
+                if stuck {
+                    "gave up at once"
+                } else {
+                    "timed out"
+                },
+                self.operator
+                    .as_ref()
+                    .map(Operator::diagnosis)
+                    .unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub async fn wait_gone(&self, name: &str, within: Duration) {
         let api = self.regions();
-        eventually(&format!("{name} is deleted"), within, async || {
+        self.eventually(&format!("{name} is deleted"), within, async || {
             api.get_opt(name).await.unwrap().is_none()
         })
         .await;
@@ -470,6 +574,16 @@ impl Shop {
     pub async fn finish(mut self) {
         let api = self.regions();
         for region in api.list(&ListParams::default()).await.unwrap() {
+            if self.operator.is_none() {
+                // No operator to remove its finalizer.
+                let _ = api
+                    .patch(
+                        &region.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+                    )
+                    .await;
+            }
             let _ = api
                 .delete(&region.name_any(), &DeleteParams::default())
                 .await;
@@ -497,11 +611,36 @@ impl Shop {
 }
 
 impl Drop for Shop {
+    /// A test that failed half-way: stop its operator and remove its
+    /// namespace anyway (the finalizers first, since no operator is left to
+    /// remove them), so that its Pods do not fill the cluster for the next.
     fn drop(&mut self) {
-        if let Some(operator) = self.operator.as_mut() {
-            let _ = operator.child.kill();
-            let _ = operator.child.wait();
+        let Some(operator) = self.operator.as_mut() else {
+            return;
+        };
+        let _ = operator.child.kill();
+        let _ = operator.child.wait();
+        let kubectl = |args: &[&str]| {
+            Command::new(tool("kubectl"))
+                .env("KUBECONFIG", &self.cluster_kubeconfig)
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let names = kubectl(&["get", "shopregions", "-n", &self.namespace, "-o", "name"]);
+        for name in names.lines() {
+            kubectl(&[
+                "patch",
+                "-n",
+                &self.namespace,
+                name,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
         }
+        kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
     }
 }
 

@@ -234,7 +234,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Stop reconciling on SIGTERM or as soon as leadership is lost: two
     // leaders must never write at once.
     let (halt_tx, halt_rx) = watch::channel(false);
-    {
+    let halt_task = {
         let mut leader_rx = leader_rx.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -250,8 +250,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 _ = lost_leadership => error!("lost leadership; stopping"),
             }
             let _ = halt_tx.send(true);
-        });
-    }
+        })
+    };
     let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
         vec![None]
     } else {
@@ -266,15 +266,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         controller::run(ctx, Scope { namespace }, wait_for(halt_rx.clone()))
     });
-    let outcome = futures::future::join_all(controllers)
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<()>>>()
-        .map(|_| ());
+    // The first controller that fails stops them all: the process exits
+    // with its error (and the pod restarts) instead of running on half-blind.
+    let outcome = futures::future::try_join_all(controllers).await.map(|_| ());
+    // Its clone of the leader channel would keep the lease task alive.
+    halt_task.abort();
     metrics.leader.set(0);
     drop(leader_rx);
     if let Ok(Err(error)) = lease_task.await {
         warn!(%error, "could not release the leader lease");
+    }
+    if outcome.is_err() {
+        // Not a requested stop: nothing else will end the probe server.
+        probes.abort();
     }
     let _ = probes.await;
     outcome

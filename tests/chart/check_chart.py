@@ -61,7 +61,7 @@ PROMTOOL = tool("promtool")
 # The RBAC matrix: what the operator does, and nothing else.
 # (apiGroup, resource) -> verbs. resourceNames are checked separately.
 WATCHED_RULES: dict[tuple[str, str], set[str]] = {
-    ("shopfleet.io", "shopregions"): {"get", "list", "watch", "patch"},
+    ("shopfleet.io", "shopregions"): {"list", "watch", "patch"},
     ("shopfleet.io", "shopregions/status"): {"patch"},
     ("shopfleet.io", "shopregions/finalizers"): {"update"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},

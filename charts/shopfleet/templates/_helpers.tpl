@@ -92,7 +92,7 @@ each rule. Never a wildcard.
 # shopfleet.io/cleanup (the spec guard denies any spec change).
 - apiGroups: ["shopfleet.io"]
   resources: ["shopregions"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 # The single status write (server-side apply on /status).
 - apiGroups: ["shopfleet.io"]
   resources: ["shopregions/status"]
