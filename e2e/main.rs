@@ -221,6 +221,43 @@ async fn the_operator_binary_under_the_charts_rbac_brings_the_fleet_ready_then_w
         Some("team-orders")
     );
 
+    // A crash in the middle: the new process resumes with no write and no
+    // Event of its own, the simulated cloud having outlived it as AWS would.
+    let events_before = shop.events().await.len();
+    shop.restart_operator(60);
+    shop.eventually(
+        "the restarted operator leads",
+        Duration::from_secs(60),
+        async || {
+            shop.operator()
+                .metrics()
+                .lines()
+                .any(|l| l == "shopfleet_leader 1")
+        },
+    )
+    .await;
+    shop.touch("acme-us-east-1").await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let events_after: Vec<String> = shop
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.reporting_instance.as_deref() == Some("e2e-1"))
+        .map(|e| format!("{:?}: {:?}", e.reason, e.note))
+        .collect();
+    assert_eq!(
+        shop.operator().reconcile_writes(),
+        0,
+        "the restarted operator writes nothing: {:#?}; its Events: {events_after:#?}; {}",
+        shop.operator().writes_breakdown(),
+        shop.operator().diagnosis()
+    );
+    assert_eq!(
+        shop.events().await.len(),
+        events_before,
+        "no Event is posted again after a restart"
+    );
+
     // A Git change that shrinks a region below two replicas: the operator
     // deletes the PDB it no longer wants (a budget over one pod would block
     // every drain).

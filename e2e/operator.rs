@@ -398,6 +398,16 @@ impl Shop {
         self.operator = Some(Operator::start(self, speed, generation));
     }
 
+    /// Kills the operator (no graceful stop, as a crash) and starts a new
+    /// one at `speed`; the simulated cloud outlives it (`--sim-state`).
+    pub fn restart_operator(&mut self, speed: u32) {
+        if let Some(mut old) = self.operator.take() {
+            let _ = old.child.kill();
+            let _ = old.child.wait();
+            self.operator = Some(Operator::start(self, speed, old.generation + 1));
+        }
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> String {
         let mut command = Command::new(tool("kubectl"));
         command
@@ -667,6 +677,8 @@ impl Operator {
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_shopfleet"))
             .args(["run", "--cloud", "simulated", "--sim-control"])
+            .arg("--sim-state")
+            .arg(shop.dir.join("simulated-cloud.json"))
             .args([
                 "--namespace",
                 &shop.namespace,
@@ -766,6 +778,15 @@ impl Operator {
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
+    }
+
+    /// The operator's writes by verb and resource, for a failure message.
+    pub fn writes_breakdown(&self) -> Vec<String> {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with("shopfleet_kube_writes_total{"))
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn sim_state(&self) -> Value {

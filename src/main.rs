@@ -94,6 +94,11 @@ struct RunArgs {
     /// `/sim/recover/REGION`, `/sim/speed/N`) for tests and demos.
     #[arg(long)]
     sim_control: bool,
+    /// With `--cloud simulated`: keep the simulated cloud in this file, so
+    /// that a restarted operator finds what its predecessor created (as it
+    /// would in AWS). Without it the simulated cloud lives in the process.
+    #[arg(long, value_name = "FILE")]
+    sim_state: Option<std::path::PathBuf>,
     /// With `--cloud simulated`: simulated cloud seconds per real second.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
     sim_speed: u32,
@@ -145,8 +150,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let mut control = None;
     let cloud: Arc<dyn Cloud> = match args.cloud {
-        CloudKind::Aws if args.sim_control => {
-            anyhow::bail!("--sim-control applies to --cloud simulated only")
+        CloudKind::Aws if args.sim_control || args.sim_state.is_some() => {
+            anyhow::bail!("--sim-control and --sim-state apply to --cloud simulated only")
         }
         CloudKind::Aws => {
             match &args.aws_endpoint_url {
@@ -167,8 +172,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         CloudKind::Simulated => {
             info!(speed = args.sim_speed, "using the simulated cloud");
-            let clock = VirtualClock::at(k8s_openapi::jiff::Timestamp::now());
-            let sim = Arc::new(LiveSim::start(SimCloud::new(clock), args.sim_speed));
+            let now = k8s_openapi::jiff::Timestamp::now();
+            let cloud = match &args.sim_state {
+                Some(path) => {
+                    SimCloud::persistent(path, now, args.sim_speed).with_context(|| {
+                        format!("cannot keep the simulated cloud in {}", path.display())
+                    })?
+                }
+                None => SimCloud::new(VirtualClock::at(now)),
+            };
+            let sim = Arc::new(LiveSim::start(cloud, args.sim_speed));
             if args.sim_control {
                 warn!("the simulated cloud's control endpoint is on (/sim/*)");
                 control = Some(shopfleet::sim::control::router(sim.clone()));

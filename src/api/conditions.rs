@@ -21,6 +21,15 @@ pub enum Status {
 }
 
 impl Status {
+    /// A stored condition's status; anything unexpected is `Unknown`.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "True" => Status::True,
+            "False" => Status::False,
+            _ => Status::Unknown,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::True => "True",

@@ -213,6 +213,37 @@ pub fn lag_worth_writing(
     (writing_anyway || moved >= threshold).then_some(fresh)
 }
 
+/// `FailoverReady` as stored, while this process has not yet taken its
+/// first round of samples and decides nothing: a restarted operator
+/// publishes what it saw, not what it has not looked at yet (a lag not yet
+/// read would turn `CandidateReady` into `ReplicationLagUnknown` and back,
+/// two writes and two Events for nothing). A decision to act is never held.
+pub fn held_while_warming(
+    fresh: Desired,
+    decision: &Decision,
+    warm: bool,
+    stored: Option<&crate::api::ShopRegionStatus>,
+) -> Desired {
+    let acting = matches!(
+        decision,
+        Decision::Failover(_) | Decision::Switchover(_) | Decision::Resume(_)
+    );
+    if warm || acting {
+        return fresh;
+    }
+    stored
+        .and_then(|s| crate::api::conditions::find(&s.conditions, types::FAILOVER_READY))
+        .map(|c| {
+            Desired::new(
+                types::FAILOVER_READY,
+                Status::parse(&c.status),
+                c.reason.clone(),
+                c.message.clone(),
+            )
+        })
+        .unwrap_or(fresh)
+}
+
 /// Observes and decides for `region`. Makes no mutating call and no write.
 pub async fn assess(
     runtime: &Runtime,
@@ -261,7 +292,12 @@ pub async fn assess(
         lag_reads: &sampled.lag,
     });
     let decision = decide(&observation, &policy, now);
-    let condition = failover_ready(&observation, &policy, &decision, now);
+    let condition = held_while_warming(
+        failover_ready(&observation, &policy, &decision, now),
+        &decision,
+        sampled.warm,
+        region.status.as_ref(),
+    );
 
     let mut notes = Vec::new();
     let mut finished = Vec::new();
@@ -603,5 +639,43 @@ mod tests {
             Some(at(0.2))
         );
         assert_eq!(lag_worth_writing(Some(&stored), None, budget, true), None);
+    }
+
+    #[test]
+    fn failover_ready_is_held_as_stored_until_the_first_round_of_samples() {
+        let stored_condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: types::FAILOVER_READY.into(),
+            status: "True".into(),
+            reason: "CandidateReady".into(),
+            message: "eu-west-1 would be promoted".into(),
+            observed_generation: Some(1),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::UNIX_EPOCH,
+            ),
+        };
+        let stored = crate::api::ShopRegionStatus {
+            conditions: vec![stored_condition],
+            ..Default::default()
+        };
+        let fresh = Desired::new(
+            types::FAILOVER_READY,
+            Status::False,
+            "ReplicationLagUnknown",
+            "lag not read yet",
+        );
+        let wait = Decision::Wait {
+            reason: super::super::decide::WaitReason::NotEstablished,
+            message: String::new(),
+        };
+        let held = held_while_warming(fresh.clone(), &wait, false, Some(&stored));
+        assert_eq!(
+            (held.status, held.reason.as_str()),
+            (Status::True, "CandidateReady")
+        );
+        assert_eq!(
+            held_while_warming(fresh.clone(), &wait, true, Some(&stored)),
+            fresh
+        );
+        assert_eq!(held_while_warming(fresh.clone(), &wait, false, None), fresh);
     }
 }

@@ -106,6 +106,19 @@ pub mod reason {
     pub const OBSERVING: &str = "Observing";
     pub const NO_RECENT_EVIDENCE: &str = "NoRecentEvidence";
     pub const NOT_YET_OBSERVED: &str = "NotYetObserved";
+
+    /// The reasons a Healthy or Unhealthy verdict can rest on, as written.
+    pub fn conclusive(written: &str) -> Option<&'static str> {
+        [
+            SIGNALS_HEALTHY,
+            DATABASE_UNAVAILABLE,
+            CACHE_UNAVAILABLE,
+            REGION_UNREACHABLE,
+            SIGNALS_DISAGREE,
+        ]
+        .into_iter()
+        .find(|known| *known == written)
+    }
 }
 
 /// What one sample says: see the module documentation for the rules.
@@ -305,6 +318,37 @@ impl HealthState {
             last_sample: None,
             latest: None,
         }
+    }
+
+    /// The verdict a previous operator process published (`status.health`),
+    /// taken up at `now` as if just confirmed: a restarted operator goes on
+    /// from it instead of starting from nothing, so a restart neither
+    /// rewrites the status nor announces a change that did not happen.
+    /// New samples then move it as they would have moved the old process's.
+    /// `None` when the stored verdict is not a conclusive one.
+    pub fn resumed(stored: &RegionHealth, now: Timestamp) -> Option<Self> {
+        let evidence = match stored.verdict {
+            HealthVerdict::Healthy => Evidence::Good,
+            HealthVerdict::Unhealthy => Evidence::Bad,
+            HealthVerdict::Unknown => return None,
+        };
+        let since = match &stored.since {
+            Some(since) => Some(since.parse().ok()?),
+            None => None,
+        };
+        Some(Self {
+            verdict: stored.verdict,
+            since,
+            basis: Some(Assessment {
+                evidence,
+                reason: reason::conclusive(&stored.reason)?,
+                message: stored.message.clone(),
+            }),
+            streak: None,
+            last_conclusive: Some(now),
+            last_sample: Some(now),
+            latest: None,
+        })
     }
 
     /// Folds one sample in. A sample older than the last one folded (probes
@@ -848,5 +892,39 @@ mod tests {
             cache_signal(Err(&CloudError::throttled("slow down"))),
             Signal::NoData(_)
         ));
+    }
+
+    #[test]
+    fn a_restarted_operator_goes_on_from_the_published_verdict() {
+        let th = Thresholds::default();
+        let published = fold(&[good(0), good(5), good(10)])
+            .health(t(10), &th)
+            .to_status("us-east-1", None);
+        assert_eq!(published.verdict, HealthVerdict::Healthy);
+        let resumed = HealthState::resumed(&published, t(300)).unwrap();
+        // Nothing new to say: the status it would write is the stored one.
+        assert_eq!(
+            resumed.health(t(300), &th).to_status("us-east-1", None),
+            published
+        );
+        let after_good = resumed.record(&good(305), &th);
+        assert_eq!(
+            after_good.health(t(305), &th).to_status("us-east-1", None),
+            published
+        );
+        // Bad evidence moves it exactly as it would move a running process.
+        let n = i64::from(th.unhealthy_samples);
+        let lost = (0..n).fold(resumed, |s, i| s.record(&outage(305 + 5 * i), &th));
+        let last = 305 + 5 * (n - 1);
+        assert_eq!(lost.health(t(last), &th).verdict, HealthVerdict::Unhealthy);
+    }
+
+    #[test]
+    fn an_unknown_or_unreadable_published_verdict_is_not_taken_up() {
+        let mut stored = Health::unknown().to_status("us-east-1", None);
+        assert!(HealthState::resumed(&stored, t(0)).is_none());
+        stored.verdict = HealthVerdict::Healthy;
+        stored.reason = "SomethingNew".into();
+        assert!(HealthState::resumed(&stored, t(0)).is_none());
     }
 }

@@ -165,7 +165,7 @@ pub struct LagSample {
 }
 
 impl LagSample {
-    fn from_reading(reading: &LagReading) -> Option<Self> {
+    pub(crate) fn from_reading(reading: &LagReading) -> Option<Self> {
         let at = reading.observed_at.parse().ok()?;
         let lag = Duration::try_from_secs_f64(reading.seconds).ok()?;
         Some(Self { lag, at })

@@ -54,6 +54,9 @@ pub struct View {
     pub health: BTreeMap<String, Health>,
     pub lag: BTreeMap<String, LagSample>,
     pub endpoints: BTreeMap<String, String>,
+    /// This process has taken at least one round of samples of the shop
+    /// (health and lag): until then what it knows is what the status said.
+    pub warm: bool,
 }
 
 /// The per-shop samplers of one controller process.
@@ -73,6 +76,8 @@ struct Shop {
     thresholds: Thresholds,
     interval: Option<Duration>,
     task: Option<AbortHandle>,
+    /// A round of samples was folded in (see [`View::warm`]).
+    warm: bool,
 }
 
 /// The parts of a ShopRegion the sampler needs.
@@ -120,6 +125,46 @@ struct Probed {
     lag: Option<LagSample>,
 }
 
+/// Takes up what a previous operator process published in `region`'s
+/// status, for the regions this process has not sampled yet: the health
+/// verdicts (`status.health`) and this region's own last replication lag.
+/// Without it a restart would publish "not yet observed" for every region,
+/// write every status and post an Event per condition, and a failover
+/// decision would wait for a fresh lag reading it may not get.
+fn resume_from_status(shop: &mut Shop, region: &ShopRegion, now: Timestamp) {
+    let Some(status) = region.status.as_ref() else {
+        return;
+    };
+    for stored in &status.health {
+        if shop.regions.contains_key(&stored.region) {
+            continue;
+        }
+        let Some(state) = HealthState::resumed(stored, now) else {
+            continue;
+        };
+        let published = state.health(now, &shop.thresholds);
+        shop.regions.insert(
+            stored.region.clone(),
+            Memory {
+                state,
+                endpoint: stored.endpoint.clone(),
+                published: Some(published),
+                ..Memory::default()
+            },
+        );
+    }
+    let own_lag = status
+        .failover
+        .as_ref()
+        .and_then(|f| f.last_known_lag.as_ref())
+        .and_then(LagSample::from_reading);
+    if let (Some(memory), Some(lag)) = (shop.regions.get_mut(&region.spec.region), own_lag)
+        && memory.lag.is_none()
+    {
+        memory.lag = Some(lag);
+    }
+}
+
 impl Sampler {
     /// `trigger` receives one message whenever a verdict changes.
     pub fn new(
@@ -160,6 +205,7 @@ impl Sampler {
         if shop.registrations.get(key) != Some(&registration) {
             shop.registrations.insert(key.to_string(), registration);
         }
+        resume_from_status(shop, region, self.cloud.clock().now());
         if shop.task.as_ref().is_none_or(AbortHandle::is_finished) {
             let task = tokio::spawn(self.clone().run(shop_name));
             shop.task = Some(task.abort_handle());
@@ -206,6 +252,7 @@ impl Sampler {
             }
             return view;
         };
+        view.warm = shop.warm;
         for region in regions {
             let memory = shop.regions.get(region);
             view.health.insert(
@@ -343,6 +390,7 @@ impl Sampler {
             self.metrics
                 .set_replication_lag(shop_name, &target.region, lag);
         }
+        shop.warm = true;
         changed
     }
 

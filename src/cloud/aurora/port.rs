@@ -47,7 +47,7 @@ impl GlobalCluster {
 }
 
 /// `GlobalClusterMember`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GlobalMember {
     pub cluster_arn: String,
     /// Parsed from the ARN by the adapter.
@@ -56,7 +56,7 @@ pub struct GlobalMember {
 }
 
 /// `GlobalCluster.FailoverState`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GlobalFailoverState {
     /// `pending`, `failing-over`, `switching-over`, `cancelling`.
     pub status: String,

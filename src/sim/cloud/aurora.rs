@@ -17,7 +17,7 @@ use crate::cloud::{CloudError, arn_region};
 use super::{ACCOUNT, Op, SimCloud, World};
 
 /// A failover or switchover the simulated AWS carried out.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FailoverRecord {
     pub global_cluster_id: String,
     pub from_region: String,
@@ -30,11 +30,13 @@ pub struct FailoverRecord {
     pub data_loss_window: Duration,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AuroraWorld {
     pub(crate) globals: BTreeMap<String, SimGlobal>,
     /// Keyed by (region, identifier): identifiers are unique per region.
+    #[serde(with = "super::persist::entries")]
     pub(crate) clusters: BTreeMap<(String, String), SimCluster>,
+    #[serde(with = "super::persist::entries")]
     pub(crate) instances: BTreeMap<(String, String), SimInstance>,
     pub(crate) snapshots: BTreeSet<(String, String)>,
     pub(crate) lag: BTreeMap<String, Duration>,
@@ -42,9 +44,11 @@ pub(crate) struct AuroraWorld {
     instance_seq: u64,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SimGlobal {
     id: String,
-    status: &'static str,
+    #[serde(deserialize_with = "super::persist::static_str")]
+    status: super::persist::Word,
     engine: String,
     engine_version: String,
     members: Vec<GlobalMember>,
@@ -52,10 +56,12 @@ pub(crate) struct SimGlobal {
     failover: Option<GlobalFailoverState>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SimCluster {
     id: String,
     region: String,
-    status: &'static str,
+    #[serde(deserialize_with = "super::persist::static_str")]
+    status: super::persist::Word,
     engine: String,
     engine_version: String,
     kms_key_id: Option<String>,
@@ -68,17 +74,20 @@ pub(crate) struct SimCluster {
     writer_instance: Option<String>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SimInstance {
     id: String,
     region: String,
     cluster_id: String,
-    status: &'static str,
+    #[serde(deserialize_with = "super::persist::static_str")]
+    status: super::persist::Word,
     class: String,
     tags: Tags,
     seq: u64,
 }
 
 /// A completion scheduled by a long operation.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) enum Event {
     ClusterAvailable {
         region: String,

@@ -23,7 +23,7 @@ use crate::cloud::{CloudError, arn_region};
 use super::{ACCOUNT, Op, SimCloud, World};
 
 /// A `FailoverGlobalReplicationGroup` the simulated AWS carried out.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CacheFailoverRecord {
     pub global_replication_group_id: String,
     pub from_region: String,
@@ -92,20 +92,23 @@ fn version_key(version: &str) -> Vec<u64> {
     version.split('.').filter_map(|c| c.parse().ok()).collect()
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CacheWorld {
     pub(crate) globals: BTreeMap<String, SimGlobal>,
     /// Keyed by (region, identifier): identifiers are unique per region.
+    #[serde(with = "super::persist::entries")]
     pub(crate) groups: BTreeMap<(String, String), SimGroup>,
     pub(crate) snapshots: BTreeSet<(String, String)>,
     pub(crate) lag: BTreeMap<String, Duration>,
     pub(crate) failovers: Vec<CacheFailoverRecord>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SimGlobal {
     id: String,
     suffix: String,
-    status: &'static str,
+    #[serde(deserialize_with = "super::persist::static_str")]
+    status: super::persist::Word,
     description: String,
     engine: String,
     engine_version: String,
@@ -119,16 +122,20 @@ pub(crate) struct SimGlobal {
     members: Vec<SimMember>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct SimMember {
     region: String,
     group_id: String,
     is_primary: bool,
-    status: &'static str,
+    #[serde(deserialize_with = "super::persist::static_str")]
+    status: super::persist::Word,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SimGroup {
     id: String,
-    status: &'static str,
+    #[serde(deserialize_with = "super::persist::static_str")]
+    status: super::persist::Word,
     description: String,
     engine: String,
     engine_version: String,
@@ -139,13 +146,15 @@ pub(crate) struct SimGroup {
     auth: bool,
     transit: bool,
     at_rest: bool,
-    automatic_failover: &'static str,
+    #[serde(deserialize_with = "super::persist::static_str")]
+    automatic_failover: super::persist::Word,
     multi_az: bool,
     tags: Tags,
     created_at: Timestamp,
 }
 
 /// A completion scheduled by a long operation.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) enum Event {
     GroupAvailable {
         region: String,

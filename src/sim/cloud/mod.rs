@@ -11,6 +11,7 @@
 
 mod aurora;
 mod elasticache;
+mod persist;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,7 +34,7 @@ pub use elasticache::{CacheFailoverRecord, global_datastore_prefix};
 /// round assumption, and says so. `docs/simulation.md` cites the source of
 /// each one. Scenarios can shorten or stretch any of them by name (see
 /// [`SimDurations::fields_mut`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SimDurations {
     /// `CreateDBCluster` of a primary (storage volume, no instances):
     /// typically several minutes.
@@ -205,7 +206,9 @@ impl SimDurations {
 }
 
 /// An API operation, as AWS names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Op {
     DescribeGlobalClusters,
     CreateGlobalCluster,
@@ -350,7 +353,7 @@ impl Op {
 /// A fault to inject. Counted faults hit the next `calls` calls to the
 /// region and then disappear; an outage and a slow operation last until
 /// healed or cleared.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Fault {
     /// `Throttling` on the next calls.
     Throttle { region: String, calls: u32 },
@@ -398,6 +401,8 @@ pub struct CallRecord {
 pub struct SimCloud {
     clock: VirtualClock,
     world: Arc<Mutex<World>>,
+    /// Where the world is saved after every change (`--sim-state`).
+    state_file: Option<Arc<std::path::Path>>,
 }
 
 impl std::fmt::Debug for SimCloud {
@@ -411,11 +416,14 @@ impl std::fmt::Debug for SimCloud {
 /// The simulated account every ARN names.
 pub const ACCOUNT: &str = "123456789012";
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct World {
     durations: SimDurations,
     faults: Vec<Fault>,
     /// Regions in outage, with the instant the outage began.
     outages: BTreeMap<String, Timestamp>,
+    /// The call log is the run's own record, not the world's state.
+    #[serde(skip)]
     calls: Vec<CallRecord>,
     /// Completions scheduled by long operations, applied when due.
     pending: Vec<Pending>,
@@ -424,6 +432,7 @@ pub(crate) struct World {
     elasticache: elasticache::CacheWorld,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Pending {
     at: Timestamp,
     seq: u64,
@@ -431,6 +440,7 @@ struct Pending {
 }
 
 /// A completion scheduled by a long operation of either service.
+#[derive(serde::Serialize, serde::Deserialize)]
 enum Event {
     Aurora(aurora::Event),
     Cache(elasticache::Event),
@@ -466,6 +476,56 @@ impl SimCloud {
                 aurora: aurora::AuroraWorld::default(),
                 elasticache: elasticache::CacheWorld::default(),
             })),
+            state_file: None,
+        }
+    }
+
+    /// A simulated cloud kept in `path`: the world saved there by an
+    /// earlier run (its virtual time moved on by the wall-clock time since,
+    /// at `speed`), or a new one starting at `wall_now`. Every change is
+    /// saved back.
+    pub fn persistent(
+        path: &std::path::Path,
+        wall_now: Timestamp,
+        speed: u32,
+    ) -> std::io::Result<Self> {
+        let mut cloud = match persist::load(path)? {
+            Some(snapshot) => {
+                let down = wall_now
+                    .duration_since(snapshot.wall_at)
+                    .unsigned_abs()
+                    .checked_mul(speed)
+                    .unwrap_or_default();
+                let resumed = snapshot
+                    .virtual_at
+                    .checked_add(down)
+                    .unwrap_or(snapshot.virtual_at);
+                Self {
+                    clock: VirtualClock::at(resumed),
+                    world: Arc::new(Mutex::new(snapshot.world)),
+                    state_file: None,
+                }
+            }
+            None => Self::new(VirtualClock::at(wall_now)),
+        };
+        cloud.state_file = Some(Arc::from(path));
+        cloud.save(&cloud.lock(), cloud.clock.now());
+        Ok(cloud)
+    }
+
+    /// Saves the world when it is kept on disk. A failed save is logged,
+    /// not fatal: the simulation goes on in memory.
+    fn save(&self, world: &World, now: Timestamp) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let snapshot = persist::SnapshotRef {
+            virtual_at: now,
+            wall_at: Timestamp::now(),
+            world,
+        };
+        if let Err(error) = persist::save(path, &snapshot) {
+            tracing::warn!(%error, path = %path.display(), "could not save the simulated cloud");
         }
     }
 
@@ -490,6 +550,7 @@ impl SimCloud {
             world.outages.entry(region.clone()).or_insert(now);
         }
         world.faults.push(fault);
+        self.save(&world, now);
     }
 
     /// Ends a region's outage; its clusters resume replicating (a former
@@ -516,6 +577,7 @@ impl SimCloud {
         world.outages.remove(region);
         world.faults.retain(|f| fault_region(f) != region);
         world.aurora.lag.remove(region);
+        self.save(&world, self.clock.now());
     }
 
     pub fn is_region_out(&self, region: &str) -> bool {
@@ -706,6 +768,9 @@ impl SimCloud {
             mutating: op.is_mutating(),
             error: result.as_ref().err().map(CloudError::metric_label),
         });
+        if op.is_mutating() {
+            self.save(&world, now);
+        }
         result
     }
 }
