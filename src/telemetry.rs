@@ -185,16 +185,6 @@ pub struct AwsRequestLabels {
     pub outcome: &'static str,
 }
 
-/// The condition types `shopfleet_shopregion_condition` reports.
-pub const CONDITION_TYPES: [&str; 7] = [
-    crate::api::conditions::types::READY,
-    crate::api::conditions::types::RECONCILING,
-    crate::api::conditions::types::STALLED,
-    crate::api::conditions::types::WORKLOAD_READY,
-    crate::api::conditions::types::DATABASE_READY,
-    crate::api::conditions::types::CACHE_READY,
-    crate::api::conditions::types::FAILOVER_READY,
-];
 const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
 const FAILOVER_KINDS: [FailoverKind; 2] = [FailoverKind::Failover, FailoverKind::Switchover];
 const FAILOVER_RESULTS: [&str; 4] = ["completed", "abandoned", "superseded", "refused"];
@@ -514,7 +504,7 @@ impl Metrics {
         refused: bool,
     ) {
         self.remember_shop(&labels.shop());
-        for type_ in CONDITION_TYPES {
+        for type_ in crate::api::conditions::types::ALL {
             let current = conditions
                 .iter()
                 .find(|c| c.type_ == type_)
@@ -549,7 +539,7 @@ impl Metrics {
     /// A deleted ShopRegion: its series go. `last_of_shop` also removes the
     /// shop's failover counters.
     pub fn forget_shopregion(&self, labels: &ShopRegionLabels, last_of_shop: bool) {
-        for type_ in CONDITION_TYPES {
+        for type_ in crate::api::conditions::types::ALL {
             for status in CONDITION_STATUSES {
                 self.conditions
                     .remove(&condition_labels(labels, type_, status));

@@ -11,6 +11,19 @@ pub mod types {
     pub const DATABASE_READY: &str = "DatabaseReady";
     pub const CACHE_READY: &str = "CacheReady";
     pub const FAILOVER_READY: &str = "FailoverReady";
+
+    /// Every condition type a ShopRegion reports: the summary conditions
+    /// first, then the concerns in reconcile order, so that `kubectl
+    /// describe` reads top-down.
+    pub const ALL: [&str; 7] = [
+        READY,
+        RECONCILING,
+        STALLED,
+        WORKLOAD_READY,
+        DATABASE_READY,
+        CACHE_READY,
+        FAILOVER_READY,
+    ];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,21 +150,12 @@ pub fn merge(
     (merged, transitions)
 }
 
-/// Summary conditions first, then the concerns in reconcile order, so that
-/// `kubectl describe` reads top-down.
+/// The position of a condition type in [`types::ALL`].
 fn order_of(type_: &str) -> usize {
-    [
-        types::READY,
-        types::RECONCILING,
-        types::STALLED,
-        types::WORKLOAD_READY,
-        types::DATABASE_READY,
-        types::CACHE_READY,
-        types::FAILOVER_READY,
-    ]
-    .iter()
-    .position(|t| *t == type_)
-    .unwrap_or(usize::MAX)
+    types::ALL
+        .iter()
+        .position(|t| *t == type_)
+        .unwrap_or(usize::MAX)
 }
 
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {

@@ -220,17 +220,6 @@ impl Record {
     }
 }
 
-/// Every condition type a ShopRegion reports.
-const CONDITION_TYPES: [&str; 7] = [
-    types::READY,
-    types::RECONCILING,
-    types::STALLED,
-    types::WORKLOAD_READY,
-    types::DATABASE_READY,
-    types::CACHE_READY,
-    types::FAILOVER_READY,
-];
-
 /// What the recorder remembers of a ShopRegion to tell what changed.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Digest {
@@ -538,7 +527,7 @@ impl Recorder {
             .and_then(|r| r.name.clone())
             .unwrap_or_default();
         // The controller's transition Events read "<Type> is <Status>: …".
-        let is_transition = CONDITION_TYPES.iter().any(|type_| {
+        let is_transition = types::ALL.iter().any(|type_| {
             ["True", "False", "Unknown"]
                 .iter()
                 .any(|status| note.starts_with(&format!("{type_} is {status}:")))

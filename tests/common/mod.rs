@@ -1,6 +1,6 @@
 //! A running operator for integration tests: the real controller, through the
-//! real kube-rs client, against the in-process API server (always) or a real
-//! cluster (e2e, when KUBECONFIG names one).
+//! real kube-rs client, against the in-process API server. (The e2e suite
+//! runs the operator binary against a real cluster: `e2e/`.)
 
 #![allow(dead_code)]
 
@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
 use kube::{Client, ResourceExt};
 use shopfleet::api::ShopRegion;
 use shopfleet::api::conditions::find;
@@ -44,24 +43,6 @@ impl Harness {
             .expect("the generated CRD installs");
         let config = server.config();
         Self::start(config, Some(server), "shop".to_string(), cloud).await
-    }
-
-    /// The operator on the cluster KUBECONFIG names, in a fresh namespace;
-    /// `None` (and a line saying so) when there is no cluster.
-    pub async fn real_cluster() -> Option<Harness> {
-        if std::env::var_os("KUBECONFIG").is_none() {
-            eprintln!("SKIPPED: KUBECONFIG names no cluster; e2e tests need a real cluster");
-            return None;
-        }
-        let config = kube::Config::infer().await.expect("KUBECONFIG is readable");
-        let client = Client::try_from(config.clone()).expect("client from KUBECONFIG");
-        install_crd(&client).await;
-        let suffix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            % 1_000_000_000;
-        Some(Self::start(config, None, format!("shopfleet-e2e-{suffix}"), None).await)
     }
 
     async fn start(
@@ -246,6 +227,30 @@ pub fn expectation(path: &str) -> Expectation {
     }
 }
 
+/// Judges the API server's answer to creating the invalid sample `path`
+/// against its first line: a rejection must name the field (checked here);
+/// an acceptance returns the `Stalled` reason the operator must reach.
+pub fn must_stall(path: &str, created: Result<DynamicObject, kube::Error>) -> Option<String> {
+    match (expectation(path), created) {
+        (Expectation::Rejected { field }, Err(kube::Error::Api(status))) => {
+            assert_eq!(status.code, 422, "{path}: {status:?}");
+            assert!(
+                status.message.contains(&field),
+                "{path}: the rejection should name {field}: {}",
+                status.message
+            );
+            None
+        }
+        (Expectation::Rejected { .. }, other) => {
+            panic!("{path} should be rejected by the API server, got {other:?}")
+        }
+        (Expectation::Stalled { reason }, Ok(_)) => Some(reason),
+        (Expectation::Stalled { .. }, Err(e)) => {
+            panic!("{path} should pass the API server and stall, but was refused: {e}")
+        }
+    }
+}
+
 pub fn invalid_samples() -> Vec<String> {
     let dir = format!("{}/samples/invalid", env!("CARGO_MANIFEST_DIR"));
     let mut paths: Vec<String> = std::fs::read_dir(dir)
@@ -263,29 +268,6 @@ pub fn condition<'a>(region: &'a ShopRegion, type_: &str) -> Option<&'a Conditio
         .status
         .as_ref()
         .and_then(|s| find(&s.conditions, type_))
-}
-
-async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(&shopfleet::api::crd_yaml()).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &crd.name_any(),
-        &PatchParams::apply("shopfleet-e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the CRD is accepted by the API server");
-    let name = crd.name_any();
-    let established = kube::runtime::wait::await_condition(
-        crds,
-        &name,
-        kube::runtime::wait::conditions::is_crd_established(),
-    );
-    tokio::time::timeout(Duration::from_secs(30), established)
-        .await
-        .expect("the CRD becomes Established")
-        .unwrap();
 }
 
 /// Every sample applies, and every invalid sample is rejected by the API
@@ -316,35 +298,17 @@ pub async fn check_samples(h: &Harness) {
         let object: DynamicObject =
             serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
         let name = object.name_any();
-        match (
-            expectation(&path),
-            raw.create(&PostParams::default(), &object).await,
-        ) {
-            (Expectation::Rejected { field }, Err(kube::Error::Api(status))) => {
-                assert_eq!(status.code, 422, "{path}: {status:?}");
-                assert!(
-                    status.message.contains(&field),
-                    "{path}: the rejection should name {field}: {}",
-                    status.message
-                );
-            }
-            (Expectation::Rejected { .. }, other) => {
-                panic!("{path} should be rejected by the API server, got {other:?}")
-            }
-            (Expectation::Stalled { reason }, Ok(_)) => {
-                let stalled = h
-                    .wait_for(&name, &format!("{path}: Stalled={reason}"), |r| {
-                        condition(r, shopfleet::api::conditions::types::STALLED)
-                            .is_some_and(|c| c.status == "True")
-                    })
-                    .await;
-                let condition =
-                    condition(&stalled, shopfleet::api::conditions::types::STALLED).unwrap();
-                assert_eq!(condition.reason, reason, "{path}: {}", condition.message);
-            }
-            (Expectation::Stalled { .. }, Err(e)) => {
-                panic!("{path} should pass the API server and stall, but was refused: {e}")
-            }
+        let created = raw.create(&PostParams::default(), &object).await;
+        if let Some(reason) = must_stall(&path, created) {
+            let stalled = h
+                .wait_for(&name, &format!("{path}: Stalled={reason}"), |r| {
+                    condition(r, shopfleet::api::conditions::types::STALLED)
+                        .is_some_and(|c| c.status == "True")
+                })
+                .await;
+            let condition =
+                condition(&stalled, shopfleet::api::conditions::types::STALLED).unwrap();
+            assert_eq!(condition.reason, reason, "{path}: {}", condition.message);
         }
     }
 }
