@@ -16,14 +16,15 @@ WORKDIR /src
 # Everything the build reads: the manifests, the sources, the kubesim crate,
 # and the samples `shopfleet simulate` embeds (include_str!). See .dockerignore.
 COPY . .
-# The whole operator is built, the simulation stack included: `--cloud
-# simulated` (a laptop or demo cluster, docs/install.md) runs in this image.
-# Once the project has a cargo feature for the simulation stack, production
-# images should build `--no-default-features` (AWS only) and a separate tag
-# should keep `--cloud simulated` available.
+# The operator alone by default (`--no-default-features`: no simulated
+# cloud, no in-process API server, no test utilities). A demo image that runs
+# `--cloud simulated` (a laptop cluster, docs/install.md) adds the
+# simulation stack: `docker build --build-arg FEATURES=simulation -t
+# shopfleet:0.1.0-simulation .`
+ARG FEATURES=""
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    cargo build --release --locked --no-default-features ${FEATURES:+--features "$FEATURES"} \
     && install -D -m 0755 target/release/shopfleet /out/shopfleet
 
 FROM gcr.io/distroless/cc-debian12:nonroot

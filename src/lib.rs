@@ -6,7 +6,9 @@ pub mod clock;
 pub mod cloud;
 pub mod controller;
 pub mod failover;
+#[cfg(feature = "simulation")]
 pub mod sim;
+#[cfg(feature = "simulation")]
 pub mod simulate;
 pub mod telemetry;
 pub mod workload;

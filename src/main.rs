@@ -12,7 +12,9 @@ use tracing::{error, info, warn};
 use shopfleet::cloud::Cloud;
 use shopfleet::cloud::aws::{AwsCloud, AwsOptions};
 use shopfleet::controller::{self, Context, Scope};
+#[cfg(feature = "simulation")]
 use shopfleet::sim::{LiveSim, SimCloud, VirtualClock};
+#[cfg(feature = "simulation")]
 use shopfleet::simulate::{self, Pace, Scenario, render};
 use shopfleet::telemetry::{self, LogFormat, Metrics, Readiness};
 use std::process::ExitCode;
@@ -35,6 +37,7 @@ enum Command {
     /// Run a scenario offline: the real controller, an in-process Kubernetes
     /// API server and the simulated cloud on virtual time (default: the acme
     /// fleet comes up in three regions). Exits 1 when an expectation fails.
+    #[cfg(feature = "simulation")]
     Simulate(SimulateArgs),
     /// Print the ShopRegion CRD as YAML (`shopfleet crd | kubectl apply -f -`).
     Crd,
@@ -47,9 +50,11 @@ enum CloudKind {
     /// The real AWS APIs, credentials from the default chain (IRSA, Pod Identity).
     Aws,
     /// The in-process simulated cloud: no AWS account needed.
+    #[cfg(feature = "simulation")]
     Simulated,
 }
 
+#[cfg(feature = "simulation")]
 #[derive(clap::Args)]
 struct SimulateArgs {
     /// A scenario file (see docs/simulation.md); the built-in `bootstrap`
@@ -67,6 +72,7 @@ struct SimulateArgs {
     output: OutputFormat,
 }
 
+#[cfg(feature = "simulation")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
     /// A timeline, a summary table, the figures and the expectations.
@@ -92,14 +98,17 @@ struct RunArgs {
     /// With `--cloud simulated`: serve the simulated cloud's control
     /// endpoint beside the metrics (`/sim/state`, `/sim/outage/REGION`,
     /// `/sim/recover/REGION`, `/sim/speed/N`) for tests and demos.
+    #[cfg(feature = "simulation")]
     #[arg(long)]
     sim_control: bool,
     /// With `--cloud simulated`: keep the simulated cloud in this file, so
     /// that a restarted operator finds what its predecessor created (as it
     /// would in AWS). Without it the simulated cloud lives in the process.
+    #[cfg(feature = "simulation")]
     #[arg(long, value_name = "FILE")]
     sim_state: Option<std::path::PathBuf>,
     /// With `--cloud simulated`: simulated cloud seconds per real second.
+    #[cfg(feature = "simulation")]
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
     sim_speed: u32,
     /// Port of /healthz, /readyz and /metrics.
@@ -129,6 +138,7 @@ fn main() -> ExitCode {
         }
         // The simulation builds the runtime its pace needs (paused time
         // for --instant).
+        #[cfg(feature = "simulation")]
         Command::Simulate(args) => return simulate(args),
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -148,8 +158,8 @@ fn main() -> ExitCode {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_logging(args.log_format);
     let metrics = Arc::new(Metrics::default());
-    let mut control = None;
-    let cloud: Arc<dyn Cloud> = match args.cloud {
+    let (cloud, control): (Arc<dyn Cloud>, Option<axum::Router>) = match args.cloud {
+        #[cfg(feature = "simulation")]
         CloudKind::Aws if args.sim_control || args.sim_state.is_some() => {
             anyhow::bail!("--sim-control and --sim-state apply to --cloud simulated only")
         }
@@ -158,18 +168,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Some(url) => info!(endpoint = %url, "using AWS through an endpoint override"),
                 None => info!("using AWS, credentials from the default chain"),
             }
-            Arc::new(
-                AwsCloud::load(AwsOptions {
-                    endpoint_url: args.aws_endpoint_url.clone(),
-                    metrics: Some(metrics.clone()),
-                    ..AwsOptions::default()
-                })
-                .await,
-            )
+            let aws = AwsCloud::load(AwsOptions {
+                endpoint_url: args.aws_endpoint_url.clone(),
+                metrics: Some(metrics.clone()),
+                ..AwsOptions::default()
+            })
+            .await;
+            (Arc::new(aws), None)
         }
+        #[cfg(feature = "simulation")]
         CloudKind::Simulated if args.aws_endpoint_url.is_some() => anyhow::bail!(
             "--aws-endpoint-url applies to --cloud aws only; the simulated cloud makes no AWS call"
         ),
+        #[cfg(feature = "simulation")]
         CloudKind::Simulated => {
             info!(speed = args.sim_speed, "using the simulated cloud");
             let now = k8s_openapi::jiff::Timestamp::now();
@@ -182,11 +193,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 None => SimCloud::new(VirtualClock::at(now)),
             };
             let sim = Arc::new(LiveSim::start(cloud, args.sim_speed));
-            if args.sim_control {
+            let control = args.sim_control.then(|| {
                 warn!("the simulated cloud's control endpoint is on (/sim/*)");
-                control = Some(shopfleet::sim::control::router(sim.clone()));
-            }
-            sim
+                shopfleet::sim::control::router(sim.clone())
+            });
+            (sim, control)
         }
     };
     let readiness = Readiness::default();
@@ -297,6 +308,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     outcome
 }
 
+#[cfg(feature = "simulation")]
 /// Exit codes: 0 every expectation held, 1 one failed, 2 the scenario is
 /// invalid or the run could not be carried out.
 fn simulate(args: SimulateArgs) -> ExitCode {

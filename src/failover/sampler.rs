@@ -520,7 +520,7 @@ async fn sample_region(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "simulation"))]
 mod tests {
     use super::*;
     use crate::api::HealthVerdict;

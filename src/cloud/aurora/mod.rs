@@ -11,7 +11,7 @@ pub mod names;
 pub mod plan;
 pub mod port;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "simulation"))]
 mod tests;
 
 use std::time::Duration;
