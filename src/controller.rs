@@ -117,7 +117,7 @@ pub struct Context {
     /// answers for the simulated cloud).
     failover: Option<Arc<Runtime>>,
     /// A verdict changed: reconcile (taken by [`run`]).
-    verdicts_changed: Mutex<Option<futures::channel::mpsc::UnboundedReceiver<()>>>,
+    verdicts_changed: Mutex<Option<futures::channel::mpsc::UnboundedReceiver<String>>>,
     /// The controller's ShopRegion cache: the peers a failover decision
     /// looks at, without a list call per reconcile.
     shopregions: OnceLock<Store<ShopRegion>>,
@@ -923,6 +923,19 @@ fn startup_failure(error: &kube::Error) -> String {
     }
 }
 
+/// The ShopRegions of `shop` among `regions`, to reconcile when its health
+/// verdicts change.
+pub fn members_of(
+    regions: &[Arc<ShopRegion>],
+    shop: &str,
+) -> Vec<kube::runtime::reflector::ObjectRef<ShopRegion>> {
+    regions
+        .iter()
+        .filter(|region| region.spec.shop == shop)
+        .map(|region| kube::runtime::reflector::ObjectRef::from_obj(region.as_ref()))
+        .collect()
+}
+
 /// Runs the controller until `shutdown` resolves. Fails fast when the CRD is
 /// not installed, with a message that says how to install it.
 pub async fn run(
@@ -962,12 +975,14 @@ pub async fn run(
         .unwrap_or_else(|e| e.into_inner())
         .take();
     if let Some(changes) = verdicts_changed {
-        // A health verdict changed: the decisions of the ShopRegions in
-        // scope may change, whatever their requeue. (Reconciling only the
-        // shop's ShopRegions needs kube-runtime's unstable per-object
-        // trigger; verdict changes are rare, a reconcile without change
-        // writes nothing.)
-        controller = controller.reconcile_all_on(changes);
+        // A health verdict of a shop changed: the decisions of that shop's
+        // ShopRegions may change, whatever their requeue. Only theirs: a
+        // region outage changes every shop's verdicts at once, and
+        // reconciling every ShopRegion for each would be a storm.
+        let store = controller.store();
+        let members =
+            changes.flat_map(move |shop| futures::stream::iter(members_of(&store.state(), &shop)));
+        controller = controller.reconcile_on(members);
     }
     let runtime = ctx.failover.clone();
     controller
@@ -1144,5 +1159,27 @@ mod tests {
             next_status(Some(&first), Some(3), &decided, first.clone(), later);
         assert_eq!(second, first);
         assert!(transitions.is_empty());
+    }
+
+    #[test]
+    fn a_verdict_change_reconciles_the_shops_regions_only() {
+        let region = |shop: &str, name: &str| {
+            let mut r = crate::api::fixtures::acme_region("eu-west-1");
+            r.spec.shop = shop.into();
+            r.metadata.name = Some(name.into());
+            r.metadata.namespace = Some("shop".into());
+            Arc::new(r)
+        };
+        let regions = [
+            region("acme", "acme-eu-west-1"),
+            region("globex", "globex-eu-west-1"),
+            region("acme", "acme-us-east-1"),
+        ];
+        let names: Vec<String> = members_of(&regions, "acme")
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["acme-eu-west-1", "acme-us-east-1"]);
+        assert!(members_of(&regions, "initech").is_empty());
     }
 }

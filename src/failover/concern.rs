@@ -55,7 +55,11 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(cloud: Arc<dyn Cloud>, metrics: Arc<Metrics>, trigger: UnboundedSender<()>) -> Self {
+    pub fn new(
+        cloud: Arc<dyn Cloud>,
+        metrics: Arc<Metrics>,
+        trigger: UnboundedSender<String>,
+    ) -> Self {
         Self {
             sampler: Sampler::new(cloud, metrics.clone(), trigger),
             metrics,

@@ -64,7 +64,7 @@ pub struct Sampler {
     cloud: Arc<dyn Cloud>,
     probe: Arc<dyn Probe>,
     metrics: Arc<Metrics>,
-    trigger: UnboundedSender<()>,
+    trigger: UnboundedSender<String>,
     shops: Mutex<HashMap<String, Shop>>,
 }
 
@@ -166,11 +166,12 @@ fn resume_from_status(shop: &mut Shop, region: &ShopRegion, now: Timestamp) {
 }
 
 impl Sampler {
-    /// `trigger` receives one message whenever a verdict changes.
+    /// `trigger` receives the shop's name whenever one of its verdicts
+    /// changes.
     pub fn new(
         cloud: Arc<dyn Cloud>,
         metrics: Arc<Metrics>,
-        trigger: UnboundedSender<()>,
+        trigger: UnboundedSender<String>,
     ) -> Arc<Self> {
         Arc::new(Self {
             probe: cloud.probe(),
@@ -292,7 +293,7 @@ impl Sampler {
             .await;
             if self.fold(&shop, &targets, probed, interval, now) {
                 // The controller is gone when nobody listens: nothing to do.
-                let _ = self.trigger.unbounded_send(());
+                let _ = self.trigger.unbounded_send(shop.clone());
             }
             // The next round is due `interval` of cloud time after this one.
             // Sleep in slices, so that a simulation changing speed is
@@ -303,7 +304,7 @@ impl Sampler {
                     speed = current;
                     // Every wake the controller scheduled was computed at
                     // the old pace: let the reconciles compute them again.
-                    let _ = self.trigger.unbounded_send(());
+                    let _ = self.trigger.unbounded_send(shop.clone());
                 }
                 let next = super::health::after(now, probe_interval(speed));
                 let remaining = super::health::elapsed(self.cloud.clock().now(), next);
