@@ -695,7 +695,14 @@ pub fn lost_regions<'a>(
 /// model now: another region is lost and this one is not.
 pub fn absorbing(observation: &FleetObservation, policy: &Policy, now: Timestamp) -> bool {
     let lost = lost_regions(observation, policy, now);
-    !lost.is_empty() && !lost.contains(&observation.local.as_str())
+    // Only a region that served can leave traffic to absorb: one still
+    // joining the fleet, never judged healthy, is not a loss.
+    let served = |region: &&str| {
+        observation
+            .region(region)
+            .is_some_and(|r| r.health.was_healthy)
+    };
+    lost.iter().any(served) && !lost.contains(&observation.local.as_str())
 }
 
 /// The end of the cooldown: it runs from the last writer change, whether
@@ -804,6 +811,7 @@ pub(crate) mod tests {
             since: Some(t(since)),
             reason: "SignalsHealthy",
             message: "all good".into(),
+            was_healthy: true,
         }
     }
 
@@ -813,6 +821,7 @@ pub(crate) mod tests {
             since: Some(t(since)),
             reason: "RegionUnreachable",
             message: "endpoint: connect timed out".into(),
+            was_healthy: true,
         }
     }
 
@@ -1555,6 +1564,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_member_that_never_served_is_not_absorbed_when_it_goes_unknown() {
+        let mut obs = fleet(US);
+        for r in obs.regions.iter_mut().filter(|r| r.region == EU) {
+            r.health = Health {
+                verdict: HealthVerdict::Unknown,
+                was_healthy: false,
+                ..r.health.clone()
+            };
+        }
+        obs.global = Some(GlobalView {
+            writer: Some(US.into()),
+            transition: None,
+            members: vec![US.into(), EU.into()],
+        });
+        assert!(
+            !absorbing(&obs, &policy(), t(0)),
+            "eu-west-1 just joined and never served: nothing to absorb"
+        );
+        for r in obs.regions.iter_mut().filter(|r| r.region == EU) {
+            r.health.was_healthy = true;
+        }
+        assert!(
+            absorbing(&obs, &policy(), t(0)),
+            "a member that served and is lost is absorbed"
+        );
+    }
+
+    #[test]
     fn regions_that_have_not_joined_yet_are_not_absorbed_while_the_fleet_is_built() {
         let mut obs = fleet(US);
         for r in obs.regions.iter_mut().filter(|r| r.region != US) {
@@ -1596,8 +1633,10 @@ pub(crate) mod tests {
         set_health(&mut obs, AP, unhealthy(-100));
         assert_eq!(lost_regions(&obs, &policy(), t(0)), vec![AP]);
         assert!(absorbing(&obs, &policy(), t(0)));
+        // A region that served, gone silent for long.
         let mut unknown = Health::unknown();
         unknown.since = Some(t(-100));
+        unknown.was_healthy = true;
         set_health(&mut obs, AP, unknown);
         assert!(absorbing(&obs, &policy(), t(0)));
         // Never judged: the operator just started, nothing is known lost.

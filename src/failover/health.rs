@@ -249,6 +249,11 @@ pub struct Health {
     pub since: Option<Timestamp>,
     pub reason: &'static str,
     pub message: String,
+    /// The region has been judged `Healthy` before (by this process, or by
+    /// the one whose published verdict it took up). Only such a region is
+    /// absorbed when lost: one that never served (a region still joining
+    /// the fleet) carries no traffic to take over.
+    pub was_healthy: bool,
 }
 
 impl Health {
@@ -259,6 +264,7 @@ impl Health {
             since: None,
             reason: reason::NOT_YET_OBSERVED,
             message: "no probe of this region yet".into(),
+            was_healthy: false,
         }
     }
 
@@ -298,6 +304,8 @@ pub struct HealthState {
     last_conclusive: Option<Timestamp>,
     last_sample: Option<Timestamp>,
     latest: Option<Assessment>,
+    /// See [`Health::was_healthy`].
+    was_healthy: bool,
 }
 
 impl Default for HealthState {
@@ -317,6 +325,7 @@ impl HealthState {
             last_conclusive: None,
             last_sample: None,
             latest: None,
+            was_healthy: false,
         }
     }
 
@@ -348,6 +357,9 @@ impl HealthState {
             last_conclusive: Some(now),
             last_sample: Some(now),
             latest: None,
+            // A published Unhealthy verdict was a member that failed: it
+            // had served before, or it would not have been judged.
+            was_healthy: true,
         })
     }
 
@@ -410,6 +422,7 @@ impl HealthState {
             next.verdict = target;
             next.since = Some(streak.started);
             next.basis = Some(assessment);
+            next.was_healthy |= target == HealthVerdict::Healthy;
         }
         next
     }
@@ -433,6 +446,7 @@ impl HealthState {
                 since: Some(after(last, thresholds.stale_after)),
                 reason: reason::NO_RECENT_EVIDENCE,
                 message: format!("no conclusive sample since {last}{latest}"),
+                was_healthy: self.was_healthy,
             };
         }
         match (&self.basis, self.verdict) {
@@ -441,6 +455,7 @@ impl HealthState {
                 since: self.since,
                 reason: basis.reason,
                 message: basis.message.clone(),
+                was_healthy: self.was_healthy,
             },
             _ => {
                 // Unknown, and either the latest sample was inconclusive or a
@@ -463,6 +478,7 @@ impl HealthState {
                     since: self.since,
                     reason,
                     message,
+                    was_healthy: self.was_healthy,
                 }
             }
         }

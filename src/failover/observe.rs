@@ -573,6 +573,7 @@ mod tests {
                 since: Some(t(0)),
                 reason: "RegionUnreachable",
                 message: "x".into(),
+                was_healthy: true,
             },
         );
         let obs = observe(&ObserveInput {

@@ -50,6 +50,7 @@ fn health() -> impl Strategy<Value = Health> {
             since: Some(t(since)),
             reason: "Generated",
             message: "generated".into(),
+            was_healthy: true,
         })
 }
 

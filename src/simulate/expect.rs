@@ -298,6 +298,28 @@ fn check(expectation: &Expectation, record: &Record, figures: &Figures) -> (bool
             }
             (passed, details.join("; "))
         }
+        Expectation::CapacityNeverRaised => {
+            let raised: Vec<String> = record
+                .capacity
+                .iter()
+                .filter(|(_, t)| t.highest_min_replicas > t.first_min_replicas)
+                .map(|(region, t)| {
+                    format!(
+                        "{region} min {} → {}",
+                        t.first_min_replicas, t.highest_min_replicas
+                    )
+                })
+                .collect();
+            let detail = if raised.is_empty() {
+                format!(
+                    "{} region(s), none raised its minimum",
+                    record.capacity.len()
+                )
+            } else {
+                format!("raised: {}", raised.join("; "))
+            };
+            (raised.is_empty(), detail)
+        }
         Expectation::AtEnd(a) => {
             let Some(region) = record
                 .regions

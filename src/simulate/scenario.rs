@@ -213,6 +213,10 @@ pub enum Expectation {
     /// Each of these regions raised its minimum replicas above where it
     /// started.
     CapacityRaised(Vec<String>),
+    /// No region ever raised its minimum replicas above where it started:
+    /// no absorbing minimum was held (the HPA would have scaled up to it
+    /// and kept the pods through its scale-down window).
+    CapacityNeverRaised,
     /// The state of one ShopRegion at the end.
     AtEnd(AtEndExpectation),
 }
@@ -274,6 +278,7 @@ impl fmt::Display for Expectation {
             Expectation::CapacityRaised(regions) => {
                 write!(f, "capacityRaised {}", regions.join(", "))
             }
+            Expectation::CapacityNeverRaised => f.write_str("capacityNeverRaised"),
             Expectation::AtEnd(a) => {
                 write!(f, "atEnd {}", a.shop_region)?;
                 if let Some(role) = a.role {
