@@ -74,3 +74,14 @@ fn walk(schema: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
         }
     }
 }
+
+#[test]
+fn the_charts_crd_is_the_committed_crd_byte_for_byte() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let committed = std::fs::read(format!("{root}/crds/shopregion.yaml")).unwrap();
+    let chart = std::fs::read(format!("{root}/charts/shopfleet/crds/shopregion.yaml")).unwrap();
+    assert!(
+        committed == chart,
+        "charts/shopfleet/crds/shopregion.yaml differs from crds/shopregion.yaml: cp crds/shopregion.yaml charts/shopfleet/crds/"
+    );
+}
