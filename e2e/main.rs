@@ -705,33 +705,25 @@ async fn every_documented_chart_variant_is_accepted_by_the_api_server_in_a_serve
             .is_some_and(|v| v.to_string_lossy().contains("namespaced"));
         let rendered =
             cluster.render_chart(&ns, values.as_deref(), if namespaced { &sets } else { &[] });
-        let mut documents = Vec::new();
-        for document in rendered.split("\n---") {
-            let Ok(value) = serde_saphyr::from_str::<serde_json::Value>(document) else {
-                continue;
-            };
-            match value["kind"].as_str() {
-                None => {}
-                // The Prometheus Operator's kinds need its CRDs, which this
-                // cluster does not have; tests/chart checks their shape.
-                Some("ServiceMonitor" | "PrometheusRule") => {}
-                Some(_) => documents.push(value),
-            }
-        }
-        let list = json!({"apiVersion": "v1", "kind": "List", "items": documents});
-        let (ok, _, stderr) = shop.cluster_kubectl_with_input(
+        // The Prometheus Operator's kinds need its CRDs, which this cluster
+        // does not have; tests/chart checks their shape.
+        let documents: Vec<serde_json::Value> = operator::rendered_documents(&rendered)
+            .into_iter()
+            .filter(|d| {
+                !matches!(
+                    d["kind"].as_str(),
+                    Some("ServiceMonitor" | "PrometheusRule")
+                )
+            })
+            .collect();
+        let (ok, stderr) = cluster.apply_documents(
+            &ns,
+            documents,
             &[
-                "apply",
-                "--server-side",
                 "--force-conflicts",
                 "--dry-run=server",
                 "--field-manager=helm",
-                "-n",
-                &ns,
-                "-f",
-                "-",
             ],
-            &list.to_string(),
         );
         assert!(
             ok,

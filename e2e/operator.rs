@@ -38,6 +38,16 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut
     }
 }
 
+/// The objects of a `helm template` output (comments and empty documents
+/// left out).
+pub fn rendered_documents(rendered: &str) -> Vec<Value> {
+    rendered
+        .split("\n---")
+        .filter_map(|document| serde_saphyr::from_str::<Value>(document).ok())
+        .filter(|value| value["kind"].as_str().is_some_and(|k| !k.is_empty()))
+        .collect()
+}
+
 /// A tool that `.ci/tools` installs under `target/tools/bin` (installed on
 /// first use, like the moto harness does).
 fn tool(name: &str) -> PathBuf {
@@ -189,6 +199,22 @@ impl Cluster {
         })
     }
 
+    /// `kubectl apply --server-side` of `documents` into `namespace`, with
+    /// `flags` (field manager, dry run…): whether it was accepted, and what
+    /// kubectl printed on stderr.
+    pub fn apply_documents(
+        &self,
+        namespace: &str,
+        documents: Vec<Value>,
+        flags: &[&str],
+    ) -> (bool, String) {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": documents});
+        let mut args = vec!["apply", "--server-side", "-n", namespace, "-f", "-"];
+        args.extend_from_slice(flags);
+        let (ok, _, stderr) = self.kubectl(&args, Some(&list.to_string()));
+        (ok, stderr)
+    }
+
     pub fn crd_is_established_and_explainable(&self) {
         let (ok, stdout, stderr) = self.kubectl(&["explain", "shopregion.spec.failover"], None);
         assert!(ok, "kubectl explain works: {stderr}");
@@ -220,30 +246,18 @@ impl Cluster {
                 "specGuard.enabled=true".into(),
             ],
         );
-        let mut documents = Vec::new();
-        for document in rendered.split("\n---") {
-            let Ok(value) = serde_saphyr::from_str::<Value>(document) else {
-                continue;
-            };
-            let kind = value["kind"].as_str().unwrap_or_default().to_string();
-            if kind.is_empty() || matches!(kind.as_str(), "Deployment" | "PodDisruptionBudget") {
-                continue;
-            }
-            documents.push(rbac.or_from_env().edit(value));
-        }
-        let list = json!({"apiVersion": "v1", "kind": "List", "items": documents});
-        let (ok, _, stderr) = self.kubectl(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=e2e",
-                "-n",
-                &namespace,
-                "-f",
-                "-",
-            ],
-            Some(&list.to_string()),
-        );
+        let documents: Vec<Value> = rendered_documents(&rendered)
+            .into_iter()
+            // The test runs the operator binary itself.
+            .filter(|d| {
+                !matches!(
+                    d["kind"].as_str(),
+                    Some("Deployment" | "PodDisruptionBudget")
+                )
+            })
+            .map(|d| rbac.or_from_env().edit(d))
+            .collect();
+        let (ok, stderr) = self.apply_documents(&namespace, documents, &["--field-manager=e2e"]);
         assert!(ok, "the chart's objects apply: {stderr}");
         let (ok, token, stderr) = self.kubectl(
             &[
@@ -431,14 +445,6 @@ impl Shop {
             .env("KUBECONFIG", &self.cluster_kubeconfig)
             .args(args);
         run(command, None)
-    }
-
-    pub fn cluster_kubectl_with_input(&self, args: &[&str], input: &str) -> (bool, String, String) {
-        let mut command = Command::new(tool("kubectl"));
-        command
-            .env("KUBECONFIG", &self.cluster_kubeconfig)
-            .args(args);
-        run(command, Some(input))
     }
 
     /// `kubectl apply` of a sample, as a user does it: no warning allowed.
