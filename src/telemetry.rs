@@ -404,7 +404,7 @@ impl Metrics {
             .get_or_create(&FailoverStartLabels {
                 namespace: shop.namespace.clone(),
                 shop: shop.shop.clone(),
-                kind: kind.metric_label(),
+                kind: kind.word(),
             })
             .inc();
     }
@@ -424,9 +424,7 @@ impl Metrics {
             .inc();
         if let (FailoverResult::Completed, Some(duration)) = (result, duration) {
             self.failover_duration
-                .get_or_create(&KindLabels {
-                    kind: kind.metric_label(),
-                })
+                .get_or_create(&KindLabels { kind: kind.word() })
                 .observe(duration.as_secs_f64());
         }
     }
@@ -445,7 +443,7 @@ impl Metrics {
     pub fn failovers_by(&self, kind: FailoverKind, result: &'static str) -> u64 {
         let mut total = 0;
         self.each_failover_series(|labels| {
-            if labels.kind == kind.metric_label() && labels.result == result {
+            if labels.kind == kind.word() && labels.result == result {
                 total += self.failovers.get_or_create(labels).get();
             }
         });
@@ -558,7 +556,7 @@ impl Metrics {
                 self.failovers_started.remove(&FailoverStartLabels {
                     namespace: shop.namespace.clone(),
                     shop: shop.shop.clone(),
-                    kind: kind.metric_label(),
+                    kind: kind.word(),
                 });
                 for result in FAILOVER_RESULTS {
                     self.failovers.remove(&failover_labels(&shop, kind, result));
@@ -594,7 +592,7 @@ fn failover_labels(shop: &ShopLabels, kind: FailoverKind, result: &'static str) 
     FailoverLabels {
         namespace: shop.namespace.clone(),
         shop: shop.shop.clone(),
-        kind: kind.metric_label(),
+        kind: kind.word(),
         result,
     }
 }

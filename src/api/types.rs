@@ -666,8 +666,8 @@ pub enum FailoverKind {
 }
 
 impl FailoverKind {
-    /// The `kind` label of the failover metrics.
-    pub fn metric_label(self) -> &'static str {
+    /// The word for messages, and the `kind` label of the failover metrics.
+    pub fn word(self) -> &'static str {
         match self {
             FailoverKind::Failover => "failover",
             FailoverKind::Switchover => "switchover",

@@ -8,6 +8,7 @@ pub mod aurora;
 pub mod aws;
 pub mod elasticache;
 mod error;
+pub mod executor;
 
 pub use error::{CloudError, TransientKind};
 
@@ -17,6 +18,51 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::failover::{NetworkProbe, Probe};
+
+/// The condition reasons every cloud concern shares; each concern's own
+/// `reason` module adds its specific ones.
+pub mod reason {
+    pub const AVAILABLE: &str = "Available";
+    pub const CREATING: &str = "Creating";
+    pub const WAITING_FOR_PRIMARY: &str = "WaitingForPrimary";
+    pub const JOINING: &str = "Joining";
+    pub const ADOPTING: &str = "Adopting";
+    pub const DELETING: &str = "Deleting";
+    pub const AWS_THROTTLED: &str = "AwsThrottled";
+    pub const TRANSIENT: &str = "Transient";
+    pub const AWS_CONFLICT: &str = "AwsConflict";
+    pub const REGION_UNAVAILABLE: &str = "RegionUnavailable";
+    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+    pub const DELETION_REFUSED: &str = "DeletionRefused";
+
+    // Terminal: the spec (or a resource in the way) must change.
+    pub const ADOPTION_REQUIRED: &str = "AdoptionRequired";
+    pub const REFUSED_BY_AWS: &str = "RefusedByAws";
+}
+
+/// Requeue intervals of the cloud concerns. AWS operations take minutes;
+/// polling faster only spends API quota (shared with every other client in
+/// the account).
+pub mod requeue {
+    use std::time::Duration;
+
+    /// Soon after a step was issued, to report its effect.
+    pub const AFTER_ACTION: Duration = Duration::from_secs(10);
+    /// While a resource is created, joined or upgraded (minutes).
+    pub const LONG_OPERATION: Duration = Duration::from_secs(60);
+    /// While members are added or removed, or a resource is briefly busy.
+    pub const SHORT_OPERATION: Duration = Duration::from_secs(30);
+    /// Converged: refresh lag and endpoints, notice drift.
+    pub const STEADY: Duration = Duration::from_secs(120);
+    /// Until the user's Secret appears or is fixed.
+    pub const AUTH_UNAVAILABLE: Duration = Duration::from_secs(30);
+    /// Throttled: back off harder than for other transient errors.
+    pub const THROTTLED: Duration = Duration::from_secs(30);
+    pub const TRANSIENT: Duration = Duration::from_secs(15);
+    pub const REGION_UNAVAILABLE: Duration = Duration::from_secs(30);
+    /// A state that needs a human or AWS (quota, failed resource).
+    pub const NEEDS_ATTENTION: Duration = Duration::from_secs(300);
+}
 
 /// AWS resource tags, sorted by key.
 pub type Tags = BTreeMap<String, String>;

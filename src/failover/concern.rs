@@ -165,7 +165,7 @@ impl FailoverOutcome {
                     "promoting {} in place of {} ({}); done: {}",
                     record.to,
                     record.from,
-                    kind_word(record.kind),
+                    record.kind.word(),
                     if record.completed_steps.is_empty() {
                         "intent recorded".to_string()
                     } else {
@@ -503,13 +503,6 @@ pub fn finish(outcome: &mut FailoverOutcome, topology: &Topology, now: Timestamp
         .push((closed.kind, FailoverResult::Completed, duration));
     *record = closed;
     outcome.awaiting_topology = false;
-}
-
-fn kind_word(kind: FailoverKind) -> &'static str {
-    match kind {
-        FailoverKind::Failover => "failover",
-        FailoverKind::Switchover => "switchover",
-    }
 }
 
 #[cfg(test)]

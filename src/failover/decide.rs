@@ -273,7 +273,7 @@ fn continue_own(
             return Decision::Resume(recorded(format!(
                 "AWS is moving the writer to {}; resuming the {} recorded at {}",
                 own.to,
-                kind_word(own.kind),
+                own.kind.word(),
                 own.started_at
             )));
         }
@@ -295,7 +295,7 @@ fn continue_own(
         return Decision::Resume(recorded(format!(
             "{} is the writer; finishing the {} recorded at {}",
             own.to,
-            kind_word(own.kind),
+            own.kind.word(),
             own.started_at
         )));
     }
@@ -304,7 +304,7 @@ fn continue_own(
             AbandonReason::Superseded,
             format!(
                 "the writer moved to {writer} while this region's {} to {} was recorded: adopting it",
-                kind_word(own.kind),
+                own.kind.word(),
                 own.to
             ),
         );
@@ -314,7 +314,7 @@ fn continue_own(
         if elapsed(own.started_at, now) < policy.intent_timeout {
             return Decision::Resume(recorded(format!(
                 "waiting for AWS to show the {} to {} requested after {}",
-                kind_word(own.kind),
+                own.kind.word(),
                 own.to,
                 own.completed_steps.join(", ")
             )));
@@ -323,7 +323,7 @@ fn continue_own(
             AbandonReason::Stale,
             format!(
                 "AWS shows no trace of the {} to {} recorded at {}; the writer is still {writer}",
-                kind_word(own.kind),
+                own.kind.word(),
                 own.to,
                 own.started_at
             ),
@@ -336,7 +336,7 @@ fn continue_own(
             Decision::Resume(Promotion {
                 reason: format!(
                     "resuming the {} recorded at {}: {}",
-                    kind_word(own.kind),
+                    own.kind.word(),
                     own.started_at,
                     p.reason
                 ),
@@ -355,7 +355,7 @@ fn continue_own(
             reason,
             format!(
                 "the {} to {} recorded at {} waits: {message}",
-                kind_word(own.kind),
+                own.kind.word(),
                 own.to,
                 own.started_at
             ),
@@ -364,7 +364,7 @@ fn continue_own(
             AbandonReason::NoLongerNeeded,
             format!(
                 "the {} to {} recorded at {} was never sent to AWS and is no longer wanted: {}",
-                kind_word(own.kind),
+                own.kind.word(),
                 own.to,
                 own.started_at,
                 fresh.message()
@@ -394,7 +394,7 @@ fn fleet_decision(
             WaitReason::FailoverInProgress,
             format!(
                 "AWS is carrying out a {} from {} to {}",
-                kind_word(transition.kind),
+                transition.kind.word(),
                 transition.from,
                 if transition.to.is_empty() {
                     "?"
@@ -416,7 +416,7 @@ fn fleet_decision(
             format!(
                 "{} recorded a {} to {} at {}",
                 other.region,
-                kind_word(other.kind),
+                other.kind.word(),
                 other.to,
                 other.started_at
             ),
@@ -768,13 +768,6 @@ pub fn next_change(
             .map(|a| after(a.started_at, policy.intent_timeout)),
     );
     due.into_iter().filter(|t| *t > now).min()
-}
-
-fn kind_word(kind: FailoverKind) -> &'static str {
-    match kind {
-        FailoverKind::Failover => "failover",
-        FailoverKind::Switchover => "switchover",
-    }
 }
 
 /// `30s`, `1.5s`, `10m`: for messages.

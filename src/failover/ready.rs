@@ -249,7 +249,7 @@ pub fn finished_event(record: &FailoverRecord) -> Note {
             reason: events::FAILOVER_SUPERSEDED.into(),
             message: format!(
                 "the {} to {} was superseded by another region's promotion; adopted its outcome",
-                kind_word(record.kind),
+                record.kind.word(),
                 record.to
             ),
             warning: false,
@@ -258,7 +258,7 @@ pub fn finished_event(record: &FailoverRecord) -> Note {
             reason: events::FAILOVER_ABANDONED.into(),
             message: format!(
                 "the {} from {} to {} was abandoned: {}",
-                kind_word(record.kind),
+                record.kind.word(),
                 record.from,
                 record.to,
                 record.reason
@@ -297,13 +297,6 @@ pub fn refused_event(decision: &Decision) -> Option<Note> {
             warning: true,
         }),
         _ => None,
-    }
-}
-
-fn kind_word(kind: FailoverKind) -> &'static str {
-    match kind {
-        FailoverKind::Failover => "failover",
-        FailoverKind::Switchover => "switchover",
     }
 }
 

@@ -7,6 +7,7 @@
 //! from the surviving regions).
 
 use crate::api::{DeletionPolicy, ShopRegionSpec};
+use crate::cloud::executor::DeletionPlan;
 
 use super::names::{Ownership, cluster_id, final_snapshot_id, global_cluster_id, ownership};
 use super::plan::reason;
@@ -20,22 +21,8 @@ pub struct CleanupInput<'a> {
     pub instances: &'a [Instance],
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CleanupPlan {
-    /// Nothing (more) to delete in AWS; the finalizer may go.
-    Done,
-    Steps(Vec<CleanupAction>),
-    /// A deletion is under way in AWS.
-    Wait {
-        reason: &'static str,
-        message: String,
-    },
-    /// Deleting now would be unsafe; a human must act first.
-    Blocked {
-        reason: &'static str,
-        message: String,
-    },
-}
+/// What deleting this region's cluster takes now.
+pub type CleanupPlan = DeletionPlan<CleanupAction>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CleanupAction {

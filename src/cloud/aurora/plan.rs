@@ -7,6 +7,7 @@
 
 use crate::api::{ShopRegionSpec, SpecError};
 use crate::cloud::arn_region;
+use crate::cloud::executor::CloudPlan;
 
 use super::names::{
     Ownership, VersionMatch, cluster_id, compare_version, global_cluster_id, instance_id,
@@ -25,26 +26,15 @@ pub const MASTER_USERNAME: &str = "shopfleet_admin";
 /// Condition reasons for `DatabaseReady`, and the spec-error reasons of the
 /// Aurora concern.
 pub mod reason {
-    pub const AVAILABLE: &str = "Available";
-    pub const CREATING: &str = "Creating";
+    pub use crate::cloud::reason::*;
     pub const CREATING_GLOBAL_CLUSTER: &str = "CreatingGlobalCluster";
-    pub const WAITING_FOR_PRIMARY: &str = "WaitingForPrimary";
-    pub const JOINING: &str = "Joining";
     pub const SCALING_READERS: &str = "ScalingReaders";
     pub const UPGRADING: &str = "Upgrading";
-    pub const ADOPTING: &str = "Adopting";
     pub const PROTECTING_GLOBAL_CLUSTER: &str = "ProtectingGlobalCluster";
     pub const CLUSTER_BUSY: &str = "ClusterBusy";
     pub const CLUSTER_UNHEALTHY: &str = "ClusterUnhealthy";
-    pub const DELETING: &str = "Deleting";
-    pub const AWS_THROTTLED: &str = "AwsThrottled";
-    pub const TRANSIENT: &str = "Transient";
-    pub const AWS_CONFLICT: &str = "AwsConflict";
-    pub const REGION_UNAVAILABLE: &str = "RegionUnavailable";
-    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 
     // Terminal: the spec (or a resource in the way) must change.
-    pub const ADOPTION_REQUIRED: &str = "AdoptionRequired";
     pub const OWNED_BY_ANOTHER_SHOP: &str = "ClusterOwnedByAnotherShop";
     pub const ENGINE_MISMATCH: &str = "EngineMismatch";
     pub const ENGINE_MAJOR_VERSION_MISMATCH: &str = "EngineMajorVersionMismatch";
@@ -52,7 +42,6 @@ pub mod reason {
     pub const CLUSTER_IN_ANOTHER_GLOBAL_CLUSTER: &str = "ClusterInAnotherGlobalCluster";
     pub const KMS_KEY_IN_ANOTHER_REGION: &str = "KmsKeyInAnotherRegion";
     pub const CLUSTER_NOT_ENCRYPTED: &str = "ClusterNotEncrypted";
-    pub const REFUSED_BY_AWS: &str = "RefusedByAws";
 }
 
 /// What the plan looks at. The region is `spec.region`.
@@ -67,17 +56,8 @@ pub struct AuroraPlanInput<'a> {
     pub instances: &'a [Instance],
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuroraPlan {
-    /// The region matches the spec; nothing to do. `notes` explain accepted
-    /// differences (a newer minor version than requested, a writer of an
-    /// older instance class).
-    Converged { notes: Vec<String> },
-    /// Carry these out in order, then requeue.
-    Steps(Vec<AuroraAction>),
-    /// The spec cannot be satisfied as written; nothing is created.
-    Terminal(SpecError),
-}
+/// What the plan says for this region's cluster.
+pub type AuroraPlan = CloudPlan<AuroraAction>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuroraAction {

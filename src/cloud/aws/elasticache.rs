@@ -52,22 +52,7 @@ impl AwsElastiCache {
     }
 }
 
-fn to_tags(tags: &Tags) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-fn from_tags(tags: &[Tag]) -> Tags {
-    tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_string(),
-                t.value().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
-}
+tag_conversions!(Tag);
 
 /// AWS writes roles `PRIMARY`/`SECONDARY` in Global Datastore members and
 /// `primary`/`secondary` in a replication group's

@@ -12,6 +12,30 @@
 //! environment, a profile or instance metadata. `docs/aws-iam.md` lists the
 //! permissions they need.
 
+/// The conversions between [`crate::cloud::Tags`] and an SDK's `Tag`
+/// shape. Each SDK crate has its own `Tag` type with the same builder and
+/// accessors; the conversion is written once and stamped for each.
+macro_rules! tag_conversions {
+    ($tag:ty) => {
+        fn to_tags(tags: &crate::cloud::Tags) -> Vec<$tag> {
+            tags.iter()
+                .map(|(k, v)| <$tag>::builder().key(k).value(v).build())
+                .collect()
+        }
+
+        fn from_tags(tags: &[$tag]) -> crate::cloud::Tags {
+            tags.iter()
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect()
+        }
+    };
+}
+
 mod cloudwatch;
 mod elasticache;
 mod error;

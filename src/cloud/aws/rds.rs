@@ -42,22 +42,7 @@ impl RdsAurora {
     }
 }
 
-fn to_tags(tags: &Tags) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-fn from_tags(tags: &[Tag]) -> Tags {
-    tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_string(),
-                t.value().unwrap_or_default().to_string(),
-            ))
-        })
-        .collect()
-}
+tag_conversions!(Tag);
 
 /// `DBCluster.GlobalClusterIdentifier` is the identifier; accept an ARN too
 /// (`…:global-cluster:<id>`), as some emulators and older answers give it.

@@ -10,6 +10,7 @@
 //! deletes the primary.
 
 use crate::api::{DeletionPolicy, ShopRegionSpec};
+use crate::cloud::executor::DeletionPlan;
 
 use super::names::{Ownership, final_snapshot_id, ownership};
 use super::plan::reason;
@@ -23,22 +24,8 @@ pub struct CacheCleanupInput<'a> {
     pub tags: &'a Tags,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CacheCleanupPlan {
-    /// Nothing (more) to delete in AWS; the finalizer may go.
-    Done,
-    Steps(Vec<CacheCleanupAction>),
-    /// A deletion is under way in AWS.
-    Wait {
-        reason: &'static str,
-        message: String,
-    },
-    /// Deleting now would be unsafe; a human must act first.
-    Blocked {
-        reason: &'static str,
-        message: String,
-    },
-}
+/// What deleting this region's replication group takes now.
+pub type CacheCleanupPlan = DeletionPlan<CacheCleanupAction>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CacheCleanupAction {

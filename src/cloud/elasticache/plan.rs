@@ -9,6 +9,7 @@
 //! AUTH), normalised, so that nothing AWS fills in can become a diff.
 
 use crate::api::{ShopRegionSpec, SpecError};
+use crate::cloud::executor::CloudPlan;
 
 use super::auth::CacheAuth;
 use super::names::{
@@ -32,27 +33,16 @@ pub const ENGINE: &str = "redis";
 /// cache concern.
 pub mod reason {
     pub use crate::cloud::elasticache::auth::reason::*;
+    pub use crate::cloud::reason::*;
 
-    pub const AVAILABLE: &str = "Available";
-    pub const CREATING: &str = "Creating";
     pub const CREATING_GLOBAL_DATASTORE: &str = "CreatingGlobalDatastore";
-    pub const WAITING_FOR_PRIMARY: &str = "WaitingForPrimary";
-    pub const JOINING: &str = "Joining";
     pub const SCALING_REPLICAS: &str = "ScalingReplicas";
     pub const CONFIGURING_FAILOVER: &str = "ConfiguringFailover";
-    pub const ADOPTING: &str = "Adopting";
     pub const REPLICATION_GROUP_BUSY: &str = "ReplicationGroupBusy";
     pub const REPLICATION_GROUP_UNHEALTHY: &str = "ReplicationGroupUnhealthy";
     pub const GLOBAL_DATASTORE_BUSY: &str = "GlobalDatastoreBusy";
-    pub const DELETING: &str = "Deleting";
-    pub const AWS_THROTTLED: &str = "AwsThrottled";
-    pub const TRANSIENT: &str = "Transient";
-    pub const AWS_CONFLICT: &str = "AwsConflict";
-    pub const REGION_UNAVAILABLE: &str = "RegionUnavailable";
-    pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 
     // Terminal: the spec (or a resource in the way) must change.
-    pub const ADOPTION_REQUIRED: &str = "AdoptionRequired";
     pub const OWNED_BY_ANOTHER_SHOP: &str = "ReplicationGroupOwnedByAnotherShop";
     pub const UNSUPPORTED_NODE_TYPE: &str = "UnsupportedNodeType";
     pub const TOO_MANY_REGIONS: &str = "TooManyRegionsForGlobalDatastore";
@@ -63,7 +53,6 @@ pub mod reason {
     pub const OUTSIDE_GLOBAL_DATASTORE: &str = "ReplicationGroupOutsideGlobalDatastore";
     pub const IN_ANOTHER_GLOBAL_DATASTORE: &str = "ReplicationGroupInAnotherGlobalDatastore";
     pub const ANOTHER_MEMBER_IN_REGION: &str = "AnotherMemberInRegion";
-    pub const REFUSED_BY_AWS: &str = "RefusedByAws";
 }
 
 /// What the plan looks at. The region is `spec.region`.
@@ -79,16 +68,8 @@ pub struct CachePlanInput<'a> {
     pub tags: &'a Tags,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CachePlan {
-    /// The region matches the spec; nothing to do. `notes` explain what is
-    /// under way elsewhere in the Global Datastore.
-    Converged { notes: Vec<String> },
-    /// Carry these out in order, then requeue.
-    Steps(Vec<CacheAction>),
-    /// The spec cannot be satisfied as written; nothing is created.
-    Terminal(SpecError),
-}
+/// What the plan says for this region's replication group.
+pub type CachePlan = CloudPlan<CacheAction>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CacheAction {
