@@ -6,6 +6,7 @@ pub mod clock;
 pub mod cloud;
 pub mod controller;
 pub mod failover;
+pub mod probe;
 #[cfg(feature = "simulation")]
 pub mod sim;
 #[cfg(feature = "simulation")]

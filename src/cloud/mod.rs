@@ -1,7 +1,7 @@
 //! Cloud ports, the pure plans that drive them, and their thin executors.
 //!
 //! A port is one trait per AWS service, with one handle per region (as one
-//! SDK client per region). The simulated cloud (`crate::sim::cloud`) and the
+//! SDK client per region). The simulated cloud (`src/sim/cloud`) and the
 //! aws-sdk adapters implement them; plans and executors never know which.
 
 pub mod aurora;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::failover::{NetworkProbe, Probe};
+use crate::probe::{NetworkProbe, Probe};
 
 /// The condition reasons every cloud concern shares; each concern's own
 /// `reason` module adds its specific ones.

@@ -24,7 +24,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::decide::{AbandonReason, Decision, absorbing, decide, next_change};
 use super::execute::{self, Carry};
-use super::health::{PROBE_INTERVAL, elapsed};
+use super::health::PROBE_INTERVAL;
+use crate::clock::elapsed;
 use super::observe::{
     GlobalView, LagSample, ObserveInput, Policy, next_failover_status, next_refusal, observe,
 };

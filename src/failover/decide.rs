@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::health::{after, elapsed};
+use crate::clock::{after, elapsed, fmt_duration};
 use super::observe::{Attempt, FleetObservation, GlobalView, Policy};
 use crate::api::{FailoverKind, FailoverMode, HealthVerdict};
 
@@ -768,19 +768,6 @@ pub fn next_change(
             .map(|a| after(a.started_at, policy.intent_timeout)),
     );
     due.into_iter().filter(|t| *t > now).min()
-}
-
-/// `30s`, `1.5s`, `10m`: for messages.
-pub fn fmt_duration(d: Duration) -> String {
-    let millis = d.as_millis();
-    if millis.is_multiple_of(60_000) && millis >= 60_000 {
-        format!("{}m", millis / 60_000)
-    } else if millis.is_multiple_of(1000) {
-        format!("{}s", millis / 1000)
-    } else {
-        let seconds = format!("{:.3}", d.as_secs_f64());
-        format!("{}s", seconds.trim_end_matches('0'))
-    }
 }
 
 #[cfg(test)]

@@ -25,37 +25,17 @@
 
 use std::time::Duration;
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
 use crate::api::{HealthVerdict, RegionHealth};
+use crate::clock::{after, elapsed};
 use crate::cloud::CloudError;
+use crate::probe::Signal;
 
 /// How often a controller probes every region. Detection takes
 /// `unhealthyAfter` plus up to one interval (the outage starts just after a
 /// probe).
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// One signal of one probe round.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Signal {
-    /// The component is there: serving, or in a transition AWS completes by
-    /// itself (an in-region failover, a modification, a backup).
-    Up,
-    /// The component is broken, gone or unreachable; the detail says how.
-    Down(String),
-    /// No evidence either way: the API that would tell cannot be reached, or
-    /// there is nothing to probe yet.
-    NoData(String),
-}
-
-impl Signal {
-    fn detail(&self) -> Option<&str> {
-        match self {
-            Signal::Up => None,
-            Signal::Down(d) | Signal::NoData(d) => Some(d),
-        }
-    }
-}
 
 /// One probe round of one region, as one controller saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -552,19 +532,6 @@ pub fn cache_signal(described: Result<Option<&str>, &CloudError>) -> Signal {
             "the replication group is {other}, a state not understood"
         )),
     }
-}
-
-/// `to - from`, zero when `to` is earlier.
-pub(crate) fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
-    Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
-}
-
-/// `at + by`, saturating at the end of time.
-pub(crate) fn after(at: Timestamp, by: Duration) -> Timestamp {
-    SignedDuration::try_from(by)
-        .ok()
-        .and_then(|by| at.checked_add(by).ok())
-        .unwrap_or(Timestamp::MAX)
 }
 
 #[cfg(test)]

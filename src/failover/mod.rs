@@ -1,5 +1,5 @@
-//! Failover: health signals, the fleet observation, the decision engine and
-//! the probes. `docs/failover.md` describes the protocol; this module is its
+//! Failover: health verdicts, the fleet observation, the decision engine
+//! and the protocol's executor (the probes are [`crate::probe`]). `docs/failover.md` describes the protocol; this module is its
 //! functional core plus the thin probe I/O.
 //!
 //! - [`health`]: samples → verdicts with hysteresis (pure);
@@ -7,7 +7,6 @@
 //!   [`FleetObservation`] (pure);
 //! - [`decide`]: observation + policy + now → [`Decision`] (pure);
 //! - [`ready`]: the `FailoverReady` condition and the Events (pure);
-//! - [`probe`]: TCP and HTTP probes behind the [`Probe`] trait (thin I/O);
 //! - [`sampler`]: the per-shop task that probes every region on the cloud's
 //!   clock and keeps the verdicts in the process (thin I/O);
 //! - [`steps`]: the executor's steps planned from AWS's state (pure);
@@ -20,7 +19,6 @@ pub mod decide;
 pub mod execute;
 pub mod health;
 pub mod observe;
-pub mod probe;
 pub mod ready;
 pub mod sampler;
 pub mod steps;
@@ -32,10 +30,9 @@ pub use decide::{
     AbandonReason, Decision, Promotion, RefuseReason, WaitReason, absorbing, decide, lost_regions,
     next_change,
 };
-pub use health::{Health, HealthState, Sample, Signal, Thresholds, assess, verdict};
+pub use health::{Health, HealthState, Sample, Thresholds, assess, verdict};
 pub use observe::{
     Attempt, FleetObservation, GlobalView, LagSample, ObserveInput, Policy, RegionView,
     WriterTransition, observe,
 };
-pub use probe::{NetworkProbe, Probe};
 pub use ready::{events, failover_ready};

@@ -3,8 +3,9 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::decide::{Decision, Promotion, RefuseReason, WaitReason, cooldown_until, fmt_duration};
-use super::health::after;
+use super::decide::{Decision, Promotion, RefuseReason, WaitReason, cooldown_until};
+use crate::clock::fmt_duration;
+use crate::clock::after;
 use super::observe::{FleetObservation, Policy};
 use crate::api::conditions::{Desired, Status, types};
 use crate::api::{FailoverKind, FailoverMode, FailoverRecord, FailoverResult, HealthVerdict};

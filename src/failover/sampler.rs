@@ -26,10 +26,10 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::task::AbortHandle;
 
 use super::health::{
-    Health, HealthState, PROBE_INTERVAL, Sample, Signal, Thresholds, cache_signal, database_signal,
+    Health, HealthState, PROBE_INTERVAL, Sample, Thresholds, cache_signal, database_signal,
 };
 use super::observe::LagSample;
-use super::probe::{Probe, endpoint_address};
+use crate::probe::{Probe, Signal, endpoint_address};
 use crate::api::{AuroraEngine, ShopRegion, ShopRegionSpec};
 use crate::cloud::aurora::names as aurora_names;
 use crate::cloud::elasticache::names as cache_names;
@@ -306,8 +306,8 @@ impl Sampler {
                     // the old pace: let the reconciles compute them again.
                     let _ = self.trigger.unbounded_send(shop.clone());
                 }
-                let next = super::health::after(now, probe_interval(speed));
-                let remaining = super::health::elapsed(self.cloud.clock().now(), next);
+                let next = crate::clock::after(now, probe_interval(speed));
+                let remaining = crate::clock::elapsed(self.cloud.clock().now(), next);
                 if remaining.is_zero() {
                     break;
                 }
@@ -333,7 +333,7 @@ impl Sampler {
                 let memory = shop.regions.entry(target.region.clone()).or_default();
                 let due = !target.writer
                     && memory.lag_asked_at.is_none_or(|asked| {
-                        super::health::elapsed(asked, now) >= LAG_READ_INTERVAL
+                        crate::clock::elapsed(asked, now) >= LAG_READ_INTERVAL
                     });
                 if due {
                     memory.lag_asked_at = Some(now);
@@ -416,8 +416,6 @@ impl Sampler {
             regions
                 .into_iter()
                 .map(|region| {
-                    let mut spec = first.spec.clone();
-                    spec.region = region.clone();
                     let health_url = registrations.iter().find_map(|r| {
                         r.spec
                             .failover
@@ -436,9 +434,9 @@ impl Sampler {
                                 .find_map(|r| r.endpoints.get(&region).cloned())
                         });
                     Target {
-                        cluster_id: aurora_names::cluster_id(&spec),
-                        group_id: cache_names::replication_group_id(&spec),
-                        engine: spec.database.engine,
+                        cluster_id: aurora_names::cluster_id_in(&first.spec, &region),
+                        group_id: cache_names::replication_group_id_in(&first.spec, &region),
+                        engine: first.spec.database.engine,
                         writer: writer_region.as_deref() == Some(region.as_str()),
                         region,
                         endpoint,

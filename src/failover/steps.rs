@@ -26,7 +26,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::decide::Promotion;
-use super::health::elapsed;
+use crate::clock::elapsed;
 use super::observe::GlobalView;
 use crate::api::{FailoverKind, FailoverRecord, FailoverResult};
 

@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::cloud::Cloud;
 use crate::cloud::aurora::AuroraPort;
 use crate::cloud::elasticache::ElastiCachePort;
-use crate::failover::Probe;
+use crate::probe::Probe;
 
 pub struct LiveSim {
     cloud: SimCloud,
@@ -77,13 +77,13 @@ mod tests {
         let sim = LiveSim::start(SimCloud::new(super::super::VirtualClock::default()), 1000);
         let start = sim.cloud().clock().now();
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let fast = crate::failover::health::elapsed(start, sim.cloud().clock().now());
+        let fast = crate::clock::elapsed(start, sim.cloud().clock().now());
         assert_eq!(fast, Duration::from_secs(60));
         sim.set_speed(1);
         assert_eq!(sim.speed(), 1);
         let slow_start = sim.cloud().clock().now();
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let slow = crate::failover::health::elapsed(slow_start, sim.cloud().clock().now());
+        let slow = crate::clock::elapsed(slow_start, sim.cloud().clock().now());
         assert_eq!(slow, Duration::from_millis(60));
     }
 }

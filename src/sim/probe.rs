@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use super::cloud::SimCloud;
-use crate::failover::{Probe, Signal};
+use crate::probe::{Probe, Signal};
 
 /// [`Probe`] over a [`SimCloud`]. Nothing goes over the network.
 #[derive(Clone, Debug)]

@@ -11,9 +11,6 @@ pub mod names;
 pub mod plan;
 pub mod port;
 
-#[cfg(all(test, feature = "simulation"))]
-mod tests;
-
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;

@@ -15,7 +15,13 @@ pub use crate::cloud::tags::{Ownership, ownership, ownership_tags};
 
 /// `<shop>-<region>`, e.g. `acme-us-east-1`.
 pub fn cluster_id(spec: &ShopRegionSpec) -> String {
-    format!("{}-{}", spec.shop, spec.region)
+    cluster_id_in(spec, &spec.region)
+}
+
+/// The cluster of the shop in another `region` (the failover concern
+/// watches every region of the shop).
+pub fn cluster_id_in(spec: &ShopRegionSpec, region: &str) -> String {
+    format!("{}-{region}", spec.shop)
 }
 
 /// `spec.database.globalClusterIdentifier`, else `<shop>-global`.

@@ -16,9 +16,6 @@ pub mod names;
 pub mod plan;
 pub mod port;
 
-#[cfg(all(test, feature = "simulation"))]
-mod tests;
-
 use std::sync::Arc;
 use std::time::Duration;
 

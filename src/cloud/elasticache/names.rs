@@ -20,7 +20,12 @@ use super::port::GlobalReplicationGroup;
 /// `<shop>-<region>`, e.g. `acme-us-east-1` (at most 24 + 1 + 14 characters,
 /// within ElastiCache's 40).
 pub fn replication_group_id(spec: &ShopRegionSpec) -> String {
-    format!("{}-{}", spec.shop, spec.region)
+    replication_group_id_in(spec, &spec.region)
+}
+
+/// The replication group of the shop in another `region`.
+pub fn replication_group_id_in(spec: &ShopRegionSpec, region: &str) -> String {
+    format!("{}-{region}", spec.shop)
 }
 
 /// `spec.cache.globalReplicationGroupSuffix`, else the shop.

@@ -887,3 +887,9 @@ mod tests;
 
 #[cfg(test)]
 mod elasticache_tests;
+
+#[cfg(test)]
+mod aurora_concern_tests;
+
+#[cfg(test)]
+mod elasticache_concern_tests;

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::*;
+use crate::api::{DeletionPolicy, ShopRegionSpec};
+use crate::cloud::aurora::*;
+use crate::cloud::{CleanupOutcome, requeue};
 use crate::api::conditions::Status;
 use crate::api::fixtures::acme;
 use crate::clock::Clock;

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use super::*;
+use crate::api::{CacheStatus, DeletionPolicy, ShopRegionSpec};
+use crate::cloud::elasticache::*;
+use crate::cloud::{CleanupOutcome, Note, requeue};
 use crate::api::SecretKeyRef;
 use crate::api::conditions::Status;
 use crate::api::fixtures::acme;

@@ -1,6 +1,8 @@
 //! The data-plane probes: TCP to a region's database endpoint and GET of
 //! its health URL. Thin I/O behind [`Probe`], so the simulated cloud can
-//! answer for a region in outage (`crate::sim::SimProbe`).
+//! answer for a region in outage (the simulation's `SimProbe`). It sits below
+//! both the cloud (which says which probe reaches its regions) and the
+//! failover concern (which turns signals into verdicts).
 //!
 //! The endpoint to probe is the region's own cluster endpoint (writer
 //! endpoint of the writer region, reader endpoint of a secondary), never the
@@ -15,12 +17,35 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::decide::fmt_duration;
-use super::health::Signal;
 use crate::api::AuroraEngine;
+use crate::clock::fmt_duration;
 
 /// Long enough for a cross-region round trip and a TLS-less handshake,
-/// short enough that a round of probes fits in [`super::health::PROBE_INTERVAL`].
+/// short enough that a round of probes fits in the failover sampler's interval
+/// (5 s).
+/// One signal of one probe round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// The component is there: serving, or in a transition AWS completes by
+    /// itself (an in-region failover, a modification, a backup).
+    Up,
+    /// The component is broken, gone or unreachable; the detail says how.
+    Down(String),
+    /// No evidence either way: the API that would tell cannot be reached, or
+    /// there is nothing to probe yet.
+    NoData(String),
+}
+
+impl Signal {
+    /// What a `Down` or `NoData` signal says of its cause.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Signal::Up => None,
+            Signal::Down(d) | Signal::NoData(d) => Some(d),
+        }
+    }
+}
+
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[async_trait]
