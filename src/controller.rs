@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -23,18 +24,17 @@ use serde_json::json;
 use tracing::{error, info, warn};
 
 use crate::api::conditions::{self, Desired, Status, Transition, find, types};
-use crate::api::{
-    DatabaseStatus, RegionRole, ShopRegion, ShopRegionSpec, ShopRegionStatus, SpecError, validate,
+use crate::api::{ShopRegion, ShopRegionSpec, ShopRegionStatus, validate};
+use crate::cloud::aurora::{self, Aurora};
+use crate::cloud::elasticache::{self, CacheAuth, ElastiCache};
+use crate::cloud::executor::CloudConcern;
+use crate::cloud::{CleanupOutcome, Cloud, real_delay};
+use crate::concern::{
+    self, Again, Checkpoint, Concern, Note, Publish, Report, Upstream, assemble, summarize,
 };
-use crate::cloud::aurora;
-use crate::cloud::elasticache::{self, CacheAuth};
-use crate::cloud::{CleanupOutcome, Cloud, Note, real_delay};
-use crate::failover::concern::{self as failover_concern, FailoverOutcome, Runtime};
+use crate::failover::concern::{Failover, Runtime};
 use crate::telemetry::{Metrics, ShopRegionLabels};
-use crate::workload::builders::workload_name;
-use crate::workload::{
-    Topology, WorkloadInputs, apply_children, desired_children, plan_capacity, workload_status,
-};
+use crate::workload::Workload;
 
 pub const FINALIZER: &str = "shopfleet.io/cleanup";
 pub use crate::workload::builders::FIELD_MANAGER;
@@ -207,58 +207,6 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << exponent).min(Duration::from_secs(300))
 }
 
-/// The summary conditions (`Ready`, `Reconciling`, `Stalled`) that kstatus
-/// reads, from the concern conditions or the spec errors.
-pub fn summarize(concerns: &[Desired], spec_errors: &[SpecError]) -> Vec<Desired> {
-    if let Some(first) = spec_errors.first() {
-        let message = spec_errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        return vec![
-            Desired::new(types::READY, Status::False, first.reason, message.clone()),
-            Desired::new(
-                types::RECONCILING,
-                Status::False,
-                "Stalled",
-                "fix the spec to continue",
-            ),
-            Desired::new(types::STALLED, Status::True, first.reason, message),
-        ];
-    }
-    match concerns.iter().find(|c| c.status != Status::True) {
-        None => vec![
-            Desired::new(
-                types::READY,
-                Status::True,
-                "Ready",
-                "every concern is ready",
-            ),
-            Desired::new(types::RECONCILING, Status::False, "Ready", "nothing to do"),
-            Desired::new(types::STALLED, Status::False, "Ready", "not stalled"),
-        ],
-        Some(waiting) => {
-            let message = format!("{}: {}", waiting.type_, waiting.message);
-            vec![
-                Desired::new(
-                    types::READY,
-                    Status::False,
-                    waiting.reason.clone(),
-                    message.clone(),
-                ),
-                Desired::new(
-                    types::RECONCILING,
-                    Status::True,
-                    waiting.reason.clone(),
-                    message,
-                ),
-                Desired::new(types::STALLED, Status::False, "Progressing", "not stalled"),
-            ]
-        }
-    }
-}
-
 /// The status to write, from the current one and this reconcile's decisions.
 /// Returns the transitions so each can be reported as an Event.
 pub fn next_status(
@@ -300,6 +248,16 @@ async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action,
     result
 }
 
+/// One reconcile of one valid ShopRegion: the concerns in order, then one
+/// status write of their assembled reports.
+///
+/// Failover first: a promotion that is due must not wait behind the other
+/// concerns' AWS reads, and they then report what it changed. The database
+/// next: AWS decides the role and the endpoints the workload's topology
+/// carries; the cache beside it. The workload last, unless a cloud concern
+/// found the spec impossible (nothing more is built then). The failover
+/// concern reports last: a promotion completes once the workload applied
+/// the new role.
 async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> {
     let spec_errors = validate(&region);
     if !spec_errors.is_empty() {
@@ -309,224 +267,176 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         write_status(&region, ctx, &decided, base).await?;
         return Ok(Action::await_change());
     }
-    let namespace = region
-        .namespace()
-        .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
-    let spec = &region.spec;
-    let previous = region.status.as_ref();
-    let key = object_key(&region);
-
-    // Failover first: a promotion that is due must not wait behind the
-    // other concerns' AWS reads, and they then report what it changed.
-    let mut failover = match (&ctx.cloud, &ctx.failover) {
-        (Some(cloud), Some(runtime)) => {
-            let mut outcome = failover_concern::assess(
-                runtime,
-                cloud.as_ref(),
-                &region,
-                &key,
-                &ctx.peers(&spec.shop),
-                cloud.clock().now(),
-            )
-            .await;
-            if let Some((intent, started)) = outcome.intent.take() {
-                // The intent is stored before the first cloud call, so that
-                // a crash from here on resumes this promotion.
-                record_intent(ctx, &region, &intent).await?;
-                runtime.written(&key, &intent);
-                ctx.metrics
-                    .record_failover_started(&ShopRegionLabels::of(&region).shop(), intent.kind);
-                publish_notes(ctx, &region, &[started]).await;
-            }
-            failover_concern::execute(&mut outcome, cloud.as_ref(), &region, cloud.clock().now())
-                .await;
-            Some(outcome)
-        }
-        _ => None,
-    };
-
-    // The database goes first: AWS decides the role and the endpoints the
-    // workload's topology carries.
-    let database = match &ctx.cloud {
-        Some(cloud) => {
-            let port = cloud.aurora(&spec.region);
-            let outcome = aurora::reconcile_from(
-                port.as_ref(),
-                spec,
-                previous.and_then(|s| s.database.as_ref()),
-                cloud.clock().now(),
-            )
-            .await;
-            publish_notes(ctx, &region, &outcome.events).await;
-            Some(outcome)
-        }
+    let pass = Pass::new(ctx, &region)?;
+    let mut upstream = Upstream::default();
+    let peers = ctx.peers(&region.spec.shop);
+    let failover = pass.failover(&peers);
+    let failover_acted = match &failover {
+        Some(concern) => Some(pass.act(concern, &mut upstream).await?),
         None => None,
     };
-    // The cache beside it: its endpoints go into the topology too.
-    let cache = match &ctx.cloud {
-        Some(cloud) => {
-            let auth = cache_auth(ctx, &namespace, spec).await?;
-            let ports = |r: &str| cloud.elasticache(r);
-            let outcome = elasticache::reconcile_from(
-                &ports,
-                spec,
-                &auth,
-                previous.and_then(|s| s.cache.as_ref()),
-                cloud.clock().now(),
-            )
-            .await;
-            publish_notes(ctx, &region, &outcome.events).await;
-            Some(outcome)
-        }
-        None => None,
-    };
-    let terminals: Vec<SpecError> = database
-        .iter()
-        .filter_map(|d| d.terminal.clone())
-        .chain(cache.iter().filter_map(|c| c.terminal.clone()))
-        .collect();
-    if !terminals.is_empty() {
-        let mut decided: Vec<Desired> = database
-            .iter()
-            .map(|d| d.condition.clone())
-            .chain(cache.iter().map(|c| c.condition.clone()))
-            .collect();
-        decided.extend(summarize(&[], &terminals));
-        let mut base = region.status.clone().unwrap_or_default();
-        base.database = database.map(|d| d.status);
-        base.cache = cache.map(|c| c.status);
-        if let Some(f) = &failover {
-            decided.push(f.condition.clone());
-            set_failover_status(&mut base, f);
-        }
-        write_status(&region, ctx, &decided, base).await?;
-        report_failover(ctx, &region, &key, failover.as_ref()).await;
-        return Ok(Action::await_change());
+    let mut reports = pass.cloud_concerns(&mut upstream).await?;
+    if reports.iter().all(|r| r.terminal.is_none()) {
+        let workload = Workload::after(&ctx.client, &pass.namespace, &region, &upstream);
+        let report = pass.act_and_report(&workload, &mut upstream).await?;
+        reports.insert(0, report);
+    }
+    if let (Some(concern), Some(acted)) = (&failover, &failover_acted) {
+        reports.push(concern.report(acted, &upstream));
+    }
+    let assembled = assemble(region.status.as_ref(), &reports);
+    write_status(&region, ctx, &assembled.decided, assembled.status).await?;
+    if let (Some(concern), Some(acted)) = (&failover, &failover_acted) {
+        concern.once_stored(acted, &upstream);
+    }
+    for report in reports.iter().filter(|r| r.publish == Publish::OnceStored) {
+        publish_notes(ctx, &region, &report.notes).await;
+    }
+    Ok(next_action(ctx, assembled.again.as_deref()))
+}
+
+/// One reconcile's handle on the concerns: the context, the object and
+/// where it lives.
+struct Pass<'a> {
+    ctx: &'a Context,
+    region: &'a ShopRegion,
+    namespace: String,
+    key: String,
+}
+
+impl<'a> Pass<'a> {
+    fn new(ctx: &'a Context, region: &'a ShopRegion) -> Result<Self, Error> {
+        let namespace = region
+            .namespace()
+            .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
+        Ok(Self {
+            ctx,
+            region,
+            namespace,
+            key: object_key(region),
+        })
     }
 
-    let (role, writer_region) = role_and_writer(
-        spec,
-        database.as_ref().map(|d| &d.status),
-        failover.as_ref().and_then(|f| f.aws_writer.as_deref()),
-    );
+    /// The failover concern, when the operator runs with a cloud.
+    fn failover(&'a self, peers: &'a [ShopRegion]) -> Option<Failover<'a>> {
+        let (Some(cloud), Some(runtime)) = (&self.ctx.cloud, &self.ctx.failover) else {
+            return None;
+        };
+        Some(Failover {
+            runtime,
+            cloud: cloud.as_ref(),
+            region: self.region,
+            key: &self.key,
+            peers,
+            now: cloud.clock().now(),
+        })
+    }
 
-    let capacity = plan_capacity(&spec.orders, spec.failover.order.len());
-    let mut topology = Topology::new(spec, role);
-    topology.writer_region = writer_region.clone();
-    if let Some(db) = database.as_ref().map(|d| &d.status) {
-        topology.database_writer_endpoint = db.writer_endpoint.clone();
-        topology.database_reader_endpoint = db.reader_endpoint.clone();
+    /// The database and the cache concerns' reports (none without a cloud).
+    async fn cloud_concerns(&self, upstream: &mut Upstream) -> Result<Vec<Report>, Error> {
+        let Some(cloud) = &self.ctx.cloud else {
+            return Ok(Vec::new());
+        };
+        let spec = &self.region.spec;
+        let previous = self.region.status.as_ref();
+        let now = cloud.clock().now();
+        let port = cloud.aurora(&spec.region);
+        let database = CloudConcern(Aurora {
+            port: port.as_ref(),
+            spec,
+            previous: previous.and_then(|s| s.database.as_ref()),
+            now,
+        });
+        let database = self.act_and_report(&database, upstream).await?;
+        let auth = cache_auth(self.ctx, &self.namespace, spec).await?;
+        let ports = |r: &str| cloud.elasticache(r);
+        let cache = CloudConcern(ElastiCache {
+            ports: &ports,
+            spec,
+            auth: &auth,
+            previous: previous.and_then(|s| s.cache.as_ref()),
+            now,
+        });
+        let cache = self.act_and_report(&cache, upstream).await?;
+        Ok(vec![database, cache])
     }
-    if let Some(c) = cache.as_ref().map(|c| &c.status) {
-        topology.cache_primary_endpoint = c.primary_endpoint.clone();
-        topology.cache_reader_endpoint = c.reader_endpoint.clone();
+
+    /// Runs a concern up to its act, storing its checkpoint first, and
+    /// hands on what the concerns after it need.
+    async fn act<C: Concern>(
+        &self,
+        concern: &C,
+        upstream: &mut Upstream,
+    ) -> Result<C::Acted, Error> {
+        let acted = concern::run(concern, |checkpoint| self.store(checkpoint)).await?;
+        concern.hand_on(&acted, upstream);
+        Ok(acted)
     }
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let observed_replicas = deployments
-        .get_opt(&workload_name(&region))
-        .await?
-        .and_then(|d| d.spec.replicas);
-    let inputs = WorkloadInputs {
-        region: &region,
-        topology: &topology,
-        capacity,
-        // Survivors hold the absorbing minimum while another region is lost.
-        absorbing: failover.as_ref().is_some_and(|f| f.absorbing),
-        observed_replicas,
-    };
-    let children = desired_children(&inputs);
-    let report = apply_children(&ctx.client, &namespace, &children).await?;
-    if !report.applied.is_empty() || !report.deleted.is_empty() {
+
+    /// [`Self::act`], then the concern's report; Events that tell calls
+    /// made go out now.
+    async fn act_and_report<C: Concern>(
+        &self,
+        concern: &C,
+        upstream: &mut Upstream,
+    ) -> Result<Report, Error> {
+        let acted = self.act(concern, upstream).await?;
+        let report = concern.report(&acted, upstream);
+        if report.publish == Publish::AsActed {
+            publish_notes(self.ctx, self.region, &report.notes).await;
+        }
+        Ok(report)
+    }
+
+    /// Writes `status.lastFailover` with the intent of a promotion, keeping
+    /// the rest of the status as stored (one server-side apply of the whole
+    /// status, as every status write of the field manager), then posts its
+    /// Event. A crash from here on resumes the promotion.
+    async fn store(&self, checkpoint: Checkpoint) -> Result<(), kube::Error> {
+        let mut status = self.region.status.clone().unwrap_or_default();
+        status.last_failover = Some(checkpoint.record.clone());
+        patch_status(&self.ctx.client, self.region, &status).await?;
         info!(
-            shopregion = %key,
-            applied = ?report.applied,
-            deleted = ?report.deleted,
-            "workload children written"
+            shopregion = %self.key,
+            kind = ?checkpoint.record.kind,
+            from = %checkpoint.record.from,
+            to = %checkpoint.record.to,
+            "promotion intent recorded"
         );
+        publish_notes(self.ctx, self.region, &[checkpoint.note]).await;
+        Ok(())
     }
-    if let (Some(f), Some(cloud)) = (failover.as_mut(), &ctx.cloud) {
-        failover_concern::finish(f, &topology, cloud.clock().now());
-    }
-    let (orders, workload_ready) =
-        workload_status(report.deployment.as_ref(), &capacity, inputs.absorbing);
+}
 
-    let mut decided = vec![workload_ready];
-    decided.extend(database.iter().map(|d| d.condition.clone()));
-    decided.extend(cache.iter().map(|c| c.condition.clone()));
-    let mut concerns = decided.clone();
-    concerns.extend(failover.as_ref().and_then(FailoverOutcome::summary_concern));
-    decided.extend(failover.as_ref().map(|f| f.condition.clone()));
-    decided.extend(summarize(&concerns, &[]));
-    let mut base = region.status.clone().unwrap_or_default();
-    base.orders = Some(orders);
-    base.role = Some(role);
-    base.writer_region = writer_region;
-    let cloud_requeue = database
-        .iter()
-        .filter_map(|d| d.requeue_after)
-        .chain(cache.iter().filter_map(|c| c.requeue_after))
-        .min();
-    base.database = database.map(|d| d.status);
-    base.cache = cache.map(|c| c.status);
-    if let Some(f) = &failover {
-        set_failover_status(&mut base, f);
-    }
-    write_status(&region, ctx, &decided, base).await?;
-    report_failover(ctx, &region, &key, failover.as_ref()).await;
-    // Children are watched, so their progress wakes the reconcile by itself;
-    // the cloud is polled; the failover engine wakes when its decision may
-    // change by itself. The periodic requeue re-checks drift that nothing
-    // reports.
+/// When to reconcile again. Children are watched, so their progress wakes
+/// the reconcile by itself; the cloud is polled; the failover engine wakes
+/// when its decision may change by itself. The periodic requeue re-checks
+/// drift that nothing reports. `None`: the spec cannot be satisfied; wait
+/// for it to change.
+fn next_action(ctx: &Context, again: Option<&[Again]>) -> Action {
+    let Some(again) = again else {
+        return Action::await_change();
+    };
     let periodic = Duration::from_secs(300);
-    let wake = failover.as_ref().and_then(|f| f.wake).map(|d| ctx.wake(d));
-    let requeue = cloud_requeue
-        .map(|d| ctx.requeue(d))
-        .into_iter()
-        .chain(wake)
+    let soonest = again
+        .iter()
+        .map(|a| match *a {
+            Again::Poll(delay) => ctx.requeue(delay),
+            Again::Wake(delay) => ctx.wake(delay),
+        })
         .min()
         .map_or(periodic, |d| d.min(periodic));
-    Ok(Action::requeue(requeue))
+    Action::requeue(soonest)
 }
 
-/// The failover concern's part of the status.
-fn set_failover_status(base: &mut ShopRegionStatus, outcome: &FailoverOutcome) {
-    base.last_failover = outcome.record.clone();
-    base.health = outcome.health.clone();
-    base.failover = Some(outcome.failover_status.clone());
-}
-
-/// Once the status is stored: remember the record, post the failover
-/// Events, count the outcomes.
-async fn report_failover(
-    ctx: &Context,
+/// One server-side apply of the whole status on `/status`.
+async fn patch_status(
+    client: &Client,
     region: &ShopRegion,
-    key: &str,
-    outcome: Option<&FailoverOutcome>,
-) {
-    let (Some(outcome), Some(runtime)) = (outcome, &ctx.failover) else {
-        return;
-    };
-    if let Some(record) = &outcome.record {
-        runtime.written(key, record);
-    }
-    runtime.record_metrics(&ShopRegionLabels::of(region).shop(), outcome);
-    publish_notes(ctx, region, &outcome.notes).await;
-}
-
-/// Writes `status.lastFailover` with the intent of a promotion, keeping the
-/// rest of the status as stored (one server-side apply of the whole status,
-/// as every status write of the field manager).
-async fn record_intent(
-    ctx: &Context,
-    region: &ShopRegion,
-    intent: &crate::api::FailoverRecord,
-) -> Result<(), Error> {
-    let mut status = region.status.clone().unwrap_or_default();
-    status.last_failover = Some(intent.clone());
-    let namespace = region
-        .namespace()
-        .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
-    let api: Api<ShopRegion> = Api::namespaced(ctx.client.clone(), &namespace);
+    status: &ShopRegionStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<ShopRegion> =
+        Api::namespaced(client.clone(), &region.namespace().unwrap_or_default());
     let patch = json!({
         "apiVersion": ShopRegion::api_version(&()),
         "kind": ShopRegion::kind(&()),
@@ -538,59 +448,7 @@ async fn record_intent(
         &Patch::Apply(&patch),
     )
     .await?;
-    info!(
-        shopregion = %object_key(region),
-        kind = ?intent.kind,
-        from = %intent.from,
-        to = %intent.to,
-        "promotion intent recorded"
-    );
     Ok(())
-}
-
-/// This region's role and the writer region: what AWS reports once the global
-/// cluster knows its writer, the spec's initial choice until then. The
-/// database concern's fresh read comes first; when its region's API cannot
-/// be reached, the writer the failover concern read through another
-/// region's endpoint (`aws_writer`), so that a lost writer region demotes
-/// itself as soon as AWS shows another writer.
-pub fn role_and_writer(
-    spec: &ShopRegionSpec,
-    database: Option<&DatabaseStatus>,
-    aws_writer: Option<&str>,
-) -> (RegionRole, Option<String>) {
-    let fresh = database.filter(|db| db.last_error.is_none() && db.writer_region.is_some());
-    if fresh.is_none()
-        && let Some(writer) = aws_writer
-    {
-        let role = if writer == spec.region {
-            RegionRole::Primary
-        } else {
-            RegionRole::Secondary
-        };
-        return (role, Some(writer.to_string()));
-    }
-    match database {
-        Some(db) if db.writer_region.is_some() => {
-            let role = if db.writer {
-                RegionRole::Primary
-            } else {
-                RegionRole::Secondary
-            };
-            (role, db.writer_region.clone())
-        }
-        _ => (initial_role(spec), spec.failover.order.first().cloned()),
-    }
-}
-
-/// The role the spec gives this region before any cloud state is known: the
-/// first region of `failover.order` is the initial writer.
-fn initial_role(spec: &ShopRegionSpec) -> RegionRole {
-    if spec.failover.order.first() == Some(&spec.region) {
-        RegionRole::Primary
-    } else {
-        RegionRole::Secondary
-    }
 }
 
 /// The Redis AUTH token the spec asks for, read from its Secret. A missing
@@ -615,15 +473,15 @@ async fn cache_auth(
 
 async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> {
     // Kubernetes children go with the ShopRegion through their owner
-    // references; cloud resources follow the spec's deletion policies. The
-    // cache and the database are independent: each pass advances both, and
-    // the finalizer goes when both are done.
+    // references; cloud resources follow the spec's deletion policies.
     if let Some(runtime) = &ctx.failover {
         // A ShopRegion being deleted takes no part in failovers any more.
         runtime.forget(&object_key(&region), &region);
     }
     if let Some(cloud) = &ctx.cloud {
         let spec = &region.spec;
+        // The cache and the database are independent: each pass advances
+        // both, and the finalizer goes when both are done.
         let outcomes = [
             (
                 types::DATABASE_READY,
@@ -634,54 +492,12 @@ async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error
                 elasticache::cleanup(cloud.elasticache(&spec.region).as_ref(), spec).await,
             ),
         ];
-        let mut pending: Option<Duration> = None;
-        let mut blocked = Vec::new();
-        for (type_, outcome) in outcomes {
-            match outcome {
-                CleanupOutcome::Done => {}
-                CleanupOutcome::InProgress { requeue } => {
-                    pending = Some(pending.map_or(requeue, |p| p.min(requeue)));
-                }
-                CleanupOutcome::Blocked { reason, message } => {
-                    blocked.push(Desired::new(type_, Status::False, reason, message));
-                }
+        match deletion_state(&outcomes) {
+            Deletion::Done => {}
+            Deletion::Pending(requeue) => return Err(Error::CleanupPending(ctx.requeue(requeue))),
+            Deletion::Blocked(blocked) => {
+                return Err(deletion_blocked(&region, ctx, blocked).await?);
             }
-        }
-        if !blocked.is_empty() {
-            let conditions = region
-                .status
-                .as_ref()
-                .map(|s| s.conditions.as_slice())
-                .unwrap_or_default();
-            for decided in &blocked {
-                // A condition that leaves True gets its transition Event;
-                // one that was already False would otherwise say nothing.
-                let news = find(conditions, decided.type_)
-                    .is_some_and(|c| c.status != "True" && c.reason != decided.reason);
-                if news {
-                    publish(
-                        ctx,
-                        &region,
-                        EventType::Warning,
-                        &decided.reason,
-                        &decided.message,
-                    )
-                    .await;
-                }
-            }
-            let base = region.status.clone().unwrap_or_default();
-            write_status(&region, ctx, &blocked, base).await?;
-            return Err(Error::DeletionBlocked {
-                reason: blocked[0].reason.clone(),
-                message: blocked
-                    .iter()
-                    .map(|d| d.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            });
-        }
-        if let Some(requeue) = pending {
-            return Err(Error::CleanupPending(ctx.requeue(requeue)));
         }
     }
     publish(
@@ -699,6 +515,90 @@ async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error
         .all(|peer| peer.namespace() != region.namespace() || peer.name_any() == region.name_any());
     ctx.metrics.forget_shopregion(&labels, last_of_shop);
     Ok(Action::await_change())
+}
+
+/// Where the deletion of a ShopRegion's cloud resources stands.
+#[derive(Debug, PartialEq)]
+pub enum Deletion {
+    Done,
+    /// Under way: look again after the shortest of the concerns' delays.
+    Pending(Duration),
+    /// A concern may not delete (a human must act): its condition.
+    Blocked(Vec<Desired>),
+}
+
+/// The deletion's state from each cloud concern's pass (by condition type).
+pub fn deletion_state(outcomes: &[(&'static str, CleanupOutcome)]) -> Deletion {
+    let blocked: Vec<Desired> = outcomes
+        .iter()
+        .filter_map(|(type_, outcome)| match outcome {
+            CleanupOutcome::Blocked { reason, message } => Some(Desired::new(
+                type_,
+                Status::False,
+                reason.clone(),
+                message.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    if !blocked.is_empty() {
+        return Deletion::Blocked(blocked);
+    }
+    outcomes
+        .iter()
+        .filter_map(|(_, outcome)| match outcome {
+            CleanupOutcome::InProgress { requeue } => Some(*requeue),
+            _ => None,
+        })
+        .min()
+        .map_or(Deletion::Done, Deletion::Pending)
+}
+
+/// The blocked conditions that need an Event of their own: a condition that
+/// leaves True gets its transition Event; one that was already False for
+/// another reason would otherwise say nothing.
+pub fn blocked_news<'a>(stored: &[Condition], blocked: &'a [Desired]) -> Vec<&'a Desired> {
+    blocked
+        .iter()
+        .filter(|decided| {
+            find(stored, decided.type_)
+                .is_some_and(|c| c.status != "True" && c.reason != decided.reason)
+        })
+        .collect()
+}
+
+/// Reports a blocked deletion (conditions, Events) and returns the error
+/// that keeps the finalizer.
+async fn deletion_blocked(
+    region: &ShopRegion,
+    ctx: &Context,
+    blocked: Vec<Desired>,
+) -> Result<Error, Error> {
+    let stored = region
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    for decided in blocked_news(stored, &blocked) {
+        publish(
+            ctx,
+            region,
+            EventType::Warning,
+            &decided.reason,
+            &decided.message,
+        )
+        .await;
+    }
+    let base = region.status.clone().unwrap_or_default();
+    write_status(region, ctx, &blocked, base).await?;
+    Ok(Error::DeletionBlocked {
+        reason: blocked[0].reason.clone(),
+        message: blocked
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
 }
 
 /// Writes the status with one server-side apply on `/status`, and only when it
@@ -720,21 +620,7 @@ async fn write_status(
     if region.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let namespace = region
-        .namespace()
-        .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
-    let api: Api<ShopRegion> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch = json!({
-        "apiVersion": ShopRegion::api_version(&()),
-        "kind": ShopRegion::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &region.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    patch_status(&ctx.client, region, &status).await?;
     for transition in transitions {
         report_transition(ctx, region, &transition).await;
     }
@@ -1011,7 +897,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::validate::reason;
 
     fn ready(type_: &'static str) -> Desired {
         Desired::new(type_, Status::True, "Available", "ok")
@@ -1051,46 +936,65 @@ mod tests {
     }
 
     #[test]
-    fn the_spec_names_the_writer_until_aws_reports_one() {
-        let spec = crate::api::fixtures::acme("eu-west-1");
-        assert_eq!(
-            role_and_writer(&spec, None, None),
-            (RegionRole::Secondary, Some("us-east-1".into()))
-        );
-        let promoted = DatabaseStatus {
-            writer: true,
-            writer_region: Some("eu-west-1".into()),
-            ..Default::default()
+    fn a_deletion_waits_for_the_slowest_concern_and_a_blocked_one_keeps_the_finalizer() {
+        let pending = |secs| CleanupOutcome::InProgress {
+            requeue: Duration::from_secs(secs),
         };
         assert_eq!(
-            role_and_writer(&spec, Some(&promoted), Some("eu-west-1")),
-            (RegionRole::Primary, Some("eu-west-1".into()))
+            deletion_state(&[
+                (types::DATABASE_READY, CleanupOutcome::Done),
+                (types::CACHE_READY, CleanupOutcome::Done)
+            ]),
+            Deletion::Done
         );
-        let unknown = DatabaseStatus::default();
         assert_eq!(
-            role_and_writer(&spec, Some(&unknown), None).0,
-            RegionRole::Secondary
+            deletion_state(&[
+                (types::DATABASE_READY, pending(30)),
+                (types::CACHE_READY, pending(10))
+            ]),
+            Deletion::Pending(Duration::from_secs(10))
         );
+        let blocked = CleanupOutcome::Blocked {
+            reason: "DeletionRefused".into(),
+            message: "AWS refused".into(),
+        };
+        let Deletion::Blocked(conditions) = deletion_state(&[
+            (types::DATABASE_READY, pending(10)),
+            (types::CACHE_READY, blocked),
+        ]) else {
+            panic!("a refusal blocks the deletion");
+        };
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].type_, types::CACHE_READY);
     }
 
     #[test]
-    fn a_region_whose_api_is_unreachable_follows_the_writer_aws_shows_elsewhere() {
-        let spec = crate::api::fixtures::acme("us-east-1");
-        let stale = DatabaseStatus {
-            writer: true,
-            writer_region: Some("us-east-1".into()),
-            last_error: Some("region us-east-1 unavailable".into()),
-            ..Default::default()
+    fn a_blocked_deletion_warns_once_per_new_reason() {
+        let blocked = [Desired::new(
+            types::CACHE_READY,
+            Status::False,
+            "DeletionRefused",
+            "AWS refused",
+        )];
+        let stored = |status: &str, reason: &str| Condition {
+            type_: types::CACHE_READY.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::from_second(1_700_000_000).unwrap(),
+            ),
         };
+        // Leaving True: the transition's own Event says it.
+        assert!(blocked_news(&[stored("True", "Available")], &blocked).is_empty());
+        // Already False for another reason: nothing else would say it.
         assert_eq!(
-            role_and_writer(&spec, Some(&stale), Some("eu-west-1")),
-            (RegionRole::Secondary, Some("eu-west-1".into()))
+            blocked_news(&[stored("False", "Deleting")], &blocked).len(),
+            1
         );
-        // Without another view, the last known role holds.
-        assert_eq!(
-            role_and_writer(&spec, Some(&stale), None),
-            (RegionRole::Primary, Some("us-east-1".into()))
-        );
+        // The same refusal again: already said.
+        assert!(blocked_news(&[stored("False", "DeletionRefused")], &blocked).is_empty());
     }
 
     #[test]
@@ -1100,50 +1004,6 @@ mod tests {
         assert_eq!(backoff(5), Duration::from_secs(16));
         assert_eq!(backoff(20), Duration::from_secs(300));
         assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn a_spec_error_stalls_and_names_every_field() {
-        let errors = vec![
-            SpecError {
-                reason: reason::INVALID_IMAGE,
-                field: "spec.orders.image".into(),
-                message: "bad".into(),
-            },
-            SpecError {
-                reason: reason::INVALID_CAPACITY,
-                field: "spec.orders.maxReplicas".into(),
-                message: "too low".into(),
-            },
-        ];
-        let summary = summarize(&[ready(types::WORKLOAD_READY)], &errors);
-        let stalled = summary.iter().find(|c| c.type_ == types::STALLED).unwrap();
-        assert_eq!(stalled.status, Status::True);
-        assert_eq!(stalled.reason, reason::INVALID_IMAGE);
-        assert!(stalled.message.contains("spec.orders.image"));
-        assert!(stalled.message.contains("spec.orders.maxReplicas"));
-        let ready_cond = summary.iter().find(|c| c.type_ == types::READY).unwrap();
-        assert_eq!(ready_cond.status, Status::False);
-    }
-
-    #[test]
-    fn ready_only_when_every_concern_is_ready() {
-        let all = summarize(
-            &[ready(types::WORKLOAD_READY), ready(types::DATABASE_READY)],
-            &[],
-        );
-        assert_eq!(all[0].status, Status::True);
-        let waiting = Desired::new(
-            types::DATABASE_READY,
-            Status::False,
-            "Creating",
-            "cluster creating",
-        );
-        let some = summarize(&[ready(types::WORKLOAD_READY), waiting], &[]);
-        let r = some.iter().find(|c| c.type_ == types::READY).unwrap();
-        assert_eq!((r.status, r.reason.as_str()), (Status::False, "Creating"));
-        let rec = some.iter().find(|c| c.type_ == types::RECONCILING).unwrap();
-        assert_eq!(rec.status, Status::True);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod clock;
 pub mod cloud;
+pub mod concern;
 pub mod controller;
 pub mod failover;
 pub mod probe;

@@ -32,8 +32,8 @@ use shopfleet::cloud::aurora::port::{
 };
 use shopfleet::cloud::elasticache::ElastiCachePort;
 use shopfleet::cloud::{Cloud, CloudError};
-use shopfleet::probe::Probe;
 use shopfleet::failover::sampler::probe_interval;
+use shopfleet::probe::Probe;
 use shopfleet::sim::{Fault, LiveSim, Op, SimCloud, VirtualClock};
 use shopfleet::workload::plan_capacity;
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use crate::api::conditions::{Desired, Status};
 use crate::api::{CacheStatus, DatabaseStatus, SpecError};
-use crate::cloud::{CleanupOutcome, CloudError, Note, TransientKind, reason, requeue};
+use crate::cloud::{CleanupOutcome, CloudError, TransientKind, reason, requeue};
+use crate::concern::{Again, Concern, Note, Publish, Report, StatusPart, Upstream};
 
 /// What a cloud concern's plan says for its region.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +89,10 @@ pub enum Depth {
 pub trait ServiceStatus: Clone {
     fn last_error(&self) -> Option<&str>;
     fn set_last_error(&mut self, error: Option<String>);
+    /// Its place in the ShopRegion's status.
+    fn part(&self) -> StatusPart;
+    /// What the concerns after it learn from it (role, endpoints).
+    fn hand_on(&self, upstream: &mut Upstream);
 }
 
 impl ServiceStatus for DatabaseStatus {
@@ -97,6 +102,12 @@ impl ServiceStatus for DatabaseStatus {
     fn set_last_error(&mut self, error: Option<String>) {
         self.last_error = error;
     }
+    fn part(&self) -> StatusPart {
+        StatusPart::Database(self.clone())
+    }
+    fn hand_on(&self, upstream: &mut Upstream) {
+        upstream.database = Some(self.clone());
+    }
 }
 
 impl ServiceStatus for CacheStatus {
@@ -105,6 +116,12 @@ impl ServiceStatus for CacheStatus {
     }
     fn set_last_error(&mut self, error: Option<String>) {
         self.last_error = error;
+    }
+    fn part(&self) -> StatusPart {
+        StatusPart::Cache(self.clone())
+    }
+    fn hand_on(&self, upstream: &mut Upstream) {
+        upstream.cache = Some(self.clone());
     }
 }
 
@@ -154,14 +171,73 @@ pub struct CloudOutcome<S> {
     pub terminal: Option<SpecError>,
 }
 
-/// Reconciles one cloud concern once. A converged region costs read calls
-/// only.
+/// A cloud service as a concern of the reconcile pipeline. A failed read
+/// is not a failed reconcile: it is reported (`Unknown`, the last known
+/// status kept) and polled again.
+pub struct CloudConcern<S>(pub S);
+
+impl<S: Service> Concern for CloudConcern<S> {
+    type Observed = Result<S::Observed, CloudError>;
+    type Plan = Option<CloudPlan<S::Step>>;
+    type Acted = CloudOutcome<S::Status>;
+
+    async fn observe(&self) -> Result<Self::Observed, kube::Error> {
+        Ok(self.0.observe().await)
+    }
+
+    fn plan(&self, observed: &Self::Observed) -> Self::Plan {
+        observed.as_ref().ok().map(|o| self.0.plan(o))
+    }
+
+    async fn act(
+        &self,
+        observed: Self::Observed,
+        plan: Self::Plan,
+    ) -> Result<Self::Acted, kube::Error> {
+        Ok(match observed {
+            Ok(observed) => {
+                let plan = plan.unwrap_or_else(|| self.0.plan(&observed));
+                carry_out(&self.0, observed, plan).await
+            }
+            Err(error) => failed_call(&self.0, &error),
+        })
+    }
+
+    fn hand_on(&self, acted: &Self::Acted, upstream: &mut Upstream) {
+        acted.status.hand_on(upstream);
+    }
+
+    fn report(&self, acted: &Self::Acted, _upstream: &Upstream) -> Report {
+        Report {
+            condition: acted.condition.clone(),
+            readiness: Some(acted.condition.clone()),
+            status: acted.status.part(),
+            notes: acted.events.clone(),
+            publish: Publish::AsActed,
+            again: acted.requeue_after.map(Again::Poll),
+            terminal: acted.terminal.clone(),
+        }
+    }
+}
+
+/// Reconciles one cloud concern once, alone (the pipeline runs it through
+/// [`CloudConcern`]). A converged region costs read calls only.
 pub async fn reconcile<S: Service>(service: &S) -> CloudOutcome<S::Status> {
-    let observed = match service.observe().await {
-        Ok(observed) => observed,
-        Err(error) => return failed_call(service, &error),
-    };
-    match service.plan(&observed) {
+    match service.observe().await {
+        Ok(observed) => {
+            let plan = service.plan(&observed);
+            carry_out(service, observed, plan).await
+        }
+        Err(error) => failed_call(service, &error),
+    }
+}
+
+async fn carry_out<S: Service>(
+    service: &S,
+    observed: S::Observed,
+    plan: CloudPlan<S::Step>,
+) -> CloudOutcome<S::Status> {
+    match plan {
         CloudPlan::Terminal(error) => {
             let mut status = service.status(&observed, Depth::Observed).await;
             status.set_last_error(Some(error.to_string()));

@@ -132,32 +132,6 @@ pub mod tags {
     }
 }
 
-/// Something a cloud concern found worth a Kubernetes Event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    pub reason: String,
-    pub message: String,
-    pub warning: bool,
-}
-
-impl Note {
-    pub(crate) fn normal(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            message: message.into(),
-            warning: false,
-        }
-    }
-
-    pub(crate) fn warning(reason: &str, message: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            message: message.into(),
-            warning: true,
-        }
-    }
-}
-
 /// One pass of a cloud concern's deletion.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CleanupOutcome {

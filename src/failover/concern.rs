@@ -25,21 +25,24 @@ use k8s_openapi::jiff::Timestamp;
 use super::decide::{AbandonReason, Decision, absorbing, decide, next_change};
 use super::execute::{self, Carry};
 use super::health::PROBE_INTERVAL;
-use crate::clock::elapsed;
 use super::observe::{
     GlobalView, LagSample, ObserveInput, Policy, next_failover_status, next_refusal, observe,
 };
 use super::ready::{self, failover_ready, finished_event, refused_event, started_event};
-use super::sampler::Sampler;
+use super::sampler::{Sampler, View};
 use super::steps;
 use crate::api::conditions::{Desired, Status, types};
 use crate::api::{
     FailoverKind, FailoverRecord, FailoverResult, FailoverStatus, LagReading, RegionHealth,
     RegionRole, ShopRegion,
 };
-use crate::cloud::{Cloud, Note};
-use crate::telemetry::{Metrics, ShopLabels};
-use crate::workload::Topology;
+use crate::clock::elapsed;
+use crate::cloud::Cloud;
+use crate::concern::Note;
+use crate::concern::{
+    Again, AppliedRole, Checkpoint, Concern, Publish, Report, StatusPart, Upstream,
+};
+use crate::telemetry::{Metrics, ShopLabels, ShopRegionLabels};
 
 /// The failover state of one controller process.
 pub struct Runtime {
@@ -123,9 +126,9 @@ pub struct FailoverOutcome {
     pub condition: Desired,
     /// `status.lastFailover` as it should be written.
     pub record: Option<FailoverRecord>,
-    /// A new promotion: write it to the status before calling [`execute`],
-    /// then post its Event.
-    pub intent: Option<(FailoverRecord, Note)>,
+    /// A new promotion: stored in the status, its Event posted, before
+    /// [`execute`] makes the first cloud call.
+    pub intent: Option<Checkpoint>,
     /// `status.health`.
     pub health: Vec<RegionHealth>,
     /// `status.failover`.
@@ -139,6 +142,11 @@ pub struct FailoverOutcome {
     pub notes: Vec<Note>,
     /// Records closed by this reconcile, for the metrics.
     pub finished: Vec<(FailoverKind, FailoverResult, Option<Duration>)>,
+    /// The refusal decided now, as the process remembers it (reason and
+    /// lost writer).
+    pub refusal: Option<String>,
+    /// The refusal was already stored (and announced) before.
+    pub announced: bool,
     /// A refusal began (counted once).
     pub refused: bool,
     /// Cloud time until the decision may change by itself, or until AWS
@@ -249,50 +257,165 @@ pub fn held_while_warming(
         .unwrap_or(fresh)
 }
 
-/// Observes and decides for `region`. Makes no mutating call and no write.
-pub async fn assess(
-    runtime: &Runtime,
-    cloud: &dyn Cloud,
+/// The failover concern of one ShopRegion in one reconcile.
+pub struct Failover<'a> {
+    pub runtime: &'a Runtime,
+    pub cloud: &'a dyn Cloud,
+    pub region: &'a ShopRegion,
+    /// `namespace/name`, the key of the process's memory.
+    pub key: &'a str,
+    /// The ShopRegions of the shop the controller's cache holds.
+    pub peers: &'a [ShopRegion],
+    pub now: Timestamp,
+}
+
+/// What the failover concern reads: the promotion record (the freshest of
+/// the object's and this process's), AWS's global cluster through this
+/// region's endpoint, and the sampler's verdicts and lags.
+pub struct Observed {
+    record: Option<FailoverRecord>,
+    global: Option<GlobalView>,
+    sampled: View,
+}
+
+impl Failover<'_> {
+    /// The outcome as reported: completed once the workload applied the
+    /// new role.
+    fn finished(&self, outcome: &FailoverOutcome, upstream: &Upstream) -> FailoverOutcome {
+        let mut outcome = outcome.clone();
+        finish(&mut outcome, upstream.applied.as_ref(), self.now);
+        outcome
+    }
+
+    fn observe_now(&self) -> impl std::future::Future<Output = Observed> + Send + '_ {
+        async move {
+            let spec = &self.region.spec;
+            self.runtime.sampler.register(self.key, self.region);
+            let written = self
+                .runtime
+                .written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(self.key)
+                .cloned();
+            let stored = self
+                .region
+                .status
+                .as_ref()
+                .and_then(|s| s.last_failover.as_ref());
+            let global = match execute::read_global(self.cloud, spec).await {
+                Ok(Some(global)) => Some(GlobalView::from_global_cluster(&global)),
+                Ok(None) => Some(GlobalView {
+                    writer: None,
+                    transition: None,
+                    members: Vec::new(),
+                }),
+                Err(_) => None,
+            };
+            Observed {
+                record: freshest(stored, written.as_ref()),
+                global,
+                sampled: self
+                    .runtime
+                    .sampler
+                    .view(&spec.shop, &spec.failover.order, self.now),
+            }
+        }
+    }
+}
+
+impl Concern for Failover<'_> {
+    type Observed = Observed;
+    type Plan = FailoverOutcome;
+    type Acted = FailoverOutcome;
+
+    async fn observe(&self) -> Result<Observed, kube::Error> {
+        Ok(self.observe_now().await)
+    }
+
+    fn plan(&self, observed: &Observed) -> FailoverOutcome {
+        plan(self.region, self.peers, observed, self.now)
+    }
+
+    fn checkpoint(&self, plan: &FailoverOutcome) -> Option<Checkpoint> {
+        plan.intent.clone()
+    }
+
+    async fn act(
+        &self,
+        _observed: Observed,
+        mut outcome: FailoverOutcome,
+    ) -> Result<FailoverOutcome, kube::Error> {
+        if let Some(intent) = outcome.intent.take() {
+            // Stored by the pipeline before this call.
+            self.runtime.written(self.key, &intent.record);
+            self.runtime.metrics.record_failover_started(
+                &ShopRegionLabels::of(self.region).shop(),
+                intent.record.kind,
+            );
+        }
+        let refusal = outcome.refusal.clone();
+        outcome.refused = self.runtime.refusal_began(self.key, refusal) && !outcome.announced;
+        if outcome.refused {
+            outcome.notes.extend(refused_event(&outcome.decision));
+        }
+        execute(&mut outcome, self.cloud, self.region, self.now).await;
+        Ok(outcome)
+    }
+
+    fn hand_on(&self, outcome: &FailoverOutcome, upstream: &mut Upstream) {
+        upstream.aws_writer.clone_from(&outcome.aws_writer);
+        upstream.absorbing = outcome.absorbing;
+    }
+
+    fn report(&self, outcome: &FailoverOutcome, upstream: &Upstream) -> Report {
+        let outcome = self.finished(outcome, upstream);
+        Report {
+            condition: outcome.condition.clone(),
+            readiness: outcome.summary_concern(),
+            status: StatusPart::Failover {
+                last_failover: outcome.record.clone(),
+                health: outcome.health.clone(),
+                failover: outcome.failover_status.clone(),
+            },
+            notes: outcome.notes.clone(),
+            publish: Publish::OnceStored,
+            again: outcome.wake.map(Again::Wake),
+            terminal: None,
+        }
+    }
+
+    /// Remembers the record stored and counts the outcomes it closed.
+    fn once_stored(&self, outcome: &FailoverOutcome, upstream: &Upstream) {
+        let outcome = self.finished(outcome, upstream);
+        if let Some(record) = &outcome.record {
+            self.runtime.written(self.key, record);
+        }
+        self.runtime
+            .record_metrics(&ShopRegionLabels::of(self.region).shop(), &outcome);
+    }
+}
+
+/// Decides for `region` from what was observed. Pure: no call, no write.
+pub fn plan(
     region: &ShopRegion,
-    key: &str,
     visible: &[ShopRegion],
+    observed: &Observed,
     now: Timestamp,
 ) -> FailoverOutcome {
     let spec = &region.spec;
-    runtime.sampler.register(key, region);
     let policy = Policy::from_spec(&spec.failover);
-
-    let written = runtime
-        .written
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(key)
-        .cloned();
-    let stored = region
-        .status
-        .as_ref()
-        .and_then(|s| s.last_failover.as_ref());
-    let previous_record = freshest(stored, written.as_ref());
+    let previous_record = observed.record.clone();
     let mut local = region.clone();
     local
         .status
         .get_or_insert_with(Default::default)
         .last_failover = previous_record.clone();
-
-    let global = match execute::read_global(cloud, spec).await {
-        Ok(Some(global)) => Some(GlobalView::from_global_cluster(&global)),
-        Ok(None) => Some(GlobalView {
-            writer: None,
-            transition: None,
-            members: Vec::new(),
-        }),
-        Err(_) => None,
-    };
-    let sampled = runtime.sampler.view(&spec.shop, &spec.failover.order, now);
+    let sampled = &observed.sampled;
     let observation = observe(&ObserveInput {
         local: &local,
         visible,
-        global: global.clone(),
+        global: observed.global.clone(),
         health: &sampled.health,
         lag_reads: &sampled.lag,
     });
@@ -311,7 +434,10 @@ pub async fn assess(
             let intent = steps::intent(promotion, now);
             (
                 Some(intent.clone()),
-                Some((intent, started_event(promotion))),
+                Some(Checkpoint {
+                    record: intent,
+                    note: started_event(promotion),
+                }),
             )
         }
         Decision::Abandon { reason, message } => match &previous_record {
@@ -354,11 +480,6 @@ pub async fn assess(
             .as_ref()
             .is_some_and(|k| k.reason == p.reason && k.lost_writer == p.lost_writer)
     });
-    let refused =
-        runtime.refusal_began(key, refusal.map(|(r, w, _)| format!("{r} {w}"))) && !announced;
-    if refused {
-        notes.extend(refused_event(&decision));
-    }
 
     let health: Vec<RegionHealth> = spec
         .failover
@@ -396,6 +517,8 @@ pub async fn assess(
         absorbing: absorbing(&observation, &policy, now),
         aws_writer: observation.writer().map(str::to_string),
         wake: next_change(&observation, &policy, now).map(|at| elapsed(now, at)),
+        refusal: refusal.map(|(reason, writer, _)| format!("{reason} {writer}")),
+        announced,
         decision,
         condition,
         record,
@@ -404,14 +527,14 @@ pub async fn assess(
         failover_status,
         notes,
         finished,
-        refused,
+        refused: false,
         local: spec.region.clone(),
         global: observation.global.clone(),
         awaiting_topology: false,
     }
 }
 
-/// Carries out what [`assess`] decided, once its intent (if any) is stored.
+/// Carries out what [`plan`] decided, once its intent (if any) is stored.
 pub async fn execute(
     outcome: &mut FailoverOutcome,
     cloud: &dyn Cloud,
@@ -476,12 +599,15 @@ fn poll_soon(outcome: &mut FailoverOutcome) {
 }
 
 /// Completes a promotion whose cloud side is done once the workload concern
-/// applied `topology` with this region as the writer (pods roll to the new
-/// role).
-pub fn finish(outcome: &mut FailoverOutcome, topology: &Topology, now: Timestamp) {
+/// applied its topology with this region as the writer (pods roll to the
+/// new role).
+pub fn finish(outcome: &mut FailoverOutcome, applied: Option<&AppliedRole>, now: Timestamp) {
+    let Some(applied) = applied else {
+        return;
+    };
     if !outcome.awaiting_topology
-        || topology.role != RegionRole::Primary
-        || topology.writer_region.as_deref() != Some(outcome.local.as_str())
+        || applied.role != RegionRole::Primary
+        || applied.writer_region.as_deref() != Some(outcome.local.as_str())
     {
         return;
     }
@@ -553,6 +679,8 @@ mod tests {
             aws_writer: None,
             notes: Vec::new(),
             finished: Vec::new(),
+            refusal: None,
+            announced: false,
             refused: false,
             wake: None,
             local: "eu-west-1".into(),
@@ -581,16 +709,21 @@ mod tests {
     #[test]
     fn the_topology_completes_a_promotion_only_with_this_region_as_the_primary() {
         let now = Timestamp::from_second(1_735_689_662).unwrap();
-        let spec = crate::api::fixtures::acme("eu-west-1");
         let mut waiting = outcome(Some(record("2025-01-01T00:00:00Z", &[], false)));
         waiting.awaiting_topology = true;
-        let mut topology = Topology::new(&spec, RegionRole::Secondary);
-        topology.writer_region = Some("us-east-1".into());
-        finish(&mut waiting, &topology, now);
+        finish(&mut waiting, None, now);
         assert!(waiting.record.as_ref().unwrap().result.is_none());
-        let mut topology = Topology::new(&spec, RegionRole::Primary);
-        topology.writer_region = Some("eu-west-1".into());
-        finish(&mut waiting, &topology, now);
+        let secondary = AppliedRole {
+            role: RegionRole::Secondary,
+            writer_region: Some("us-east-1".into()),
+        };
+        finish(&mut waiting, Some(&secondary), now);
+        assert!(waiting.record.as_ref().unwrap().result.is_none());
+        let primary = AppliedRole {
+            role: RegionRole::Primary,
+            writer_region: Some("eu-west-1".into()),
+        };
+        finish(&mut waiting, Some(&primary), now);
         let closed = waiting.record.as_ref().unwrap();
         assert_eq!(closed.result, Some(FailoverResult::Completed));
         assert_eq!(closed.completed_steps, ["TopologyUpdated"]);

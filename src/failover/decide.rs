@@ -33,9 +33,9 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::clock::{after, elapsed, fmt_duration};
 use super::observe::{Attempt, FleetObservation, GlobalView, Policy};
 use crate::api::{FailoverKind, FailoverMode, HealthVerdict};
+use crate::clock::{after, elapsed, fmt_duration};
 
 /// A writer change the engine wants.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,7 +12,8 @@ use super::steps::{self, CacheView, Next, Progress};
 use crate::api::{FailoverKind, FailoverRecord, ShopRegionSpec};
 use crate::cloud::aurora::{GlobalCluster, names as aurora_names};
 use crate::cloud::elasticache::{ElastiCachePort, names as cache_names};
-use crate::cloud::{Cloud, CloudError, Note};
+use crate::cloud::{Cloud, CloudError};
+use crate::concern::Note;
 
 /// Reads and calls per reconcile, at most: a promotion moves on by one or
 /// two calls per pass, re-reading AWS after each.

@@ -4,12 +4,12 @@
 use k8s_openapi::jiff::Timestamp;
 
 use super::decide::{Decision, Promotion, RefuseReason, WaitReason, cooldown_until};
-use crate::clock::fmt_duration;
-use crate::clock::after;
 use super::observe::{FleetObservation, Policy};
 use crate::api::conditions::{Desired, Status, types};
 use crate::api::{FailoverKind, FailoverMode, FailoverRecord, FailoverResult, HealthVerdict};
-use crate::cloud::aurora::Note;
+use crate::clock::after;
+use crate::clock::fmt_duration;
+use crate::concern::Note;
 
 /// Reasons of the `FailoverReady` condition.
 pub mod reason {

@@ -29,11 +29,11 @@ use super::health::{
     Health, HealthState, PROBE_INTERVAL, Sample, Thresholds, cache_signal, database_signal,
 };
 use super::observe::LagSample;
-use crate::probe::{Probe, Signal, endpoint_address};
 use crate::api::{AuroraEngine, ShopRegion, ShopRegionSpec};
 use crate::cloud::aurora::names as aurora_names;
 use crate::cloud::elasticache::names as cache_names;
 use crate::cloud::{Cloud, real_delay};
+use crate::probe::{Probe, Signal, endpoint_address};
 use crate::telemetry::Metrics;
 
 /// The shortest real interval between two rounds. An accelerated simulation
@@ -332,9 +332,9 @@ impl Sampler {
             .map(|target| {
                 let memory = shop.regions.entry(target.region.clone()).or_default();
                 let due = !target.writer
-                    && memory.lag_asked_at.is_none_or(|asked| {
-                        crate::clock::elapsed(asked, now) >= LAG_READ_INTERVAL
-                    });
+                    && memory
+                        .lag_asked_at
+                        .is_none_or(|asked| crate::clock::elapsed(asked, now) >= LAG_READ_INTERVAL);
                 if due {
                     memory.lag_asked_at = Some(now);
                 }

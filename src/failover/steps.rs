@@ -26,9 +26,9 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::decide::Promotion;
-use crate::clock::elapsed;
 use super::observe::GlobalView;
 use crate::api::{FailoverKind, FailoverRecord, FailoverResult};
+use crate::clock::elapsed;
 
 /// Names of `status.lastFailover.completedSteps`.
 pub mod step {

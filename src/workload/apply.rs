@@ -1,9 +1,15 @@
-//! Server-side apply of a ShopRegion's children. Thin I/O: every decision is
-//! [`needs_apply`]'s; a converged ShopRegion costs GETs and no write.
+//! The workload's reads and writes: the children of a ShopRegion as the
+//! API server holds them, and the server-side applies (and the one delete)
+//! that [`plan_writes`] decided. Thin I/O: every decision is a pure
+//! function here or in [`super::diff`]; a converged ShopRegion costs GETs
+//! and no write.
 
 use std::fmt::Debug;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -13,7 +19,35 @@ use serde::de::DeserializeOwned;
 use super::builders::{Children, FIELD_MANAGER, MANAGED_BY, labels};
 use super::diff::needs_apply;
 
-/// What [`apply_children`] did.
+/// The children of a ShopRegion as the API server holds them.
+#[derive(Clone, Debug, Default)]
+pub struct ObservedChildren {
+    pub configmap: Option<ConfigMap>,
+    pub service: Option<Service>,
+    pub deployment: Option<Deployment>,
+    pub pdb: Option<PodDisruptionBudget>,
+    pub hpa: Option<HorizontalPodAutoscaler>,
+}
+
+/// One child to apply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Child {
+    ConfigMap(ConfigMap),
+    Service(Service),
+    Deployment(Deployment),
+    Pdb(PodDisruptionBudget),
+    Hpa(HorizontalPodAutoscaler),
+}
+
+/// One write of the workload concern.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChildWrite {
+    Apply(Child),
+    /// The PodDisruptionBudget of this name is ours and no longer wanted.
+    DeletePdb(String),
+}
+
+/// What [`apply_writes`] did.
 #[derive(Clone, Debug, Default)]
 pub struct ApplyReport {
     /// `Kind/name` of every child applied, in order.
@@ -24,79 +58,82 @@ pub struct ApplyReport {
     pub deployment: Option<Deployment>,
 }
 
-/// Applies every child that needs it (server-side apply, field manager
-/// `shopfleet`, forced) and deletes a PodDisruptionBudget that is no longer
-/// wanted. The ConfigMap goes first so that new pods find it.
-pub async fn apply_children(
+/// GETs every child of a ShopRegion: the topology ConfigMap by its name,
+/// the others by the workload's.
+pub async fn observe_children(
     client: &Client,
     ns: &str,
-    children: &Children,
-) -> Result<ApplyReport, kube::Error> {
-    let mut report = ApplyReport::default();
-    apply_one(client, ns, &children.configmap, &mut report).await?;
-    apply_one(client, ns, &children.service, &mut report).await?;
-    report.deployment = Some(apply_one(client, ns, &children.deployment, &mut report).await?);
-    match &children.pdb {
-        Some(pdb) => {
-            apply_one(client, ns, pdb, &mut report).await?;
-        }
-        None => delete_stale_pdb(client, ns, children, &mut report).await?,
-    }
-    apply_one(client, ns, &children.hpa, &mut report).await?;
-    Ok(report)
+    topology_name: &str,
+    workload_name: &str,
+) -> Result<ObservedChildren, kube::Error> {
+    Ok(ObservedChildren {
+        configmap: get(client, ns, topology_name).await?,
+        service: get(client, ns, workload_name).await?,
+        deployment: get(client, ns, workload_name).await?,
+        pdb: get(client, ns, workload_name).await?,
+        hpa: get(client, ns, workload_name).await?,
+    })
 }
 
-/// GETs the child and applies it only when [`needs_apply`] says so. Returns
-/// the object as the server holds it afterwards.
-async fn apply_one<K>(
-    client: &Client,
-    ns: &str,
-    desired: &K,
-    report: &mut ApplyReport,
-) -> Result<K, kube::Error>
+async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<Option<K>, kube::Error>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
         + Debug
-        + Serialize
         + DeserializeOwned,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let name = desired.name_any();
-    let observed = api.get_opt(&name).await?;
-    let desired_json = serde_json::to_value(desired).map_err(kube::Error::SerdeError)?;
-    let observed_json = observed
-        .as_ref()
-        .map(serde_json::to_value)
-        .transpose()
-        .map_err(kube::Error::SerdeError)?;
-    match observed {
-        Some(current) if !needs_apply(&desired_json, observed_json.as_ref()) => Ok(current),
-        _ => {
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            let applied = api.patch(&name, &params, &Patch::Apply(desired)).await?;
-            report.applied.push(format!("{}/{name}", K::kind(&())));
-            Ok(applied)
-        }
-    }
+    Api::<K>::namespaced(client.clone(), ns).get_opt(name).await
 }
 
-/// Deletes the `<name>-orders` PodDisruptionBudget when the spec no longer
-/// wants one, but only if it is ours: labelled managed-by shopfleet and
-/// controlled by the same ShopRegion as the Deployment.
-async fn delete_stale_pdb(
-    client: &Client,
-    ns: &str,
-    children: &Children,
-    report: &mut ApplyReport,
-) -> Result<(), kube::Error> {
-    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-    let name = children.deployment.name_any();
-    let Some(existing) = api.get_opt(&name).await? else {
-        return Ok(());
+/// The writes that bring the observed children to the desired ones, in
+/// order: the ConfigMap first, so that new pods find it. A child is applied
+/// only when [`needs_apply`] says so; an unwanted PodDisruptionBudget is
+/// deleted only when it is ours ([`pdb_is_ours`]). Pure.
+pub fn plan_writes(desired: &Children, observed: &ObservedChildren) -> Vec<ChildWrite> {
+    let mut writes = Vec::new();
+    let configmap = &desired.configmap;
+    if differs(configmap, observed.configmap.as_ref()) {
+        writes.push(ChildWrite::Apply(Child::ConfigMap(configmap.clone())));
+    }
+    if differs(&desired.service, observed.service.as_ref()) {
+        writes.push(ChildWrite::Apply(Child::Service(desired.service.clone())));
+    }
+    if differs(&desired.deployment, observed.deployment.as_ref()) {
+        writes.push(ChildWrite::Apply(Child::Deployment(
+            desired.deployment.clone(),
+        )));
+    }
+    match (&desired.pdb, &observed.pdb) {
+        (Some(pdb), existing) if differs(pdb, existing.as_ref()) => {
+            writes.push(ChildWrite::Apply(Child::Pdb(pdb.clone())));
+        }
+        (None, Some(existing)) if pdb_is_ours(existing, &desired.deployment) => {
+            writes.push(ChildWrite::DeletePdb(existing.name_any()));
+        }
+        _ => {}
+    }
+    if differs(&desired.hpa, observed.hpa.as_ref()) {
+        writes.push(ChildWrite::Apply(Child::Hpa(desired.hpa.clone())));
+    }
+    writes
+}
+
+fn differs<K: Serialize>(desired: &K, observed: Option<&K>) -> bool {
+    let (Ok(desired), Some(Ok(observed))) = (
+        serde_json::to_value(desired),
+        observed.map(serde_json::to_value),
+    ) else {
+        // Absent (or, in theory, unserialisable): apply.
+        return true;
     };
-    let owner_uid = children
-        .deployment
+    needs_apply(&desired, Some(&observed))
+}
+
+/// A PodDisruptionBudget the spec no longer wants is deleted only if it is
+/// ours: labelled managed-by shopfleet and controlled by the same ShopRegion
+/// as the Deployment. One made by hand is left alone.
+pub fn pdb_is_ours(existing: &PodDisruptionBudget, deployment: &Deployment) -> bool {
+    let owner_uid = deployment
         .owner_references()
         .iter()
         .find(|o| o.controller == Some(true))
@@ -112,11 +149,87 @@ async fn delete_stale_pdb(
             .iter()
             .any(|o| o.controller == Some(true) && o.uid == uid)
     });
-    if managed && owned {
-        api.delete(&name, &DeleteParams::default()).await?;
-        report.deleted.push(format!("PodDisruptionBudget/{name}"));
+    managed && owned
+}
+
+/// Carries out the planned writes (server-side apply, field manager
+/// `shopfleet`, forced), in order.
+pub async fn apply_writes(
+    client: &Client,
+    ns: &str,
+    writes: &[ChildWrite],
+    observed: &ObservedChildren,
+) -> Result<ApplyReport, kube::Error> {
+    let mut report = ApplyReport {
+        deployment: observed.deployment.clone(),
+        ..ApplyReport::default()
+    };
+    for write in writes {
+        match write {
+            ChildWrite::Apply(Child::ConfigMap(c)) => {
+                apply(client, ns, c, &mut report).await?;
+            }
+            ChildWrite::Apply(Child::Service(s)) => {
+                apply(client, ns, s, &mut report).await?;
+            }
+            ChildWrite::Apply(Child::Deployment(d)) => {
+                report.deployment = Some(apply(client, ns, d, &mut report).await?);
+            }
+            ChildWrite::Apply(Child::Pdb(p)) => {
+                apply(client, ns, p, &mut report).await?;
+            }
+            ChildWrite::Apply(Child::Hpa(h)) => {
+                apply(client, ns, h, &mut report).await?;
+            }
+            ChildWrite::DeletePdb(name) => {
+                Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+                    .delete(name, &DeleteParams::default())
+                    .await?;
+                report.deleted.push(format!("PodDisruptionBudget/{name}"));
+            }
+        }
     }
-    Ok(())
+    Ok(report)
+}
+
+async fn apply<K>(
+    client: &Client,
+    ns: &str,
+    desired: &K,
+    report: &mut ApplyReport,
+) -> Result<K, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let name = desired.name_any();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = Api::<K>::namespaced(client.clone(), ns)
+        .patch(&name, &params, &Patch::Apply(desired))
+        .await?;
+    report.applied.push(format!("{}/{name}", K::kind(&())));
+    Ok(applied)
+}
+
+/// Observes, plans and applies the children in one go (the workload
+/// concern runs the three steps apart).
+pub async fn apply_children(
+    client: &Client,
+    ns: &str,
+    children: &Children,
+) -> Result<ApplyReport, kube::Error> {
+    let observed = observe_children(
+        client,
+        ns,
+        &children.configmap.name_any(),
+        &children.deployment.name_any(),
+    )
+    .await?;
+    let writes = plan_writes(children, &observed);
+    apply_writes(client, ns, &writes, &observed).await
 }
 
 #[cfg(test)]

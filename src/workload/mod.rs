@@ -4,15 +4,15 @@
 //! - [`topology`]: what the pods read from the topology ConfigMap;
 //! - [`builders`]: pure builders of the children of a ShopRegion;
 //! - [`diff`]: does a child need an apply (pure);
-//! - [`apply`]: server-side apply of the children (thin I/O);
-//! - [`status`]: `status.orders` and the `WorkloadReady` condition (pure).
-//!
-//! The controller calls, in order: `api::validate`, [`plan_capacity`],
-//! [`desired_children`], [`apply_children`], [`workload_status`].
+//! - [`apply`]: the children as observed, the writes they need (pure) and
+//!   their server-side apply (thin I/O);
+//! - [`status`]: `status.orders` and the `WorkloadReady` condition (pure);
+//! - [`concern`]: the workload as a concern of the reconcile pipeline.
 
 pub mod apply;
 pub mod builders;
 pub mod capacity;
+pub mod concern;
 pub mod diff;
 pub mod status;
 pub mod topology;
@@ -20,6 +20,7 @@ pub mod topology;
 pub use apply::{ApplyReport, apply_children};
 pub use builders::{Children, WorkloadInputs, desired_children};
 pub use capacity::{Capacity, plan_capacity};
+pub use concern::Workload;
 pub use diff::needs_apply;
 pub use status::workload_status;
 pub use topology::Topology;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::api::{RegionRole, ShopRegionSpec};
+use crate::api::{CacheStatus, DatabaseStatus, RegionRole, ShopRegionSpec};
 
 pub mod keys {
     pub const SHOP: &str = "SHOP";
@@ -34,6 +34,28 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The topology the concerns before the workload found: the role and
+    /// writer region ([`role_and_writer`]) and the endpoints AWS reported.
+    pub fn of(
+        spec: &ShopRegionSpec,
+        database: Option<&DatabaseStatus>,
+        cache: Option<&CacheStatus>,
+        aws_writer: Option<&str>,
+    ) -> Self {
+        let (role, writer_region) = role_and_writer(spec, database, aws_writer);
+        let mut topology = Topology::new(spec, role);
+        topology.writer_region = writer_region;
+        if let Some(db) = database {
+            topology.database_writer_endpoint = db.writer_endpoint.clone();
+            topology.database_reader_endpoint = db.reader_endpoint.clone();
+        }
+        if let Some(c) = cache {
+            topology.cache_primary_endpoint = c.primary_endpoint.clone();
+            topology.cache_reader_endpoint = c.reader_endpoint.clone();
+        }
+        topology
+    }
+
     /// A topology with only what the spec says; the role comes from the
     /// caller (status or the failover engine), endpoints are filled in later.
     pub fn new(spec: &ShopRegionSpec, role: RegionRole) -> Self {
@@ -89,6 +111,51 @@ impl Topology {
         // is deterministic and no two different maps encode alike.
         let encoded = serde_json::to_vec(&self.data()).expect("a string map always serialises");
         hex::encode(Sha256::digest(encoded))
+    }
+}
+
+/// This region's role and the writer region: what AWS reports once the global
+/// cluster knows its writer, the spec's initial choice until then. The
+/// database concern's fresh read comes first; when its region's API cannot
+/// be reached, the writer the failover concern read through another
+/// region's endpoint (`aws_writer`), so that a lost writer region demotes
+/// itself as soon as AWS shows another writer.
+pub fn role_and_writer(
+    spec: &ShopRegionSpec,
+    database: Option<&DatabaseStatus>,
+    aws_writer: Option<&str>,
+) -> (RegionRole, Option<String>) {
+    let fresh = database.filter(|db| db.last_error.is_none() && db.writer_region.is_some());
+    if fresh.is_none()
+        && let Some(writer) = aws_writer
+    {
+        let role = if writer == spec.region {
+            RegionRole::Primary
+        } else {
+            RegionRole::Secondary
+        };
+        return (role, Some(writer.to_string()));
+    }
+    match database {
+        Some(db) if db.writer_region.is_some() => {
+            let role = if db.writer {
+                RegionRole::Primary
+            } else {
+                RegionRole::Secondary
+            };
+            (role, db.writer_region.clone())
+        }
+        _ => (initial_role(spec), spec.failover.order.first().cloned()),
+    }
+}
+
+/// The role the spec gives this region before any cloud state is known: the
+/// first region of `failover.order` is the initial writer.
+fn initial_role(spec: &ShopRegionSpec) -> RegionRole {
+    if spec.failover.order.first() == Some(&spec.region) {
+        RegionRole::Primary
+    } else {
+        RegionRole::Secondary
     }
 }
 
@@ -158,5 +225,48 @@ mod tests {
         let mut b = eu();
         b.cache_reader_endpoint = Some("x".into());
         assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn the_spec_names_the_writer_until_aws_reports_one() {
+        let spec = crate::api::fixtures::acme("eu-west-1");
+        assert_eq!(
+            role_and_writer(&spec, None, None),
+            (RegionRole::Secondary, Some("us-east-1".into()))
+        );
+        let promoted = DatabaseStatus {
+            writer: true,
+            writer_region: Some("eu-west-1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            role_and_writer(&spec, Some(&promoted), Some("eu-west-1")),
+            (RegionRole::Primary, Some("eu-west-1".into()))
+        );
+        let unknown = DatabaseStatus::default();
+        assert_eq!(
+            role_and_writer(&spec, Some(&unknown), None).0,
+            RegionRole::Secondary
+        );
+    }
+
+    #[test]
+    fn a_region_whose_api_is_unreachable_follows_the_writer_aws_shows_elsewhere() {
+        let spec = crate::api::fixtures::acme("us-east-1");
+        let stale = DatabaseStatus {
+            writer: true,
+            writer_region: Some("us-east-1".into()),
+            last_error: Some("region us-east-1 unavailable".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            role_and_writer(&spec, Some(&stale), Some("eu-west-1")),
+            (RegionRole::Secondary, Some("eu-west-1".into()))
+        );
+        // Without another view, the last known role holds.
+        assert_eq!(
+            role_and_writer(&spec, Some(&stale), None),
+            (RegionRole::Primary, Some("us-east-1".into()))
+        );
     }
 }

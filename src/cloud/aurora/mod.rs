@@ -17,11 +17,12 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::types;
 use crate::api::{DatabaseStatus, DeletionPolicy, ShopRegionSpec};
+pub use crate::cloud::CleanupOutcome;
 use crate::cloud::executor::{
     self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service, Step,
 };
-pub use crate::cloud::{CleanupOutcome, Note};
 use crate::cloud::{CloudError, requeue};
+use crate::concern::Note;
 
 pub use cleanup::{CleanupAction, CleanupInput, CleanupPlan};
 pub use plan::{AuroraAction, AuroraPlan, AuroraPlanInput, reason};
@@ -295,16 +296,23 @@ fn status_of(spec: &ShopRegionSpec, observed: &Observed, lag: Option<Duration>) 
     }
 }
 
+/// The Event reasons of a change of role.
+pub mod role_event {
+    pub const BECAME_WRITER: &str = "BecameWriter";
+    pub const BECAME_SECONDARY: &str = "BecameSecondary";
+    pub const WRITER_REGION_CHANGED: &str = "WriterRegionChanged";
+}
+
 const ROLE_WORDS: RoleWords = RoleWords {
     promoted: (
-        "BecameWriter",
+        role_event::BECAME_WRITER,
         "this region's cluster is now the writer of the global database",
     ),
     demoted: (
-        "BecameSecondary",
+        role_event::BECAME_SECONDARY,
         "this region's cluster is now a secondary; writer in ",
     ),
-    moved: ("WriterRegionChanged", "writer"),
+    moved: (role_event::WRITER_REGION_CHANGED, "writer"),
 };
 
 fn role(status: &DatabaseStatus, known: bool) -> Role<'_> {

@@ -26,7 +26,8 @@ use crate::api::{CacheStatus, DeletionPolicy, ShopRegionSpec};
 use crate::cloud::executor::{
     self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service, Step,
 };
-use crate::cloud::{CleanupOutcome, CloudError, Note, requeue};
+use crate::cloud::{CleanupOutcome, CloudError, requeue};
+use crate::concern::Note;
 
 pub use auth::{CacheAuth, auth_from_secret, check_auth_token};
 pub use cleanup::{CacheCleanupAction, CacheCleanupInput, CacheCleanupPlan};
@@ -403,16 +404,26 @@ fn status_of(
     }
 }
 
+/// The Event reasons of a change of role.
+pub mod role_event {
+    pub const CACHE_BECAME_PRIMARY: &str = "CacheBecamePrimary";
+    pub const CACHE_BECAME_SECONDARY: &str = "CacheBecameSecondary";
+    pub const CACHE_PRIMARY_REGION_CHANGED: &str = "CachePrimaryRegionChanged";
+}
+
 const ROLE_WORDS: RoleWords = RoleWords {
     promoted: (
-        "CacheBecamePrimary",
+        role_event::CACHE_BECAME_PRIMARY,
         "this region's replication group is now the primary of the Global Datastore",
     ),
     demoted: (
-        "CacheBecameSecondary",
+        role_event::CACHE_BECAME_SECONDARY,
         "this region's replication group is now a secondary; primary in ",
     ),
-    moved: ("CachePrimaryRegionChanged", "the cache primary"),
+    moved: (
+        role_event::CACHE_PRIMARY_REGION_CHANGED,
+        "the cache primary",
+    ),
 };
 
 fn role(status: &CacheStatus) -> Role<'_> {

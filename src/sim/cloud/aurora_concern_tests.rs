@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use crate::api::{DeletionPolicy, ShopRegionSpec};
-use crate::cloud::aurora::*;
-use crate::cloud::{CleanupOutcome, requeue};
 use crate::api::conditions::Status;
 use crate::api::fixtures::acme;
+use crate::api::{DeletionPolicy, ShopRegionSpec};
 use crate::clock::Clock;
+use crate::cloud::aurora::*;
+use crate::cloud::{CleanupOutcome, requeue};
+use crate::concern::Note;
 use crate::sim::{Fault, Op, SimCloud, VirtualClock};
 
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-northeast-1"];

@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use crate::api::{CacheStatus, DeletionPolicy, ShopRegionSpec};
-use crate::cloud::elasticache::*;
-use crate::cloud::{CleanupOutcome, Note, requeue};
 use crate::api::SecretKeyRef;
 use crate::api::conditions::Status;
 use crate::api::fixtures::acme;
+use crate::api::{CacheStatus, DeletionPolicy, ShopRegionSpec};
 use crate::clock::Clock;
+use crate::cloud::elasticache::*;
+use crate::cloud::{CleanupOutcome, requeue};
+use crate::concern::Note;
 use crate::sim::{Fault, Op, SimCloud, VirtualClock};
 
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-northeast-1"];

@@ -1,0 +1,120 @@
+//! The workload as a concern of the reconcile pipeline: observe the
+//! children → plan the writes (pure) → apply them → report
+//! `status.orders` and `WorkloadReady`.
+
+use kube::Client;
+use tracing::info;
+
+use super::apply::{ApplyReport, ChildWrite, ObservedChildren, apply_writes, observe_children};
+use super::builders::{WorkloadInputs, desired_children, topology_name, workload_name};
+use super::capacity::{Capacity, plan_capacity};
+use super::status::workload_status;
+use super::topology::Topology;
+use crate::api::ShopRegion;
+use crate::concern::{AppliedRole, Concern, Publish, Report, StatusPart, Upstream};
+
+/// One ShopRegion's workload in one reconcile: what the pods are told (the
+/// topology from the cloud concerns' findings), the capacity model, and
+/// whether this region absorbs a lost one.
+pub struct Workload<'a> {
+    pub client: &'a Client,
+    pub namespace: &'a str,
+    pub region: &'a ShopRegion,
+    pub topology: Topology,
+    pub capacity: Capacity,
+    pub absorbing: bool,
+}
+
+impl<'a> Workload<'a> {
+    /// The workload as the concerns before it leave it.
+    pub fn after(
+        client: &'a Client,
+        namespace: &'a str,
+        region: &'a ShopRegion,
+        upstream: &Upstream,
+    ) -> Self {
+        let spec = &region.spec;
+        Self {
+            client,
+            namespace,
+            region,
+            topology: Topology::of(
+                spec,
+                upstream.database.as_ref(),
+                upstream.cache.as_ref(),
+                upstream.aws_writer.as_deref(),
+            ),
+            capacity: plan_capacity(&spec.orders, spec.failover.order.len()),
+            absorbing: upstream.absorbing,
+        }
+    }
+}
+
+impl Concern for Workload<'_> {
+    type Observed = ObservedChildren;
+    type Plan = Vec<ChildWrite>;
+    type Acted = ApplyReport;
+
+    async fn observe(&self) -> Result<ObservedChildren, kube::Error> {
+        observe_children(
+            self.client,
+            self.namespace,
+            &topology_name(self.region),
+            &workload_name(self.region),
+        )
+        .await
+    }
+
+    fn plan(&self, observed: &ObservedChildren) -> Vec<ChildWrite> {
+        let inputs = WorkloadInputs {
+            region: self.region,
+            topology: &self.topology,
+            capacity: self.capacity,
+            absorbing: self.absorbing,
+            observed_replicas: observed.deployment.as_ref().and_then(|d| d.spec.replicas),
+        };
+        super::apply::plan_writes(&desired_children(&inputs), observed)
+    }
+
+    async fn act(
+        &self,
+        observed: ObservedChildren,
+        writes: Vec<ChildWrite>,
+    ) -> Result<ApplyReport, kube::Error> {
+        let report = apply_writes(self.client, self.namespace, &writes, &observed).await?;
+        if !report.applied.is_empty() || !report.deleted.is_empty() {
+            info!(
+                shopregion = %format!("{}/{}", self.namespace, self.region.metadata.name.as_deref().unwrap_or_default()),
+                applied = ?report.applied,
+                deleted = ?report.deleted,
+                "workload children written"
+            );
+        }
+        Ok(report)
+    }
+
+    fn hand_on(&self, _acted: &ApplyReport, upstream: &mut Upstream) {
+        upstream.applied = Some(AppliedRole {
+            role: self.topology.role,
+            writer_region: self.topology.writer_region.clone(),
+        });
+    }
+
+    fn report(&self, acted: &ApplyReport, _upstream: &Upstream) -> Report {
+        let (orders, condition) =
+            workload_status(acted.deployment.as_ref(), &self.capacity, self.absorbing);
+        Report {
+            readiness: Some(condition.clone()),
+            condition,
+            status: StatusPart::Workload {
+                orders,
+                role: self.topology.role,
+                writer_region: self.topology.writer_region.clone(),
+            },
+            notes: Vec::new(),
+            publish: Publish::AsActed,
+            again: None,
+            terminal: None,
+        }
+    }
+}
