@@ -11,7 +11,7 @@ use super::observe::GlobalView;
 use super::steps::{self, CacheView, Next, Progress};
 use crate::api::{FailoverKind, FailoverRecord, ShopRegionSpec};
 use crate::cloud::aurora::{GlobalCluster, names as aurora_names};
-use crate::cloud::elasticache::{ElastiCachePort, names as cache_names};
+use crate::cloud::elasticache::{ElastiCachePort, GlobalMemberStatus, names as cache_names};
 use crate::cloud::{Cloud, CloudError, Note};
 
 /// Reads and calls per reconcile, at most: a promotion moves on by one or
@@ -73,9 +73,9 @@ pub async fn read_cache(
     CacheView::Datastore {
         id: global.id.clone(),
         primary: global.primary().map(|m| m.region.clone()),
-        settled: matches!(global.status.as_str(), "available" | "primary-only"),
+        settled: global.status.is_settled(),
         target_group: Some(member.replication_group_id.clone()),
-        target_associated: member.status == "associated",
+        target_associated: member.status == GlobalMemberStatus::Associated,
     }
 }
 

@@ -37,7 +37,7 @@ use crate::api::{
     FailoverStatus, LagReading, ShopRegion,
 };
 use crate::cloud::arn_region;
-use crate::cloud::aurora::GlobalCluster;
+use crate::cloud::aurora::{GlobalCluster, GlobalClusterStatus, GlobalFailoverStatus};
 
 /// After the first healthy region in the order has had this long to act on a
 /// lost writer, the next one takes over (it may have lost its own cluster, or
@@ -117,8 +117,8 @@ impl GlobalView {
     pub fn from_global_cluster(global: &GlobalCluster) -> Self {
         let writer = global.writer().map(|m| m.region.clone());
         let transition = global.failover.as_ref().map(|state| {
-            let kind = if state.status == "switching-over"
-                || global.status == "switching-over"
+            let kind = if state.status == GlobalFailoverStatus::SwitchingOver
+                || global.status == GlobalClusterStatus::SwitchingOver
                 || !state.allow_data_loss
             {
                 FailoverKind::Switchover
@@ -136,16 +136,18 @@ impl GlobalView {
             }
         });
         let transition = transition.or_else(|| {
-            matches!(global.status.as_str(), "failing-over" | "switching-over").then(|| {
-                WriterTransition {
-                    kind: if global.status == "switching-over" {
-                        FailoverKind::Switchover
-                    } else {
-                        FailoverKind::Failover
-                    },
-                    from: writer.clone().unwrap_or_default(),
-                    to: String::new(),
-                }
+            matches!(
+                global.status,
+                GlobalClusterStatus::FailingOver | GlobalClusterStatus::SwitchingOver
+            )
+            .then(|| WriterTransition {
+                kind: if global.status == GlobalClusterStatus::SwitchingOver {
+                    FailoverKind::Switchover
+                } else {
+                    FailoverKind::Failover
+                },
+                from: writer.clone().unwrap_or_default(),
+                to: String::new(),
             })
         });
         let members = global.members.iter().map(|m| m.region.clone()).collect();
@@ -516,11 +518,11 @@ mod tests {
         }
     }
 
-    fn global(status: &str, failover: Option<GlobalFailoverState>) -> GlobalCluster {
+    fn global(status: GlobalClusterStatus, failover: Option<GlobalFailoverState>) -> GlobalCluster {
         GlobalCluster {
             id: "acme-global".into(),
             arn: "arn:aws:rds::123456789012:global-cluster:acme-global".into(),
-            status: status.into(),
+            status,
             engine: "aurora-postgresql".into(),
             engine_version: "16.4".into(),
             members: vec![
@@ -744,13 +746,13 @@ mod tests {
 
     #[test]
     fn the_writer_and_a_failover_in_progress_come_from_aws() {
-        let view = GlobalView::from_global_cluster(&global("available", None));
+        let view = GlobalView::from_global_cluster(&global(GlobalClusterStatus::Available, None));
         assert_eq!(view.writer.as_deref(), Some("us-east-1"));
         assert_eq!(view.transition, None);
         let failing = global(
-            "failing-over",
+            GlobalClusterStatus::FailingOver,
             Some(GlobalFailoverState {
-                status: "failing-over".into(),
+                status: GlobalFailoverStatus::FailingOver,
                 from_cluster_arn: member("us-east-1", true).cluster_arn,
                 to_cluster_arn: member("eu-west-1", false).cluster_arn,
                 allow_data_loss: true,
@@ -765,9 +767,9 @@ mod tests {
             })
         );
         let switching = global(
-            "switching-over",
+            GlobalClusterStatus::SwitchingOver,
             Some(GlobalFailoverState {
-                status: "switching-over".into(),
+                status: GlobalFailoverStatus::SwitchingOver,
                 from_cluster_arn: member("us-east-1", true).cluster_arn,
                 to_cluster_arn: member("ap-northeast-1", false).cluster_arn,
                 allow_data_loss: false,
@@ -784,7 +786,7 @@ mod tests {
 
     #[test]
     fn a_failing_over_global_cluster_without_details_still_counts_as_in_progress() {
-        let view = GlobalView::from_global_cluster(&global("failing-over", None));
+        let view = GlobalView::from_global_cluster(&global(GlobalClusterStatus::FailingOver, None));
         assert!(view.transition.is_some());
     }
 
