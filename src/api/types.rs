@@ -730,5 +730,63 @@ pub struct FailoverRecord {
     pub data_loss_risk_seconds: Option<f64>,
     /// Steps already carried out, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub completed_steps: Vec<String>,
+    #[schemars(with = "Vec<String>")]
+    pub completed_steps: Vec<FailoverStep>,
+}
+
+/// A step of a failover or switchover, as `completedSteps` names it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailoverStep {
+    /// AWS accepted `FailoverGlobalCluster` (or shows it under way).
+    AuroraFailoverRequested,
+    /// AWS accepted `SwitchoverGlobalCluster` (or shows it under way).
+    AuroraSwitchoverRequested,
+    /// AWS reports the target as the writer of the global cluster.
+    AuroraWriterMoved,
+    /// AWS accepted `FailoverGlobalReplicationGroup`.
+    CacheFailoverRequested,
+    /// AWS reports the target's replication group as the primary.
+    CachePrimaryMoved,
+    /// The shop has no Global Datastore member in the target: nothing to move.
+    CacheNotInGlobalDatastore,
+    /// The target's topology ConfigMap carries the primary role.
+    TopologyUpdated,
+}
+
+impl FailoverStep {
+    /// The name in `completedSteps`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverStep::AuroraFailoverRequested => "AuroraFailoverRequested",
+            FailoverStep::AuroraSwitchoverRequested => "AuroraSwitchoverRequested",
+            FailoverStep::AuroraWriterMoved => "AuroraWriterMoved",
+            FailoverStep::CacheFailoverRequested => "CacheFailoverRequested",
+            FailoverStep::CachePrimaryMoved => "CachePrimaryMoved",
+            FailoverStep::CacheNotInGlobalDatastore => "CacheNotInGlobalDatastore",
+            FailoverStep::TopologyUpdated => "TopologyUpdated",
+        }
+    }
+
+    /// The Aurora request step of a kind of promotion.
+    pub fn aurora_requested(kind: FailoverKind) -> Self {
+        match kind {
+            FailoverKind::Failover => FailoverStep::AuroraFailoverRequested,
+            FailoverKind::Switchover => FailoverStep::AuroraSwitchoverRequested,
+        }
+    }
+
+    /// `steps` as a comma-separated list, for a human.
+    pub fn list(steps: &[FailoverStep]) -> String {
+        steps
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for FailoverStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -33,8 +33,8 @@ use super::sampler::Sampler;
 use super::steps;
 use crate::api::conditions::{Desired, Status, types};
 use crate::api::{
-    FailoverKind, FailoverRecord, FailoverResult, FailoverStatus, LagReading, RegionHealth,
-    RegionRole, ShopRegion,
+    FailoverKind, FailoverRecord, FailoverResult, FailoverStatus, FailoverStep, LagReading,
+    RegionHealth, RegionRole, ShopRegion,
 };
 use crate::cloud::{Cloud, Note};
 use crate::telemetry::{Metrics, ShopLabels};
@@ -169,7 +169,7 @@ impl FailoverOutcome {
                     if record.completed_steps.is_empty() {
                         "intent recorded".to_string()
                     } else {
-                        record.completed_steps.join(", ")
+                        FailoverStep::list(&record.completed_steps)
                     }
                 ),
             )
@@ -490,11 +490,9 @@ pub fn finish(outcome: &mut FailoverOutcome, topology: &Topology, now: Timestamp
     let mut done = record.clone();
     if !done
         .completed_steps
-        .iter()
-        .any(|s| s == steps::step::TOPOLOGY_UPDATED)
+        .contains(&FailoverStep::TopologyUpdated)
     {
-        done.completed_steps
-            .push(steps::step::TOPOLOGY_UPDATED.to_string());
+        done.completed_steps.push(FailoverStep::TopologyUpdated);
     }
     let (closed, duration) = steps::close(&done, FailoverResult::Completed, now);
     outcome.notes.push(finished_event(&closed));
@@ -516,7 +514,7 @@ fn kind_word(kind: FailoverKind) -> &'static str {
 mod tests {
     use super::*;
 
-    fn record(started: &str, steps: &[&str], closed: bool) -> FailoverRecord {
+    fn record(started: &str, steps: &[FailoverStep], closed: bool) -> FailoverRecord {
         FailoverRecord {
             kind: FailoverKind::Failover,
             from: "us-east-1".into(),
@@ -527,15 +525,23 @@ mod tests {
             result: closed.then_some(FailoverResult::Completed),
             duration_seconds: None,
             data_loss_risk_seconds: None,
-            completed_steps: steps.iter().map(|s| s.to_string()).collect(),
+            completed_steps: steps.to_vec(),
         }
     }
 
     #[test]
     fn the_record_this_process_wrote_wins_over_an_older_copy_of_the_object() {
         let open = record("2025-01-01T00:00:00Z", &[], false);
-        let sent = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], false);
-        let done = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], true);
+        let sent = record(
+            "2025-01-01T00:00:00Z",
+            &[FailoverStep::AuroraFailoverRequested],
+            false,
+        );
+        let done = record(
+            "2025-01-01T00:00:00Z",
+            &[FailoverStep::AuroraFailoverRequested],
+            true,
+        );
         assert_eq!(freshest(Some(&open), Some(&done)), Some(done.clone()));
         assert_eq!(freshest(Some(&open), Some(&sent)), Some(sent.clone()));
         assert_eq!(freshest(Some(&done), Some(&sent)), Some(done.clone()));
@@ -569,7 +575,11 @@ mod tests {
 
     #[test]
     fn failover_readiness_counts_towards_ready_only_while_this_region_promotes_itself() {
-        let open = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], false);
+        let open = record(
+            "2025-01-01T00:00:00Z",
+            &[FailoverStep::AuroraFailoverRequested],
+            false,
+        );
         let concern = outcome(Some(open.clone())).summary_concern().unwrap();
         assert_eq!(
             (concern.status, concern.reason.as_str()),
@@ -599,7 +609,7 @@ mod tests {
         finish(&mut waiting, &topology, now);
         let closed = waiting.record.as_ref().unwrap();
         assert_eq!(closed.result, Some(FailoverResult::Completed));
-        assert_eq!(closed.completed_steps, ["TopologyUpdated"]);
+        assert_eq!(closed.completed_steps, [FailoverStep::TopologyUpdated]);
         assert_eq!(closed.duration_seconds, Some(62.0));
         assert_eq!(waiting.notes[0].reason, "FailoverCompleted");
         assert_eq!(

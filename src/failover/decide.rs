@@ -35,7 +35,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::health::{after, elapsed};
 use super::observe::{Attempt, FleetObservation, GlobalView, Policy};
-use crate::api::{FailoverKind, FailoverMode, HealthVerdict};
+use crate::api::{FailoverKind, FailoverMode, FailoverStep, HealthVerdict};
 
 /// A writer change the engine wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -316,7 +316,7 @@ fn continue_own(
                 "waiting for AWS to show the {} to {} requested after {}",
                 kind_word(own.kind),
                 own.to,
-                own.completed_steps.join(", ")
+                FailoverStep::list(&own.completed_steps)
             )));
         }
         return abandon(
@@ -1375,7 +1375,7 @@ pub(crate) mod tests {
         let mut obs = fleet(EU);
         obs.global.as_mut().unwrap().writer = Some(EU.into());
         let mut own = attempt(EU, FailoverKind::Failover, US, EU, -100, None);
-        own.completed_steps = vec!["AuroraPromoted".into()];
+        own.completed_steps = vec![FailoverStep::AuroraFailoverRequested];
         obs.attempts = vec![own];
         assert!(matches!(decide(&obs, &policy(), t(0)), Decision::Resume(p) if p.to == EU));
     }
@@ -1470,7 +1470,7 @@ pub(crate) mod tests {
     fn own_request_sent_to_aws_is_not_abandoned_while_aws_catches_up_but_is_after_the_timeout() {
         let mut obs = fleet(EU);
         let mut own = attempt(EU, FailoverKind::Switchover, US, EU, -10, None);
-        own.completed_steps = vec!["AuroraSwitchoverRequested".into()];
+        own.completed_steps = vec![FailoverStep::AuroraSwitchoverRequested];
         obs.attempts = vec![own];
         assert!(matches!(decide(&obs, &policy(), t(0)), Decision::Resume(_)));
         assert_eq!(reason_of(&decide(&obs, &policy(), t(300))), "Stale");
@@ -1497,7 +1497,7 @@ pub(crate) mod tests {
     fn own_unsent_intent_gives_way_to_another_regions_request_already_sent_to_aws() {
         let mut obs = writer_lost(EU);
         let mut sent = attempt(AP, FailoverKind::Failover, US, AP, -5, None);
-        sent.completed_steps = vec!["AuroraFailoverRequested".into()];
+        sent.completed_steps = vec![FailoverStep::AuroraFailoverRequested];
         obs.attempts = vec![attempt(EU, FailoverKind::Failover, US, EU, -5, None), sent];
         let decisions = everyone(&obs, &policy(), t(0));
         assert_eq!(

@@ -34,7 +34,7 @@ use kube::ResourceExt;
 use super::health::Health;
 use crate::api::{
     FailoverKind, FailoverMode, FailoverRecord, FailoverRefusal, FailoverResult, FailoverSpec,
-    FailoverStatus, LagReading, ShopRegion,
+    FailoverStatus, FailoverStep, LagReading, ShopRegion,
 };
 use crate::cloud::arn_region;
 use crate::cloud::aurora::{GlobalCluster, GlobalClusterStatus, GlobalFailoverStatus};
@@ -202,7 +202,7 @@ pub struct Attempt {
     pub started_at: Timestamp,
     pub completed_at: Option<Timestamp>,
     pub result: Option<FailoverResult>,
-    pub completed_steps: Vec<String>,
+    pub completed_steps: Vec<FailoverStep>,
 }
 
 impl Attempt {
