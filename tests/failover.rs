@@ -484,8 +484,7 @@ fn since(region: &ShopRegion, of: &str) -> Timestamp {
         .status
         .as_ref()
         .and_then(|s| s.health.iter().find(|h| h.region == of))
-        .and_then(|h| h.since.as_deref())
-        .and_then(|t| t.parse().ok())
+        .and_then(|h| h.since)
         .unwrap_or_else(|| panic!("no since for {of} in {}", region.name_any()))
 }
 
@@ -589,7 +588,7 @@ async fn a_lost_writer_region_fails_over_to_the_first_healthy_region_and_the_sur
             FailoverStep::TopologyUpdated
         ]
     );
-    let started_at: Timestamp = record.started_at.parse().unwrap();
+    let started_at = record.started_at;
     assert!(started_at <= call_at, "the intent is dated before the call");
     assert_eq!(
         f.spy.intents_seen(),

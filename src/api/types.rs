@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -500,7 +501,8 @@ pub struct RegionHealth {
     /// RFC 3339: when the verdict began (the first sample of the run that
     /// established it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub since: Option<Timestamp>,
     /// Why, as one CamelCase word: `SignalsHealthy`, `DatabaseUnavailable`,
     /// `CacheUnavailable`, `RegionUnreachable`, `SignalsDisagree`,
     /// `ApiUnreachable`, `SignalsIncomplete`, `Observing`, `NoRecentEvidence`
@@ -532,7 +534,8 @@ pub struct FailoverStatus {
     /// changed it. The cooldown runs from here too, so a region that cannot
     /// see the other ShopRegions still respects it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub writer_changed_at: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub writer_changed_at: Option<Timestamp>,
     /// The last replication lag this region's cluster reported. Kept when
     /// AWS stops reporting lag (it has no data points once the writer's
     /// region is gone): it is the best estimate of the writes a promotion
@@ -559,7 +562,8 @@ pub struct FailoverRefusal {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// RFC 3339: when this refusal (same reason, same lost writer) began.
-    pub since: String,
+    #[schemars(with = "String")]
+    pub since: Timestamp,
 }
 
 /// A replication lag reading.
@@ -569,7 +573,8 @@ pub struct LagReading {
     /// Seconds behind the writer.
     pub seconds: f64,
     /// RFC 3339: when AWS reported it.
-    pub observed_at: String,
+    #[schemars(with = "String")]
+    pub observed_at: Timestamp,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -714,10 +719,12 @@ pub struct FailoverRecord {
     /// Why, for a human: the decision that started it.
     pub reason: String,
     /// RFC 3339: when the intent was recorded, before the first cloud call.
-    pub started_at: String,
+    #[schemars(with = "String")]
+    pub started_at: Timestamp,
     /// RFC 3339; absent while in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub completed_at: Option<Timestamp>,
     /// How it ended; absent while in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<FailoverResult>,

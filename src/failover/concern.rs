@@ -184,13 +184,7 @@ pub fn freshest(
     stored: Option<&FailoverRecord>,
     written: Option<&FailoverRecord>,
 ) -> Option<FailoverRecord> {
-    let rank = |r: &FailoverRecord| {
-        (
-            r.started_at.parse::<Timestamp>().ok(),
-            r.result.is_some(),
-            r.completed_steps.len(),
-        )
-    };
+    let rank = |r: &FailoverRecord| (r.started_at, r.result.is_some(), r.completed_steps.len());
     match (stored, written) {
         (Some(s), Some(w)) if rank(w) > rank(s) => Some(w.clone()),
         (Some(s), _) => Some(s.clone()),
@@ -325,7 +319,7 @@ pub async fn assess(
                 let mut note = finished_event(&closed);
                 note.message = format!("{}: {message}", note.message);
                 notes.push(note);
-                finished.push((closed.kind, result, duration));
+                finished.push((closed.kind, result, Some(duration)));
                 (Some(closed), None)
             }
             None => (None, None),
@@ -458,7 +452,7 @@ pub async fn execute(
             outcome.notes.push(note);
             outcome
                 .finished
-                .push((closed.kind, FailoverResult::Superseded, duration));
+                .push((closed.kind, FailoverResult::Superseded, Some(duration)));
             *record = closed;
         }
     }
@@ -498,7 +492,7 @@ pub fn finish(outcome: &mut FailoverOutcome, topology: &Topology, now: Timestamp
     outcome.notes.push(finished_event(&closed));
     outcome
         .finished
-        .push((closed.kind, FailoverResult::Completed, duration));
+        .push((closed.kind, FailoverResult::Completed, Some(duration)));
     *record = closed;
     outcome.awaiting_topology = false;
 }
@@ -520,8 +514,8 @@ mod tests {
             from: "us-east-1".into(),
             to: "eu-west-1".into(),
             reason: "lost".into(),
-            started_at: started.into(),
-            completed_at: closed.then(|| "2025-01-01T00:02:00Z".into()),
+            started_at: started.parse().unwrap(),
+            completed_at: closed.then(|| "2025-01-01T00:02:00Z".parse().unwrap()),
             result: closed.then_some(FailoverResult::Completed),
             duration_seconds: None,
             data_loss_risk_seconds: None,
@@ -634,7 +628,7 @@ mod tests {
         let budget = Duration::from_secs(30);
         let stored = LagReading {
             seconds: 0.15,
-            observed_at: "2025-01-01T00:00:00Z".into(),
+            observed_at: "2025-01-01T00:00:00Z".parse().unwrap(),
         };
         assert_eq!(
             lag_worth_writing(None, Some(at(0.15)), budget, false),

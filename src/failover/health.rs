@@ -278,7 +278,7 @@ impl Health {
         RegionHealth {
             region: region.to_string(),
             verdict: self.verdict,
-            since: self.since.map(|t| t.to_string()),
+            since: self.since,
             reason: self.reason.to_string(),
             message: self.message.clone(),
             endpoint: endpoint.map(str::to_string),
@@ -342,13 +342,9 @@ impl HealthState {
             HealthVerdict::Unhealthy => Evidence::Bad,
             HealthVerdict::Unknown => return None,
         };
-        let since = match &stored.since {
-            Some(since) => Some(since.parse().ok()?),
-            None => None,
-        };
         Some(Self {
             verdict: stored.verdict,
-            since,
+            since: stored.since,
             basis: Some(Assessment {
                 evidence,
                 reason: reason::conclusive(&stored.reason)?,
@@ -880,7 +876,10 @@ mod tests {
             Some("acme.cluster-x.us-east-1.rds.amazonaws.com:5432"),
         );
         assert_eq!(status.verdict, HealthVerdict::Unhealthy);
-        assert_eq!(status.since.as_deref(), Some("2025-01-01T00:00:00Z"));
+        assert_eq!(
+            status.since.map(|since| since.to_string()).as_deref(),
+            Some("2025-01-01T00:00:00Z")
+        );
         assert_eq!(status.reason, reason::REGION_UNREACHABLE);
         assert!(status.endpoint.unwrap().ends_with(":5432"));
     }

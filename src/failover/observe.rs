@@ -168,15 +168,17 @@ pub struct LagSample {
 
 impl LagSample {
     pub(crate) fn from_reading(reading: &LagReading) -> Option<Self> {
-        let at = reading.observed_at.parse().ok()?;
         let lag = Duration::try_from_secs_f64(reading.seconds).ok()?;
-        Some(Self { lag, at })
+        Some(Self {
+            lag,
+            at: reading.observed_at,
+        })
     }
 
     pub fn to_reading(self) -> LagReading {
         LagReading {
             seconds: self.lag.as_secs_f64(),
-            observed_at: self.at.to_string(),
+            observed_at: self.at,
         }
     }
 }
@@ -206,23 +208,18 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// Parses a record; `None` when its timestamps are not RFC 3339 (the
-    /// operator writes them, so only a hand edit gets here).
-    pub fn from_record(region: &str, record: &FailoverRecord) -> Option<Self> {
-        let completed_at = match &record.completed_at {
-            Some(text) => Some(text.parse().ok()?),
-            None => None,
-        };
-        Some(Self {
+    /// The attempt a region's record describes.
+    pub fn from_record(region: &str, record: &FailoverRecord) -> Self {
+        Self {
             region: region.to_string(),
             kind: record.kind,
             from: record.from.clone(),
             to: record.to.clone(),
-            started_at: record.started_at.parse().ok()?,
-            completed_at,
+            started_at: record.started_at,
+            completed_at: record.completed_at,
             result: record.result,
             completed_steps: record.completed_steps.clone(),
-        })
+        }
     }
 
     /// Recorded and not finished.
@@ -359,7 +356,7 @@ pub fn observe(input: &ObserveInput<'_>) -> FleetObservation {
         .chain(peers.iter().copied())
         .filter_map(|sr| {
             let record = sr.status.as_ref()?.last_failover.as_ref()?;
-            Attempt::from_record(&sr.spec.region, record)
+            Some(Attempt::from_record(&sr.spec.region, record))
         })
         .collect();
 
@@ -368,9 +365,7 @@ pub fn observe(input: &ObserveInput<'_>) -> FleetObservation {
         global: input.global.clone(),
         regions,
         attempts,
-        writer_changed_at: local_failover
-            .and_then(|f| f.writer_changed_at.as_ref())
-            .and_then(|t| t.parse().ok()),
+        writer_changed_at: local_failover.and_then(|f| f.writer_changed_at),
         preferred_region: local_failover.and_then(|f| f.preferred_region.clone()),
         disagreements,
     }
@@ -436,8 +431,8 @@ pub fn next_failover_status(
         previous_preferred
     };
     let writer_changed_at = match (previous_writer, writer) {
-        (Some(before), Some(after)) if before != after => Some(now.to_string()),
-        _ => previous.and_then(|p| p.writer_changed_at.clone()),
+        (Some(before), Some(after)) if before != after => Some(now),
+        _ => previous.and_then(|p| p.writer_changed_at),
     };
     let last_known_lag = lag_read
         .map(LagSample::to_reading)
@@ -460,8 +455,8 @@ pub fn next_refusal(
 ) -> Option<FailoverRefusal> {
     let (reason, lost_writer, message) = refused?;
     let since = match previous {
-        Some(p) if p.reason == reason && p.lost_writer == lost_writer => p.since.clone(),
-        _ => now.to_string(),
+        Some(p) if p.reason == reason && p.lost_writer == lost_writer => p.since,
+        _ => now,
     };
     Some(FailoverRefusal {
         reason: reason.to_string(),
@@ -492,7 +487,7 @@ mod tests {
             failover: Some(FailoverStatus {
                 last_known_lag: Some(LagReading {
                     seconds,
-                    observed_at: t(at).to_string(),
+                    observed_at: t(at),
                 }),
                 ..Default::default()
             }),
@@ -691,8 +686,8 @@ mod tests {
             from: from.into(),
             to: to.into(),
             reason: "test".into(),
-            started_at: t(started).to_string(),
-            completed_at: completed.map(|c| t(c).to_string()),
+            started_at: t(started),
+            completed_at: completed.map(t),
             result: completed.map(|_| FailoverResult::Completed),
             duration_seconds: None,
             data_loss_risk_seconds: None,
@@ -727,9 +722,11 @@ mod tests {
 
     #[test]
     fn a_record_with_a_malformed_timestamp_is_ignored() {
-        let mut bad = record("us-east-1", "eu-west-1", 0, None);
-        bad.started_at = "yesterday".into();
-        assert_eq!(Attempt::from_record("eu-west-1", &bad), None);
+        // A timestamp is typed: a record whose time is not RFC 3339 is
+        // refused when it is read and never becomes an attempt.
+        let mut bad = serde_json::to_value(record("us-east-1", "eu-west-1", 0, None)).unwrap();
+        bad["startedAt"] = "yesterday".into();
+        assert!(serde_json::from_value::<FailoverRecord>(bad).is_err());
     }
 
     #[test]
@@ -737,9 +734,7 @@ mod tests {
         let mut r = record("us-east-1", "eu-west-1", 0, Some(10));
         r.result = Some(FailoverResult::Abandoned);
         assert_eq!(
-            Attempt::from_record("eu-west-1", &r)
-                .unwrap()
-                .moved_writer_at(),
+            Attempt::from_record("eu-west-1", &r).moved_writer_at(),
             None
         );
     }
@@ -801,7 +796,7 @@ mod tests {
     fn a_lasting_refusal_keeps_its_start_and_a_new_reason_starts_anew() {
         let rpo = ("RPOBudgetExceeded", "us-east-1", "lag 45s over 30s");
         let first = next_refusal(None, Some(rpo), t(0)).unwrap();
-        assert_eq!(first.since, t(0).to_string());
+        assert_eq!(first.since, t(0));
         let same = next_refusal(Some(&first), Some(rpo), t(30));
         assert_eq!(same.as_ref(), Some(&first));
         let other = next_refusal(
@@ -809,7 +804,7 @@ mod tests {
             Some(("ReplicationLagUnknown", "us-east-1", "lag unknown")),
             t(60),
         );
-        assert_eq!(other.unwrap().since, t(60).to_string());
+        assert_eq!(other.unwrap().since, t(60));
         assert_eq!(next_refusal(Some(&first), None, t(90)), None);
     }
 
@@ -828,7 +823,7 @@ mod tests {
             t(100),
         );
         assert_eq!(next.preferred_region.as_deref(), Some("us-east-1"));
-        assert_eq!(next.writer_changed_at, Some(t(100).to_string()));
+        assert_eq!(next.writer_changed_at, Some(t(100)));
     }
 
     #[test]
@@ -875,7 +870,7 @@ mod tests {
     #[test]
     fn an_unchanged_writer_keeps_the_recorded_change_time() {
         let before = FailoverStatus {
-            writer_changed_at: Some(t(5).to_string()),
+            writer_changed_at: Some(t(5)),
             ..Default::default()
         };
         let next = next_failover_status(
@@ -886,7 +881,7 @@ mod tests {
             None,
             t(50),
         );
-        assert_eq!(next.writer_changed_at, Some(t(5).to_string()));
+        assert_eq!(next.writer_changed_at, Some(t(5)));
         // A writer unknown this round is not a change either.
         let unknown = next_failover_status(
             Some(&before),
@@ -896,6 +891,6 @@ mod tests {
             None,
             t(60),
         );
-        assert_eq!(unknown.writer_changed_at, Some(t(5).to_string()));
+        assert_eq!(unknown.writer_changed_at, Some(t(5)));
     }
 }

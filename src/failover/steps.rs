@@ -227,7 +227,7 @@ pub fn intent(promotion: &Promotion, now: Timestamp) -> FailoverRecord {
         from: promotion.from.clone(),
         to: promotion.to.clone(),
         reason: promotion.reason.clone(),
-        started_at: now.to_string(),
+        started_at: now,
         completed_at: None,
         result: None,
         duration_seconds: None,
@@ -241,16 +241,12 @@ pub fn close(
     record: &FailoverRecord,
     result: FailoverResult,
     now: Timestamp,
-) -> (FailoverRecord, Option<Duration>) {
-    let duration = record
-        .started_at
-        .parse::<Timestamp>()
-        .ok()
-        .map(|started| elapsed(started, now));
+) -> (FailoverRecord, Duration) {
+    let duration = elapsed(record.started_at, now);
     let closed = FailoverRecord {
-        completed_at: Some(now.to_string()),
+        completed_at: Some(now),
         result: Some(result),
-        duration_seconds: duration.map(|d| d.as_secs_f64()),
+        duration_seconds: Some(duration.as_secs_f64()),
         ..record.clone()
     };
     (closed, duration)
@@ -521,9 +517,16 @@ mod tests {
             FailoverResult::Completed,
             Timestamp::from_second(1_735_689_662).unwrap(),
         );
-        assert_eq!(duration, Some(Duration::from_secs(62)));
+        assert_eq!(duration, Duration::from_secs(62));
         assert_eq!(closed.duration_seconds, Some(62.0));
         assert_eq!(closed.result, Some(FailoverResult::Completed));
-        assert_eq!(closed.completed_at.as_deref(), Some("2025-01-01T00:01:02Z"));
+        assert_eq!(
+            closed.completed_at,
+            Some(Timestamp::from_second(1_735_689_662).unwrap())
+        );
+        assert_eq!(
+            serde_json::to_value(&closed).unwrap()["completedAt"],
+            "2025-01-01T00:01:02Z"
+        );
     }
 }
