@@ -556,8 +556,10 @@ pub struct FailoverStatus {
 pub struct FailoverRefusal {
     /// `RPOBudgetExceeded`, `ReplicationLagUnknown` or `PoliciesDisagree`.
     pub reason: String,
-    /// The lost writer region the refused failover would have replaced.
-    pub lost_writer: String,
+    /// The lost writer region the refused failover would have replaced;
+    /// absent when AWS names no writer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_writer: Option<String>,
     /// Why, for a human: each candidate and what rules it out.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,

@@ -51,7 +51,14 @@ pub struct Runtime {
     written: Mutex<HashMap<String, FailoverRecord>>,
     /// The refusal reported per object, so that `FailoverRefused` is posted
     /// and counted when a refusal begins, not on every reconcile.
-    refusals: Mutex<HashMap<String, String>>,
+    refusals: Mutex<HashMap<String, RefusalKey>>,
+}
+
+/// What makes two refusals the same one: their reason and lost writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RefusalKey {
+    reason: String,
+    lost_writer: Option<String>,
 }
 
 impl Runtime {
@@ -91,7 +98,7 @@ impl Runtime {
 
     /// Whether `refusal` (reason and lost writer) is news for the object;
     /// `None` clears the memory (no refusal now).
-    fn refusal_began(&self, key: &str, refusal: Option<String>) -> bool {
+    fn refusal_began(&self, key: &str, refusal: Option<RefusalKey>) -> bool {
         let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         match refusal {
             Some(refusal) => refusals.insert(key.to_string(), refusal.clone()) != Some(refusal),
@@ -327,7 +334,7 @@ pub async fn assess(
         _ => (previous_record, None),
     };
 
-    let lost_writer = observation.writer().unwrap_or_default();
+    let lost_writer = observation.writer();
     let refusal = match &decision {
         Decision::Refuse { reason, message } => {
             Some((reason.as_str(), lost_writer, message.as_str()))
@@ -347,8 +354,14 @@ pub async fn assess(
             .as_ref()
             .is_some_and(|k| k.reason == p.reason && k.lost_writer == p.lost_writer)
     });
-    let refused =
-        runtime.refusal_began(key, refusal.map(|(r, w, _)| format!("{r} {w}"))) && !announced;
+    let began = runtime.refusal_began(
+        key,
+        refusal.map(|(reason, lost_writer, _)| RefusalKey {
+            reason: reason.to_string(),
+            lost_writer: lost_writer.map(str::to_string),
+        }),
+    );
+    let refused = began && !announced;
     if refused {
         notes.extend(refused_event(&decision));
     }

@@ -263,13 +263,13 @@ fn continue_own(
         takeover: false,
     };
     if let Some(transition) = &global.transition {
-        if transition.to.is_empty() {
+        let Some(moving_to) = transition.to.as_deref() else {
             return wait(
                 WaitReason::FailoverInProgress,
                 "AWS reports a writer change under way without saying where to",
             );
-        }
-        if transition.to == own.to {
+        };
+        if moving_to == own.to {
             return Decision::Resume(recorded(format!(
                 "AWS is moving the writer to {}; resuming the {} recorded at {}",
                 own.to,
@@ -280,8 +280,9 @@ fn continue_own(
         return abandon(
             AbandonReason::Superseded,
             format!(
-                "AWS is moving the writer from {} to {}, not to {}: that promotion won, adopting it",
-                transition.from, transition.to, own.to
+                "AWS is moving the writer from {} to {moving_to}, not to {}: that promotion won, adopting it",
+                transition.from.as_deref().unwrap_or("?"),
+                own.to
             ),
         );
     }
@@ -395,12 +396,8 @@ fn fleet_decision(
             format!(
                 "AWS is carrying out a {} from {} to {}",
                 kind_word(transition.kind),
-                transition.from,
-                if transition.to.is_empty() {
-                    "?"
-                } else {
-                    &transition.to
-                }
+                transition.from.as_deref().unwrap_or("?"),
+                transition.to.as_deref().unwrap_or("?")
             ),
         );
     }
@@ -1331,8 +1328,8 @@ pub(crate) mod tests {
         let mut obs = writer_lost(EU);
         obs.global.as_mut().unwrap().transition = Some(WriterTransition {
             kind: FailoverKind::Failover,
-            from: US.into(),
-            to: AP.into(),
+            from: Some(US.into()),
+            to: Some(AP.into()),
         });
         for d in everyone(&obs, &policy(), t(0)) {
             assert_eq!(reason_of(&d), "FailoverInProgress", "{d:?}");
@@ -1364,8 +1361,8 @@ pub(crate) mod tests {
         obs.attempts = vec![attempt(EU, FailoverKind::Failover, US, EU, -10, None)];
         obs.global.as_mut().unwrap().transition = Some(WriterTransition {
             kind: FailoverKind::Failover,
-            from: US.into(),
-            to: EU.into(),
+            from: Some(US.into()),
+            to: Some(EU.into()),
         });
         assert!(matches!(decide(&obs, &policy(), t(0)), Decision::Resume(p) if p.to == EU));
     }
@@ -1386,8 +1383,8 @@ pub(crate) mod tests {
         obs.attempts = vec![attempt(EU, FailoverKind::Failover, US, EU, -10, None)];
         obs.global.as_mut().unwrap().transition = Some(WriterTransition {
             kind: FailoverKind::Failover,
-            from: US.into(),
-            to: AP.into(),
+            from: Some(US.into()),
+            to: Some(AP.into()),
         });
         let d = decide(&obs, &policy(), t(0));
         assert_eq!(reason_of(&d), "Superseded");

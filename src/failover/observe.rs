@@ -106,8 +106,10 @@ pub struct GlobalView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriterTransition {
     pub kind: FailoverKind,
-    pub from: String,
-    pub to: String,
+    /// The writer region before; `None` when AWS does not say.
+    pub from: Option<String>,
+    /// The region being promoted; `None` when AWS does not say.
+    pub to: Option<String>,
 }
 
 impl GlobalView {
@@ -127,12 +129,8 @@ impl GlobalView {
             };
             WriterTransition {
                 kind,
-                from: arn_region(&state.from_cluster_arn)
-                    .unwrap_or_default()
-                    .to_string(),
-                to: arn_region(&state.to_cluster_arn)
-                    .unwrap_or_default()
-                    .to_string(),
+                from: arn_region(&state.from_cluster_arn).map(str::to_string),
+                to: arn_region(&state.to_cluster_arn).map(str::to_string),
             }
         });
         let transition = transition.or_else(|| {
@@ -146,8 +144,8 @@ impl GlobalView {
                 } else {
                     FailoverKind::Failover
                 },
-                from: writer.clone().unwrap_or_default(),
-                to: String::new(),
+                from: writer.clone(),
+                to: None,
             })
         });
         let members = global.members.iter().map(|m| m.region.clone()).collect();
@@ -450,17 +448,17 @@ pub fn next_failover_status(
 /// a new one when they change, none when nothing is refused.
 pub fn next_refusal(
     previous: Option<&FailoverRefusal>,
-    refused: Option<(&str, &str, &str)>,
+    refused: Option<(&str, Option<&str>, &str)>,
     now: Timestamp,
 ) -> Option<FailoverRefusal> {
     let (reason, lost_writer, message) = refused?;
     let since = match previous {
-        Some(p) if p.reason == reason && p.lost_writer == lost_writer => p.since,
+        Some(p) if p.reason == reason && p.lost_writer.as_deref() == lost_writer => p.since,
         _ => now,
     };
     Some(FailoverRefusal {
         reason: reason.to_string(),
-        lost_writer: lost_writer.to_string(),
+        lost_writer: lost_writer.map(str::to_string),
         message: message.to_string(),
         since,
     })
@@ -757,8 +755,8 @@ mod tests {
             GlobalView::from_global_cluster(&failing).transition,
             Some(WriterTransition {
                 kind: FailoverKind::Failover,
-                from: "us-east-1".into(),
-                to: "eu-west-1".into(),
+                from: Some("us-east-1".into()),
+                to: Some("eu-west-1".into()),
             })
         );
         let switching = global(
@@ -774,8 +772,8 @@ mod tests {
             .transition
             .unwrap();
         assert_eq!(
-            (t.kind, t.to.as_str()),
-            (FailoverKind::Switchover, "ap-northeast-1")
+            (t.kind, t.to.as_deref()),
+            (FailoverKind::Switchover, Some("ap-northeast-1"))
         );
     }
 
@@ -794,14 +792,14 @@ mod tests {
 
     #[test]
     fn a_lasting_refusal_keeps_its_start_and_a_new_reason_starts_anew() {
-        let rpo = ("RPOBudgetExceeded", "us-east-1", "lag 45s over 30s");
+        let rpo = ("RPOBudgetExceeded", Some("us-east-1"), "lag 45s over 30s");
         let first = next_refusal(None, Some(rpo), t(0)).unwrap();
         assert_eq!(first.since, t(0));
         let same = next_refusal(Some(&first), Some(rpo), t(30));
         assert_eq!(same.as_ref(), Some(&first));
         let other = next_refusal(
             Some(&first),
-            Some(("ReplicationLagUnknown", "us-east-1", "lag unknown")),
+            Some(("ReplicationLagUnknown", Some("us-east-1"), "lag unknown")),
             t(60),
         );
         assert_eq!(other.unwrap().since, t(60));

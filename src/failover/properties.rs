@@ -114,8 +114,8 @@ fn global() -> impl Strategy<Value = Option<GlobalView>> {
                 )
                     .prop_map(|(kind, from, to)| WriterTransition {
                         kind,
-                        from,
-                        to,
+                        from: Some(from),
+                        to: Some(to),
                     }),
             ),
         )
@@ -300,7 +300,7 @@ proptest! {
                     .global
                     .as_ref()
                     .and_then(|g| g.transition.as_ref())
-                    .is_some_and(|t| t.to == to)
+                    .is_some_and(|t| t.to.as_deref() == Some(to))
         };
         let callers: Vec<&str> = all
             .iter()

@@ -27,7 +27,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::decide::Promotion;
 use super::health::elapsed;
-use super::observe::GlobalView;
+use super::observe::{GlobalView, WriterTransition};
 use crate::api::{FailoverKind, FailoverRecord, FailoverResult, FailoverStep};
 
 /// The shop's Global Datastore as the target region's endpoint shows it.
@@ -120,15 +120,19 @@ fn next_step(
     let Progress { kind, from, to, .. } = progress;
     let requested = FailoverStep::aurora_requested(kind);
     let aurora_moved = match &aurora.transition {
-        Some(t) if t.to.is_empty() => {
+        Some(WriterTransition { to: None, .. }) => {
             return Next::Wait(
                 "AWS reports a writer change under way without naming its target".into(),
             );
         }
-        Some(t) if t.to != to => {
+        Some(WriterTransition {
+            from: moving_from,
+            to: Some(moving_to),
+            ..
+        }) if moving_to != to => {
             return Next::Superseded(format!(
-                "AWS is moving the writer from {} to {}, not to {to}",
-                t.from, t.to
+                "AWS is moving the writer from {} to {moving_to}, not to {to}",
+                moving_from.as_deref().unwrap_or("?")
             ));
         }
         Some(_) => {
@@ -274,8 +278,8 @@ mod tests {
             writer: Some(from.into()),
             transition: Some(WriterTransition {
                 kind: FailoverKind::Failover,
-                from: from.into(),
-                to: to.into(),
+                from: Some(from.into()),
+                to: Some(to.into()),
             }),
             members: Vec::new(),
         }
@@ -467,8 +471,8 @@ mod tests {
                 writer: Some(US.into()),
                 transition: Some(WriterTransition {
                     kind: FailoverKind::Switchover,
-                    from: US.into(),
-                    to: EU.into(),
+                    from: Some(US.into()),
+                    to: Some(EU.into()),
                 }),
                 members: Vec::new(),
             },
