@@ -22,8 +22,9 @@ mod aws;
 
 use shopfleet::cloud::CloudError;
 use shopfleet::cloud::elasticache::{
-    AuthToken, CreateReplicationGroupRequest, DeleteReplicationGroupRequest,
-    GlobalReplicationGroupInfo, ModifyReplicationGroupRequest, Tags,
+    AuthToken, AutomaticFailoverStatus, CreateReplicationGroupRequest,
+    DeleteReplicationGroupRequest, GlobalReplicationGroupInfo, ModifyReplicationGroupRequest,
+    NodeRole, ReplicationGroupStatus, Tags,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -73,14 +74,14 @@ async fn a_primary_is_created_with_auth_encryption_and_tags_and_described_with_i
         .unwrap();
     assert_eq!(created.id, "ec-create");
     assert_eq!(created.arn, group_arn("eu-west-1", "ec-create"));
-    assert_eq!(created.status, "available");
+    assert_eq!(created.status, ReplicationGroupStatus::Available);
     assert_eq!(created.engine, "redis");
     assert_eq!(created.cache_node_type, "cache.r6g.large");
     assert!(!created.cluster_enabled);
     assert!(created.auth_token_enabled);
     assert!(created.transit_encryption_enabled);
     assert!(created.at_rest_encryption_enabled);
-    assert_eq!(created.automatic_failover, "enabled");
+    assert_eq!(created.automatic_failover, AutomaticFailoverStatus::Enabled);
     assert!(created.automatic_failover_on());
     assert!(created.multi_az);
     assert_eq!(created.global_replication_group, None);
@@ -95,17 +96,17 @@ async fn a_primary_is_created_with_auth_encryption_and_tags_and_described_with_i
     assert_eq!(described.node_groups.len(), 1);
     let shard = &described.node_groups[0];
     assert_eq!(shard.id, "0001");
-    let roles: Vec<(&str, Option<&str>)> = shard
+    let roles: Vec<(&str, Option<&NodeRole>)> = shard
         .members
         .iter()
-        .map(|m| (m.cache_cluster_id.as_str(), m.current_role.as_deref()))
+        .map(|m| (m.cache_cluster_id.as_str(), m.current_role.as_ref()))
         .collect();
     assert_eq!(
         roles,
         [
-            ("ec-create-001", Some("primary")),
-            ("ec-create-002", Some("replica")),
-            ("ec-create-003", Some("replica")),
+            ("ec-create-001", Some(&NodeRole::Primary)),
+            ("ec-create-002", Some(&NodeRole::Replica)),
+            ("ec-create-003", Some(&NodeRole::Replica)),
         ]
     );
     assert_eq!(described.replicas_per_shard(), 2);
@@ -243,7 +244,10 @@ async fn modify_turns_failover_and_multi_az_off_at_once() {
         })
         .await
         .unwrap();
-    assert_eq!(modified.automatic_failover, "disabled");
+    assert_eq!(
+        modified.automatic_failover,
+        AutomaticFailoverStatus::Disabled
+    );
     assert!(!modified.multi_az);
     let described = eu
         .describe_replication_group("ec-modify")
@@ -263,7 +267,7 @@ async fn modify_turns_failover_and_multi_az_off_at_once() {
         .await
         .unwrap();
     assert!(again.multi_az);
-    assert_eq!(again.automatic_failover, "disabled");
+    assert_eq!(again.automatic_failover, AutomaticFailoverStatus::Disabled);
 }
 
 #[tokio::test]
@@ -300,7 +304,7 @@ async fn a_group_is_deleted_with_its_final_snapshot_named_and_a_missing_one_is_n
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(deleting.status, "deleting");
+    assert_eq!(deleting.status, ReplicationGroupStatus::Deleting);
 
     let error = eu
         .delete_replication_group(&DeleteReplicationGroupRequest {

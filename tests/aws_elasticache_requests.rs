@@ -22,8 +22,9 @@ use aws_smithy_types::body::SdkBody;
 use k8s_openapi::jiff::Timestamp;
 use shopfleet::cloud::elasticache::{
     AuthToken, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest, ElastiCachePort,
-    Endpoint, GlobalReplicationGroup, GlobalReplicationGroupInfo, GlobalReplicationGroupMember,
-    NodeGroup, NodeGroupMember, ReplicationGroup, Tags,
+    Endpoint, GlobalMemberStatus, GlobalReplicationGroup, GlobalReplicationGroupInfo,
+    GlobalReplicationGroupMember, GlobalReplicationGroupStatus, NodeGroup, NodeGroupMember,
+    ReplicationGroup, ReplicationGroupStatus, Tags,
 };
 use shopfleet::cloud::{Cloud, CloudError, TransientKind};
 
@@ -210,7 +211,7 @@ async fn a_global_datastore_is_created_from_the_primary_with_its_suffix_and_tags
     .await;
     let created = result.unwrap();
     assert_eq!(created.id, GLOBAL);
-    assert_eq!(created.status, "creating");
+    assert_eq!(created.status, GlobalReplicationGroupStatus::Creating);
     assert_eq!(created.primary().unwrap().region, "us-east-1");
 
     let sent = sent(&request);
@@ -268,7 +269,7 @@ async fn every_global_datastore_is_listed_with_member_roles_regions_and_shape_ac
     );
     assert_eq!(
         found[0].member_in("ap-northeast-1").unwrap().status,
-        "associating"
+        GlobalMemberStatus::Associating
     );
 
     let requests: Vec<_> = replay.actual_requests().map(sent).collect();
@@ -416,7 +417,7 @@ async fn replica_count_changes_apply_immediately_and_return_the_changing_group()
         async |port| port.increase_replica_count("acme-eu-west-1", 2).await,
     )
     .await;
-    assert_eq!(result.unwrap().status, "modifying");
+    assert_eq!(result.unwrap().status, ReplicationGroupStatus::Modifying);
     assert_eq!(
         sent(&request).params,
         params([
@@ -544,7 +545,7 @@ async fn a_primary_is_created_with_exactly_the_planned_parameters() {
         },
     )
     .await;
-    assert_eq!(result.unwrap().status, "creating");
+    assert_eq!(result.unwrap().status, ReplicationGroupStatus::Creating);
     let sent = sent(&request);
     assert_eq!(sent.uri, "https://elasticache.us-east-1.amazonaws.com/");
     assert_eq!(

@@ -18,7 +18,7 @@ mod aws;
 use shopfleet::cloud::CloudError;
 use shopfleet::cloud::aurora::{
     CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest, DeleteClusterRequest,
-    ModifyClusterRequest, Tags,
+    InstanceStatus, ModifyClusterRequest, Tags,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -158,7 +158,7 @@ async fn instances_are_listed_oldest_first_with_the_writer_flag_and_tags() {
         listed[0].arn,
         format!("arn:aws:rds:us-east-1:{ACCOUNT}:db:listing-0")
     );
-    assert_eq!(listed[1].status, "available");
+    assert_eq!(listed[1].status, InstanceStatus::Available);
 
     let cluster = us.describe_cluster("listing").await.unwrap().unwrap();
     assert_eq!(cluster.members, ["listing-0", "listing-1"]);

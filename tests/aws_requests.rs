@@ -16,7 +16,7 @@ use aws_sdk_rds::config::SharedHttpClient;
 use aws_smithy_http_client::test_util::capture_request;
 use aws_smithy_types::body::SdkBody;
 use k8s_openapi::jiff::Timestamp;
-use shopfleet::cloud::aurora::{AuroraPort, ModifyGlobalClusterRequest};
+use shopfleet::cloud::aurora::{AuroraPort, GlobalClusterStatus, ModifyGlobalClusterRequest};
 use shopfleet::cloud::aws::{AwsCloud, AwsOptions};
 use shopfleet::cloud::{Cloud, CloudError, TransientKind};
 
@@ -175,7 +175,7 @@ async fn turning_on_global_deletion_protection_sends_only_that_field() {
     );
     let global = result.unwrap();
     assert!(global.deletion_protection);
-    assert_eq!(global.status, "available");
+    assert_eq!(global.status, GlobalClusterStatus::Available);
     let members: Vec<(&str, bool)> = global
         .members
         .iter()
@@ -203,7 +203,7 @@ async fn a_global_major_upgrade_sends_the_version_and_allows_the_major_upgrade()
         },
     )
     .await;
-    assert_eq!(result.unwrap().status, "upgrading");
+    assert_eq!(result.unwrap().status, GlobalClusterStatus::Upgrading);
     assert_eq!(
         sent(&request).params,
         params([

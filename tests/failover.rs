@@ -22,7 +22,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use shopfleet::api::conditions::types;
 use shopfleet::api::{
-    FailoverKind, FailoverMode, FailoverResult, HealthVerdict, RegionRole, ShopRegion,
+    FailoverKind, FailoverMode, FailoverResult, FailoverStep, HealthVerdict, RegionRole, ShopRegion,
 };
 use shopfleet::clock::Clock;
 use shopfleet::cloud::aurora::port::{
@@ -484,8 +484,7 @@ fn since(region: &ShopRegion, of: &str) -> Timestamp {
         .status
         .as_ref()
         .and_then(|s| s.health.iter().find(|h| h.region == of))
-        .and_then(|h| h.since.as_deref())
-        .and_then(|t| t.parse().ok())
+        .and_then(|h| h.since)
         .unwrap_or_else(|| panic!("no since for {of} in {}", region.name_any()))
 }
 
@@ -582,14 +581,14 @@ async fn a_lost_writer_region_fails_over_to_the_first_healthy_region_and_the_sur
     assert_eq!(
         record.completed_steps,
         [
-            "AuroraFailoverRequested",
-            "CacheFailoverRequested",
-            "AuroraWriterMoved",
-            "CachePrimaryMoved",
-            "TopologyUpdated"
+            FailoverStep::AuroraFailoverRequested,
+            FailoverStep::CacheFailoverRequested,
+            FailoverStep::AuroraWriterMoved,
+            FailoverStep::CachePrimaryMoved,
+            FailoverStep::TopologyUpdated
         ]
     );
-    let started_at: Timestamp = record.started_at.parse().unwrap();
+    let started_at = record.started_at;
     assert!(started_at <= call_at, "the intent is dated before the call");
     assert_eq!(
         f.spy.intents_seen(),
@@ -787,7 +786,10 @@ async fn changing_the_first_region_in_git_switches_over_without_data_loss() {
     assert_eq!(record.kind, FailoverKind::Switchover);
     assert_eq!((record.from.as_str(), record.to.as_str()), (US, EU));
     assert_eq!(record.data_loss_risk_seconds, Some(0.0));
-    assert_eq!(record.completed_steps[0], "AuroraSwitchoverRequested");
+    assert_eq!(
+        record.completed_steps[0],
+        FailoverStep::AuroraSwitchoverRequested
+    );
     f.wait_for_event(EU, "SwitchoverCompleted").await;
     assert_eq!(f.spy.intents_seen(), [(EU.to_string(), true)]);
 
@@ -885,7 +887,7 @@ async fn a_failover_call_whose_answer_is_lost_is_recorded_from_aws_and_not_sent_
         last_failover(&eu)
             .unwrap()
             .completed_steps
-            .contains(&"AuroraFailoverRequested".to_string())
+            .contains(&FailoverStep::AuroraFailoverRequested)
     );
     assert_eq!(f.writer().as_deref(), Some(EU));
     f.stop().await;
@@ -930,7 +932,7 @@ async fn an_operator_killed_while_aws_promotes_resumes_from_aws_without_repeatin
     f.wait_for(EU, "the Aurora promotion recorded", |r| {
         last_failover(r).is_some_and(|rec| {
             rec.completed_steps
-                .contains(&"CacheFailoverRequested".to_string())
+                .contains(&FailoverStep::CacheFailoverRequested)
         })
     })
     .await;
@@ -938,12 +940,8 @@ async fn an_operator_killed_while_aws_promotes_resumes_from_aws_without_repeatin
     f.h.crash_and_restart_controller().await;
     let eu = f.wait_for(EU, "the failover completed", completed).await;
     assert_eq!(
-        last_failover(&eu)
-            .unwrap()
-            .completed_steps
-            .last()
-            .map(String::as_str),
-        Some("TopologyUpdated")
+        last_failover(&eu).unwrap().completed_steps.last(),
+        Some(&FailoverStep::TopologyUpdated)
     );
     assert_eq!(f.cloud().call_count(Op::FailoverGlobalCluster), 1);
     assert_eq!(f.cloud().call_count(Op::FailoverGlobalReplicationGroup), 1);
@@ -969,7 +967,7 @@ async fn a_region_that_loses_the_race_gets_aws_refusal_and_adopts_the_winner() {
     assert!(
         !record
             .completed_steps
-            .contains(&"AuroraFailoverRequested".to_string()),
+            .contains(&FailoverStep::AuroraFailoverRequested),
         "{:?}",
         record.completed_steps
     );

@@ -157,4 +157,24 @@ mod tests {
         assert_eq!(replicas["minimum"], 0.0);
         assert_eq!(replicas["maximum"], 5.0);
     }
+
+    #[test]
+    fn failover_steps_are_stored_by_their_names() {
+        let steps = vec![
+            FailoverStep::AuroraFailoverRequested,
+            FailoverStep::AuroraSwitchoverRequested,
+            FailoverStep::AuroraWriterMoved,
+            FailoverStep::CacheFailoverRequested,
+            FailoverStep::CachePrimaryMoved,
+            FailoverStep::CacheNotInGlobalDatastore,
+            FailoverStep::TopologyUpdated,
+        ];
+        let json = serde_json::to_value(&steps).unwrap();
+        let names: Vec<&str> = steps.iter().map(|s| s.as_str()).collect();
+        assert_eq!(json, serde_json::json!(names));
+        assert_eq!(
+            serde_json::from_value::<Vec<FailoverStep>>(json).unwrap(),
+            steps
+        );
+    }
 }

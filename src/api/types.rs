@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -500,7 +501,8 @@ pub struct RegionHealth {
     /// RFC 3339: when the verdict began (the first sample of the run that
     /// established it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub since: Option<Timestamp>,
     /// Why, as one CamelCase word: `SignalsHealthy`, `DatabaseUnavailable`,
     /// `CacheUnavailable`, `RegionUnreachable`, `SignalsDisagree`,
     /// `ApiUnreachable`, `SignalsIncomplete`, `Observing`, `NoRecentEvidence`
@@ -532,7 +534,8 @@ pub struct FailoverStatus {
     /// changed it. The cooldown runs from here too, so a region that cannot
     /// see the other ShopRegions still respects it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub writer_changed_at: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub writer_changed_at: Option<Timestamp>,
     /// The last replication lag this region's cluster reported. Kept when
     /// AWS stops reporting lag (it has no data points once the writer's
     /// region is gone): it is the best estimate of the writes a promotion
@@ -553,13 +556,16 @@ pub struct FailoverStatus {
 pub struct FailoverRefusal {
     /// `RPOBudgetExceeded`, `ReplicationLagUnknown` or `PoliciesDisagree`.
     pub reason: String,
-    /// The lost writer region the refused failover would have replaced.
-    pub lost_writer: String,
+    /// The lost writer region the refused failover would have replaced;
+    /// absent when AWS names no writer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_writer: Option<String>,
     /// Why, for a human: each candidate and what rules it out.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
     /// RFC 3339: when this refusal (same reason, same lost writer) began.
-    pub since: String,
+    #[schemars(with = "String")]
+    pub since: Timestamp,
 }
 
 /// A replication lag reading.
@@ -569,7 +575,8 @@ pub struct LagReading {
     /// Seconds behind the writer.
     pub seconds: f64,
     /// RFC 3339: when AWS reported it.
-    pub observed_at: String,
+    #[schemars(with = "String")]
+    pub observed_at: Timestamp,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -714,10 +721,12 @@ pub struct FailoverRecord {
     /// Why, for a human: the decision that started it.
     pub reason: String,
     /// RFC 3339: when the intent was recorded, before the first cloud call.
-    pub started_at: String,
+    #[schemars(with = "String")]
+    pub started_at: Timestamp,
     /// RFC 3339; absent while in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub completed_at: Option<Timestamp>,
     /// How it ended; absent while in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<FailoverResult>,
@@ -730,5 +739,63 @@ pub struct FailoverRecord {
     pub data_loss_risk_seconds: Option<f64>,
     /// Steps already carried out, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub completed_steps: Vec<String>,
+    #[schemars(with = "Vec<String>")]
+    pub completed_steps: Vec<FailoverStep>,
+}
+
+/// A step of a failover or switchover, as `completedSteps` names it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailoverStep {
+    /// AWS accepted `FailoverGlobalCluster` (or shows it under way).
+    AuroraFailoverRequested,
+    /// AWS accepted `SwitchoverGlobalCluster` (or shows it under way).
+    AuroraSwitchoverRequested,
+    /// AWS reports the target as the writer of the global cluster.
+    AuroraWriterMoved,
+    /// AWS accepted `FailoverGlobalReplicationGroup`.
+    CacheFailoverRequested,
+    /// AWS reports the target's replication group as the primary.
+    CachePrimaryMoved,
+    /// The shop has no Global Datastore member in the target: nothing to move.
+    CacheNotInGlobalDatastore,
+    /// The target's topology ConfigMap carries the primary role.
+    TopologyUpdated,
+}
+
+impl FailoverStep {
+    /// The name in `completedSteps`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverStep::AuroraFailoverRequested => "AuroraFailoverRequested",
+            FailoverStep::AuroraSwitchoverRequested => "AuroraSwitchoverRequested",
+            FailoverStep::AuroraWriterMoved => "AuroraWriterMoved",
+            FailoverStep::CacheFailoverRequested => "CacheFailoverRequested",
+            FailoverStep::CachePrimaryMoved => "CachePrimaryMoved",
+            FailoverStep::CacheNotInGlobalDatastore => "CacheNotInGlobalDatastore",
+            FailoverStep::TopologyUpdated => "TopologyUpdated",
+        }
+    }
+
+    /// The Aurora request step of a kind of promotion.
+    pub fn aurora_requested(kind: FailoverKind) -> Self {
+        match kind {
+            FailoverKind::Failover => FailoverStep::AuroraFailoverRequested,
+            FailoverKind::Switchover => FailoverStep::AuroraSwitchoverRequested,
+        }
+    }
+
+    /// `steps` as a comma-separated list, for a human.
+    pub fn list(steps: &[FailoverStep]) -> String {
+        steps
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for FailoverStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

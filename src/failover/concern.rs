@@ -33,14 +33,13 @@ use super::sampler::{Sampler, View};
 use super::steps;
 use crate::api::conditions::{Desired, Status, types};
 use crate::api::{
-    FailoverKind, FailoverRecord, FailoverResult, FailoverStatus, LagReading, RegionHealth,
-    RegionRole, ShopRegion,
+    FailoverKind, FailoverRecord, FailoverResult, FailoverStatus, FailoverStep, LagReading,
+    RegionHealth, RegionRole, ShopRegion,
 };
 use crate::clock::elapsed;
 use crate::cloud::Cloud;
-use crate::concern::Note;
 use crate::concern::{
-    Again, AppliedRole, Checkpoint, Concern, Publish, Report, StatusPart, Upstream,
+    Again, AppliedRole, Checkpoint, Concern, Note, Publish, Report, StatusPart, Upstream,
 };
 use crate::telemetry::{Metrics, ShopLabels, ShopRegionLabels};
 
@@ -55,7 +54,14 @@ pub struct Runtime {
     written: Mutex<HashMap<String, FailoverRecord>>,
     /// The refusal reported per object, so that `FailoverRefused` is posted
     /// and counted when a refusal begins, not on every reconcile.
-    refusals: Mutex<HashMap<String, String>>,
+    refusals: Mutex<HashMap<String, RefusalKey>>,
+}
+
+/// What makes two refusals the same one: their reason and lost writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusalKey {
+    pub reason: String,
+    pub lost_writer: Option<String>,
 }
 
 impl Runtime {
@@ -95,7 +101,7 @@ impl Runtime {
 
     /// Whether `refusal` (reason and lost writer) is news for the object;
     /// `None` clears the memory (no refusal now).
-    fn refusal_began(&self, key: &str, refusal: Option<String>) -> bool {
+    fn refusal_began(&self, key: &str, refusal: Option<RefusalKey>) -> bool {
         let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
         match refusal {
             Some(refusal) => refusals.insert(key.to_string(), refusal.clone()) != Some(refusal),
@@ -142,9 +148,8 @@ pub struct FailoverOutcome {
     pub notes: Vec<Note>,
     /// Records closed by this reconcile, for the metrics.
     pub finished: Vec<(FailoverKind, FailoverResult, Option<Duration>)>,
-    /// The refusal decided now, as the process remembers it (reason and
-    /// lost writer).
-    pub refusal: Option<String>,
+    /// The refusal decided now, as the process remembers it.
+    pub refusal: Option<RefusalKey>,
     /// The refusal was already stored (and announced) before.
     pub announced: bool,
     /// A refusal began (counted once).
@@ -178,7 +183,7 @@ impl FailoverOutcome {
                     if record.completed_steps.is_empty() {
                         "intent recorded".to_string()
                     } else {
-                        record.completed_steps.join(", ")
+                        FailoverStep::list(&record.completed_steps)
                     }
                 ),
             )
@@ -193,13 +198,7 @@ pub fn freshest(
     stored: Option<&FailoverRecord>,
     written: Option<&FailoverRecord>,
 ) -> Option<FailoverRecord> {
-    let rank = |r: &FailoverRecord| {
-        (
-            r.started_at.parse::<Timestamp>().ok(),
-            r.result.is_some(),
-            r.completed_steps.len(),
-        )
-    };
+    let rank = |r: &FailoverRecord| (r.started_at, r.result.is_some(), r.completed_steps.len());
     match (stored, written) {
         (Some(s), Some(w)) if rank(w) > rank(s) => Some(w.clone()),
         (Some(s), _) => Some(s.clone()),
@@ -452,7 +451,7 @@ pub fn plan(
                 let mut note = finished_event(&closed);
                 note.message = format!("{}: {message}", note.message);
                 notes.push(note);
-                finished.push((closed.kind, result, duration));
+                finished.push((closed.kind, result, Some(duration)));
                 (Some(closed), None)
             }
             None => (None, None),
@@ -460,7 +459,7 @@ pub fn plan(
         _ => (previous_record, None),
     };
 
-    let lost_writer = observation.writer().unwrap_or_default();
+    let lost_writer = observation.writer();
     let refusal = match &decision {
         Decision::Refuse { reason, message } => {
             Some((reason.as_str(), lost_writer, message.as_str()))
@@ -517,7 +516,10 @@ pub fn plan(
         absorbing: absorbing(&observation, &policy, now),
         aws_writer: observation.writer().map(str::to_string),
         wake: next_change(&observation, &policy, now).map(|at| elapsed(now, at)),
-        refusal: refusal.map(|(reason, writer, _)| format!("{reason} {writer}")),
+        refusal: refusal.map(|(reason, lost_writer, _)| RefusalKey {
+            reason: reason.to_string(),
+            lost_writer: lost_writer.map(str::to_string),
+        }),
         announced,
         decision,
         condition,
@@ -582,7 +584,7 @@ pub async fn execute(
             outcome.notes.push(note);
             outcome
                 .finished
-                .push((closed.kind, FailoverResult::Superseded, duration));
+                .push((closed.kind, FailoverResult::Superseded, Some(duration)));
             *record = closed;
         }
     }
@@ -617,17 +619,15 @@ pub fn finish(outcome: &mut FailoverOutcome, applied: Option<&AppliedRole>, now:
     let mut done = record.clone();
     if !done
         .completed_steps
-        .iter()
-        .any(|s| s == steps::step::TOPOLOGY_UPDATED)
+        .contains(&FailoverStep::TopologyUpdated)
     {
-        done.completed_steps
-            .push(steps::step::TOPOLOGY_UPDATED.to_string());
+        done.completed_steps.push(FailoverStep::TopologyUpdated);
     }
     let (closed, duration) = steps::close(&done, FailoverResult::Completed, now);
     outcome.notes.push(finished_event(&closed));
     outcome
         .finished
-        .push((closed.kind, FailoverResult::Completed, duration));
+        .push((closed.kind, FailoverResult::Completed, Some(duration)));
     *record = closed;
     outcome.awaiting_topology = false;
 }
@@ -636,26 +636,34 @@ pub fn finish(outcome: &mut FailoverOutcome, applied: Option<&AppliedRole>, now:
 mod tests {
     use super::*;
 
-    fn record(started: &str, steps: &[&str], closed: bool) -> FailoverRecord {
+    fn record(started: &str, steps: &[FailoverStep], closed: bool) -> FailoverRecord {
         FailoverRecord {
             kind: FailoverKind::Failover,
             from: "us-east-1".into(),
             to: "eu-west-1".into(),
             reason: "lost".into(),
-            started_at: started.into(),
-            completed_at: closed.then(|| "2025-01-01T00:02:00Z".into()),
+            started_at: started.parse().unwrap(),
+            completed_at: closed.then(|| "2025-01-01T00:02:00Z".parse().unwrap()),
             result: closed.then_some(FailoverResult::Completed),
             duration_seconds: None,
             data_loss_risk_seconds: None,
-            completed_steps: steps.iter().map(|s| s.to_string()).collect(),
+            completed_steps: steps.to_vec(),
         }
     }
 
     #[test]
     fn the_record_this_process_wrote_wins_over_an_older_copy_of_the_object() {
         let open = record("2025-01-01T00:00:00Z", &[], false);
-        let sent = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], false);
-        let done = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], true);
+        let sent = record(
+            "2025-01-01T00:00:00Z",
+            &[FailoverStep::AuroraFailoverRequested],
+            false,
+        );
+        let done = record(
+            "2025-01-01T00:00:00Z",
+            &[FailoverStep::AuroraFailoverRequested],
+            true,
+        );
         assert_eq!(freshest(Some(&open), Some(&done)), Some(done.clone()));
         assert_eq!(freshest(Some(&open), Some(&sent)), Some(sent.clone()));
         assert_eq!(freshest(Some(&done), Some(&sent)), Some(done.clone()));
@@ -691,7 +699,11 @@ mod tests {
 
     #[test]
     fn failover_readiness_counts_towards_ready_only_while_this_region_promotes_itself() {
-        let open = record("2025-01-01T00:00:00Z", &["AuroraFailoverRequested"], false);
+        let open = record(
+            "2025-01-01T00:00:00Z",
+            &[FailoverStep::AuroraFailoverRequested],
+            false,
+        );
         let concern = outcome(Some(open.clone())).summary_concern().unwrap();
         assert_eq!(
             (concern.status, concern.reason.as_str()),
@@ -726,7 +738,7 @@ mod tests {
         finish(&mut waiting, Some(&primary), now);
         let closed = waiting.record.as_ref().unwrap();
         assert_eq!(closed.result, Some(FailoverResult::Completed));
-        assert_eq!(closed.completed_steps, ["TopologyUpdated"]);
+        assert_eq!(closed.completed_steps, [FailoverStep::TopologyUpdated]);
         assert_eq!(closed.duration_seconds, Some(62.0));
         assert_eq!(waiting.notes[0].reason, "FailoverCompleted");
         assert_eq!(
@@ -751,7 +763,7 @@ mod tests {
         let budget = Duration::from_secs(30);
         let stored = LagReading {
             seconds: 0.15,
-            observed_at: "2025-01-01T00:00:00Z".into(),
+            observed_at: "2025-01-01T00:00:00Z".parse().unwrap(),
         };
         assert_eq!(
             lag_worth_writing(None, Some(at(0.15)), budget, false),

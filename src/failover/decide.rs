@@ -34,7 +34,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::observe::{Attempt, FleetObservation, GlobalView, Policy};
-use crate::api::{FailoverKind, FailoverMode, HealthVerdict};
+use crate::api::{FailoverKind, FailoverMode, FailoverStep, HealthVerdict};
 use crate::clock::{after, elapsed, fmt_duration};
 
 /// A writer change the engine wants.
@@ -263,13 +263,13 @@ fn continue_own(
         takeover: false,
     };
     if let Some(transition) = &global.transition {
-        if transition.to.is_empty() {
+        let Some(moving_to) = transition.to.as_deref() else {
             return wait(
                 WaitReason::FailoverInProgress,
                 "AWS reports a writer change under way without saying where to",
             );
-        }
-        if transition.to == own.to {
+        };
+        if moving_to == own.to {
             return Decision::Resume(recorded(format!(
                 "AWS is moving the writer to {}; resuming the {} recorded at {}",
                 own.to,
@@ -280,8 +280,9 @@ fn continue_own(
         return abandon(
             AbandonReason::Superseded,
             format!(
-                "AWS is moving the writer from {} to {}, not to {}: that promotion won, adopting it",
-                transition.from, transition.to, own.to
+                "AWS is moving the writer from {} to {moving_to}, not to {}: that promotion won, adopting it",
+                transition.from.as_deref().unwrap_or("?"),
+                own.to
             ),
         );
     }
@@ -316,7 +317,7 @@ fn continue_own(
                 "waiting for AWS to show the {} to {} requested after {}",
                 own.kind.word(),
                 own.to,
-                own.completed_steps.join(", ")
+                FailoverStep::list(&own.completed_steps)
             )));
         }
         return abandon(
@@ -395,12 +396,8 @@ fn fleet_decision(
             format!(
                 "AWS is carrying out a {} from {} to {}",
                 transition.kind.word(),
-                transition.from,
-                if transition.to.is_empty() {
-                    "?"
-                } else {
-                    &transition.to
-                }
+                transition.from.as_deref().unwrap_or("?"),
+                transition.to.as_deref().unwrap_or("?")
             ),
         );
     }
@@ -1311,8 +1308,8 @@ pub(crate) mod tests {
         let mut obs = writer_lost(EU);
         obs.global.as_mut().unwrap().transition = Some(WriterTransition {
             kind: FailoverKind::Failover,
-            from: US.into(),
-            to: AP.into(),
+            from: Some(US.into()),
+            to: Some(AP.into()),
         });
         for d in everyone(&obs, &policy(), t(0)) {
             assert_eq!(reason_of(&d), "FailoverInProgress", "{d:?}");
@@ -1344,8 +1341,8 @@ pub(crate) mod tests {
         obs.attempts = vec![attempt(EU, FailoverKind::Failover, US, EU, -10, None)];
         obs.global.as_mut().unwrap().transition = Some(WriterTransition {
             kind: FailoverKind::Failover,
-            from: US.into(),
-            to: EU.into(),
+            from: Some(US.into()),
+            to: Some(EU.into()),
         });
         assert!(matches!(decide(&obs, &policy(), t(0)), Decision::Resume(p) if p.to == EU));
     }
@@ -1355,7 +1352,7 @@ pub(crate) mod tests {
         let mut obs = fleet(EU);
         obs.global.as_mut().unwrap().writer = Some(EU.into());
         let mut own = attempt(EU, FailoverKind::Failover, US, EU, -100, None);
-        own.completed_steps = vec!["AuroraPromoted".into()];
+        own.completed_steps = vec![FailoverStep::AuroraFailoverRequested];
         obs.attempts = vec![own];
         assert!(matches!(decide(&obs, &policy(), t(0)), Decision::Resume(p) if p.to == EU));
     }
@@ -1366,8 +1363,8 @@ pub(crate) mod tests {
         obs.attempts = vec![attempt(EU, FailoverKind::Failover, US, EU, -10, None)];
         obs.global.as_mut().unwrap().transition = Some(WriterTransition {
             kind: FailoverKind::Failover,
-            from: US.into(),
-            to: AP.into(),
+            from: Some(US.into()),
+            to: Some(AP.into()),
         });
         let d = decide(&obs, &policy(), t(0));
         assert_eq!(reason_of(&d), "Superseded");
@@ -1450,7 +1447,7 @@ pub(crate) mod tests {
     fn own_request_sent_to_aws_is_not_abandoned_while_aws_catches_up_but_is_after_the_timeout() {
         let mut obs = fleet(EU);
         let mut own = attempt(EU, FailoverKind::Switchover, US, EU, -10, None);
-        own.completed_steps = vec!["AuroraSwitchoverRequested".into()];
+        own.completed_steps = vec![FailoverStep::AuroraSwitchoverRequested];
         obs.attempts = vec![own];
         assert!(matches!(decide(&obs, &policy(), t(0)), Decision::Resume(_)));
         assert_eq!(reason_of(&decide(&obs, &policy(), t(300))), "Stale");
@@ -1477,7 +1474,7 @@ pub(crate) mod tests {
     fn own_unsent_intent_gives_way_to_another_regions_request_already_sent_to_aws() {
         let mut obs = writer_lost(EU);
         let mut sent = attempt(AP, FailoverKind::Failover, US, AP, -5, None);
-        sent.completed_steps = vec!["AuroraFailoverRequested".into()];
+        sent.completed_steps = vec![FailoverStep::AuroraFailoverRequested];
         obs.attempts = vec![attempt(EU, FailoverKind::Failover, US, EU, -5, None), sent];
         let decisions = everyone(&obs, &policy(), t(0));
         assert_eq!(

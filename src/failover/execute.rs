@@ -9,9 +9,9 @@
 
 use super::observe::GlobalView;
 use super::steps::{self, CacheView, Next, Progress};
-use crate::api::{FailoverKind, FailoverRecord, ShopRegionSpec};
+use crate::api::{FailoverKind, FailoverRecord, FailoverStep, ShopRegionSpec};
 use crate::cloud::aurora::{GlobalCluster, names as aurora_names};
-use crate::cloud::elasticache::{ElastiCachePort, names as cache_names};
+use crate::cloud::elasticache::{ElastiCachePort, GlobalMemberStatus, names as cache_names};
 use crate::cloud::{Cloud, CloudError};
 use crate::concern::Note;
 
@@ -74,9 +74,9 @@ pub async fn read_cache(
     CacheView::Datastore {
         id: global.id.clone(),
         primary: global.primary().map(|m| m.region.clone()),
-        settled: matches!(global.status.as_str(), "available" | "primary-only"),
+        settled: global.status.is_settled(),
         target_group: Some(member.replication_group_id.clone()),
-        target_associated: member.status == "associated",
+        target_associated: member.status == GlobalMemberStatus::Associated,
     }
 }
 
@@ -101,7 +101,7 @@ pub enum Carry {
 /// The outcome of one pass.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Carried {
-    pub completed: Vec<String>,
+    pub completed: Vec<FailoverStep>,
     pub state: Carry,
 }
 
@@ -118,7 +118,7 @@ pub async fn carry_out(
     let mut completed = record.completed_steps.clone();
     let mut attempted: Vec<Call> = Vec::new();
     let mut refusal: Option<String> = None;
-    let waiting = |completed: Vec<String>, message: String| Carried {
+    let waiting = |completed: Vec<FailoverStep>, message: String| Carried {
         completed,
         state: Carry::Waiting(message),
     };
@@ -227,21 +227,21 @@ pub async fn carry_out(
                             .await
                     }
                 },
-                steps::step::aurora_requested(record.kind),
+                FailoverStep::aurora_requested(record.kind),
             ),
             Call::Cache { datastore, group } => (
                 cache_port
                     .failover_global_replication_group(datastore, &record.to, group)
                     .await,
-                steps::step::CACHE_FAILOVER_REQUESTED,
+                FailoverStep::CacheFailoverRequested,
             ),
         };
         match result {
             // AWS accepted: recorded now, since a Global Datastore being
             // failed over does not say where to.
             Ok(()) => {
-                if !completed.iter().any(|s| s == accepted) {
-                    completed.push(accepted.to_string());
+                if !completed.contains(&accepted) {
+                    completed.push(accepted);
                 }
             }
             Err(error) => refusal = Some(error.to_string()),

@@ -30,6 +30,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{HealthVerdict, RegionHealth};
 use crate::clock::{after, elapsed};
 use crate::cloud::CloudError;
+use crate::cloud::aws::status::{ClusterStatus, ReplicationGroupStatus};
 use crate::probe::Signal;
 
 /// How often a controller probes every region. Detection takes
@@ -257,7 +258,7 @@ impl Health {
         RegionHealth {
             region: region.to_string(),
             verdict: self.verdict,
-            since: self.since.map(|t| t.to_string()),
+            since: self.since,
             reason: self.reason.to_string(),
             message: self.message.clone(),
             endpoint: endpoint.map(str::to_string),
@@ -321,13 +322,9 @@ impl HealthState {
             HealthVerdict::Unhealthy => Evidence::Bad,
             HealthVerdict::Unknown => return None,
         };
-        let since = match &stored.since {
-            Some(since) => Some(since.parse().ok()?),
-            None => None,
-        };
         Some(Self {
             verdict: stored.verdict,
-            since,
+            since: stored.since,
             basis: Some(Assessment {
                 evidence,
                 reason: reason::conclusive(&stored.reason)?,
@@ -477,58 +474,66 @@ pub fn verdict(samples: &[Sample], now: Timestamp, thresholds: &Thresholds) -> H
 
 /// The database signal from `DescribeDBClusters` of the region's cluster:
 /// `Ok(None)` when the cluster does not exist.
-pub fn database_signal(described: Result<Option<&str>, &CloudError>) -> Signal {
+pub fn database_signal(described: Result<Option<&ClusterStatus>, &CloudError>) -> Signal {
     let status = match described {
         Ok(Some(status)) => status,
         Ok(None) => return Signal::Down("the cluster does not exist".into()),
         Err(error) => return Signal::NoData(error.to_string()),
     };
     match status {
-        "available"
-        | "backing-up"
-        | "backtracking"
-        | "creating"
-        | "failing-over"
-        | "maintenance"
-        | "migrating"
-        | "modifying"
-        | "promoting"
-        | "renaming"
-        | "resetting-master-credentials"
-        | "starting"
-        | "storage-optimization"
-        | "update-iam-db-auth"
-        | "upgrading"
-        | "rebooting" => Signal::Up,
-        "deleting"
-        | "stopped"
-        | "stopping"
-        | "failed"
-        | "inaccessible-encryption-credentials"
-        | "inaccessible-encryption-credentials-recoverable"
-        | "migration-failed"
-        | "cloning-failed"
-        | "storage-full"
-        | "incompatible-parameters"
-        | "incompatible-network"
-        | "incompatible-restore" => Signal::Down(format!("the cluster is {status}")),
+        ClusterStatus::Available
+        | ClusterStatus::BackingUp
+        | ClusterStatus::Backtracking
+        | ClusterStatus::Creating
+        | ClusterStatus::FailingOver
+        | ClusterStatus::SwitchingOver
+        | ClusterStatus::Maintenance
+        | ClusterStatus::Migrating
+        | ClusterStatus::Modifying
+        | ClusterStatus::Promoting
+        | ClusterStatus::Renaming
+        | ClusterStatus::ResettingMasterCredentials
+        | ClusterStatus::Starting
+        | ClusterStatus::StorageOptimization
+        | ClusterStatus::UpdateIamDbAuth
+        | ClusterStatus::Upgrading
+        | ClusterStatus::Rebooting => Signal::Up,
+        ClusterStatus::Deleting
+        | ClusterStatus::Stopped
+        | ClusterStatus::Stopping
+        | ClusterStatus::Failed
+        | ClusterStatus::InaccessibleEncryptionCredentials
+        | ClusterStatus::InaccessibleEncryptionCredentialsRecoverable
+        | ClusterStatus::MigrationFailed
+        | ClusterStatus::CloningFailed
+        | ClusterStatus::StorageFull
+        | ClusterStatus::IncompatibleParameters
+        | ClusterStatus::IncompatibleNetwork
+        | ClusterStatus::IncompatibleRestore => Signal::Down(format!("the cluster is {status}")),
         // A state this code does not know: let the data plane decide.
-        other => Signal::NoData(format!("the cluster is {other}, a state not understood")),
+        ClusterStatus::Other(other) => {
+            Signal::NoData(format!("the cluster is {other}, a state not understood"))
+        }
     }
 }
 
 /// The cache signal from `DescribeReplicationGroups` of the region's
 /// replication group: `Ok(None)` when it does not exist.
-pub fn cache_signal(described: Result<Option<&str>, &CloudError>) -> Signal {
+pub fn cache_signal(described: Result<Option<&ReplicationGroupStatus>, &CloudError>) -> Signal {
     let status = match described {
         Ok(Some(status)) => status,
         Ok(None) => return Signal::Down("the replication group does not exist".into()),
         Err(error) => return Signal::NoData(error.to_string()),
     };
     match status {
-        "available" | "creating" | "modifying" | "snapshotting" => Signal::Up,
-        "deleting" | "create-failed" => Signal::Down(format!("the replication group is {status}")),
-        other => Signal::NoData(format!(
+        ReplicationGroupStatus::Available
+        | ReplicationGroupStatus::Creating
+        | ReplicationGroupStatus::Modifying
+        | ReplicationGroupStatus::Snapshotting => Signal::Up,
+        ReplicationGroupStatus::Deleting | ReplicationGroupStatus::CreateFailed => {
+            Signal::Down(format!("the replication group is {status}"))
+        }
+        ReplicationGroupStatus::Other(other) => Signal::NoData(format!(
             "the replication group is {other}, a state not understood"
         )),
     }
@@ -838,22 +843,31 @@ mod tests {
             Some("acme.cluster-x.us-east-1.rds.amazonaws.com:5432"),
         );
         assert_eq!(status.verdict, HealthVerdict::Unhealthy);
-        assert_eq!(status.since.as_deref(), Some("2025-01-01T00:00:00Z"));
+        assert_eq!(
+            status.since.map(|since| since.to_string()).as_deref(),
+            Some("2025-01-01T00:00:00Z")
+        );
         assert_eq!(status.reason, reason::REGION_UNREACHABLE);
         assert!(status.endpoint.unwrap().ends_with(":5432"));
     }
 
     #[test]
     fn aws_cluster_states_map_to_signals() {
-        assert_eq!(database_signal(Ok(Some("available"))), Signal::Up);
-        assert_eq!(database_signal(Ok(Some("failing-over"))), Signal::Up);
+        assert_eq!(
+            database_signal(Ok(Some(&ClusterStatus::Available))),
+            Signal::Up
+        );
+        assert_eq!(
+            database_signal(Ok(Some(&ClusterStatus::FailingOver))),
+            Signal::Up
+        );
         assert!(matches!(
-            database_signal(Ok(Some("stopped"))),
+            database_signal(Ok(Some(&ClusterStatus::Stopped))),
             Signal::Down(_)
         ));
         assert!(matches!(database_signal(Ok(None)), Signal::Down(_)));
         assert!(matches!(
-            database_signal(Ok(Some("some-new-state"))),
+            database_signal(Ok(Some(&ClusterStatus::parse("some-new-state")))),
             Signal::NoData(_)
         ));
         let unreachable = CloudError::region_unavailable("us-east-1", "connect failed");
@@ -865,9 +879,12 @@ mod tests {
 
     #[test]
     fn aws_replication_group_states_map_to_signals() {
-        assert_eq!(cache_signal(Ok(Some("available"))), Signal::Up);
+        assert_eq!(
+            cache_signal(Ok(Some(&ReplicationGroupStatus::Available))),
+            Signal::Up
+        );
         assert!(matches!(
-            cache_signal(Ok(Some("create-failed"))),
+            cache_signal(Ok(Some(&ReplicationGroupStatus::CreateFailed))),
             Signal::Down(_)
         ));
         assert!(matches!(cache_signal(Ok(None)), Signal::Down(_)));

@@ -34,10 +34,10 @@ use kube::ResourceExt;
 use super::health::Health;
 use crate::api::{
     FailoverKind, FailoverMode, FailoverRecord, FailoverRefusal, FailoverResult, FailoverSpec,
-    FailoverStatus, LagReading, ShopRegion,
+    FailoverStatus, FailoverStep, LagReading, ShopRegion,
 };
 use crate::cloud::arn_region;
-use crate::cloud::aurora::GlobalCluster;
+use crate::cloud::aurora::{GlobalCluster, GlobalClusterStatus, GlobalFailoverStatus};
 
 /// After the first healthy region in the order has had this long to act on a
 /// lost writer, the next one takes over (it may have lost its own cluster, or
@@ -106,8 +106,10 @@ pub struct GlobalView {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriterTransition {
     pub kind: FailoverKind,
-    pub from: String,
-    pub to: String,
+    /// The writer region before; `None` when AWS does not say.
+    pub from: Option<String>,
+    /// The region being promoted; `None` when AWS does not say.
+    pub to: Option<String>,
 }
 
 impl GlobalView {
@@ -117,8 +119,8 @@ impl GlobalView {
     pub fn from_global_cluster(global: &GlobalCluster) -> Self {
         let writer = global.writer().map(|m| m.region.clone());
         let transition = global.failover.as_ref().map(|state| {
-            let kind = if state.status == "switching-over"
-                || global.status == "switching-over"
+            let kind = if state.status == GlobalFailoverStatus::SwitchingOver
+                || global.status == GlobalClusterStatus::SwitchingOver
                 || !state.allow_data_loss
             {
                 FailoverKind::Switchover
@@ -127,25 +129,23 @@ impl GlobalView {
             };
             WriterTransition {
                 kind,
-                from: arn_region(&state.from_cluster_arn)
-                    .unwrap_or_default()
-                    .to_string(),
-                to: arn_region(&state.to_cluster_arn)
-                    .unwrap_or_default()
-                    .to_string(),
+                from: arn_region(&state.from_cluster_arn).map(str::to_string),
+                to: arn_region(&state.to_cluster_arn).map(str::to_string),
             }
         });
         let transition = transition.or_else(|| {
-            matches!(global.status.as_str(), "failing-over" | "switching-over").then(|| {
-                WriterTransition {
-                    kind: if global.status == "switching-over" {
-                        FailoverKind::Switchover
-                    } else {
-                        FailoverKind::Failover
-                    },
-                    from: writer.clone().unwrap_or_default(),
-                    to: String::new(),
-                }
+            matches!(
+                global.status,
+                GlobalClusterStatus::FailingOver | GlobalClusterStatus::SwitchingOver
+            )
+            .then(|| WriterTransition {
+                kind: if global.status == GlobalClusterStatus::SwitchingOver {
+                    FailoverKind::Switchover
+                } else {
+                    FailoverKind::Failover
+                },
+                from: writer.clone(),
+                to: None,
             })
         });
         let members = global.members.iter().map(|m| m.region.clone()).collect();
@@ -166,15 +166,17 @@ pub struct LagSample {
 
 impl LagSample {
     pub(crate) fn from_reading(reading: &LagReading) -> Option<Self> {
-        let at = reading.observed_at.parse().ok()?;
         let lag = Duration::try_from_secs_f64(reading.seconds).ok()?;
-        Some(Self { lag, at })
+        Some(Self {
+            lag,
+            at: reading.observed_at,
+        })
     }
 
     pub fn to_reading(self) -> LagReading {
         LagReading {
             seconds: self.lag.as_secs_f64(),
-            observed_at: self.at.to_string(),
+            observed_at: self.at,
         }
     }
 }
@@ -200,27 +202,22 @@ pub struct Attempt {
     pub started_at: Timestamp,
     pub completed_at: Option<Timestamp>,
     pub result: Option<FailoverResult>,
-    pub completed_steps: Vec<String>,
+    pub completed_steps: Vec<FailoverStep>,
 }
 
 impl Attempt {
-    /// Parses a record; `None` when its timestamps are not RFC 3339 (the
-    /// operator writes them, so only a hand edit gets here).
-    pub fn from_record(region: &str, record: &FailoverRecord) -> Option<Self> {
-        let completed_at = match &record.completed_at {
-            Some(text) => Some(text.parse().ok()?),
-            None => None,
-        };
-        Some(Self {
+    /// The attempt a region's record describes.
+    pub fn from_record(region: &str, record: &FailoverRecord) -> Self {
+        Self {
             region: region.to_string(),
             kind: record.kind,
             from: record.from.clone(),
             to: record.to.clone(),
-            started_at: record.started_at.parse().ok()?,
-            completed_at,
+            started_at: record.started_at,
+            completed_at: record.completed_at,
             result: record.result,
             completed_steps: record.completed_steps.clone(),
-        })
+        }
     }
 
     /// Recorded and not finished.
@@ -357,7 +354,7 @@ pub fn observe(input: &ObserveInput<'_>) -> FleetObservation {
         .chain(peers.iter().copied())
         .filter_map(|sr| {
             let record = sr.status.as_ref()?.last_failover.as_ref()?;
-            Attempt::from_record(&sr.spec.region, record)
+            Some(Attempt::from_record(&sr.spec.region, record))
         })
         .collect();
 
@@ -366,9 +363,7 @@ pub fn observe(input: &ObserveInput<'_>) -> FleetObservation {
         global: input.global.clone(),
         regions,
         attempts,
-        writer_changed_at: local_failover
-            .and_then(|f| f.writer_changed_at.as_ref())
-            .and_then(|t| t.parse().ok()),
+        writer_changed_at: local_failover.and_then(|f| f.writer_changed_at),
         preferred_region: local_failover.and_then(|f| f.preferred_region.clone()),
         disagreements,
     }
@@ -434,8 +429,8 @@ pub fn next_failover_status(
         previous_preferred
     };
     let writer_changed_at = match (previous_writer, writer) {
-        (Some(before), Some(after)) if before != after => Some(now.to_string()),
-        _ => previous.and_then(|p| p.writer_changed_at.clone()),
+        (Some(before), Some(after)) if before != after => Some(now),
+        _ => previous.and_then(|p| p.writer_changed_at),
     };
     let last_known_lag = lag_read
         .map(LagSample::to_reading)
@@ -453,17 +448,17 @@ pub fn next_failover_status(
 /// a new one when they change, none when nothing is refused.
 pub fn next_refusal(
     previous: Option<&FailoverRefusal>,
-    refused: Option<(&str, &str, &str)>,
+    refused: Option<(&str, Option<&str>, &str)>,
     now: Timestamp,
 ) -> Option<FailoverRefusal> {
     let (reason, lost_writer, message) = refused?;
     let since = match previous {
-        Some(p) if p.reason == reason && p.lost_writer == lost_writer => p.since.clone(),
-        _ => now.to_string(),
+        Some(p) if p.reason == reason && p.lost_writer.as_deref() == lost_writer => p.since,
+        _ => now,
     };
     Some(FailoverRefusal {
         reason: reason.to_string(),
-        lost_writer: lost_writer.to_string(),
+        lost_writer: lost_writer.map(str::to_string),
         message: message.to_string(),
         since,
     })
@@ -490,7 +485,7 @@ mod tests {
             failover: Some(FailoverStatus {
                 last_known_lag: Some(LagReading {
                     seconds,
-                    observed_at: t(at).to_string(),
+                    observed_at: t(at),
                 }),
                 ..Default::default()
             }),
@@ -516,11 +511,11 @@ mod tests {
         }
     }
 
-    fn global(status: &str, failover: Option<GlobalFailoverState>) -> GlobalCluster {
+    fn global(status: GlobalClusterStatus, failover: Option<GlobalFailoverState>) -> GlobalCluster {
         GlobalCluster {
             id: "acme-global".into(),
             arn: "arn:aws:rds::123456789012:global-cluster:acme-global".into(),
-            status: status.into(),
+            status,
             engine: "aurora-postgresql".into(),
             engine_version: "16.4".into(),
             members: vec![
@@ -689,8 +684,8 @@ mod tests {
             from: from.into(),
             to: to.into(),
             reason: "test".into(),
-            started_at: t(started).to_string(),
-            completed_at: completed.map(|c| t(c).to_string()),
+            started_at: t(started),
+            completed_at: completed.map(t),
             result: completed.map(|_| FailoverResult::Completed),
             duration_seconds: None,
             data_loss_risk_seconds: None,
@@ -725,9 +720,11 @@ mod tests {
 
     #[test]
     fn a_record_with_a_malformed_timestamp_is_ignored() {
-        let mut bad = record("us-east-1", "eu-west-1", 0, None);
-        bad.started_at = "yesterday".into();
-        assert_eq!(Attempt::from_record("eu-west-1", &bad), None);
+        // A timestamp is typed: a record whose time is not RFC 3339 is
+        // refused when it is read and never becomes an attempt.
+        let mut bad = serde_json::to_value(record("us-east-1", "eu-west-1", 0, None)).unwrap();
+        bad["startedAt"] = "yesterday".into();
+        assert!(serde_json::from_value::<FailoverRecord>(bad).is_err());
     }
 
     #[test]
@@ -735,22 +732,20 @@ mod tests {
         let mut r = record("us-east-1", "eu-west-1", 0, Some(10));
         r.result = Some(FailoverResult::Abandoned);
         assert_eq!(
-            Attempt::from_record("eu-west-1", &r)
-                .unwrap()
-                .moved_writer_at(),
+            Attempt::from_record("eu-west-1", &r).moved_writer_at(),
             None
         );
     }
 
     #[test]
     fn the_writer_and_a_failover_in_progress_come_from_aws() {
-        let view = GlobalView::from_global_cluster(&global("available", None));
+        let view = GlobalView::from_global_cluster(&global(GlobalClusterStatus::Available, None));
         assert_eq!(view.writer.as_deref(), Some("us-east-1"));
         assert_eq!(view.transition, None);
         let failing = global(
-            "failing-over",
+            GlobalClusterStatus::FailingOver,
             Some(GlobalFailoverState {
-                status: "failing-over".into(),
+                status: GlobalFailoverStatus::FailingOver,
                 from_cluster_arn: member("us-east-1", true).cluster_arn,
                 to_cluster_arn: member("eu-west-1", false).cluster_arn,
                 allow_data_loss: true,
@@ -760,14 +755,14 @@ mod tests {
             GlobalView::from_global_cluster(&failing).transition,
             Some(WriterTransition {
                 kind: FailoverKind::Failover,
-                from: "us-east-1".into(),
-                to: "eu-west-1".into(),
+                from: Some("us-east-1".into()),
+                to: Some("eu-west-1".into()),
             })
         );
         let switching = global(
-            "switching-over",
+            GlobalClusterStatus::SwitchingOver,
             Some(GlobalFailoverState {
-                status: "switching-over".into(),
+                status: GlobalFailoverStatus::SwitchingOver,
                 from_cluster_arn: member("us-east-1", true).cluster_arn,
                 to_cluster_arn: member("ap-northeast-1", false).cluster_arn,
                 allow_data_loss: false,
@@ -777,14 +772,14 @@ mod tests {
             .transition
             .unwrap();
         assert_eq!(
-            (t.kind, t.to.as_str()),
-            (FailoverKind::Switchover, "ap-northeast-1")
+            (t.kind, t.to.as_deref()),
+            (FailoverKind::Switchover, Some("ap-northeast-1"))
         );
     }
 
     #[test]
     fn a_failing_over_global_cluster_without_details_still_counts_as_in_progress() {
-        let view = GlobalView::from_global_cluster(&global("failing-over", None));
+        let view = GlobalView::from_global_cluster(&global(GlobalClusterStatus::FailingOver, None));
         assert!(view.transition.is_some());
     }
 
@@ -797,17 +792,17 @@ mod tests {
 
     #[test]
     fn a_lasting_refusal_keeps_its_start_and_a_new_reason_starts_anew() {
-        let rpo = ("RPOBudgetExceeded", "us-east-1", "lag 45s over 30s");
+        let rpo = ("RPOBudgetExceeded", Some("us-east-1"), "lag 45s over 30s");
         let first = next_refusal(None, Some(rpo), t(0)).unwrap();
-        assert_eq!(first.since, t(0).to_string());
+        assert_eq!(first.since, t(0));
         let same = next_refusal(Some(&first), Some(rpo), t(30));
         assert_eq!(same.as_ref(), Some(&first));
         let other = next_refusal(
             Some(&first),
-            Some(("ReplicationLagUnknown", "us-east-1", "lag unknown")),
+            Some(("ReplicationLagUnknown", Some("us-east-1"), "lag unknown")),
             t(60),
         );
-        assert_eq!(other.unwrap().since, t(60).to_string());
+        assert_eq!(other.unwrap().since, t(60));
         assert_eq!(next_refusal(Some(&first), None, t(90)), None);
     }
 
@@ -826,7 +821,7 @@ mod tests {
             t(100),
         );
         assert_eq!(next.preferred_region.as_deref(), Some("us-east-1"));
-        assert_eq!(next.writer_changed_at, Some(t(100).to_string()));
+        assert_eq!(next.writer_changed_at, Some(t(100)));
     }
 
     #[test]
@@ -873,7 +868,7 @@ mod tests {
     #[test]
     fn an_unchanged_writer_keeps_the_recorded_change_time() {
         let before = FailoverStatus {
-            writer_changed_at: Some(t(5).to_string()),
+            writer_changed_at: Some(t(5)),
             ..Default::default()
         };
         let next = next_failover_status(
@@ -884,7 +879,7 @@ mod tests {
             None,
             t(50),
         );
-        assert_eq!(next.writer_changed_at, Some(t(5).to_string()));
+        assert_eq!(next.writer_changed_at, Some(t(5)));
         // A writer unknown this round is not a change either.
         let unknown = next_failover_status(
             Some(&before),
@@ -894,6 +889,6 @@ mod tests {
             None,
             t(60),
         );
-        assert_eq!(unknown.writer_changed_at, Some(t(5).to_string()));
+        assert_eq!(unknown.writer_changed_at, Some(t(5)));
     }
 }

@@ -17,7 +17,7 @@ use super::health::Health;
 use super::observe::{
     Attempt, FleetObservation, GlobalView, LagSample, Policy, RegionView, WriterTransition,
 };
-use crate::api::{FailoverKind, FailoverMode, FailoverResult, HealthVerdict};
+use crate::api::{FailoverKind, FailoverMode, FailoverResult, FailoverStep, HealthVerdict};
 
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-northeast-1"];
 
@@ -93,7 +93,7 @@ fn attempt() -> impl Strategy<Value = Attempt> {
             completed_at: end.map(|(d, _)| t((started + d).min(0))),
             result: end.map(|(_, r)| r),
             completed_steps: if steps {
-                vec!["AuroraPromotionRequested".into()]
+                vec![FailoverStep::AuroraFailoverRequested]
             } else {
                 vec![]
             },
@@ -114,8 +114,8 @@ fn global() -> impl Strategy<Value = Option<GlobalView>> {
                 )
                     .prop_map(|(kind, from, to)| WriterTransition {
                         kind,
-                        from,
-                        to,
+                        from: Some(from),
+                        to: Some(to),
                     }),
             ),
         )
@@ -300,7 +300,7 @@ proptest! {
                     .global
                     .as_ref()
                     .and_then(|g| g.transition.as_ref())
-                    .is_some_and(|t| t.to == to)
+                    .is_some_and(|t| t.to.as_deref() == Some(to))
         };
         let callers: Vec<&str> = all
             .iter()

@@ -469,16 +469,8 @@ async fn sample_region(
             }
         }
     );
-    let database = database_signal(
-        cluster
-            .as_ref()
-            .map(|c| c.as_ref().map(|c| c.status.as_str())),
-    );
-    let cache_state = cache_signal(
-        group
-            .as_ref()
-            .map(|g| g.as_ref().map(|g| g.status.as_str())),
-    );
+    let database = database_signal(cluster.as_ref().map(|c| c.as_ref().map(|c| &c.status)));
+    let cache_state = cache_signal(group.as_ref().map(|g| g.as_ref().map(|g| &g.status)));
     // The region's own endpoint: the writer endpoint of the writer, the
     // reader endpoint of a secondary; remembered for when the API is down.
     let described = cluster.ok().flatten().and_then(|c| {

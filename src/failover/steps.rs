@@ -26,35 +26,9 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use super::decide::Promotion;
-use super::observe::GlobalView;
-use crate::api::{FailoverKind, FailoverRecord, FailoverResult};
+use super::observe::{GlobalView, WriterTransition};
+use crate::api::{FailoverKind, FailoverRecord, FailoverResult, FailoverStep};
 use crate::clock::elapsed;
-
-/// Names of `status.lastFailover.completedSteps`.
-pub mod step {
-    /// AWS accepted `FailoverGlobalCluster` (or shows it under way).
-    pub const AURORA_FAILOVER_REQUESTED: &str = "AuroraFailoverRequested";
-    /// AWS accepted `SwitchoverGlobalCluster` (or shows it under way).
-    pub const AURORA_SWITCHOVER_REQUESTED: &str = "AuroraSwitchoverRequested";
-    /// AWS reports the target as the writer of the global cluster.
-    pub const AURORA_WRITER_MOVED: &str = "AuroraWriterMoved";
-    /// AWS accepted `FailoverGlobalReplicationGroup`.
-    pub const CACHE_FAILOVER_REQUESTED: &str = "CacheFailoverRequested";
-    /// AWS reports the target's replication group as the primary.
-    pub const CACHE_PRIMARY_MOVED: &str = "CachePrimaryMoved";
-    /// The shop has no Global Datastore member in the target: nothing to move.
-    pub const CACHE_NOT_IN_GLOBAL_DATASTORE: &str = "CacheNotInGlobalDatastore";
-    /// The target's topology ConfigMap carries the primary role.
-    pub const TOPOLOGY_UPDATED: &str = "TopologyUpdated";
-
-    /// The Aurora request step of a kind of promotion.
-    pub fn aurora_requested(kind: crate::api::FailoverKind) -> &'static str {
-        match kind {
-            crate::api::FailoverKind::Failover => AURORA_FAILOVER_REQUESTED,
-            crate::api::FailoverKind::Switchover => AURORA_SWITCHOVER_REQUESTED,
-        }
-    }
-}
 
 /// The shop's Global Datastore as the target region's endpoint shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +73,7 @@ pub enum Next {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepPlan {
     /// Every step done, in order: the recorded ones and those AWS now shows.
-    pub completed: Vec<String>,
+    pub completed: Vec<FailoverStep>,
     pub next: Next,
 }
 
@@ -109,7 +83,7 @@ pub struct Progress<'a> {
     pub kind: FailoverKind,
     pub from: &'a str,
     pub to: &'a str,
-    pub completed: &'a [String],
+    pub completed: &'a [FailoverStep],
 }
 
 impl<'a> Progress<'a> {
@@ -131,9 +105,9 @@ pub fn plan(progress: Progress<'_>, aurora: &GlobalView, cache: &CacheView) -> S
     StepPlan { completed, next }
 }
 
-fn mark(completed: &mut Vec<String>, step: &str) {
-    if !completed.iter().any(|s| s == step) {
-        completed.push(step.to_string());
+fn mark(completed: &mut Vec<FailoverStep>, step: FailoverStep) {
+    if !completed.contains(&step) {
+        completed.push(step);
     }
 }
 
@@ -141,20 +115,24 @@ fn next_step(
     progress: Progress<'_>,
     aurora: &GlobalView,
     cache: &CacheView,
-    completed: &mut Vec<String>,
+    completed: &mut Vec<FailoverStep>,
 ) -> Next {
     let Progress { kind, from, to, .. } = progress;
-    let requested = step::aurora_requested(kind);
+    let requested = FailoverStep::aurora_requested(kind);
     let aurora_moved = match &aurora.transition {
-        Some(t) if t.to.is_empty() => {
+        Some(WriterTransition { to: None, .. }) => {
             return Next::Wait(
                 "AWS reports a writer change under way without naming its target".into(),
             );
         }
-        Some(t) if t.to != to => {
+        Some(WriterTransition {
+            from: moving_from,
+            to: Some(moving_to),
+            ..
+        }) if moving_to != to => {
             return Next::Superseded(format!(
-                "AWS is moving the writer from {} to {}, not to {to}",
-                t.from, t.to
+                "AWS is moving the writer from {} to {moving_to}, not to {to}",
+                moving_from.as_deref().unwrap_or("?")
             ));
         }
         Some(_) => {
@@ -164,11 +142,11 @@ fn next_step(
         None => match aurora.writer.as_deref() {
             Some(writer) if writer == to => {
                 mark(completed, requested);
-                mark(completed, step::AURORA_WRITER_MOVED);
+                mark(completed, FailoverStep::AuroraWriterMoved);
                 true
             }
             Some(writer) if writer == from => {
-                if completed.iter().any(|s| s == requested) {
+                if completed.contains(&requested) {
                     // decide() gives the request up once it is older than
                     // the intent timeout; until then AWS may still show it.
                     return Next::Wait(format!(
@@ -190,7 +168,7 @@ fn next_step(
         CacheView::Unknown(why) => {
             return Next::Wait(format!("the Global Datastore could not be read: {why}"));
         }
-        CacheView::NotApplicable(_) => mark(completed, step::CACHE_NOT_IN_GLOBAL_DATASTORE),
+        CacheView::NotApplicable(_) => mark(completed, FailoverStep::CacheNotInGlobalDatastore),
         CacheView::Datastore {
             id,
             primary,
@@ -198,12 +176,10 @@ fn next_step(
             target_group,
             target_associated,
         } => {
-            let cache_requested = completed
-                .iter()
-                .any(|s| s == step::CACHE_FAILOVER_REQUESTED);
+            let cache_requested = completed.contains(&FailoverStep::CacheFailoverRequested);
             if primary.as_deref() == Some(to) {
-                mark(completed, step::CACHE_FAILOVER_REQUESTED);
-                mark(completed, step::CACHE_PRIMARY_MOVED);
+                mark(completed, FailoverStep::CacheFailoverRequested);
+                mark(completed, FailoverStep::CachePrimaryMoved);
             } else if !settled {
                 return Next::Wait(if cache_requested {
                     format!("AWS is moving the primary of Global Datastore {id} to {to}")
@@ -255,7 +231,7 @@ pub fn intent(promotion: &Promotion, now: Timestamp) -> FailoverRecord {
         from: promotion.from.clone(),
         to: promotion.to.clone(),
         reason: promotion.reason.clone(),
-        started_at: now.to_string(),
+        started_at: now,
         completed_at: None,
         result: None,
         duration_seconds: None,
@@ -269,16 +245,12 @@ pub fn close(
     record: &FailoverRecord,
     result: FailoverResult,
     now: Timestamp,
-) -> (FailoverRecord, Option<Duration>) {
-    let duration = record
-        .started_at
-        .parse::<Timestamp>()
-        .ok()
-        .map(|started| elapsed(started, now));
+) -> (FailoverRecord, Duration) {
+    let duration = elapsed(record.started_at, now);
     let closed = FailoverRecord {
-        completed_at: Some(now.to_string()),
+        completed_at: Some(now),
         result: Some(result),
-        duration_seconds: duration.map(|d| d.as_secs_f64()),
+        duration_seconds: Some(duration.as_secs_f64()),
         ..record.clone()
     };
     (closed, duration)
@@ -306,8 +278,8 @@ mod tests {
             writer: Some(from.into()),
             transition: Some(WriterTransition {
                 kind: FailoverKind::Failover,
-                from: from.into(),
-                to: to.into(),
+                from: Some(from.into()),
+                to: Some(to.into()),
             }),
             members: Vec::new(),
         }
@@ -323,11 +295,11 @@ mod tests {
         }
     }
 
-    fn failover(completed: &[&str]) -> Vec<String> {
-        completed.iter().map(|s| s.to_string()).collect()
+    fn failover(completed: &[FailoverStep]) -> Vec<FailoverStep> {
+        completed.to_vec()
     }
 
-    fn run(completed: &[String], aurora: &GlobalView, cache: &CacheView) -> StepPlan {
+    fn run(completed: &[FailoverStep], aurora: &GlobalView, cache: &CacheView) -> StepPlan {
         plan(
             Progress {
                 kind: FailoverKind::Failover,
@@ -351,25 +323,31 @@ mod tests {
     fn once_aws_moves_the_writer_the_cache_is_promoted_without_waiting_for_it() {
         let p = run(&[], &moving(US, EU), &datastore(US, true));
         assert_eq!(p.next, Next::PromoteCache);
-        assert_eq!(p.completed, failover(&[step::AURORA_FAILOVER_REQUESTED]));
+        assert_eq!(
+            p.completed,
+            failover(&[FailoverStep::AuroraFailoverRequested])
+        );
     }
 
     #[test]
     fn a_request_aws_carries_out_is_recorded_and_never_repeated() {
-        let done = failover(&[step::AURORA_FAILOVER_REQUESTED]);
+        let done = failover(&[FailoverStep::AuroraFailoverRequested]);
         // AWS accepted the cache failover too: both are under way.
         let p = run(&done, &moving(US, EU), &datastore(US, false));
         assert!(matches!(p.next, Next::Wait(_)), "{:?}", p.next);
         // A call whose answer was lost (a timeout) shows up as AWS moving
         // the writer: recorded, not sent again.
         let p = run(&[], &moving(US, EU), &datastore(US, false));
-        assert_eq!(p.completed, failover(&[step::AURORA_FAILOVER_REQUESTED]));
+        assert_eq!(
+            p.completed,
+            failover(&[FailoverStep::AuroraFailoverRequested])
+        );
         assert!(matches!(p.next, Next::Wait(_)));
     }
 
     #[test]
     fn a_request_aws_shows_no_trace_of_is_waited_for_not_resent() {
-        let done = failover(&[step::AURORA_FAILOVER_REQUESTED]);
+        let done = failover(&[FailoverStep::AuroraFailoverRequested]);
         let p = run(&done, &writer(US), &datastore(US, true));
         assert!(
             matches!(&p.next, Next::Wait(m) if m.contains("still shows us-east-1")),
@@ -385,17 +363,17 @@ mod tests {
         assert_eq!(
             p.completed,
             failover(&[
-                step::AURORA_FAILOVER_REQUESTED,
-                step::AURORA_WRITER_MOVED,
-                step::CACHE_FAILOVER_REQUESTED,
-                step::CACHE_PRIMARY_MOVED,
+                FailoverStep::AuroraFailoverRequested,
+                FailoverStep::AuroraWriterMoved,
+                FailoverStep::CacheFailoverRequested,
+                FailoverStep::CachePrimaryMoved,
             ])
         );
     }
 
     #[test]
     fn the_cache_moved_first_still_waits_for_the_aurora_writer() {
-        let done = failover(&[step::AURORA_FAILOVER_REQUESTED]);
+        let done = failover(&[FailoverStep::AuroraFailoverRequested]);
         let p = run(&done, &moving(US, EU), &datastore(EU, true));
         assert!(
             matches!(&p.next, Next::Wait(m) if m.contains("moving the writer")),
@@ -418,7 +396,10 @@ mod tests {
 
     #[test]
     fn a_cache_busy_with_someone_elses_change_is_waited_for() {
-        let done = failover(&[step::AURORA_FAILOVER_REQUESTED, step::AURORA_WRITER_MOVED]);
+        let done = failover(&[
+            FailoverStep::AuroraFailoverRequested,
+            FailoverStep::AuroraWriterMoved,
+        ]);
         let p = run(&done, &writer(EU), &datastore(US, false));
         assert!(
             matches!(&p.next, Next::Wait(m) if m.contains("busy")),
@@ -428,9 +409,9 @@ mod tests {
         // Settled elsewhere after our request: asked again, because the
         // Aurora writer is here and the cache follows it.
         let done = failover(&[
-            step::AURORA_FAILOVER_REQUESTED,
-            step::AURORA_WRITER_MOVED,
-            step::CACHE_FAILOVER_REQUESTED,
+            FailoverStep::AuroraFailoverRequested,
+            FailoverStep::AuroraWriterMoved,
+            FailoverStep::CacheFailoverRequested,
         ]);
         assert_eq!(
             run(&done, &writer(EU), &datastore(AP, true)).next,
@@ -448,7 +429,7 @@ mod tests {
         assert_eq!(p.next, Next::Topology);
         assert!(
             p.completed
-                .contains(&step::CACHE_NOT_IN_GLOBAL_DATASTORE.to_string())
+                .contains(&FailoverStep::CacheNotInGlobalDatastore)
         );
     }
 
@@ -490,14 +471,17 @@ mod tests {
                 writer: Some(US.into()),
                 transition: Some(WriterTransition {
                     kind: FailoverKind::Switchover,
-                    from: US.into(),
-                    to: EU.into(),
+                    from: Some(US.into()),
+                    to: Some(EU.into()),
                 }),
                 members: Vec::new(),
             },
             &datastore(US, true),
         );
-        assert_eq!(p.completed, failover(&[step::AURORA_SWITCHOVER_REQUESTED]));
+        assert_eq!(
+            p.completed,
+            failover(&[FailoverStep::AuroraSwitchoverRequested])
+        );
     }
 
     #[test]
@@ -537,9 +521,16 @@ mod tests {
             FailoverResult::Completed,
             Timestamp::from_second(1_735_689_662).unwrap(),
         );
-        assert_eq!(duration, Some(Duration::from_secs(62)));
+        assert_eq!(duration, Duration::from_secs(62));
         assert_eq!(closed.duration_seconds, Some(62.0));
         assert_eq!(closed.result, Some(FailoverResult::Completed));
-        assert_eq!(closed.completed_at.as_deref(), Some("2025-01-01T00:01:02Z"));
+        assert_eq!(
+            closed.completed_at,
+            Some(Timestamp::from_second(1_735_689_662).unwrap())
+        );
+        assert_eq!(
+            serde_json::to_value(&closed).unwrap()["completedAt"],
+            "2025-01-01T00:01:02Z"
+        );
     }
 }

@@ -11,7 +11,10 @@ use crate::cloud::executor::DeletionPlan;
 
 use super::names::{Ownership, cluster_id, final_snapshot_id, global_cluster_id, ownership};
 use super::plan::reason;
-use super::port::{Cluster, DeleteClusterRequest, GlobalCluster, Instance};
+use super::port::{
+    Cluster, ClusterStatus, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus, Instance,
+    InstanceStatus,
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct CleanupInput<'a> {
@@ -100,7 +103,7 @@ pub fn plan(input: &CleanupInput) -> CleanupPlan {
         // Neither created nor adopted by shopfleet: not ours to delete.
         return CleanupPlan::Done;
     }
-    if cluster.status == "deleting" {
+    if cluster.status == ClusterStatus::Deleting {
         return wait(format!("cluster {} is deleting", cluster.id));
     }
 
@@ -124,7 +127,9 @@ pub fn plan(input: &CleanupInput) -> CleanupPlan {
                 ),
             };
         }
-        if global.status != "available" || cluster.status != "available" {
+        if global.status != GlobalClusterStatus::Available
+            || cluster.status != ClusterStatus::Available
+        {
             return wait(format!(
                 "removal from global cluster {gid} waits for it ({}) and cluster {} ({})",
                 global.status, cluster.id, cluster.status
@@ -147,8 +152,11 @@ pub fn plan(input: &CleanupInput) -> CleanupPlan {
 
     if let Some(busy) = input.instances.iter().find(|i| {
         !matches!(
-            i.status.as_str(),
-            "available" | "deleting" | "stopped" | "failed"
+            i.status,
+            InstanceStatus::Available
+                | InstanceStatus::Deleting
+                | InstanceStatus::Stopped
+                | InstanceStatus::Failed
         )
     }) {
         return wait(format!("instance {} is {}", busy.id, busy.status));
@@ -156,7 +164,7 @@ pub fn plan(input: &CleanupInput) -> CleanupPlan {
     let deletable: Vec<CleanupAction> = input
         .instances
         .iter()
-        .filter(|i| i.status != "deleting")
+        .filter(|i| i.status != InstanceStatus::Deleting)
         .map(|i| CleanupAction::DeleteInstance {
             instance_id: i.id.clone(),
         })
@@ -172,7 +180,7 @@ pub fn plan(input: &CleanupInput) -> CleanupPlan {
             cluster.id
         ));
     }
-    if cluster.status != "available" {
+    if cluster.status != ClusterStatus::Available {
         return wait(format!("cluster {} is {}", cluster.id, cluster.status));
     }
     if cluster.deletion_protection {
@@ -194,16 +202,18 @@ pub fn plan(input: &CleanupInput) -> CleanupPlan {
 /// last region out deletes it (whichever region's cleanup sees it first).
 fn delete_empty_global(global: Option<&GlobalCluster>) -> Option<CleanupPlan> {
     let global = global.filter(|g| g.members.is_empty())?;
-    Some(match global.status.as_str() {
-        "deleting" => wait(format!("global cluster {} is deleting", global.id)),
-        "available" if global.deletion_protection => {
+    Some(match &global.status {
+        GlobalClusterStatus::Deleting => wait(format!("global cluster {} is deleting", global.id)),
+        GlobalClusterStatus::Available if global.deletion_protection => {
             CleanupPlan::Steps(vec![CleanupAction::DisableGlobalDeletionProtection {
                 global_cluster_id: global.id.clone(),
             }])
         }
-        "available" => CleanupPlan::Steps(vec![CleanupAction::DeleteGlobalCluster {
-            global_cluster_id: global.id.clone(),
-        }]),
+        GlobalClusterStatus::Available => {
+            CleanupPlan::Steps(vec![CleanupAction::DeleteGlobalCluster {
+                global_cluster_id: global.id.clone(),
+            }])
+        }
         other => wait(format!("global cluster {} is {other}", global.id)),
     })
 }
@@ -237,18 +247,22 @@ mod tests {
     #[test]
     fn retain_leaves_everything() {
         let spec = acme("us-east-1");
-        let g = global("available", Some("us-east-1"), &[]);
-        let c = cluster(&spec, "available");
-        let i = [instance(&spec, 0, "available", true)];
+        let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
+        let c = cluster(&spec, ClusterStatus::Available);
+        let i = [instance(&spec, 0, InstanceStatus::Available, true)];
         assert_eq!(run(&spec, Some(&g), Some(&c), &i), CleanupPlan::Done);
     }
 
     #[test]
     fn a_secondary_is_removed_from_the_global_cluster_first() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Snapshot);
-        let g = global("available", Some("us-east-1"), &["eu-west-1"]);
-        let c = cluster(&spec, "available");
-        let i = [instance(&spec, 0, "available", false)];
+        let g = global(
+            GlobalClusterStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        let c = cluster(&spec, ClusterStatus::Available);
+        let i = [instance(&spec, 0, InstanceStatus::Available, false)];
         assert_eq!(
             run(&spec, Some(&g), Some(&c), &i),
             CleanupPlan::Steps(vec![CleanupAction::RemoveFromGlobalCluster {
@@ -261,8 +275,8 @@ mod tests {
     #[test]
     fn a_detaching_secondary_waits() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let g = global("available", Some("us-east-1"), &[]);
-        let mut c = cluster(&spec, "modifying");
+        let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
+        let mut c = cluster(&spec, ClusterStatus::Modifying);
         c.global_cluster_id = Some("acme-global".into());
         assert!(matches!(
             run(&spec, Some(&g), Some(&c), &[]),
@@ -273,11 +287,11 @@ mod tests {
     #[test]
     fn a_detached_secondary_deletes_its_instances_together() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let g = global("available", Some("us-east-1"), &[]);
-        let c = cluster(&spec, "available");
+        let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
+        let c = cluster(&spec, ClusterStatus::Available);
         let i = [
-            instance(&spec, 0, "available", false),
-            instance(&spec, 1, "available", false),
+            instance(&spec, 0, InstanceStatus::Available, false),
+            instance(&spec, 1, InstanceStatus::Available, false),
         ];
         assert_eq!(
             run(&spec, Some(&g), Some(&c), &i),
@@ -295,13 +309,13 @@ mod tests {
     #[test]
     fn cleanup_waits_while_instances_are_deleting_or_creating() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let c = cluster(&spec, "available");
+        let c = cluster(&spec, ClusterStatus::Available);
         assert!(matches!(
             run(
                 &spec,
                 None,
                 Some(&c),
-                &[instance(&spec, 0, "deleting", false)]
+                &[instance(&spec, 0, InstanceStatus::Deleting, false)]
             ),
             CleanupPlan::Wait { .. }
         ));
@@ -310,7 +324,7 @@ mod tests {
                 &spec,
                 None,
                 Some(&c),
-                &[instance(&spec, 0, "creating", false)]
+                &[instance(&spec, 0, InstanceStatus::Creating, false)]
             ),
             CleanupPlan::Wait { .. }
         ));
@@ -319,7 +333,7 @@ mod tests {
     #[test]
     fn deletion_protection_is_turned_off_before_the_cluster_is_deleted() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let c = cluster(&spec, "available");
+        let c = cluster(&spec, ClusterStatus::Available);
         assert_eq!(
             run(&spec, None, Some(&c), &[]),
             CleanupPlan::Steps(vec![CleanupAction::DisableDeletionProtection {
@@ -331,7 +345,7 @@ mod tests {
     #[test]
     fn delete_policy_skips_the_final_snapshot() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let mut c = cluster(&spec, "available");
+        let mut c = cluster(&spec, ClusterStatus::Available);
         c.deletion_protection = false;
         assert_eq!(
             run(&spec, None, Some(&c), &[]),
@@ -348,7 +362,7 @@ mod tests {
     #[test]
     fn snapshot_policy_takes_a_deterministic_final_snapshot() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Snapshot);
-        let mut c = cluster(&spec, "available");
+        let mut c = cluster(&spec, ClusterStatus::Available);
         c.deletion_protection = false;
         c.created_at = Some(k8s_openapi::jiff::Timestamp::from_second(1_735_689_600).unwrap());
         let CleanupPlan::Steps(steps) = run(&spec, None, Some(&c), &[]) else {
@@ -370,11 +384,11 @@ mod tests {
     fn a_primary_with_secondaries_is_never_deleted() {
         let spec = with_policy("us-east-1", DeletionPolicy::Delete);
         let g = global(
-            "available",
+            GlobalClusterStatus::Available,
             Some("us-east-1"),
             &["eu-west-1", "ap-northeast-1"],
         );
-        let c = cluster(&spec, "available");
+        let c = cluster(&spec, ClusterStatus::Available);
         let CleanupPlan::Blocked { reason, message } = run(&spec, Some(&g), Some(&c), &[]) else {
             panic!("expected blocked");
         };
@@ -385,8 +399,8 @@ mod tests {
     #[test]
     fn the_last_primary_leaves_the_global_cluster_then_deletes_it_then_itself() {
         let spec = with_policy("us-east-1", DeletionPolicy::Snapshot);
-        let c = cluster(&spec, "available");
-        let alone = global("available", Some("us-east-1"), &[]);
+        let c = cluster(&spec, ClusterStatus::Available);
+        let alone = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
         assert_eq!(
             run(&spec, Some(&alone), Some(&c), &[]),
             CleanupPlan::Steps(vec![CleanupAction::RemoveFromGlobalCluster {
@@ -394,8 +408,8 @@ mod tests {
                 cluster_arn: c.arn.clone(),
             }])
         );
-        let mut empty = global("available", None, &[]);
-        let i = [instance(&spec, 0, "available", true)];
+        let mut empty = global(GlobalClusterStatus::Available, None, &[]);
+        let i = [instance(&spec, 0, InstanceStatus::Available, true)];
         assert_eq!(
             run(&spec, Some(&empty), Some(&c), &i),
             CleanupPlan::Steps(vec![CleanupAction::DisableGlobalDeletionProtection {
@@ -410,7 +424,7 @@ mod tests {
             }])
         );
         assert!(matches!(
-            run(&spec, None, Some(&c), &[instance(&spec, 0, "available", true)]),
+            run(&spec, None, Some(&c), &[instance(&spec, 0, InstanceStatus::Available, true)]),
             CleanupPlan::Steps(ref s) if s == &[CleanupAction::DeleteInstance { instance_id: "acme-us-east-1-0".into() }]
         ));
     }
@@ -418,14 +432,14 @@ mod tests {
     #[test]
     fn retain_never_unprotects_an_empty_global_cluster() {
         let spec = acme("eu-west-1");
-        let empty = global("available", None, &[]);
+        let empty = global(GlobalClusterStatus::Available, None, &[]);
         assert_eq!(run(&spec, Some(&empty), None, &[]), CleanupPlan::Done);
     }
 
     #[test]
     fn a_protected_empty_global_cluster_being_modified_is_waited_for() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let empty = global("modifying", None, &[]);
+        let empty = global(GlobalClusterStatus::Modifying, None, &[]);
         assert!(matches!(
             run(&spec, Some(&empty), None, &[]),
             CleanupPlan::Wait { .. }
@@ -435,7 +449,7 @@ mod tests {
     #[test]
     fn an_untagged_cluster_is_never_deleted() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let mut c = cluster(&spec, "available");
+        let mut c = cluster(&spec, ClusterStatus::Available);
         c.tags.clear();
         assert_eq!(run(&spec, None, Some(&c), &[]), CleanupPlan::Done);
     }
@@ -443,12 +457,12 @@ mod tests {
     #[test]
     fn a_deleting_cluster_is_waited_for_and_a_gone_one_is_done() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let c = cluster(&spec, "deleting");
+        let c = cluster(&spec, ClusterStatus::Deleting);
         assert!(matches!(
             run(&spec, None, Some(&c), &[]),
             CleanupPlan::Wait { .. }
         ));
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
         assert_eq!(run(&spec, Some(&g), None, &[]), CleanupPlan::Done);
         assert_eq!(run(&spec, None, None, &[]), CleanupPlan::Done);
     }
@@ -456,8 +470,12 @@ mod tests {
     #[test]
     fn removal_waits_while_the_global_cluster_is_failing_over() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let g = global("failing-over", Some("us-east-1"), &["eu-west-1"]);
-        let c = cluster(&spec, "available");
+        let g = global(
+            GlobalClusterStatus::FailingOver,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        let c = cluster(&spec, ClusterStatus::Available);
         assert!(matches!(
             run(&spec, Some(&g), Some(&c), &[]),
             CleanupPlan::Wait { .. }

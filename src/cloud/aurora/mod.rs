@@ -27,8 +27,9 @@ use crate::concern::Note;
 pub use cleanup::{CleanupAction, CleanupInput, CleanupPlan};
 pub use plan::{AuroraAction, AuroraPlan, AuroraPlanInput, reason};
 pub use port::{
-    AuroraPort, Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
-    DeleteClusterRequest, GlobalCluster, GlobalFailoverState, GlobalMember, Instance,
+    AuroraPort, Cluster, ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest,
+    CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus,
+    GlobalFailoverState, GlobalFailoverStatus, GlobalMember, Instance, InstanceStatus,
     ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
 };
 
@@ -274,7 +275,7 @@ fn status_of(spec: &ShopRegionSpec, observed: &Observed, lag: Option<Duration>) 
     let available = observed
         .instances
         .iter()
-        .filter(|i| i.status == "available");
+        .filter(|i| i.status == InstanceStatus::Available);
     let readers = if observed.instances.iter().any(|i| i.is_writer) {
         available.filter(|i| !i.is_writer).count()
     } else {
@@ -285,7 +286,7 @@ fn status_of(spec: &ShopRegionSpec, observed: &Observed, lag: Option<Duration>) 
     DatabaseStatus {
         global_cluster_identifier: Some(names::global_cluster_id(spec)),
         cluster_identifier: Some(names::cluster_id(spec)),
-        cluster_status: cluster.map(|c| c.status.clone()),
+        cluster_status: cluster.map(|c| c.status.as_str().to_string()),
         writer,
         writer_region,
         writer_endpoint,

@@ -14,8 +14,9 @@ use super::names::{
     instance_slot, ownership, ownership_tags,
 };
 use super::port::{
-    Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
-    GlobalCluster, Instance, ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
+    Cluster, ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest,
+    CreateInstanceRequest, GlobalCluster, GlobalClusterStatus, Instance, InstanceStatus,
+    ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
 };
 
 /// The master user of a primary cluster. Its password is generated and
@@ -254,7 +255,7 @@ fn plan_without_cluster(input: &AuroraPlanInput) -> AuroraPlan {
     if let Some(error) = check_global_matches_spec(spec, global) {
         return error;
     }
-    if global.status != "available" {
+    if global.status != GlobalClusterStatus::Available {
         return wait(
             reason::WAITING_FOR_PRIMARY,
             format!("global cluster {gid} is {}", global.status),
@@ -423,7 +424,7 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
     // cluster).
     let primary = member.is_none_or(|m| m.is_writer);
 
-    if cluster.status != "available" {
+    if cluster.status != ClusterStatus::Available {
         return wait_for_cluster_state(cluster, primary);
     }
     if let Some(plan) = wait_for_instances(cluster, input.instances) {
@@ -451,7 +452,7 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
     if let Some(global) = input.global
         && primary
         && !global.deletion_protection
-        && global.status == "available"
+        && global.status == GlobalClusterStatus::Available
     {
         // The data is protected on each member; the global cluster's own
         // protection keeps its identity and writer endpoint while it is
@@ -493,7 +494,10 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
             );
         }
         VersionMatch::UpgradeMinor => {
-            if let Some(global) = input.global.filter(|g| g.status != "available") {
+            if let Some(global) = input
+                .global
+                .filter(|g| g.status != GlobalClusterStatus::Available)
+            {
                 return wait(
                     reason::UPGRADING,
                     format!(
@@ -515,25 +519,25 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
 }
 
 fn wait_for_cluster_state(cluster: &Cluster, primary: bool) -> AuroraPlan {
-    let status = cluster.status.as_str();
+    let status = &cluster.status;
     let reason = match status {
-        "creating" if primary => reason::CREATING,
-        "creating" => reason::JOINING,
-        "upgrading" => reason::UPGRADING,
-        "deleting" => reason::DELETING,
-        "modifying"
-        | "backing-up"
-        | "maintenance"
-        | "renaming"
-        | "resetting-master-credentials"
-        | "storage-optimization"
-        | "migrating"
-        | "promoting"
-        | "starting"
-        | "rebooting"
-        | "failing-over"
-        | "switching-over"
-        | "update-iam-db-auth" => reason::CLUSTER_BUSY,
+        ClusterStatus::Creating if primary => reason::CREATING,
+        ClusterStatus::Creating => reason::JOINING,
+        ClusterStatus::Upgrading => reason::UPGRADING,
+        ClusterStatus::Deleting => reason::DELETING,
+        ClusterStatus::Modifying
+        | ClusterStatus::BackingUp
+        | ClusterStatus::Maintenance
+        | ClusterStatus::Renaming
+        | ClusterStatus::ResettingMasterCredentials
+        | ClusterStatus::StorageOptimization
+        | ClusterStatus::Migrating
+        | ClusterStatus::Promoting
+        | ClusterStatus::Starting
+        | ClusterStatus::Rebooting
+        | ClusterStatus::FailingOver
+        | ClusterStatus::SwitchingOver
+        | ClusterStatus::UpdateIamDbAuth => reason::CLUSTER_BUSY,
         // `failed`, `stopped`, `inaccessible-encryption-credentials`, … need
         // a human or AWS, but they are not the spec's fault: keep polling.
         _ => reason::CLUSTER_UNHEALTHY,
@@ -542,10 +546,18 @@ fn wait_for_cluster_state(cluster: &Cluster, primary: bool) -> AuroraPlan {
 }
 
 fn wait_for_instances(cluster: &Cluster, instances: &[Instance]) -> Option<AuroraPlan> {
-    let busy = instances.iter().find(|i| i.status != "available")?;
-    let reason = match busy.status.as_str() {
-        "creating" if !instances.iter().any(|i| i.status == "available") => reason::CREATING,
-        "creating" | "deleting" => reason::SCALING_READERS,
+    let busy = instances
+        .iter()
+        .find(|i| i.status != InstanceStatus::Available)?;
+    let reason = match busy.status {
+        InstanceStatus::Creating
+            if !instances
+                .iter()
+                .any(|i| i.status == InstanceStatus::Available) =>
+        {
+            reason::CREATING
+        }
+        InstanceStatus::Creating | InstanceStatus::Deleting => reason::SCALING_READERS,
         _ => reason::CLUSTER_BUSY,
     };
     Some(wait(
@@ -633,11 +645,11 @@ pub(crate) mod tests {
         format!("arn:aws:rds:{region}:123456789012:cluster:{id}")
     }
 
-    pub(crate) fn cluster(spec: &ShopRegionSpec, status: &str) -> Cluster {
+    pub(crate) fn cluster(spec: &ShopRegionSpec, status: ClusterStatus) -> Cluster {
         let id = cluster_id(spec);
         Cluster {
             arn: arn(&spec.region, &id),
-            status: status.into(),
+            status,
             engine: "aurora-postgresql".into(),
             engine_version: "16.4".into(),
             writer_endpoint: Some(format!("{id}.cluster-x.{}.rds.amazonaws.com", spec.region)),
@@ -662,14 +674,14 @@ pub(crate) mod tests {
     pub(crate) fn instance(
         spec: &ShopRegionSpec,
         slot: u32,
-        status: &str,
+        status: InstanceStatus,
         is_writer: bool,
     ) -> Instance {
         let id = instance_id(&cluster_id(spec), slot);
         Instance {
             arn: format!("arn:aws:rds:{}:123456789012:db:{id}", spec.region),
             id,
-            status: status.into(),
+            status,
             class: "db.r6g.large".into(),
             is_writer,
             tags: ownership_tags(spec),
@@ -679,7 +691,7 @@ pub(crate) mod tests {
     /// A global cluster whose writer is `writer` and whose other members are
     /// `secondaries`.
     pub(crate) fn global(
-        status: &str,
+        status: GlobalClusterStatus,
         writer: Option<&str>,
         secondaries: &[&str],
     ) -> GlobalCluster {
@@ -698,7 +710,7 @@ pub(crate) mod tests {
         GlobalCluster {
             id: "acme-global".into(),
             arn: "arn:aws:rds::123456789012:global-cluster:acme-global".into(),
-            status: status.into(),
+            status,
             engine: "aurora-postgresql".into(),
             engine_version: "16.4".into(),
             members,
@@ -746,11 +758,15 @@ pub(crate) mod tests {
     /// A converged primary: us-east-1 writer with one reader.
     fn converged_primary() -> (ShopRegionSpec, GlobalCluster, Cluster, Vec<Instance>) {
         let spec = acme("us-east-1");
-        let g = global("available", Some("us-east-1"), &["eu-west-1"]);
-        let c = cluster(&spec, "available");
+        let g = global(
+            GlobalClusterStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        let c = cluster(&spec, ClusterStatus::Available);
         let i = vec![
-            instance(&spec, 0, "available", true),
-            instance(&spec, 1, "available", false),
+            instance(&spec, 0, InstanceStatus::Available, true),
+            instance(&spec, 1, InstanceStatus::Available, false),
         ];
         (spec, g, c, i)
     }
@@ -787,7 +803,7 @@ pub(crate) mod tests {
     #[test]
     fn primary_cluster_creating_waits_with_reason_creating() {
         let spec = acme("us-east-1");
-        let c = cluster(&spec, "creating");
+        let c = cluster(&spec, ClusterStatus::Creating);
         assert_eq!(
             wait_reason(run(&spec, None, Some(&c), &[])),
             reason::CREATING
@@ -797,7 +813,7 @@ pub(crate) mod tests {
     #[test]
     fn available_primary_without_instances_creates_its_writer_in_slot_zero() {
         let spec = acme("us-east-1");
-        let c = cluster(&spec, "available");
+        let c = cluster(&spec, ClusterStatus::Available);
         let AuroraAction::CreateWriter { request } = only_step(run(&spec, None, Some(&c), &[]))
         else {
             panic!("expected CreateWriter");
@@ -810,8 +826,8 @@ pub(crate) mod tests {
     #[test]
     fn primary_waits_for_its_writer_before_creating_the_global_cluster() {
         let spec = acme("us-east-1");
-        let c = cluster(&spec, "available");
-        let i = [instance(&spec, 0, "creating", false)];
+        let c = cluster(&spec, ClusterStatus::Available);
+        let i = [instance(&spec, 0, InstanceStatus::Creating, false)];
         assert_eq!(
             wait_reason(run(&spec, None, Some(&c), &i)),
             reason::CREATING
@@ -821,8 +837,8 @@ pub(crate) mod tests {
     #[test]
     fn primary_with_an_available_writer_creates_the_global_cluster_from_itself() {
         let spec = acme("us-east-1");
-        let c = cluster(&spec, "available");
-        let i = [instance(&spec, 0, "available", true)];
+        let c = cluster(&spec, ClusterStatus::Available);
+        let i = [instance(&spec, 0, InstanceStatus::Available, true)];
         let AuroraAction::CreateGlobalClusterFrom { request } =
             only_step(run(&spec, None, Some(&c), &i))
         else {
@@ -860,12 +876,16 @@ pub(crate) mod tests {
     #[test]
     fn secondaries_leave_global_deletion_protection_to_the_writer_region() {
         let spec = acme("eu-west-1");
-        let mut g = global("available", Some("us-east-1"), &["eu-west-1"]);
+        let mut g = global(
+            GlobalClusterStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
         g.deletion_protection = false;
-        let c = cluster(&spec, "available");
+        let c = cluster(&spec, ClusterStatus::Available);
         let i = vec![
-            instance(&spec, 0, "available", false),
-            instance(&spec, 1, "available", false),
+            instance(&spec, 0, InstanceStatus::Available, false),
+            instance(&spec, 1, InstanceStatus::Available, false),
         ];
         assert_eq!(
             run(&spec, Some(&g), Some(&c), &i),
@@ -877,7 +897,7 @@ pub(crate) mod tests {
     fn global_deletion_protection_waits_until_the_global_cluster_is_available() {
         let (spec, mut g, c, i) = converged_primary();
         g.deletion_protection = false;
-        g.status = "failing-over".into();
+        g.status = GlobalClusterStatus::FailingOver;
         assert!(!matches!(
             run(&spec, Some(&g), Some(&c), &i),
             AuroraPlan::Steps(ref s) if matches!(s[0], AuroraAction::ModifyGlobalCluster { .. })
@@ -908,7 +928,7 @@ pub(crate) mod tests {
     #[test]
     fn other_regions_wait_for_primary_while_the_global_cluster_is_creating() {
         let spec = acme("eu-west-1");
-        let g = global("creating", Some("us-east-1"), &[]);
+        let g = global(GlobalClusterStatus::Creating, Some("us-east-1"), &[]);
         assert_eq!(
             wait_reason(run(&spec, Some(&g), None, &[])),
             reason::WAITING_FOR_PRIMARY
@@ -918,7 +938,7 @@ pub(crate) mod tests {
     #[test]
     fn secondary_is_created_without_master_credentials_in_the_global_cluster() {
         let spec = acme("eu-west-1");
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
         let AuroraAction::CreateSecondaryCluster { request } =
             only_step(run(&spec, Some(&g), None, &[]))
         else {
@@ -937,7 +957,7 @@ pub(crate) mod tests {
     #[test]
     fn the_first_region_joins_as_secondary_when_another_region_is_writer() {
         let spec = acme("us-east-1");
-        let g = global("available", Some("eu-west-1"), &[]);
+        let g = global(GlobalClusterStatus::Available, Some("eu-west-1"), &[]);
         assert!(matches!(
             only_step(run(&spec, Some(&g), None, &[])),
             AuroraAction::CreateSecondaryCluster { .. }
@@ -947,7 +967,7 @@ pub(crate) mod tests {
     #[test]
     fn the_first_region_creates_a_primary_inside_an_empty_global_cluster() {
         let spec = acme("us-east-1");
-        let g = global("available", None, &[]);
+        let g = global(GlobalClusterStatus::Available, None, &[]);
         let AuroraAction::CreatePrimaryCluster { request } =
             only_step(run(&spec, Some(&g), None, &[]))
         else {
@@ -960,7 +980,7 @@ pub(crate) mod tests {
     #[test]
     fn other_regions_wait_on_an_empty_global_cluster() {
         let spec = acme("eu-west-1");
-        let g = global("available", None, &[]);
+        let g = global(GlobalClusterStatus::Available, None, &[]);
         assert_eq!(
             wait_reason(run(&spec, Some(&g), None, &[])),
             reason::WAITING_FOR_PRIMARY
@@ -970,8 +990,12 @@ pub(crate) mod tests {
     #[test]
     fn secondary_cluster_creating_waits_with_reason_joining() {
         let spec = acme("eu-west-1");
-        let g = global("available", Some("us-east-1"), &["eu-west-1"]);
-        let c = cluster(&spec, "creating");
+        let g = global(
+            GlobalClusterStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        let c = cluster(&spec, ClusterStatus::Creating);
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&c), &[])),
             reason::JOINING
@@ -981,8 +1005,8 @@ pub(crate) mod tests {
     #[test]
     fn secondary_listed_by_its_cluster_but_not_yet_by_the_global_cluster_is_joining() {
         let spec = acme("eu-west-1");
-        let g = global("available", Some("us-east-1"), &[]);
-        let mut c = cluster(&spec, "creating");
+        let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
+        let mut c = cluster(&spec, ClusterStatus::Creating);
         c.global_cluster_id = Some("acme-global".into());
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&c), &[])),
@@ -993,8 +1017,12 @@ pub(crate) mod tests {
     #[test]
     fn available_secondary_without_instances_creates_its_first_reader() {
         let spec = acme("eu-west-1");
-        let g = global("available", Some("us-east-1"), &["eu-west-1"]);
-        let c = cluster(&spec, "available");
+        let g = global(
+            GlobalClusterStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        let c = cluster(&spec, ClusterStatus::Available);
         let AuroraAction::CreateReader { request } = only_step(run(&spec, Some(&g), Some(&c), &[]))
         else {
             panic!("expected CreateReader");
@@ -1006,7 +1034,7 @@ pub(crate) mod tests {
     fn secondary_with_engine_of_another_major_is_a_terminal_spec_error() {
         let mut spec = acme("eu-west-1");
         spec.database.engine_version = "15".into();
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
         let e = terminal(run(&spec, Some(&g), None, &[]));
         assert_eq!(e.reason, reason::ENGINE_MAJOR_VERSION_MISMATCH);
         assert_eq!(e.field, "spec.database.engineVersion");
@@ -1017,7 +1045,7 @@ pub(crate) mod tests {
         let mut spec = acme("eu-west-1");
         spec.database.engine = crate::api::AuroraEngine::AuroraMysql;
         spec.database.engine_version = "8.0".into();
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
         assert_eq!(
             terminal(run(&spec, Some(&g), None, &[])).reason,
             reason::ENGINE_MISMATCH
@@ -1039,7 +1067,7 @@ pub(crate) mod tests {
     fn readers_wait_while_an_instance_is_being_created() {
         let (mut spec, g, c, mut i) = converged_primary();
         spec.database.readers = 3;
-        i.push(instance(&spec, 2, "creating", false));
+        i.push(instance(&spec, 2, InstanceStatus::Creating, false));
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&c), &i)),
             reason::SCALING_READERS
@@ -1049,8 +1077,8 @@ pub(crate) mod tests {
     #[test]
     fn readers_are_removed_one_at_a_time_newest_first_never_the_writer() {
         let (mut spec, g, c, mut i) = converged_primary();
-        i.push(instance(&spec, 2, "available", false));
-        i.push(instance(&spec, 3, "available", false));
+        i.push(instance(&spec, 2, InstanceStatus::Available, false));
+        i.push(instance(&spec, 3, InstanceStatus::Available, false));
         spec.database.readers = 0;
         assert_eq!(
             only_step(run(&spec, Some(&g), Some(&c), &i)),
@@ -1073,7 +1101,7 @@ pub(crate) mod tests {
     #[test]
     fn readers_wait_while_an_instance_is_being_deleted() {
         let (spec, g, c, mut i) = converged_primary();
-        i.push(instance(&spec, 2, "deleting", false));
+        i.push(instance(&spec, 2, InstanceStatus::Deleting, false));
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&c), &i)),
             reason::SCALING_READERS
@@ -1091,7 +1119,7 @@ pub(crate) mod tests {
         assert_eq!(request.class, "db.r7g.xlarge");
         assert_eq!(request.instance_id, "acme-us-east-1-2");
         let mut surged = i.clone();
-        let mut new = instance(&spec, 2, "available", false);
+        let mut new = instance(&spec, 2, InstanceStatus::Available, false);
         new.class = "db.r7g.xlarge".into();
         surged.push(new);
         assert_eq!(
@@ -1122,11 +1150,15 @@ pub(crate) mod tests {
     #[test]
     fn a_converged_secondary_plans_nothing() {
         let spec = acme("eu-west-1");
-        let g = global("available", Some("us-east-1"), &["eu-west-1"]);
-        let c = cluster(&spec, "available");
+        let g = global(
+            GlobalClusterStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        let c = cluster(&spec, ClusterStatus::Available);
         let i = vec![
-            instance(&spec, 0, "available", false),
-            instance(&spec, 1, "available", false),
+            instance(&spec, 0, InstanceStatus::Available, false),
+            instance(&spec, 1, InstanceStatus::Available, false),
         ];
         assert_eq!(
             run(&spec, Some(&g), Some(&c), &i),
@@ -1205,7 +1237,7 @@ pub(crate) mod tests {
     fn an_engine_upgrade_waits_while_the_global_cluster_is_failing_over() {
         let (mut spec, mut g, c, i) = converged_primary();
         spec.database.engine_version = "16.6".into();
-        g.status = "failing-over".into();
+        g.status = GlobalClusterStatus::FailingOver;
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&c), &i)),
             reason::UPGRADING
@@ -1241,16 +1273,16 @@ pub(crate) mod tests {
     fn transient_cluster_states_wait_and_are_never_terminal() {
         let (spec, g, mut c, i) = converged_primary();
         for (status, expected) in [
-            ("modifying", reason::CLUSTER_BUSY),
-            ("backing-up", reason::CLUSTER_BUSY),
-            ("upgrading", reason::UPGRADING),
-            ("deleting", reason::DELETING),
+            (ClusterStatus::Modifying, reason::CLUSTER_BUSY),
+            (ClusterStatus::BackingUp, reason::CLUSTER_BUSY),
+            (ClusterStatus::Upgrading, reason::UPGRADING),
+            (ClusterStatus::Deleting, reason::DELETING),
             (
-                "inaccessible-encryption-credentials",
+                ClusterStatus::InaccessibleEncryptionCredentials,
                 reason::CLUSTER_UNHEALTHY,
             ),
         ] {
-            c.status = status.into();
+            c.status = status.clone();
             assert_eq!(
                 wait_reason(run(&spec, Some(&g), Some(&c), &i)),
                 expected,
@@ -1262,7 +1294,7 @@ pub(crate) mod tests {
     #[test]
     fn a_busy_instance_waits() {
         let (spec, g, c, mut i) = converged_primary();
-        i[1].status = "modifying".into();
+        i[1].status = InstanceStatus::Modifying;
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&c), &i)),
             reason::CLUSTER_BUSY
@@ -1292,8 +1324,8 @@ pub(crate) mod tests {
     #[test]
     fn a_standalone_cluster_beside_an_existing_global_cluster_is_a_terminal_error() {
         let spec = acme("eu-west-1");
-        let g = global("available", Some("us-east-1"), &[]);
-        let c = cluster(&spec, "available");
+        let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
+        let c = cluster(&spec, ClusterStatus::Available);
         let e = terminal(run(&spec, Some(&g), Some(&c), &[]));
         assert_eq!(e.reason, reason::CLUSTER_OUTSIDE_GLOBAL_CLUSTER);
     }
@@ -1301,7 +1333,7 @@ pub(crate) mod tests {
     #[test]
     fn a_cluster_in_another_global_cluster_is_a_terminal_error() {
         let spec = acme("eu-west-1");
-        let mut c = cluster(&spec, "available");
+        let mut c = cluster(&spec, ClusterStatus::Available);
         c.global_cluster_id = Some("legacy-global".into());
         assert_eq!(
             terminal(run(&spec, None, Some(&c), &[])).reason,
@@ -1312,7 +1344,7 @@ pub(crate) mod tests {
     #[test]
     fn a_standalone_cluster_in_a_later_region_waits_for_primary() {
         let spec = acme("eu-west-1");
-        let c = cluster(&spec, "available");
+        let c = cluster(&spec, ClusterStatus::Available);
         assert_eq!(
             wait_reason(run(&spec, None, Some(&c), &[])),
             reason::WAITING_FOR_PRIMARY

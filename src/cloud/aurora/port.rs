@@ -13,6 +13,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::cloud::CloudError;
 pub use crate::cloud::Tags;
+pub use crate::cloud::aws::status::{
+    ClusterStatus, GlobalClusterStatus, GlobalFailoverStatus, InstanceStatus,
+};
 
 /// `DescribeGlobalClusters` → `GlobalCluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +24,7 @@ pub struct GlobalCluster {
     pub arn: String,
     /// `creating`, `available`, `modifying`, `failing-over`, `switching-over`,
     /// `deleting`.
-    pub status: String,
+    pub status: GlobalClusterStatus,
     pub engine: String,
     pub engine_version: String,
     pub members: Vec<GlobalMember>,
@@ -59,7 +62,7 @@ pub struct GlobalMember {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GlobalFailoverState {
     /// `pending`, `failing-over`, `switching-over`, `cancelling`.
-    pub status: String,
+    pub status: GlobalFailoverStatus,
     pub from_cluster_arn: String,
     pub to_cluster_arn: String,
     pub allow_data_loss: bool,
@@ -72,7 +75,7 @@ pub struct Cluster {
     pub arn: String,
     /// `creating`, `available`, `modifying`, `upgrading`, `backing-up`,
     /// `deleting`, …
-    pub status: String,
+    pub status: ClusterStatus,
     pub engine: String,
     /// The full version AWS runs, e.g. `16.4`.
     pub engine_version: String,
@@ -99,7 +102,7 @@ pub struct Instance {
     pub id: String,
     pub arn: String,
     /// `creating`, `available`, `modifying`, `deleting`, …
-    pub status: String,
+    pub status: InstanceStatus,
     pub class: String,
     pub is_writer: bool,
     pub tags: Tags,

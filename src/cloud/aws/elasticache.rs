@@ -27,6 +27,10 @@ use crate::cloud::elasticache::port::{
 
 use super::cloudwatch;
 use super::error::{classify, missing};
+use super::status::{
+    AutomaticFailoverStatus, GlobalMemberStatus, GlobalReplicationGroupStatus, NodeRole,
+    ReplicationGroupStatus,
+};
 use super::{text, timestamp};
 
 /// The ElastiCache API of one region.
@@ -73,7 +77,7 @@ fn global_replication_group(g: &ec::GlobalReplicationGroup) -> GlobalReplication
         id: text(g.global_replication_group_id()),
         arn: text(g.arn()),
         description: g.global_replication_group_description().map(str::to_string),
-        status: text(g.status()),
+        status: GlobalReplicationGroupStatus::parse(g.status().unwrap_or_default()),
         cache_node_type: text(g.cache_node_type()),
         engine: text(g.engine()),
         engine_version: text(g.engine_version()),
@@ -90,11 +94,10 @@ fn global_replication_group(g: &ec::GlobalReplicationGroup) -> GlobalReplication
                 replication_group_id: text(m.replication_group_id()),
                 region: text(m.replication_group_region()),
                 is_primary: is_primary_role(m.role()),
-                status: text(m.status()),
-                automatic_failover: m
-                    .automatic_failover()
-                    .map(|a| a.as_str().to_string())
-                    .unwrap_or_default(),
+                status: GlobalMemberStatus::parse(m.status().unwrap_or_default()),
+                automatic_failover: AutomaticFailoverStatus::parse(
+                    m.automatic_failover().map_or("", |a| a.as_str()),
+                ),
             })
             .collect(),
     }
@@ -103,7 +106,7 @@ fn global_replication_group(g: &ec::GlobalReplicationGroup) -> GlobalReplication
 fn node_group(g: &ec::NodeGroup) -> NodeGroup {
     NodeGroup {
         id: text(g.node_group_id()),
-        status: text(g.status()),
+        status: ReplicationGroupStatus::parse(g.status().unwrap_or_default()),
         primary_endpoint: g.primary_endpoint().and_then(endpoint),
         reader_endpoint: g.reader_endpoint().and_then(endpoint),
         members: g
@@ -111,7 +114,7 @@ fn node_group(g: &ec::NodeGroup) -> NodeGroup {
             .iter()
             .map(|m| NodeGroupMember {
                 cache_cluster_id: text(m.cache_cluster_id()),
-                current_role: m.current_role().map(str::to_string),
+                current_role: m.current_role().map(NodeRole::parse),
             })
             .collect(),
     }
@@ -122,16 +125,15 @@ fn replication_group(g: &ec::ReplicationGroup) -> ReplicationGroup {
         id: text(g.replication_group_id()),
         arn: text(g.arn()),
         description: text(g.description()),
-        status: text(g.status()),
+        status: ReplicationGroupStatus::parse(g.status().unwrap_or_default()),
         engine: text(g.engine()),
         cache_node_type: text(g.cache_node_type()),
         cluster_enabled: g.cluster_enabled().unwrap_or(false),
         node_groups: g.node_groups().iter().map(node_group).collect(),
         configuration_endpoint: g.configuration_endpoint().and_then(endpoint),
-        automatic_failover: g
-            .automatic_failover()
-            .map(|a| a.as_str().to_string())
-            .unwrap_or_default(),
+        automatic_failover: AutomaticFailoverStatus::parse(
+            g.automatic_failover().map_or("", |a| a.as_str()),
+        ),
         multi_az: g.multi_az() == Some(&ec::MultiAzStatus::Enabled),
         auth_token_enabled: g.auth_token_enabled().unwrap_or(false),
         transit_encryption_enabled: g.transit_encryption_enabled().unwrap_or(false),

@@ -41,6 +41,7 @@ mod elasticache;
 mod error;
 mod rds;
 mod requests;
+pub mod status;
 
 pub use elasticache::AwsElastiCache;
 pub use rds::RdsAurora;

@@ -17,6 +17,7 @@ use crate::cloud::{CloudError, arn_region};
 
 use super::cloudwatch;
 use super::error::{classify, missing};
+use super::status::{ClusterStatus, GlobalClusterStatus, GlobalFailoverStatus, InstanceStatus};
 use super::{text, timestamp};
 
 /// The Aurora API of one region.
@@ -57,7 +58,7 @@ fn global_cluster(g: &rds::GlobalCluster) -> GlobalCluster {
     GlobalCluster {
         id: text(g.global_cluster_identifier()),
         arn: text(g.global_cluster_arn()),
-        status: text(g.status()),
+        status: GlobalClusterStatus::parse(g.status().unwrap_or_default()),
         engine: text(g.engine()),
         engine_version: text(g.engine_version()),
         members: g
@@ -75,10 +76,7 @@ fn global_cluster(g: &rds::GlobalCluster) -> GlobalCluster {
         deletion_protection: g.deletion_protection().unwrap_or(false),
         endpoint: g.endpoint().map(str::to_string),
         failover: g.failover_state().map(|f| GlobalFailoverState {
-            status: f
-                .status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
+            status: GlobalFailoverStatus::parse(f.status().map_or("", |s| s.as_str())),
             from_cluster_arn: text(f.from_db_cluster_arn()),
             to_cluster_arn: text(f.to_db_cluster_arn()),
             allow_data_loss: f.is_data_loss_allowed().unwrap_or(false),
@@ -90,7 +88,7 @@ fn cluster(c: &rds::DbCluster) -> Cluster {
     Cluster {
         id: text(c.db_cluster_identifier()),
         arn: text(c.db_cluster_arn()),
-        status: text(c.status()),
+        status: ClusterStatus::parse(c.status().unwrap_or_default()),
         engine: text(c.engine()),
         engine_version: text(c.engine_version()),
         writer_endpoint: c.endpoint().map(str::to_string),
@@ -116,7 +114,7 @@ fn instance(i: &rds::DbInstance, is_writer: bool) -> Instance {
     Instance {
         id: text(i.db_instance_identifier()),
         arn: text(i.db_instance_arn()),
-        status: text(i.db_instance_status()),
+        status: InstanceStatus::parse(i.db_instance_status().unwrap_or_default()),
         class: text(i.db_instance_class()),
         is_writer,
         tags: from_tags(i.tag_list()),
@@ -519,7 +517,7 @@ mod tests {
         assert_eq!(mapped.members[0].region, "eu-west-1");
         assert!(mapped.members[0].is_writer);
         let failover = mapped.failover.unwrap();
-        assert_eq!(failover.status, "failing-over");
+        assert_eq!(failover.status, GlobalFailoverStatus::FailingOver);
         assert!(failover.allow_data_loss);
         assert!(!mapped.deletion_protection);
     }

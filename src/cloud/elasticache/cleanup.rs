@@ -14,7 +14,10 @@ use crate::cloud::executor::DeletionPlan;
 
 use super::names::{Ownership, final_snapshot_id, ownership};
 use super::plan::reason;
-use super::port::{DeleteReplicationGroupRequest, GlobalReplicationGroup, ReplicationGroup, Tags};
+use super::port::{
+    DeleteReplicationGroupRequest, GlobalMemberStatus, GlobalReplicationGroup,
+    GlobalReplicationGroupStatus, ReplicationGroup, ReplicationGroupStatus, Tags,
+};
 
 #[derive(Clone, Copy, Debug)]
 pub struct CacheCleanupInput<'a> {
@@ -79,7 +82,7 @@ fn wait(message: impl Into<String>) -> CacheCleanupPlan {
 }
 
 fn settled(global: &GlobalReplicationGroup) -> bool {
-    matches!(global.status.as_str(), "available" | "primary-only")
+    global.status.is_settled()
 }
 
 pub fn plan(input: &CacheCleanupInput) -> CacheCleanupPlan {
@@ -95,7 +98,7 @@ pub fn plan(input: &CacheCleanupInput) -> CacheCleanupPlan {
         // Neither created nor adopted by shopfleet: not ours to delete.
         return CacheCleanupPlan::Done;
     }
-    if group.status == "deleting" {
+    if group.status == ReplicationGroupStatus::Deleting {
         return wait(format!("replication group {} is deleting", group.id));
     }
 
@@ -119,10 +122,10 @@ pub fn plan(input: &CacheCleanupInput) -> CacheCleanupPlan {
                     ),
                 };
             }
-            if global.status == "deleting" {
+            if global.status == GlobalReplicationGroupStatus::Deleting {
                 return wait(format!("Global Datastore {} is deleting", global.id));
             }
-            if !settled(global) || group.status != "available" {
+            if !settled(global) || group.status != ReplicationGroupStatus::Available {
                 return wait(format!(
                     "deleting Global Datastore {} waits for it ({}) and {} ({})",
                     global.id, global.status, group.id, group.status
@@ -132,13 +135,16 @@ pub fn plan(input: &CacheCleanupInput) -> CacheCleanupPlan {
                 global_replication_group_id: global.id.clone(),
             }]);
         }
-        if member.status == "disassociating" {
+        if member.status == GlobalMemberStatus::Disassociating {
             return wait(format!(
                 "replication group {} is leaving Global Datastore {}",
                 group.id, global.id
             ));
         }
-        if !settled(global) || group.status != "available" || member.status != "associated" {
+        if !settled(global)
+            || group.status != ReplicationGroupStatus::Available
+            || member.status != GlobalMemberStatus::Associated
+        {
             return wait(format!(
                 "leaving Global Datastore {} waits for it ({}) and {} ({}, {})",
                 global.id, global.status, group.id, group.status, member.status
@@ -158,7 +164,7 @@ pub fn plan(input: &CacheCleanupInput) -> CacheCleanupPlan {
             group.id, info.global_replication_group_id
         ));
     }
-    if group.status != "available" {
+    if group.status != ReplicationGroupStatus::Available {
         return wait(format!(
             "replication group {} is {}",
             group.id, group.status
@@ -203,8 +209,12 @@ mod tests {
     #[test]
     fn retain_leaves_everything() {
         let spec = acme("eu-west-1");
-        let g = global("available", Some("us-east-1"), &["eu-west-1"]);
-        let rg = member_group(&spec, "available", false);
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        let rg = member_group(&spec, ReplicationGroupStatus::Available, false);
         assert_eq!(run(&spec, Some(&g), Some(&rg)), CacheCleanupPlan::Done);
     }
 
@@ -212,8 +222,12 @@ mod tests {
     fn a_secondary_is_disassociated_first() {
         for policy in [DeletionPolicy::Delete, DeletionPolicy::Snapshot] {
             let spec = with_policy("eu-west-1", policy);
-            let g = global("available", Some("us-east-1"), &["eu-west-1"]);
-            let rg = member_group(&spec, "available", false);
+            let g = global(
+                GlobalReplicationGroupStatus::Available,
+                Some("us-east-1"),
+                &["eu-west-1"],
+            );
+            let rg = member_group(&spec, ReplicationGroupStatus::Available, false);
             assert_eq!(
                 run(&spec, Some(&g), Some(&rg)),
                 CacheCleanupPlan::Steps(vec![CacheCleanupAction::Disassociate {
@@ -228,15 +242,23 @@ mod tests {
     #[test]
     fn a_disassociating_secondary_waits() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let mut g = global("available", Some("us-east-1"), &["eu-west-1"]);
-        g.members[1].status = "disassociating".into();
-        let rg = member_group(&spec, "available", false);
+        let mut g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        g.members[1].status = GlobalMemberStatus::Disassociating;
+        let rg = member_group(&spec, ReplicationGroupStatus::Available, false);
         assert!(matches!(
             run(&spec, Some(&g), Some(&rg)),
             CacheCleanupPlan::Wait { .. }
         ));
         // Gone from the member list, still naming it on its own side.
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
         assert!(matches!(
             run(&spec, Some(&g), Some(&rg)),
             CacheCleanupPlan::Wait { .. }
@@ -246,8 +268,12 @@ mod tests {
     #[test]
     fn disassociation_waits_while_the_global_datastore_is_busy() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let g = global("modifying", Some("us-east-1"), &["eu-west-1"]);
-        let rg = member_group(&spec, "available", false);
+        let g = global(
+            GlobalReplicationGroupStatus::Modifying,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        let rg = member_group(&spec, ReplicationGroupStatus::Available, false);
         assert!(matches!(
             run(&spec, Some(&g), Some(&rg)),
             CacheCleanupPlan::Wait { .. }
@@ -257,8 +283,12 @@ mod tests {
     #[test]
     fn delete_policy_deletes_a_detached_group_without_a_snapshot() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let g = global("available", Some("us-east-1"), &[]);
-        let rg = group(&spec, "available");
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
+        let rg = group(&spec, ReplicationGroupStatus::Available);
         assert_eq!(
             run(&spec, Some(&g), Some(&rg)),
             CacheCleanupPlan::Steps(vec![CacheCleanupAction::DeleteReplicationGroup {
@@ -273,7 +303,7 @@ mod tests {
     #[test]
     fn snapshot_policy_takes_a_deterministic_final_snapshot() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Snapshot);
-        let mut rg = group(&spec, "available");
+        let mut rg = group(&spec, ReplicationGroupStatus::Available);
         rg.created_at = Some(k8s_openapi::jiff::Timestamp::from_second(1_735_689_600).unwrap());
         assert_eq!(
             run(&spec, None, Some(&rg)),
@@ -290,11 +320,11 @@ mod tests {
     fn a_primary_with_secondaries_is_never_deleted() {
         let spec = with_policy("us-east-1", DeletionPolicy::Delete);
         let g = global(
-            "available",
+            GlobalReplicationGroupStatus::Available,
             Some("us-east-1"),
             &["eu-west-1", "ap-northeast-1"],
         );
-        let rg = member_group(&spec, "available", true);
+        let rg = member_group(&spec, ReplicationGroupStatus::Available, true);
         let CacheCleanupPlan::Blocked { reason, message } = run(&spec, Some(&g), Some(&rg)) else {
             panic!("expected blocked");
         };
@@ -305,20 +335,28 @@ mod tests {
     #[test]
     fn the_last_primary_deletes_the_global_datastore_then_itself() {
         let spec = with_policy("us-east-1", DeletionPolicy::Snapshot);
-        let alone = global("primary-only", Some("us-east-1"), &[]);
-        let rg = member_group(&spec, "available", true);
+        let alone = global(
+            GlobalReplicationGroupStatus::PrimaryOnly,
+            Some("us-east-1"),
+            &[],
+        );
+        let rg = member_group(&spec, ReplicationGroupStatus::Available, true);
         assert_eq!(
             run(&spec, Some(&alone), Some(&rg)),
             CacheCleanupPlan::Steps(vec![CacheCleanupAction::DeleteGlobalDatastore {
                 global_replication_group_id: "ldgnf-acme".into()
             }])
         );
-        let deleting = global("deleting", Some("us-east-1"), &[]);
+        let deleting = global(
+            GlobalReplicationGroupStatus::Deleting,
+            Some("us-east-1"),
+            &[],
+        );
         assert!(matches!(
             run(&spec, Some(&deleting), Some(&rg)),
             CacheCleanupPlan::Wait { .. }
         ));
-        let standalone = group(&spec, "available");
+        let standalone = group(&spec, ReplicationGroupStatus::Available);
         assert!(matches!(
             run(&spec, None, Some(&standalone)),
             CacheCleanupPlan::Steps(ref s) if matches!(
@@ -331,7 +369,7 @@ mod tests {
     #[test]
     fn an_untagged_group_is_never_deleted() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let rg = group(&spec, "available");
+        let rg = group(&spec, ReplicationGroupStatus::Available);
         assert_eq!(
             plan(&CacheCleanupInput {
                 spec: &spec,
@@ -346,12 +384,16 @@ mod tests {
     #[test]
     fn a_deleting_group_is_waited_for_and_a_gone_one_is_done() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let rg = group(&spec, "deleting");
+        let rg = group(&spec, ReplicationGroupStatus::Deleting);
         assert!(matches!(
             run(&spec, None, Some(&rg)),
             CacheCleanupPlan::Wait { .. }
         ));
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
         assert_eq!(run(&spec, Some(&g), None), CacheCleanupPlan::Done);
         assert_eq!(run(&spec, None, None), CacheCleanupPlan::Done);
     }
@@ -359,7 +401,7 @@ mod tests {
     #[test]
     fn a_busy_standalone_group_is_waited_for() {
         let spec = with_policy("eu-west-1", DeletionPolicy::Delete);
-        let rg = group(&spec, "modifying");
+        let rg = group(&spec, ReplicationGroupStatus::Modifying);
         assert!(matches!(
             run(&spec, None, Some(&rg)),
             CacheCleanupPlan::Wait { .. }

@@ -33,10 +33,11 @@ pub use auth::{CacheAuth, auth_from_secret, check_auth_token};
 pub use cleanup::{CacheCleanupAction, CacheCleanupInput, CacheCleanupPlan};
 pub use plan::{CacheAction, CachePlan, CachePlanInput, reason};
 pub use port::{
-    AuthToken, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
-    DeleteReplicationGroupRequest, ElastiCachePort, Endpoint, GlobalReplicationGroup,
-    GlobalReplicationGroupInfo, GlobalReplicationGroupMember, ModifyReplicationGroupRequest,
-    NodeGroup, NodeGroupMember, ReplicationGroup, Tags,
+    AuthToken, AutomaticFailoverStatus, CreateGlobalReplicationGroupRequest,
+    CreateReplicationGroupRequest, DeleteReplicationGroupRequest, ElastiCachePort, Endpoint,
+    GlobalMemberStatus, GlobalReplicationGroup, GlobalReplicationGroupInfo,
+    GlobalReplicationGroupMember, GlobalReplicationGroupStatus, ModifyReplicationGroupRequest,
+    NodeGroup, NodeGroupMember, NodeRole, ReplicationGroup, ReplicationGroupStatus, Tags,
 };
 
 /// The ElastiCache handle of any region: the cache concern reads the
@@ -392,7 +393,7 @@ fn status_of(
     CacheStatus {
         global_replication_group_id: global.map(|g| g.id.clone()),
         replication_group_id: Some(names::replication_group_id(spec)),
-        replication_group_status: group.map(|g| g.status.clone()),
+        replication_group_status: group.map(|g| g.status.as_str().to_string()),
         primary,
         primary_region,
         primary_endpoint,

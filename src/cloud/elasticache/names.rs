@@ -15,7 +15,7 @@ use crate::api::ShopRegionSpec;
 
 pub use crate::cloud::tags::{Ownership, ownership, ownership_tags};
 
-use super::port::GlobalReplicationGroup;
+use super::port::{GlobalReplicationGroup, GlobalReplicationGroupStatus};
 
 /// `<shop>-<region>`, e.g. `acme-us-east-1` (at most 24 + 1 + 14 characters,
 /// within ElastiCache's 40).
@@ -55,7 +55,12 @@ pub fn find_global<'a>(
     globals
         .iter()
         .filter(|g| suffix_of(&g.id) == Some(suffix))
-        .min_by_key(|g| (g.status == "deleting", g.id.clone()))
+        .min_by_key(|g| {
+            (
+                g.status == GlobalReplicationGroupStatus::Deleting,
+                g.id.clone(),
+            )
+        })
 }
 
 /// `<group>-final-<creation time>`, the final snapshot taken by
@@ -119,12 +124,12 @@ mod tests {
     use super::*;
     use crate::api::fixtures::acme;
 
-    fn global(id: &str, status: &str) -> GlobalReplicationGroup {
+    fn global(id: &str, status: GlobalReplicationGroupStatus) -> GlobalReplicationGroup {
         GlobalReplicationGroup {
             id: id.into(),
             arn: format!("arn:aws:elasticache::123456789012:globalreplicationgroup:{id}"),
             description: None,
-            status: status.into(),
+            status,
             cache_node_type: "cache.r6g.large".into(),
             engine: "redis".into(),
             engine_version: "7.1".into(),
@@ -150,9 +155,9 @@ mod tests {
     #[test]
     fn the_global_datastore_is_found_by_suffix_whatever_its_region_prefix() {
         let globals = vec![
-            global("ldgnf-globex", "available"),
-            global("gxeiz-acme", "available"),
-            global("ldgnf-acme-old", "available"),
+            global("ldgnf-globex", GlobalReplicationGroupStatus::Available),
+            global("gxeiz-acme", GlobalReplicationGroupStatus::Available),
+            global("ldgnf-acme-old", GlobalReplicationGroupStatus::Available),
         ];
         assert_eq!(
             find_global(&globals, "acme").map(|g| g.id.as_str()),
@@ -166,8 +171,8 @@ mod tests {
     #[test]
     fn a_live_global_datastore_wins_over_one_being_deleted() {
         let globals = vec![
-            global("ldgnf-acme", "deleting"),
-            global("quwsw-acme", "primary-only"),
+            global("ldgnf-acme", GlobalReplicationGroupStatus::Deleting),
+            global("quwsw-acme", GlobalReplicationGroupStatus::PrimaryOnly),
         ];
         assert_eq!(
             find_global(&globals, "acme").map(|g| g.id.as_str()),

@@ -18,8 +18,9 @@ use super::names::{
 };
 use super::port::{
     AuthToken, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
-    GlobalReplicationGroup, GlobalReplicationGroupMember, ModifyReplicationGroupRequest,
-    ReplicationGroup, Tags,
+    GlobalMemberStatus, GlobalReplicationGroup, GlobalReplicationGroupMember,
+    GlobalReplicationGroupStatus, ModifyReplicationGroupRequest, ReplicationGroup,
+    ReplicationGroupStatus, Tags,
 };
 
 /// A Global Datastore holds one primary and at most two secondaries.
@@ -419,7 +420,7 @@ fn plan_without_group(input: &CachePlanInput) -> CachePlan {
                 format!("replication group {id} is joining {}", global.id),
             );
         }
-        if member.status != "disassociating" {
+        if member.status != GlobalMemberStatus::Disassociating {
             return spec_error(
                 reason::ANOTHER_MEMBER_IN_REGION,
                 "spec.region",
@@ -435,8 +436,7 @@ fn plan_without_group(input: &CachePlanInput) -> CachePlan {
         Ok(token) => token,
         Err(wait) => return wait,
     };
-    if !matches!(global.status.as_str(), "available" | "primary-only") || global.primary().is_none()
-    {
+    if !global.status.is_settled() || global.primary().is_none() {
         return wait(
             reason::WAITING_FOR_PRIMARY,
             format!("Global Datastore {} is {}", global.id, global.status),
@@ -538,7 +538,7 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
     // Datastore).
     let primary = listed.is_none_or(|m| m.is_primary);
 
-    if group.status != "available" {
+    if group.status != ReplicationGroupStatus::Available {
         return wait_for_group_state(group, primary);
     }
     if let Some(member) = listed
@@ -559,13 +559,13 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
             },
         });
     };
-    if global.status == "creating" {
+    if global.status == GlobalReplicationGroupStatus::Creating {
         return wait(
             reason::CREATING_GLOBAL_DATASTORE,
             format!("Global Datastore {} is creating", global.id),
         );
     }
-    let settled = matches!(global.status.as_str(), "available" | "primary-only");
+    let settled = global.status.is_settled();
     if let Some(action) = plan_replicas(spec, group) {
         if !settled {
             return wait(
@@ -602,12 +602,14 @@ fn in_another_global(group: &ReplicationGroup, other: &str, suffix: &str) -> Cac
 }
 
 fn wait_for_group_state(group: &ReplicationGroup, primary: bool) -> CachePlan {
-    let status = group.status.as_str();
+    let status = &group.status;
     let reason = match status {
-        "creating" if primary => reason::CREATING,
-        "creating" => reason::JOINING,
-        "deleting" => reason::DELETING,
-        "modifying" | "snapshotting" => reason::REPLICATION_GROUP_BUSY,
+        ReplicationGroupStatus::Creating if primary => reason::CREATING,
+        ReplicationGroupStatus::Creating => reason::JOINING,
+        ReplicationGroupStatus::Deleting => reason::DELETING,
+        ReplicationGroupStatus::Modifying | ReplicationGroupStatus::Snapshotting => {
+            reason::REPLICATION_GROUP_BUSY
+        }
         // `create-failed`, `incompatible-network`, … need a human or AWS,
         // but they are not the spec's fault: keep polling.
         _ => reason::REPLICATION_GROUP_UNHEALTHY,
@@ -622,9 +624,9 @@ fn wait_for_membership(
     group: &ReplicationGroup,
     member: &GlobalReplicationGroupMember,
 ) -> Option<CachePlan> {
-    match member.status.as_str() {
-        "associated" => None,
-        "associating" => Some(wait(
+    match &member.status {
+        GlobalMemberStatus::Associated => None,
+        GlobalMemberStatus::Associating => Some(wait(
             reason::JOINING,
             format!("replication group {} is associating", group.id),
         )),
@@ -680,12 +682,13 @@ pub(crate) mod tests {
     use crate::api::SecretKeyRef;
     use crate::api::fixtures::acme;
     use crate::cloud::elasticache::port::{
-        Endpoint, GlobalReplicationGroupInfo, NodeGroup, NodeGroupMember,
+        AutomaticFailoverStatus, Endpoint, GlobalReplicationGroupInfo, NodeGroup, NodeGroupMember,
+        NodeRole,
     };
 
     pub(crate) const PREFIX: &str = "ldgnf";
 
-    pub(crate) fn group(spec: &ShopRegionSpec, status: &str) -> ReplicationGroup {
+    pub(crate) fn group(spec: &ShopRegionSpec, status: ReplicationGroupStatus) -> ReplicationGroup {
         let id = replication_group_id(spec);
         let region = &spec.region;
         let endpoint = |kind: &str| Endpoint {
@@ -695,24 +698,28 @@ pub(crate) mod tests {
         ReplicationGroup {
             arn: format!("arn:aws:elasticache:{region}:123456789012:replicationgroup:{id}"),
             description: description(spec),
-            status: status.into(),
+            status: status.clone(),
             engine: "redis".into(),
             cache_node_type: "cache.r6g.large".into(),
             cluster_enabled: false,
             node_groups: vec![NodeGroup {
                 id: "0001".into(),
-                status: status.into(),
+                status,
                 primary_endpoint: Some(endpoint("master")),
                 reader_endpoint: Some(endpoint("replica")),
                 members: (1..=2)
                     .map(|n| NodeGroupMember {
                         cache_cluster_id: format!("{id}-00{n}"),
-                        current_role: Some(if n == 1 { "primary" } else { "replica" }.into()),
+                        current_role: Some(if n == 1 {
+                            NodeRole::Primary
+                        } else {
+                            NodeRole::Replica
+                        }),
                     })
                     .collect(),
             }],
             configuration_endpoint: None,
-            automatic_failover: "enabled".into(),
+            automatic_failover: AutomaticFailoverStatus::Enabled,
             multi_az: true,
             auth_token_enabled: false,
             transit_encryption_enabled: true,
@@ -726,7 +733,7 @@ pub(crate) mod tests {
     /// `group` as a member of the shop's Global Datastore.
     pub(crate) fn member_group(
         spec: &ShopRegionSpec,
-        status: &str,
+        status: ReplicationGroupStatus,
         primary: bool,
     ) -> ReplicationGroup {
         let mut g = group(spec, status);
@@ -739,7 +746,7 @@ pub(crate) mod tests {
 
     /// The shop's Global Datastore with `primary` and associated `secondaries`.
     pub(crate) fn global(
-        status: &str,
+        status: GlobalReplicationGroupStatus,
         primary: Option<&str>,
         secondaries: &[&str],
     ) -> GlobalReplicationGroup {
@@ -751,15 +758,15 @@ pub(crate) mod tests {
                 replication_group_id: format!("acme-{region}"),
                 region: region.into(),
                 is_primary,
-                status: "associated".into(),
-                automatic_failover: "enabled".into(),
+                status: GlobalMemberStatus::Associated,
+                automatic_failover: AutomaticFailoverStatus::Enabled,
             })
             .collect();
         GlobalReplicationGroup {
             id: format!("{PREFIX}-acme"),
             arn: format!("arn:aws:elasticache::123456789012:globalreplicationgroup:{PREFIX}-acme"),
             description: None,
-            status: status.into(),
+            status,
             cache_node_type: "cache.r6g.large".into(),
             engine: "redis".into(),
             engine_version: "7.1".into(),
@@ -840,8 +847,12 @@ pub(crate) mod tests {
         let spec = acme("us-east-1");
         (
             spec.clone(),
-            global("available", Some("us-east-1"), &["eu-west-1"]),
-            member_group(&spec, "available", true),
+            global(
+                GlobalReplicationGroupStatus::Available,
+                Some("us-east-1"),
+                &["eu-west-1"],
+            ),
+            member_group(&spec, ReplicationGroupStatus::Available, true),
         )
     }
 
@@ -937,7 +948,11 @@ pub(crate) mod tests {
     #[test]
     fn a_spec_that_can_never_join_is_terminal_before_a_missing_auth_secret_is_reported() {
         let spec = with_auth("eu-west-1");
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
         let missing = CacheAuth::Unavailable {
             reason: reason::AUTH_SECRET_MISSING,
             message: "gone".into(),
@@ -989,7 +1004,11 @@ pub(crate) mod tests {
     #[test]
     fn other_regions_wait_while_the_global_datastore_is_creating() {
         let spec = acme("eu-west-1");
-        let g = global("creating", Some("us-east-1"), &[]);
+        let g = global(
+            GlobalReplicationGroupStatus::Creating,
+            Some("us-east-1"),
+            &[],
+        );
         assert_eq!(
             wait_reason(run(&spec, Some(&g), None)),
             reason::WAITING_FOR_PRIMARY
@@ -999,7 +1018,11 @@ pub(crate) mod tests {
     #[test]
     fn a_secondary_joins_inheriting_the_primarys_shape() {
         let spec = acme("eu-west-1");
-        let g = global("primary-only", Some("us-east-1"), &[]);
+        let g = global(
+            GlobalReplicationGroupStatus::PrimaryOnly,
+            Some("us-east-1"),
+            &[],
+        );
         let CacheAction::CreateSecondaryReplicationGroup { request } =
             only_step(run(&spec, Some(&g), None))
         else {
@@ -1022,7 +1045,11 @@ pub(crate) mod tests {
     #[test]
     fn the_first_region_joins_as_a_secondary_when_another_region_is_primary() {
         let spec = acme("us-east-1");
-        let g = global("available", Some("eu-west-1"), &["ap-northeast-1"]);
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("eu-west-1"),
+            &["ap-northeast-1"],
+        );
         assert!(matches!(
             only_step(run(&spec, Some(&g), None)),
             CacheAction::CreateSecondaryReplicationGroup { .. }
@@ -1032,7 +1059,11 @@ pub(crate) mod tests {
     #[test]
     fn a_secondary_with_auth_sends_the_token() {
         let spec = with_auth("eu-west-1");
-        let mut g = global("available", Some("us-east-1"), &[]);
+        let mut g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
         g.auth_token_enabled = true;
         let CacheAction::CreateSecondaryReplicationGroup { request } =
             only_step(run_with(&spec, &token(), Some(&g), None, &Tags::new()))
@@ -1044,7 +1075,11 @@ pub(crate) mod tests {
 
     #[test]
     fn a_secondary_whose_spec_differs_from_the_global_datastore_is_terminal_before_any_call() {
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
         let mut node = acme("eu-west-1");
         node.cache.node_type = "cache.r6g.xlarge".into();
         let e = terminal(run(&node, Some(&g), None));
@@ -1082,7 +1117,11 @@ pub(crate) mod tests {
     fn node_types_are_compared_normalised() {
         let mut spec = acme("eu-west-1");
         spec.cache.node_type = "cache.R6G.large".into();
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
         assert!(matches!(
             only_step(run(&spec, Some(&g), None)),
             CacheAction::CreateSecondaryReplicationGroup { .. }
@@ -1116,20 +1155,28 @@ pub(crate) mod tests {
     #[test]
     fn a_member_listed_but_not_yet_described_is_joining() {
         let spec = acme("eu-west-1");
-        let mut g = global("available", Some("us-east-1"), &["eu-west-1"]);
-        g.members[1].status = "associating".into();
+        let mut g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        g.members[1].status = GlobalMemberStatus::Associating;
         assert_eq!(wait_reason(run(&spec, Some(&g), None)), reason::JOINING);
     }
 
     #[test]
     fn another_member_in_the_region_is_terminal() {
         let spec = acme("eu-west-1");
-        let mut g = global("available", Some("us-east-1"), &["eu-west-1"]);
+        let mut g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
         g.members[1].replication_group_id = "legacy-cache".into();
         let e = terminal(run(&spec, Some(&g), None));
         assert_eq!(e.reason, reason::ANOTHER_MEMBER_IN_REGION);
         assert!(e.message.contains("legacy-cache"));
-        g.members[1].status = "disassociating".into();
+        g.members[1].status = GlobalMemberStatus::Disassociating;
         assert!(matches!(
             only_step(run(&spec, Some(&g), None)),
             CacheAction::CreateSecondaryReplicationGroup { .. }
@@ -1139,14 +1186,14 @@ pub(crate) mod tests {
     #[test]
     fn the_primary_creating_waits_with_reason_creating() {
         let spec = acme("us-east-1");
-        let rg = group(&spec, "creating");
+        let rg = group(&spec, ReplicationGroupStatus::Creating);
         assert_eq!(wait_reason(run(&spec, None, Some(&rg))), reason::CREATING);
     }
 
     #[test]
     fn an_available_primary_creates_the_global_datastore_from_itself() {
         let spec = acme("us-east-1");
-        let rg = group(&spec, "available");
+        let rg = group(&spec, ReplicationGroupStatus::Available);
         let CacheAction::CreateGlobalDatastore { request } = only_step(run(&spec, None, Some(&rg)))
         else {
             panic!("expected CreateGlobalDatastore");
@@ -1167,8 +1214,12 @@ pub(crate) mod tests {
     #[test]
     fn the_primary_waits_while_its_global_datastore_is_creating() {
         let spec = acme("us-east-1");
-        let g = global("creating", Some("us-east-1"), &[]);
-        let rg = member_group(&spec, "available", true);
+        let g = global(
+            GlobalReplicationGroupStatus::Creating,
+            Some("us-east-1"),
+            &[],
+        );
+        let rg = member_group(&spec, ReplicationGroupStatus::Available, true);
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&rg))),
             reason::CREATING_GLOBAL_DATASTORE
@@ -1178,14 +1229,18 @@ pub(crate) mod tests {
     #[test]
     fn a_creating_secondary_waits_with_reason_joining() {
         let spec = acme("eu-west-1");
-        let mut g = global("available", Some("us-east-1"), &["eu-west-1"]);
-        g.members[1].status = "associating".into();
-        let rg = member_group(&spec, "creating", false);
+        let mut g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &["eu-west-1"],
+        );
+        g.members[1].status = GlobalMemberStatus::Associating;
+        let rg = member_group(&spec, ReplicationGroupStatus::Creating, false);
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&rg))),
             reason::JOINING
         );
-        let available = member_group(&spec, "available", false);
+        let available = member_group(&spec, ReplicationGroupStatus::Available, false);
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&available))),
             reason::JOINING,
@@ -1201,7 +1256,7 @@ pub(crate) mod tests {
             CachePlan::Converged { notes: vec![] }
         );
         let eu = acme("eu-west-1");
-        let rg = member_group(&eu, "available", false);
+        let rg = member_group(&eu, ReplicationGroupStatus::Available, false);
         assert_eq!(
             run(&eu, Some(&g), Some(&rg)),
             CachePlan::Converged { notes: vec![] }
@@ -1211,8 +1266,12 @@ pub(crate) mod tests {
     #[test]
     fn a_converged_primary_alone_in_its_global_datastore_plans_nothing() {
         let spec = acme("us-east-1");
-        let g = global("primary-only", Some("us-east-1"), &[]);
-        let rg = member_group(&spec, "available", true);
+        let g = global(
+            GlobalReplicationGroupStatus::PrimaryOnly,
+            Some("us-east-1"),
+            &[],
+        );
+        let rg = member_group(&spec, ReplicationGroupStatus::Available, true);
         assert_eq!(
             run(&spec, Some(&g), Some(&rg)),
             CachePlan::Converged { notes: vec![] }
@@ -1241,11 +1300,14 @@ pub(crate) mod tests {
     #[test]
     fn a_busy_global_datastore_is_a_note_for_a_converged_region() {
         let (spec, mut g, rg) = converged_primary();
-        g.status = "modifying".into();
+        g.status = GlobalReplicationGroupStatus::Modifying;
         let CachePlan::Converged { notes } = run(&spec, Some(&g), Some(&rg)) else {
             panic!("expected converged");
         };
-        assert!(notes[0].contains("modifying"), "{notes:?}");
+        assert!(
+            notes[0].contains(GlobalReplicationGroupStatus::Modifying.as_str()),
+            "{notes:?}"
+        );
     }
 
     #[test]
@@ -1268,7 +1330,7 @@ pub(crate) mod tests {
         for n in 3..=4 {
             rg.node_groups[0].members.push(NodeGroupMember {
                 cache_cluster_id: format!("acme-us-east-1-00{n}"),
-                current_role: Some("replica".into()),
+                current_role: Some(NodeRole::Replica),
             });
         }
         spec.cache.replicas_per_shard = 1;
@@ -1296,7 +1358,7 @@ pub(crate) mod tests {
                 }
             }
         );
-        rg.automatic_failover = "disabled".into();
+        rg.automatic_failover = AutomaticFailoverStatus::Disabled;
         rg.multi_az = false;
         assert_eq!(
             only_step(run(&spec, Some(&g), Some(&rg))),
@@ -1316,7 +1378,7 @@ pub(crate) mod tests {
     #[test]
     fn automatic_failover_is_turned_on_once_a_replica_exists() {
         let (spec, g, mut rg) = converged_primary();
-        rg.automatic_failover = "disabled".into();
+        rg.automatic_failover = AutomaticFailoverStatus::Disabled;
         rg.multi_az = false;
         let CacheAction::ConfigureFailover { request } = only_step(run(&spec, Some(&g), Some(&rg)))
         else {
@@ -1336,7 +1398,7 @@ pub(crate) mod tests {
     fn replica_changes_wait_while_the_global_datastore_is_busy() {
         let (mut spec, mut g, rg) = converged_primary();
         spec.cache.replicas_per_shard = 2;
-        g.status = "modifying".into();
+        g.status = GlobalReplicationGroupStatus::Modifying;
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&rg))),
             reason::GLOBAL_DATASTORE_BUSY
@@ -1347,12 +1409,21 @@ pub(crate) mod tests {
     fn transient_group_states_wait_and_are_never_terminal() {
         let (spec, g, mut rg) = converged_primary();
         for (status, expected) in [
-            ("modifying", reason::REPLICATION_GROUP_BUSY),
-            ("snapshotting", reason::REPLICATION_GROUP_BUSY),
-            ("deleting", reason::DELETING),
-            ("create-failed", reason::REPLICATION_GROUP_UNHEALTHY),
+            (
+                ReplicationGroupStatus::Modifying,
+                reason::REPLICATION_GROUP_BUSY,
+            ),
+            (
+                ReplicationGroupStatus::Snapshotting,
+                reason::REPLICATION_GROUP_BUSY,
+            ),
+            (ReplicationGroupStatus::Deleting, reason::DELETING),
+            (
+                ReplicationGroupStatus::CreateFailed,
+                reason::REPLICATION_GROUP_UNHEALTHY,
+            ),
         ] {
-            rg.status = status.into();
+            rg.status = status.clone();
             assert_eq!(
                 wait_reason(run(&spec, Some(&g), Some(&rg))),
                 expected,
@@ -1364,7 +1435,7 @@ pub(crate) mod tests {
     #[test]
     fn a_group_leaving_the_global_datastore_waits() {
         let (spec, mut g, rg) = converged_primary();
-        g.members[0].status = "disassociating".into();
+        g.members[0].status = GlobalMemberStatus::Disassociating;
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&rg))),
             reason::REPLICATION_GROUP_BUSY
@@ -1449,8 +1520,12 @@ pub(crate) mod tests {
     #[test]
     fn a_standalone_group_beside_the_global_datastore_is_terminal() {
         let spec = acme("eu-west-1");
-        let g = global("available", Some("us-east-1"), &[]);
-        let rg = group(&spec, "available");
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
+        let rg = group(&spec, ReplicationGroupStatus::Available);
         assert_eq!(
             terminal(run(&spec, Some(&g), Some(&rg))).reason,
             reason::OUTSIDE_GLOBAL_DATASTORE
@@ -1460,7 +1535,7 @@ pub(crate) mod tests {
     #[test]
     fn a_group_in_another_global_datastore_is_terminal() {
         let spec = acme("eu-west-1");
-        let mut rg = member_group(&spec, "available", false);
+        let mut rg = member_group(&spec, ReplicationGroupStatus::Available, false);
         rg.global_replication_group = Some(GlobalReplicationGroupInfo {
             global_replication_group_id: "gxeiz-legacy".into(),
             is_primary: false,
@@ -1469,7 +1544,11 @@ pub(crate) mod tests {
             terminal(run(&spec, None, Some(&rg))).reason,
             reason::IN_ANOTHER_GLOBAL_DATASTORE
         );
-        let g = global("available", Some("us-east-1"), &[]);
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
         assert_eq!(
             terminal(run(&spec, Some(&g), Some(&rg))).reason,
             reason::IN_ANOTHER_GLOBAL_DATASTORE
@@ -1479,8 +1558,12 @@ pub(crate) mod tests {
     #[test]
     fn a_group_naming_the_global_datastore_before_its_member_list_does_is_joining() {
         let spec = acme("eu-west-1");
-        let g = global("available", Some("us-east-1"), &[]);
-        let rg = member_group(&spec, "available", false);
+        let g = global(
+            GlobalReplicationGroupStatus::Available,
+            Some("us-east-1"),
+            &[],
+        );
+        let rg = member_group(&spec, ReplicationGroupStatus::Available, false);
         assert_eq!(
             wait_reason(run(&spec, Some(&g), Some(&rg))),
             reason::JOINING
@@ -1490,7 +1573,7 @@ pub(crate) mod tests {
     #[test]
     fn a_member_whose_global_datastore_is_not_visible_yet_waits() {
         let spec = acme("eu-west-1");
-        let rg = member_group(&spec, "available", false);
+        let rg = member_group(&spec, ReplicationGroupStatus::Available, false);
         assert_eq!(
             wait_reason(run(&spec, None, Some(&rg))),
             reason::WAITING_FOR_PRIMARY
@@ -1500,7 +1583,7 @@ pub(crate) mod tests {
     #[test]
     fn a_standalone_group_in_a_later_region_waits_for_the_primary() {
         let spec = acme("eu-west-1");
-        let rg = group(&spec, "available");
+        let rg = group(&spec, ReplicationGroupStatus::Available);
         assert_eq!(
             wait_reason(run(&spec, None, Some(&rg))),
             reason::WAITING_FOR_PRIMARY

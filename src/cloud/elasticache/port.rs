@@ -15,6 +15,10 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::cloud::CloudError;
 pub use crate::cloud::Tags;
+pub use crate::cloud::aws::status::{
+    AutomaticFailoverStatus, GlobalMemberStatus, GlobalReplicationGroupStatus, NodeRole,
+    ReplicationGroupStatus,
+};
 
 /// A Redis AUTH token. It is a credential: its `Debug` says `<redacted>`,
 /// it has no `Display`, and only [`AuthToken::expose`] (called by the code
@@ -64,7 +68,7 @@ pub struct GlobalReplicationGroup {
     pub arn: String,
     pub description: Option<String>,
     /// `creating`, `primary-only`, `available`, `modifying`, `deleting`.
-    pub status: String,
+    pub status: GlobalReplicationGroupStatus,
     pub cache_node_type: String,
     /// `redis` or `valkey`.
     pub engine: String,
@@ -101,9 +105,9 @@ pub struct GlobalReplicationGroupMember {
     /// `Role` is `primary` (or `PRIMARY`): parsed by the adapter.
     pub is_primary: bool,
     /// `associating`, `associated`, `disassociating`.
-    pub status: String,
+    pub status: GlobalMemberStatus,
     /// `enabled`, `disabled`, `enabling`, `disabling`.
-    pub automatic_failover: String,
+    pub automatic_failover: AutomaticFailoverStatus,
 }
 
 /// `ReplicationGroup.GlobalReplicationGroupInfo`.
@@ -122,7 +126,7 @@ pub struct ReplicationGroup {
     pub description: String,
     /// `creating`, `available`, `modifying`, `deleting`, `create-failed`,
     /// `snapshotting`.
-    pub status: String,
+    pub status: ReplicationGroupStatus,
     /// `redis` or `valkey`.
     pub engine: String,
     pub cache_node_type: String,
@@ -132,7 +136,7 @@ pub struct ReplicationGroup {
     /// Set when cluster mode is on: clients discover the shards through it.
     pub configuration_endpoint: Option<Endpoint>,
     /// `enabled`, `disabled`, `enabling`, `disabling`.
-    pub automatic_failover: String,
+    pub automatic_failover: AutomaticFailoverStatus,
     /// `MultiAZ` is `enabled`.
     pub multi_az: bool,
     pub auth_token_enabled: bool,
@@ -174,7 +178,7 @@ impl ReplicationGroup {
     }
 
     pub fn automatic_failover_on(&self) -> bool {
-        matches!(self.automatic_failover.as_str(), "enabled" | "enabling")
+        self.automatic_failover.is_on()
     }
 }
 
@@ -182,7 +186,7 @@ impl ReplicationGroup {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeGroup {
     pub id: String,
-    pub status: String,
+    pub status: ReplicationGroupStatus,
     /// Cluster mode off only.
     pub primary_endpoint: Option<Endpoint>,
     /// Cluster mode off only.
@@ -195,7 +199,7 @@ pub struct NodeGroup {
 pub struct NodeGroupMember {
     pub cache_cluster_id: String,
     /// `primary` or `replica` (cluster mode off only).
-    pub current_role: Option<String>,
+    pub current_role: Option<NodeRole>,
 }
 
 /// `CreateReplicationGroup`, always with Redis AUTH or none, and tags.
@@ -387,28 +391,28 @@ mod tests {
             id: "g".into(),
             arn: "arn".into(),
             description: String::new(),
-            status: "available".into(),
+            status: ReplicationGroupStatus::Available,
             engine: "redis".into(),
             cache_node_type: "cache.r6g.large".into(),
             cluster_enabled: false,
             node_groups: vec![NodeGroup {
                 id: "0001".into(),
-                status: "available".into(),
+                status: ReplicationGroupStatus::Available,
                 primary_endpoint: Some(endpoint("master.g")),
                 reader_endpoint: Some(endpoint("replica.g")),
                 members: vec![
                     NodeGroupMember {
                         cache_cluster_id: "g-001".into(),
-                        current_role: Some("primary".into()),
+                        current_role: Some(NodeRole::Primary),
                     },
                     NodeGroupMember {
                         cache_cluster_id: "g-002".into(),
-                        current_role: Some("replica".into()),
+                        current_role: Some(NodeRole::Replica),
                     },
                 ],
             }],
             configuration_endpoint: None,
-            automatic_failover: "enabled".into(),
+            automatic_failover: AutomaticFailoverStatus::Enabled,
             multi_az: true,
             auth_token_enabled: false,
             transit_encryption_enabled: true,

@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cloud::aurora::port::{
-    AuroraPort, Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
-    DeleteClusterRequest, GlobalCluster, GlobalFailoverState, GlobalMember, Instance,
+    AuroraPort, Cluster, ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest,
+    CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus,
+    GlobalFailoverState, GlobalFailoverStatus, GlobalMember, Instance, InstanceStatus,
     ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
 };
 use crate::cloud::{CloudError, arn_region};
@@ -47,8 +48,7 @@ pub(crate) struct AuroraWorld {
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SimGlobal {
     id: String,
-    #[serde(deserialize_with = "super::persist::static_str")]
-    status: super::persist::Word,
+    status: GlobalClusterStatus,
     engine: String,
     engine_version: String,
     members: Vec<GlobalMember>,
@@ -60,8 +60,7 @@ pub(crate) struct SimGlobal {
 pub(crate) struct SimCluster {
     id: String,
     region: String,
-    #[serde(deserialize_with = "super::persist::static_str")]
-    status: super::persist::Word,
+    status: ClusterStatus,
     engine: String,
     engine_version: String,
     kms_key_id: Option<String>,
@@ -79,8 +78,7 @@ pub(crate) struct SimInstance {
     id: String,
     region: String,
     cluster_id: String,
-    #[serde(deserialize_with = "super::persist::static_str")]
-    status: super::persist::Word,
+    status: InstanceStatus,
     class: String,
     tags: Tags,
     seq: u64,
@@ -222,7 +220,7 @@ fn resolve_kms_key(region: &str, key: &str) -> Result<String, CloudError> {
     Ok(format!("arn:aws:kms:{region}:{ACCOUNT}:key/sim-{name}"))
 }
 
-fn busy_cluster(id: &str, status: &str) -> CloudError {
+fn busy_cluster(id: &str, status: &ClusterStatus) -> CloudError {
     CloudError::busy(
         "InvalidDBClusterStateFault",
         format!("DB cluster {id} is not currently in the available state (it is {status})"),
@@ -265,13 +263,13 @@ impl AuroraWorld {
         self.clusters
             .values()
             .filter(|c| !outages.contains_key(&c.region))
-            .filter(|c| !matches!(c.status, "creating" | "deleting"))
+            .filter(|c| !matches!(c.status, ClusterStatus::Creating | ClusterStatus::Deleting))
             .filter(|c| self.cluster_writes(c))
             .filter(|c| {
                 c.writer_instance.as_ref().is_some_and(|w| {
                     self.instances
                         .get(&Self::key(&c.region, w))
-                        .is_some_and(|i| i.status == "available")
+                        .is_some_and(|i| i.status == InstanceStatus::Available)
                 })
             })
             .map(|c| (c.region.clone(), c.id.clone()))
@@ -293,7 +291,7 @@ impl AuroraWorld {
         Some(GlobalCluster {
             id: g.id.clone(),
             arn: global_arn(&g.id),
-            status: g.status.to_string(),
+            status: g.status.clone(),
             engine: g.engine.clone(),
             engine_version: g.engine_version.clone(),
             members: g.members.clone(),
@@ -308,7 +306,7 @@ impl AuroraWorld {
         Some(Cluster {
             id: c.id.clone(),
             arn: cluster_arn(region, id),
-            status: c.status.to_string(),
+            status: c.status.clone(),
             engine: c.engine.clone(),
             engine_version: c.engine_version.clone(),
             writer_endpoint: Some(format!("{id}.cluster-sim.{region}.rds.amazonaws.com")),
@@ -337,7 +335,7 @@ impl AuroraWorld {
             .map(|i| Instance {
                 id: i.id.clone(),
                 arn: instance_arn(region, &i.id),
-                status: i.status.to_string(),
+                status: i.status.clone(),
                 class: i.class.clone(),
                 is_writer: writes && cluster.writer_instance.as_deref() == Some(i.id.as_str()),
                 tags: i.tags.clone(),
@@ -352,7 +350,7 @@ impl World {
         match event {
             Event::ClusterAvailable { region, id } => {
                 if let Some(c) = a.clusters.get_mut(&AuroraWorld::key(&region, &id)) {
-                    c.status = "available";
+                    c.status = ClusterStatus::Available;
                 }
             }
             Event::ClusterUpgraded {
@@ -363,7 +361,7 @@ impl World {
                 let Some(c) = a.clusters.get_mut(&AuroraWorld::key(&region, &id)) else {
                     return;
                 };
-                c.status = "available";
+                c.status = ClusterStatus::Available;
                 c.engine_version = version.clone();
                 let global = c.global_cluster_id.clone();
                 // The global cluster reports the new version once every
@@ -385,13 +383,13 @@ impl World {
             }
             Event::ClusterDetached { region, id } => {
                 if let Some(c) = a.clusters.get_mut(&AuroraWorld::key(&region, &id)) {
-                    c.status = "available";
+                    c.status = ClusterStatus::Available;
                     c.global_cluster_id = None;
                 }
             }
             Event::InstanceAvailable { region, id } => {
                 if let Some(i) = a.instances.get_mut(&AuroraWorld::key(&region, &id)) {
-                    i.status = "available";
+                    i.status = InstanceStatus::Available;
                 }
             }
             Event::InstanceDeleted { region, id } => {
@@ -403,7 +401,7 @@ impl World {
                 let next = a
                     .cluster_instances(&region, &gone.cluster_id)
                     .iter()
-                    .find(|i| i.status != "deleting")
+                    .find(|i| i.status != InstanceStatus::Deleting)
                     .map(|i| i.id.clone());
                 if let Some(c) = a
                     .clusters
@@ -415,21 +413,21 @@ impl World {
             }
             Event::GlobalAvailable { id } => {
                 if let Some(g) = a.globals.get_mut(&id) {
-                    g.status = "available";
+                    g.status = GlobalClusterStatus::Available;
                 }
             }
             Event::GlobalUpgraded { id, version } => {
                 let Some(g) = a.globals.get_mut(&id) else {
                     return;
                 };
-                g.status = "available";
+                g.status = GlobalClusterStatus::Available;
                 g.engine_version = version.clone();
                 for m in &g.members {
                     let Some((r, cid)) = parse_cluster_arn(&m.cluster_arn) else {
                         continue;
                     };
                     if let Some(c) = a.clusters.get_mut(&AuroraWorld::key(&r, &cid)) {
-                        c.status = "available";
+                        c.status = ClusterStatus::Available;
                         c.engine_version = version.clone();
                     }
                 }
@@ -448,7 +446,7 @@ impl World {
                     for m in &mut g.members {
                         m.is_writer = m.cluster_arn == to_arn;
                     }
-                    g.status = "available";
+                    g.status = GlobalClusterStatus::Available;
                     g.failover = None;
                 }
                 if let Some(r) = a.failovers.get_mut(record) {
@@ -482,8 +480,8 @@ impl World {
             .clusters
             .get(&AuroraWorld::key(&region, &source_id))
             .ok_or_else(|| cluster_not_found(&source_id))?;
-        if source.status != "available" {
-            return Err(busy_cluster(&source_id, source.status));
+        if source.status != ClusterStatus::Available {
+            return Err(busy_cluster(&source_id, &source.status));
         }
         if let Some(other) = &source.global_cluster_id {
             return Err(CloudError::invalid_state(
@@ -493,7 +491,7 @@ impl World {
         }
         let global = SimGlobal {
             id: id.clone(),
-            status: "creating",
+            status: GlobalClusterStatus::Creating,
             engine: source.engine.clone(),
             engine_version: source.engine_version.clone(),
             members: vec![GlobalMember {
@@ -537,7 +535,7 @@ impl World {
             .globals
             .get(id)
             .ok_or_else(|| global_not_found(id))?;
-        if g.status != "available" {
+        if g.status != GlobalClusterStatus::Available {
             return Err(CloudError::busy(
                 "InvalidGlobalClusterStateFault",
                 format!("Global cluster {id} is {}", g.status),
@@ -576,8 +574,8 @@ impl World {
                     let (r, cid) =
                         parse_cluster_arn(&m.cluster_arn).expect("members hold cluster ARNs");
                     match self.aurora.clusters.get(&AuroraWorld::key(&r, &cid)) {
-                        Some(c) if c.status == "available" => {}
-                        Some(c) => return Err(busy_cluster(&cid, c.status)),
+                        Some(c) if c.status == ClusterStatus::Available => {}
+                        Some(c) => return Err(busy_cluster(&cid, &c.status)),
                         None => return Err(cluster_not_found(&cid)),
                     }
                 }
@@ -590,11 +588,11 @@ impl World {
             g.deletion_protection = protection;
         }
         if let Some(version) = upgrade {
-            g.status = "upgrading";
+            g.status = GlobalClusterStatus::Upgrading;
             for arn in &members {
                 let (r, cid) = parse_cluster_arn(arn).expect("members hold cluster ARNs");
                 if let Some(c) = self.aurora.clusters.get_mut(&AuroraWorld::key(&r, &cid)) {
-                    c.status = "upgrading";
+                    c.status = ClusterStatus::Upgrading;
                 }
             }
             let after = self.duration(
@@ -625,7 +623,7 @@ impl World {
             .globals
             .get_mut(id)
             .ok_or_else(|| global_not_found(id))?;
-        if g.status == "deleting" {
+        if g.status == GlobalClusterStatus::Deleting {
             return Ok(());
         }
         if !g.members.is_empty() {
@@ -642,7 +640,7 @@ impl World {
                 ),
             ));
         }
-        g.status = "deleting";
+        g.status = GlobalClusterStatus::Deleting;
         let after = self.duration(
             region,
             Op::DeleteGlobalCluster,
@@ -670,7 +668,7 @@ impl World {
                 format!("{arn} is not a member of global cluster {global_id}"),
             ));
         };
-        if g.status != "available" {
+        if g.status != GlobalClusterStatus::Available {
             return Err(CloudError::busy(
                 "InvalidGlobalClusterStateFault",
                 format!("Global cluster {global_id} is {}", g.status),
@@ -692,7 +690,7 @@ impl World {
             .clusters
             .get_mut(&AuroraWorld::key(&cluster_region, &cluster_id))
         {
-            c.status = "modifying";
+            c.status = ClusterStatus::Modifying;
         }
         let after = self.duration(
             region,
@@ -722,7 +720,7 @@ impl World {
             .globals
             .get(global_id)
             .ok_or_else(|| global_not_found(global_id))?;
-        if g.status != "available" {
+        if g.status != GlobalClusterStatus::Available {
             return Err(CloudError::busy(
                 "InvalidGlobalClusterStateFault",
                 format!("Global cluster {global_id} is {}", g.status),
@@ -752,8 +750,8 @@ impl World {
         }
         let (region, id) = parse_cluster_arn(target_arn).expect("members hold cluster ARNs");
         match self.aurora.clusters.get(&AuroraWorld::key(&region, &id)) {
-            Some(c) if c.status == "available" => {}
-            Some(c) => return Err(busy_cluster(&id, c.status)),
+            Some(c) if c.status == ClusterStatus::Available => {}
+            Some(c) => return Err(busy_cluster(&id, &c.status)),
             None => return Err(cluster_not_found(&id)),
         }
         let from = g.writer_region().unwrap_or_default();
@@ -787,9 +785,9 @@ impl World {
             .globals
             .get_mut(global_id)
             .expect("checked above");
-        g.status = "failing-over";
+        g.status = GlobalClusterStatus::FailingOver;
         g.failover = Some(GlobalFailoverState {
-            status: "failing-over".into(),
+            status: GlobalFailoverStatus::FailingOver,
             from_cluster_arn: from_arn,
             to_cluster_arn: target_arn.to_string(),
             allow_data_loss: true,
@@ -836,7 +834,7 @@ impl World {
             let Some(c) = self.aurora.clusters.get(&AuroraWorld::key(&r, &id)) else {
                 return Err(cluster_not_found(&id));
             };
-            if c.status != "available" {
+            if c.status != ClusterStatus::Available {
                 return Err(CloudError::invalid_state(
                     "InvalidGlobalClusterStateFault",
                     format!("member {id} is {}", c.status),
@@ -869,9 +867,9 @@ impl World {
             .globals
             .get_mut(global_id)
             .expect("checked above");
-        g.status = "switching-over";
+        g.status = GlobalClusterStatus::SwitchingOver;
         g.failover = Some(GlobalFailoverState {
-            status: "switching-over".into(),
+            status: GlobalFailoverStatus::SwitchingOver,
             from_cluster_arn: from_arn,
             to_cluster_arn: target_arn.to_string(),
             allow_data_loss: false,
@@ -949,7 +947,7 @@ impl World {
                 .globals
                 .get(gid)
                 .ok_or_else(|| global_not_found(gid))?;
-            if g.status != "available" {
+            if g.status != GlobalClusterStatus::Available {
                 return Err(CloudError::busy(
                     "InvalidGlobalClusterStateFault",
                     format!("Global cluster {gid} is {}", g.status),
@@ -1024,7 +1022,7 @@ impl World {
             SimCluster {
                 id: id.clone(),
                 region: region.to_string(),
-                status: "creating",
+                status: ClusterStatus::Creating,
                 engine: request.engine.clone(),
                 engine_version: version,
                 kms_key_id,
@@ -1066,8 +1064,8 @@ impl World {
             .clusters
             .get(&key)
             .ok_or_else(|| cluster_not_found(id))?;
-        if c.status != "available" {
-            return Err(busy_cluster(id, c.status));
+        if c.status != ClusterStatus::Available {
+            return Err(busy_cluster(id, &c.status));
         }
         let upgrade = match &request.engine_version {
             Some(v) => {
@@ -1099,7 +1097,7 @@ impl World {
             c.deletion_protection = protection;
         }
         if let Some(version) = upgrade {
-            c.status = "upgrading";
+            c.status = ClusterStatus::Upgrading;
             let after = self.duration(region, Op::ModifyDBCluster, self.durations.engine_upgrade);
             self.schedule(
                 now,
@@ -1127,7 +1125,7 @@ impl World {
             .clusters
             .get(&key)
             .ok_or_else(|| cluster_not_found(id))?;
-        if c.status == "deleting" {
+        if c.status == ClusterStatus::Deleting {
             return Ok(());
         }
         if c.deletion_protection {
@@ -1146,15 +1144,15 @@ impl World {
             .aurora
             .cluster_instances(region, id)
             .iter()
-            .any(|i| i.status != "deleting")
+            .any(|i| i.status != InstanceStatus::Deleting)
         {
             return Err(CloudError::invalid_state(
                 "InvalidDBClusterStateFault",
                 "Cluster cannot be deleted, it still contains DB instances in non-deleting state.",
             ));
         }
-        if c.status != "available" {
-            return Err(busy_cluster(id, c.status));
+        if c.status != ClusterStatus::Available {
+            return Err(busy_cluster(id, &c.status));
         }
         if !request.skip_final_snapshot {
             let Some(snapshot) = &request.final_snapshot_id else {
@@ -1178,7 +1176,7 @@ impl World {
             .clusters
             .get_mut(&key)
             .expect("checked above")
-            .status = "deleting";
+            .status = ClusterStatus::Deleting;
         let after = self.duration(region, Op::DeleteDBCluster, self.durations.cluster_delete);
         self.schedule(
             now,
@@ -1238,8 +1236,8 @@ impl World {
             .clusters
             .get(&cluster_key)
             .ok_or_else(|| cluster_not_found(&request.cluster_id))?;
-        if c.status == "deleting" {
-            return Err(busy_cluster(&c.id, c.status));
+        if c.status == ClusterStatus::Deleting {
+            return Err(busy_cluster(&c.id, &c.status));
         }
         if c.engine != request.engine {
             return Err(CloudError::refused(
@@ -1269,7 +1267,7 @@ impl World {
                 id: id.clone(),
                 region: region.to_string(),
                 cluster_id: request.cluster_id.clone(),
-                status: "creating",
+                status: InstanceStatus::Creating,
                 class: request.class.clone(),
                 tags: request.tags.clone(),
                 seq,
@@ -1313,9 +1311,9 @@ impl World {
             .ok_or_else(|| {
                 CloudError::not_found("DBInstanceNotFound", format!("DBInstance {id} not found"))
             })?;
-        match i.status {
-            "deleting" => return Ok(()),
-            "available" | "failed" | "stopped" => {}
+        match &i.status {
+            InstanceStatus::Deleting => return Ok(()),
+            InstanceStatus::Available | InstanceStatus::Failed | InstanceStatus::Stopped => {}
             other => {
                 return Err(CloudError::busy(
                     "InvalidDBInstanceState",
@@ -1323,7 +1321,7 @@ impl World {
                 ));
             }
         }
-        i.status = "deleting";
+        i.status = InstanceStatus::Deleting;
         let after = self.duration(region, Op::DeleteDBInstance, self.durations.instance_delete);
         self.schedule(
             now,
@@ -1365,7 +1363,7 @@ impl World {
         let writer_out = g
             .writer_region()
             .is_some_and(|r| self.outages.contains_key(&r));
-        if writer_out || c.status == "creating" {
+        if writer_out || c.status == ClusterStatus::Creating {
             return Ok(None);
         }
         Ok(Some(self.lag_of(region)))

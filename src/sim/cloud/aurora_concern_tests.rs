@@ -65,7 +65,7 @@ fn assert_converged_fleet(sim: &SimCloud, outcomes: &[AuroraOutcome]) {
     let global = sim
         .global_cluster("acme-global")
         .expect("the global cluster exists");
-    assert_eq!(global.status, "available");
+    assert_eq!(global.status, GlobalClusterStatus::Available);
     assert!(global.deletion_protection);
     assert_eq!(global.members.len(), 3);
     let writers: Vec<&str> = global
@@ -96,7 +96,10 @@ fn assert_converged_fleet(sim: &SimCloud, outcomes: &[AuroraOutcome]) {
         assert_eq!(outcome.condition.reason, reason::AVAILABLE, "{region}");
         assert_eq!(status.writer, region == "us-east-1", "{region}");
         assert_eq!(status.writer_region.as_deref(), Some("us-east-1"));
-        assert_eq!(status.cluster_status.as_deref(), Some("available"));
+        assert_eq!(
+            status.cluster_status.as_deref(),
+            Some(ClusterStatus::Available.as_str())
+        );
         assert_eq!(status.readers, 1, "{region}");
         assert!(status.writer_endpoint.is_some() && status.reader_endpoint.is_some());
         assert_eq!(
@@ -404,7 +407,7 @@ async fn readers_scale_one_instance_at_a_time() {
         let busy = sim
             .instances("us-east-1", "acme-us-east-1")
             .iter()
-            .filter(|i| i.status != "available")
+            .filter(|i| i.status != InstanceStatus::Available)
             .count();
         assert!(busy <= 1, "more than one instance changing at once");
         if outcome.condition.status == Status::True {

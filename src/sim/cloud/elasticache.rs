@@ -13,10 +13,11 @@ use k8s_openapi::jiff::Timestamp;
 use crate::cloud::elasticache::check_auth_token;
 use crate::cloud::elasticache::names::check_global_node_type;
 use crate::cloud::elasticache::port::{
-    CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
-    DeleteReplicationGroupRequest, ElastiCachePort, Endpoint, GlobalReplicationGroup,
-    GlobalReplicationGroupInfo, GlobalReplicationGroupMember, ModifyReplicationGroupRequest,
-    NodeGroup, NodeGroupMember, ReplicationGroup, Tags,
+    AutomaticFailoverStatus, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
+    DeleteReplicationGroupRequest, ElastiCachePort, Endpoint, GlobalMemberStatus,
+    GlobalReplicationGroup, GlobalReplicationGroupInfo, GlobalReplicationGroupMember,
+    GlobalReplicationGroupStatus, ModifyReplicationGroupRequest, NodeGroup, NodeGroupMember,
+    NodeRole, ReplicationGroup, ReplicationGroupStatus, Tags,
 };
 use crate::cloud::{CloudError, arn_region};
 
@@ -107,8 +108,7 @@ pub(crate) struct CacheWorld {
 pub(crate) struct SimGlobal {
     id: String,
     suffix: String,
-    #[serde(deserialize_with = "super::persist::static_str")]
-    status: super::persist::Word,
+    status: GlobalReplicationGroupStatus,
     description: String,
     engine: String,
     engine_version: String,
@@ -127,15 +127,13 @@ struct SimMember {
     region: String,
     group_id: String,
     is_primary: bool,
-    #[serde(deserialize_with = "super::persist::static_str")]
-    status: super::persist::Word,
+    status: GlobalMemberStatus,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SimGroup {
     id: String,
-    #[serde(deserialize_with = "super::persist::static_str")]
-    status: super::persist::Word,
+    status: ReplicationGroupStatus,
     description: String,
     engine: String,
     engine_version: String,
@@ -146,8 +144,7 @@ pub(crate) struct SimGroup {
     auth: bool,
     transit: bool,
     at_rest: bool,
-    #[serde(deserialize_with = "super::persist::static_str")]
-    automatic_failover: super::persist::Word,
+    automatic_failover: AutomaticFailoverStatus,
     multi_az: bool,
     tags: Tags,
     created_at: Timestamp,
@@ -277,11 +274,11 @@ fn check_node_type(node_type: &str) -> Result<(), CloudError> {
 }
 
 impl SimGlobal {
-    fn settled_status(&self) -> &'static str {
+    fn settled_status(&self) -> GlobalReplicationGroupStatus {
         if self.members.iter().any(|m| !m.is_primary) {
-            "available"
+            GlobalReplicationGroupStatus::Available
         } else {
-            "primary-only"
+            GlobalReplicationGroupStatus::PrimaryOnly
         }
     }
 
@@ -313,7 +310,7 @@ impl CacheWorld {
             id: g.id.clone(),
             arn: global_arn(&g.id),
             description: Some(g.description.clone()),
-            status: g.status.to_string(),
+            status: g.status.clone(),
             cache_node_type: g.node_type.clone(),
             engine: g.engine.clone(),
             engine_version: g.engine_version.clone(),
@@ -329,12 +326,13 @@ impl CacheWorld {
                     replication_group_id: m.group_id.clone(),
                     region: m.region.clone(),
                     is_primary: m.is_primary,
-                    status: m.status.to_string(),
+                    status: m.status.clone(),
                     automatic_failover: self
                         .groups
                         .get(&Self::key(&m.region, &m.group_id))
-                        .map_or("disabled", |group| group.automatic_failover)
-                        .to_string(),
+                        .map_or(AutomaticFailoverStatus::Disabled, |group| {
+                            group.automatic_failover.clone()
+                        }),
                 })
                 .collect(),
         }
@@ -353,14 +351,17 @@ impl CacheWorld {
         let node_groups = (1..=g.shards)
             .map(|shard| NodeGroup {
                 id: format!("{shard:04}"),
-                status: g.status.to_string(),
+                status: g.status.clone(),
                 primary_endpoint: (!g.cluster_enabled).then(|| endpoint("master")),
                 reader_endpoint: (!g.cluster_enabled).then(|| endpoint("replica")),
                 members: (0..=g.replicas)
                     .map(|node| NodeGroupMember {
                         cache_cluster_id: format!("{id}-{shard:04}-{:03}", node + 1),
-                        current_role: (!g.cluster_enabled)
-                            .then(|| if node == 0 { "primary" } else { "replica" }.to_string()),
+                        current_role: (!g.cluster_enabled).then_some(if node == 0 {
+                            NodeRole::Primary
+                        } else {
+                            NodeRole::Replica
+                        }),
                     })
                     .collect(),
             })
@@ -369,13 +370,13 @@ impl CacheWorld {
             id: g.id.clone(),
             arn: group_arn(region, id),
             description: g.description.clone(),
-            status: g.status.to_string(),
+            status: g.status.clone(),
             engine: g.engine.clone(),
             cache_node_type: g.node_type.clone(),
             cluster_enabled: g.cluster_enabled,
             node_groups,
             configuration_endpoint: g.cluster_enabled.then(|| endpoint("clustercfg")),
-            automatic_failover: g.automatic_failover.to_string(),
+            automatic_failover: g.automatic_failover.clone(),
             multi_az: g.multi_az,
             auth_token_enabled: g.auth,
             transit_encryption_enabled: g.transit,
@@ -397,20 +398,22 @@ impl World {
         match event {
             Event::GroupAvailable { region, id } => {
                 if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
-                    g.status = "available";
+                    g.status = ReplicationGroupStatus::Available;
                 }
             }
             Event::MemberAssociated { global, region, id } => {
                 if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
-                    g.status = "available";
+                    g.status = ReplicationGroupStatus::Available;
                 }
                 if let Some(g) = c.globals.get_mut(&global) {
                     for m in &mut g.members {
                         if m.region == region && m.group_id == id {
-                            m.status = "associated";
+                            m.status = GlobalMemberStatus::Associated;
                         }
                     }
-                    if g.status != "deleting" && g.status != "creating" {
+                    if g.status != GlobalReplicationGroupStatus::Deleting
+                        && g.status != GlobalReplicationGroupStatus::Creating
+                    {
                         g.status = g.settled_status();
                     }
                 }
@@ -423,16 +426,16 @@ impl World {
             Event::ReplicasChanged { region, id, count } => {
                 if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
                     g.replicas = count;
-                    g.status = "available";
+                    g.status = ReplicationGroupStatus::Available;
                 }
             }
             Event::GroupModified { region, id } => {
                 if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
-                    g.status = "available";
-                    g.automatic_failover = match g.automatic_failover {
-                        "enabling" => "enabled",
-                        "disabling" => "disabled",
-                        settled => settled,
+                    g.status = ReplicationGroupStatus::Available;
+                    g.automatic_failover = match &g.automatic_failover {
+                        AutomaticFailoverStatus::Enabling => AutomaticFailoverStatus::Enabled,
+                        AutomaticFailoverStatus::Disabling => AutomaticFailoverStatus::Disabled,
+                        settled => settled.clone(),
                     };
                 }
             }
@@ -446,7 +449,7 @@ impl World {
                     g.status = g.settled_status();
                 }
                 if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
-                    g.status = "available";
+                    g.status = ReplicationGroupStatus::Available;
                 }
             }
             Event::GlobalDeleted { id } => {
@@ -539,7 +542,7 @@ impl World {
                     region: region.to_string(),
                     group_id: id.clone(),
                     is_primary: false,
-                    status: "associating",
+                    status: GlobalMemberStatus::Associating,
                 });
                 let after = self.duration(
                     region,
@@ -610,7 +613,7 @@ impl World {
         }
         Ok(SimGroup {
             id: request.replication_group_id.clone(),
-            status: "creating",
+            status: ReplicationGroupStatus::Creating,
             description: request.description.clone(),
             engine,
             engine_version,
@@ -622,9 +625,9 @@ impl World {
             transit: request.transit_encryption_enabled,
             at_rest: request.at_rest_encryption_enabled,
             automatic_failover: if request.automatic_failover_enabled {
-                "enabled"
+                AutomaticFailoverStatus::Enabled
             } else {
-                "disabled"
+                AutomaticFailoverStatus::Disabled
             },
             multi_az: request.multi_az_enabled,
             tags: request.tags.clone(),
@@ -647,8 +650,11 @@ impl World {
             .globals
             .get(gid)
             .ok_or_else(|| global_not_found(gid))?;
-        if !matches!(g.status, "available" | "primary-only") {
-            return Err(busy_global(gid, g.status));
+        if !matches!(
+            g.status,
+            GlobalReplicationGroupStatus::Available | GlobalReplicationGroupStatus::PrimaryOnly
+        ) {
+            return Err(busy_global(gid, g.status.as_str()));
         }
         if g.members.iter().any(|m| m.region == region) {
             return Err(value(format!(
@@ -712,7 +718,7 @@ impl World {
         }
         Ok(SimGroup {
             id: request.replication_group_id.clone(),
-            status: "creating",
+            status: ReplicationGroupStatus::Creating,
             description: request.description.clone(),
             engine: g.engine.clone(),
             engine_version: g.engine_version.clone(),
@@ -724,9 +730,9 @@ impl World {
             transit: g.transit,
             at_rest: g.at_rest,
             automatic_failover: if request.automatic_failover_enabled {
-                "enabled"
+                AutomaticFailoverStatus::Enabled
             } else {
-                "disabled"
+                AutomaticFailoverStatus::Disabled
             },
             multi_az: request.multi_az_enabled,
             tags: request.tags.clone(),
@@ -761,8 +767,8 @@ impl World {
             .groups
             .get(&CacheWorld::key(region, primary_id))
             .ok_or_else(|| group_not_found(primary_id))?;
-        if primary.status != "available" {
-            return Err(busy_group(primary_id, primary.status));
+        if primary.status != ReplicationGroupStatus::Available {
+            return Err(busy_group(primary_id, primary.status.as_str()));
         }
         if let Some((other, _)) = self.elasticache.membership(region, primary_id) {
             return Err(value(format!(
@@ -781,7 +787,7 @@ impl World {
         let global = SimGlobal {
             id: id.clone(),
             suffix: suffix.clone(),
-            status: "creating",
+            status: GlobalReplicationGroupStatus::Creating,
             description: request.description.clone(),
             engine: primary.engine.clone(),
             engine_version: version.to_string(),
@@ -796,7 +802,7 @@ impl World {
                 region: region.to_string(),
                 group_id: primary_id.clone(),
                 is_primary: true,
-                status: "associated",
+                status: GlobalMemberStatus::Associated,
             }],
         };
         self.elasticache.globals.insert(id.clone(), global);
@@ -821,7 +827,7 @@ impl World {
             .globals
             .get_mut(id)
             .ok_or_else(|| global_not_found(id))?;
-        if g.status == "deleting" {
+        if g.status == GlobalReplicationGroupStatus::Deleting {
             return Ok(());
         }
         if g.members.iter().any(|m| !m.is_primary) {
@@ -832,10 +838,13 @@ impl World {
                 ),
             ));
         }
-        if !matches!(g.status, "available" | "primary-only") {
-            return Err(busy_global(id, g.status));
+        if !matches!(
+            g.status,
+            GlobalReplicationGroupStatus::Available | GlobalReplicationGroupStatus::PrimaryOnly
+        ) {
+            return Err(busy_global(id, g.status.as_str()));
         }
-        g.status = "deleting";
+        g.status = GlobalReplicationGroupStatus::Deleting;
         let after = self.duration(
             region,
             Op::DeleteGlobalReplicationGroup,
@@ -870,16 +879,18 @@ impl World {
                 "{group_id} is the primary of Global datastore {gid}; only a secondary can be disassociated."
             )));
         }
-        if g.status != "available" || member.status != "associated" {
-            let status = if g.status == "available" {
-                member.status
+        if g.status != GlobalReplicationGroupStatus::Available
+            || member.status != GlobalMemberStatus::Associated
+        {
+            let status = if g.status == GlobalReplicationGroupStatus::Available {
+                member.status.as_str()
             } else {
-                g.status
+                g.status.as_str()
             };
             return Err(busy_global(gid, status));
         }
-        member.status = "disassociating";
-        g.status = "modifying";
+        member.status = GlobalMemberStatus::Disassociating;
+        g.status = GlobalReplicationGroupStatus::Modifying;
         let after = self.duration(
             region,
             Op::DisassociateGlobalReplicationGroup,
@@ -910,8 +921,8 @@ impl World {
             .globals
             .get(gid)
             .ok_or_else(|| global_not_found(gid))?;
-        if g.status != "available" {
-            return Err(busy_global(gid, g.status));
+        if g.status != GlobalReplicationGroupStatus::Available {
+            return Err(busy_global(gid, g.status.as_str()));
         }
         let Some(target) = g
             .members
@@ -927,8 +938,8 @@ impl World {
                 "{primary_group} is already the primary of Global datastore {gid}."
             )));
         }
-        if target.status != "associated" {
-            return Err(busy_global(gid, target.status));
+        if target.status != GlobalMemberStatus::Associated {
+            return Err(busy_global(gid, target.status.as_str()));
         }
         if self.outages.contains_key(primary_region) {
             return Err(busy_group(primary_group, "unreachable"));
@@ -948,7 +959,7 @@ impl World {
             .globals
             .get_mut(gid)
             .expect("checked above")
-            .status = "modifying";
+            .status = GlobalReplicationGroupStatus::Modifying;
         let after = self.duration(
             region,
             Op::FailoverGlobalReplicationGroup,
@@ -979,12 +990,12 @@ impl World {
             .groups
             .get(&key)
             .ok_or_else(|| group_not_found(id))?;
-        if g.status != "available" {
-            return Err(busy_group(id, g.status));
+        if g.status != ReplicationGroupStatus::Available {
+            return Err(busy_group(id, g.status.as_str()));
         }
         let failover = request
             .automatic_failover_enabled
-            .unwrap_or(g.automatic_failover == "enabled");
+            .unwrap_or(g.automatic_failover == AutomaticFailoverStatus::Enabled);
         let multi_az = request.multi_az_enabled.unwrap_or(g.multi_az);
         if failover && g.replicas == 0 {
             return Err(combination(
@@ -994,21 +1005,22 @@ impl World {
         if multi_az && !failover {
             return Err(combination("Multi-AZ requires automatic failover."));
         }
-        let changes = failover != (g.automatic_failover == "enabled") || multi_az != g.multi_az;
+        let changes = failover != (g.automatic_failover == AutomaticFailoverStatus::Enabled)
+            || multi_az != g.multi_az;
         if changes {
             let g = self
                 .elasticache
                 .groups
                 .get_mut(&key)
                 .expect("checked above");
-            g.automatic_failover = match (failover, g.automatic_failover) {
-                (true, "enabled") => "enabled",
-                (true, _) => "enabling",
-                (false, "disabled") => "disabled",
-                (false, _) => "disabling",
+            g.automatic_failover = match (failover, &g.automatic_failover) {
+                (true, AutomaticFailoverStatus::Enabled) => AutomaticFailoverStatus::Enabled,
+                (true, _) => AutomaticFailoverStatus::Enabling,
+                (false, AutomaticFailoverStatus::Disabled) => AutomaticFailoverStatus::Disabled,
+                (false, _) => AutomaticFailoverStatus::Disabling,
             };
             g.multi_az = multi_az;
-            g.status = "modifying";
+            g.status = ReplicationGroupStatus::Modifying;
             let after = self.duration(
                 region,
                 Op::ModifyReplicationGroup,
@@ -1040,8 +1052,8 @@ impl World {
             .groups
             .get(&key)
             .ok_or_else(|| group_not_found(id))?;
-        if g.status != "available" {
-            return Err(busy_group(id, g.status));
+        if g.status != ReplicationGroupStatus::Available {
+            return Err(busy_group(id, g.status.as_str()));
         }
         if count > 5 {
             return Err(value("NewReplicaCount must be between 0 and 5."));
@@ -1059,7 +1071,7 @@ impl World {
                 g.replicas
             )));
         }
-        if count == 0 && g.automatic_failover != "disabled" {
+        if count == 0 && g.automatic_failover != AutomaticFailoverStatus::Disabled {
             return Err(combination(
                 "Cannot remove the last replica while automatic failover is enabled.",
             ));
@@ -1068,7 +1080,7 @@ impl World {
             .groups
             .get_mut(&key)
             .expect("checked above")
-            .status = "modifying";
+            .status = ReplicationGroupStatus::Modifying;
         let after = self.duration(region, op, self.durations.cache_replica_change);
         self.schedule(
             now,
@@ -1095,7 +1107,7 @@ impl World {
             .groups
             .get(&key)
             .ok_or_else(|| group_not_found(id))?;
-        if g.status == "deleting" {
+        if g.status == ReplicationGroupStatus::Deleting {
             return Ok(());
         }
         if let Some((global, _)) = self.elasticache.membership(region, id) {
@@ -1107,8 +1119,8 @@ impl World {
                 ),
             ));
         }
-        if g.status != "available" {
-            return Err(busy_group(id, g.status));
+        if g.status != ReplicationGroupStatus::Available {
+            return Err(busy_group(id, g.status.as_str()));
         }
         if let Some(snapshot) = &request.final_snapshot_id {
             let snapshot_key = CacheWorld::key(region, snapshot);
@@ -1124,7 +1136,7 @@ impl World {
             .groups
             .get_mut(&key)
             .expect("checked above")
-            .status = "deleting";
+            .status = ReplicationGroupStatus::Deleting;
         let after = self.duration(
             region,
             Op::DeleteReplicationGroup,
@@ -1184,7 +1196,10 @@ impl World {
         let Some((global, member)) = c.membership(region, id) else {
             return Ok(None);
         };
-        if member.is_primary || member.status != "associated" || group.status == "creating" {
+        if member.is_primary
+            || member.status != GlobalMemberStatus::Associated
+            || group.status == ReplicationGroupStatus::Creating
+        {
             return Ok(None);
         }
         // With the primary's region unreachable nothing replicates and

@@ -83,9 +83,14 @@ fn assert_converged_fleet(sim: &SimCloud, outcomes: &[CacheOutcome]) {
     assert_eq!(globals.len(), 1, "one Global Datastore: {globals:?}");
     let global = &globals[0];
     assert_eq!(global.id, "ldgnf-acme", "us-east-1's prefix and the shop");
-    assert_eq!(global.status, "available");
+    assert_eq!(global.status, GlobalReplicationGroupStatus::Available);
     assert_eq!(global.members.len(), 3);
-    assert!(global.members.iter().all(|m| m.status == "associated"));
+    assert!(
+        global
+            .members
+            .iter()
+            .all(|m| m.status == GlobalMemberStatus::Associated)
+    );
     let primaries: Vec<&str> = global
         .members
         .iter()
@@ -110,7 +115,7 @@ fn assert_converged_fleet(sim: &SimCloud, outcomes: &[CacheOutcome]) {
         );
         assert_eq!(
             status.replication_group_status.as_deref(),
-            Some("available")
+            Some(ReplicationGroupStatus::Available.as_str())
         );
         assert_eq!(status.primary_endpoint.as_deref(), Some(primary_endpoint));
         assert_eq!(
@@ -469,14 +474,14 @@ async fn replicas_scale_one_at_a_time_and_failover_follows_them() {
     converge(&sim, &specs).await;
     let g = group();
     assert_eq!(g.replicas_per_shard(), 0);
-    assert_eq!(g.automatic_failover, "disabled");
+    assert_eq!(g.automatic_failover, AutomaticFailoverStatus::Disabled);
     assert!(!g.multi_az);
 
     specs[0].cache.replicas_per_shard = 1;
     converge(&sim, &specs).await;
     let g = group();
     assert_eq!(g.replicas_per_shard(), 1);
-    assert_eq!(g.automatic_failover, "enabled");
+    assert_eq!(g.automatic_failover, AutomaticFailoverStatus::Enabled);
     assert!(g.multi_az);
     sim.clear_calls();
     pass(&sim, &specs).await;

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::cloud::elasticache::port::{
-    AuthToken, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
-    DeleteReplicationGroupRequest, ModifyReplicationGroupRequest, Tags,
+    AuthToken, AutomaticFailoverStatus, CreateGlobalReplicationGroupRequest,
+    CreateReplicationGroupRequest, DeleteReplicationGroupRequest, GlobalMemberStatus,
+    GlobalReplicationGroupStatus, ModifyReplicationGroupRequest, ReplicationGroupStatus, Tags,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -95,20 +96,20 @@ async fn a_replication_group_is_creating_until_its_duration_has_passed() {
         .create_replication_group(&primary_request("p"))
         .await
         .unwrap();
-    assert_eq!(created.status, "creating");
+    assert_eq!(created.status, ReplicationGroupStatus::Creating);
     assert_eq!(created.replicas_per_shard(), 1);
     sim.clock().advance(10 * MINUTE - Duration::from_secs(1));
     let group = us.describe_replication_group("p").await.unwrap().unwrap();
-    assert_eq!(group.status, "creating");
+    assert_eq!(group.status, ReplicationGroupStatus::Creating);
     sim.clock().advance(Duration::from_secs(1));
     let group = us.describe_replication_group("p").await.unwrap().unwrap();
-    assert_eq!(group.status, "available");
+    assert_eq!(group.status, ReplicationGroupStatus::Available);
     assert_eq!(
         group.write_endpoint().map(|e| e.to_host_port()),
         Some("master.p.sim.us-east-1.cache.amazonaws.com:6379".into())
     );
     assert!(group.read_endpoint().is_some());
-    assert_eq!(group.automatic_failover, "enabled");
+    assert_eq!(group.automatic_failover, AutomaticFailoverStatus::Enabled);
 }
 
 #[tokio::test]
@@ -232,7 +233,7 @@ async fn the_global_datastore_id_is_the_region_prefix_and_the_suffix() {
         .await
         .unwrap();
     assert_eq!(created.id, "gxeiz-cart");
-    assert_eq!(created.status, "creating");
+    assert_eq!(created.status, GlobalReplicationGroupStatus::Creating);
     assert_eq!(global_datastore_prefix("ap-northeast-1"), "quwsw");
     let made_up = global_datastore_prefix("xx-test-9");
     assert_eq!(made_up.len(), 5);
@@ -266,23 +267,29 @@ async fn a_global_datastore_starts_primary_only_and_is_available_once_a_secondar
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].status, "primary-only");
+    assert_eq!(listed[0].status, GlobalReplicationGroupStatus::PrimaryOnly);
     assert_eq!(listed[0].engine_version, "7.1");
     let eu = sim.elasticache("eu-west-1");
     let secondary = eu
         .create_replication_group(&secondary_request("s", &id))
         .await
         .unwrap();
-    assert_eq!(secondary.status, "creating");
+    assert_eq!(secondary.status, ReplicationGroupStatus::Creating);
     assert_eq!(secondary.cache_node_type, "cache.r6g.large");
     let g = &us.describe_global_replication_groups(None).await.unwrap()[0];
-    assert_eq!(g.member_in("eu-west-1").unwrap().status, "associating");
+    assert_eq!(
+        g.member_in("eu-west-1").unwrap().status,
+        GlobalMemberStatus::Associating
+    );
     sim.clock().advance(15 * MINUTE);
     let g = &us.describe_global_replication_groups(None).await.unwrap()[0];
-    assert_eq!(g.status, "available");
-    assert_eq!(g.member_in("eu-west-1").unwrap().status, "associated");
+    assert_eq!(g.status, GlobalReplicationGroupStatus::Available);
+    assert_eq!(
+        g.member_in("eu-west-1").unwrap().status,
+        GlobalMemberStatus::Associated
+    );
     let s = eu.describe_replication_group("s").await.unwrap().unwrap();
-    assert_eq!(s.status, "available");
+    assert_eq!(s.status, ReplicationGroupStatus::Available);
     let info = s.global_replication_group.unwrap();
     assert_eq!(info.global_replication_group_id, id);
     assert!(!info.is_primary);
@@ -422,11 +429,14 @@ async fn a_global_datastore_with_secondaries_cannot_be_deleted_and_its_primary_s
         .await
         .unwrap();
     let g = &sim.global_replication_groups()[0];
-    assert_eq!(g.status, "modifying");
-    assert_eq!(g.member_in("eu-west-1").unwrap().status, "disassociating");
+    assert_eq!(g.status, GlobalReplicationGroupStatus::Modifying);
+    assert_eq!(
+        g.member_in("eu-west-1").unwrap().status,
+        GlobalMemberStatus::Disassociating
+    );
     sim.clock().advance(5 * MINUTE);
     let g = &sim.global_replication_groups()[0];
-    assert_eq!(g.status, "primary-only");
+    assert_eq!(g.status, GlobalReplicationGroupStatus::PrimaryOnly);
     assert_eq!(g.members.len(), 1);
     let s = sim.replication_group("eu-west-1", "s").unwrap();
     assert_eq!(
@@ -438,7 +448,7 @@ async fn a_global_datastore_with_secondaries_cannot_be_deleted_and_its_primary_s
     sim.clock().advance(2 * MINUTE);
     assert!(sim.global_replication_groups().is_empty());
     let p = sim.replication_group("us-east-1", "p").unwrap();
-    assert_eq!(p.status, "available");
+    assert_eq!(p.status, ReplicationGroupStatus::Available);
     assert_eq!(p.global_replication_group, None);
 }
 
@@ -465,7 +475,7 @@ async fn a_member_is_deleted_only_after_it_left_and_its_final_snapshot_is_kept()
     eu.delete_replication_group(&delete).await.unwrap();
     assert_eq!(
         sim.replication_group("eu-west-1", "s").unwrap().status,
-        "deleting"
+        ReplicationGroupStatus::Deleting
     );
     sim.clock().advance(5 * MINUTE);
     assert_eq!(eu.describe_replication_group("s").await.unwrap(), None);
@@ -504,7 +514,7 @@ async fn replica_counts_change_one_call_at_a_time_within_awss_bounds() {
         "InvalidParameterValue",
     );
     let changing = us.increase_replica_count("p", 2).await.unwrap();
-    assert_eq!(changing.status, "modifying");
+    assert_eq!(changing.status, ReplicationGroupStatus::Modifying);
     assert!(
         us.decrease_replica_count("p", 1)
             .await
@@ -546,7 +556,7 @@ async fn replica_counts_change_one_call_at_a_time_within_awss_bounds() {
     sim.clock().advance(10 * MINUTE);
     let group = sim.replication_group("us-east-1", "p").unwrap();
     assert_eq!(group.replicas_per_shard(), 0);
-    assert_eq!(group.automatic_failover, "disabled");
+    assert_eq!(group.automatic_failover, AutomaticFailoverStatus::Disabled);
     assert!(!group.multi_az);
     assert_refused(
         us.modify_replication_group(&ModifyReplicationGroupRequest {
@@ -575,10 +585,13 @@ async fn a_failover_makes_the_named_secondary_primary_and_records_the_data_at_ri
     eu.failover_global_replication_group(&id, "eu-west-1", "s")
         .await
         .unwrap();
-    assert_eq!(sim.global_replication_groups()[0].status, "modifying");
+    assert_eq!(
+        sim.global_replication_groups()[0].status,
+        GlobalReplicationGroupStatus::Modifying
+    );
     sim.clock().advance(MINUTE);
     let g = &sim.global_replication_groups()[0];
-    assert_eq!(g.status, "available");
+    assert_eq!(g.status, GlobalReplicationGroupStatus::Available);
     assert_eq!(g.primary().unwrap().region, "eu-west-1");
     let s = sim.replication_group("eu-west-1", "s").unwrap();
     assert!(s.global_replication_group.unwrap().is_primary);
@@ -709,12 +722,12 @@ async fn a_slow_operation_takes_longer() {
     sim.clock().advance(29 * MINUTE);
     assert_eq!(
         sim.replication_group("us-east-1", "p").unwrap().status,
-        "creating"
+        ReplicationGroupStatus::Creating
     );
     sim.clock().advance(MINUTE);
     assert_eq!(
         sim.replication_group("us-east-1", "p").unwrap().status,
-        "available"
+        ReplicationGroupStatus::Available
     );
 }
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use k8s_openapi::jiff::Timestamp;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::World;
 
@@ -46,19 +46,6 @@ pub(crate) fn load(path: &Path) -> std::io::Result<Option<Snapshot>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// An AWS status word of the simulation. Named so that serde does not take
-/// the field for one borrowed from the input.
-pub(crate) type Word = &'static str;
-
-/// The simulation keeps its AWS status words as `&'static str`; a loaded
-/// one is leaked once, at start (a few dozen short words).
-pub(crate) fn static_str<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<&'static str, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    Ok(Box::leak(text.into_boxed_str()))
 }
 
 /// A map whose keys are not strings (`(region, id)`), saved as a list of

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::cloud::aurora::port::{
-    CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest, DeleteClusterRequest,
-    ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
+    ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
+    DeleteClusterRequest, GlobalClusterStatus, ModifyClusterRequest, ModifyGlobalClusterRequest,
+    Tags,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -87,7 +88,7 @@ async fn a_cluster_is_creating_until_its_duration_has_passed() {
     let sim = sim();
     let us = sim.aurora("us-east-1");
     let created = us.create_cluster(&primary_request("c")).await.unwrap();
-    assert_eq!(created.status, "creating");
+    assert_eq!(created.status, ClusterStatus::Creating);
     assert_eq!(
         created.engine_version, "16.6",
         "a major resolves to the default minor"
@@ -95,12 +96,12 @@ async fn a_cluster_is_creating_until_its_duration_has_passed() {
     sim.clock().advance(10 * MINUTE - Duration::from_secs(1));
     assert_eq!(
         us.describe_cluster("c").await.unwrap().unwrap().status,
-        "creating"
+        ClusterStatus::Creating
     );
     sim.clock().advance(Duration::from_secs(1));
     assert_eq!(
         us.describe_cluster("c").await.unwrap().unwrap().status,
-        "available"
+        ClusterStatus::Available
     );
 }
 
@@ -306,7 +307,7 @@ async fn a_global_cluster_with_members_cannot_be_deleted() {
     assert_eq!(us.describe_global_cluster("g").await.unwrap(), None);
     let detached = sim.cluster("eu-west-1", "s").unwrap();
     assert_eq!(detached.global_cluster_id, None);
-    assert_eq!(detached.status, "available");
+    assert_eq!(detached.status, ClusterStatus::Available);
 }
 
 #[tokio::test]
@@ -327,12 +328,12 @@ async fn switchover_moves_the_writer_without_data_loss() {
         .await
         .unwrap();
     let g = eu.describe_global_cluster("g").await.unwrap().unwrap();
-    assert_eq!(g.status, "switching-over");
+    assert_eq!(g.status, GlobalClusterStatus::SwitchingOver);
     assert!(g.failover.is_some());
     // Switchover time plus the catch-up of the target's lag.
     sim.clock().advance(2 * MINUTE + Duration::from_secs(2));
     let g = eu.describe_global_cluster("g").await.unwrap().unwrap();
-    assert_eq!(g.status, "available");
+    assert_eq!(g.status, GlobalClusterStatus::Available);
     assert_eq!(g.writer().unwrap().region, "eu-west-1");
     assert!(sim.instances("eu-west-1", "s")[0].is_writer);
     assert!(!sim.instances("us-east-1", "w")[0].is_writer);
@@ -389,7 +390,7 @@ async fn failover_with_data_loss_promotes_a_secondary_while_the_writer_is_down_a
             .unwrap()
             .unwrap()
             .status,
-        "failing-over"
+        GlobalClusterStatus::FailingOver
     );
     sim.clock().advance(MINUTE);
     let g = eu.describe_global_cluster("g").await.unwrap().unwrap();
@@ -510,12 +511,12 @@ async fn a_slow_operation_takes_longer() {
     sim.clock().advance(10 * MINUTE);
     assert_eq!(
         us.describe_cluster("c").await.unwrap().unwrap().status,
-        "creating"
+        ClusterStatus::Creating
     );
     sim.clock().advance(5 * MINUTE);
     assert_eq!(
         us.describe_cluster("c").await.unwrap().unwrap().status,
-        "available"
+        ClusterStatus::Available
     );
 }
 
@@ -583,7 +584,7 @@ async fn engine_upgrades_go_forward_within_a_major_only() {
     );
     assert_eq!(
         us.modify_cluster(&modify("16.8")).await.unwrap().status,
-        "upgrading"
+        ClusterStatus::Upgrading
     );
     sim.clock().advance(15 * MINUTE);
     assert_eq!(
@@ -745,7 +746,7 @@ async fn a_protected_global_cluster_is_deleted_only_after_protection_is_turned_o
     let protected = us.modify_global_cluster(&protect(true)).await.unwrap();
     assert!(protected.deletion_protection);
     // Protection changes at once: no state to wait through.
-    assert_eq!(protected.status, "available");
+    assert_eq!(protected.status, GlobalClusterStatus::Available);
     us.remove_from_global_cluster("g", &arn("eu-west-1", "s"))
         .await
         .unwrap();
@@ -795,8 +796,11 @@ async fn a_global_major_upgrade_needs_the_flag_and_upgrades_every_member_togethe
         .modify_global_cluster(&upgrade("17", true))
         .await
         .unwrap();
-    assert_eq!(upgrading.status, "upgrading");
-    assert_eq!(sim.cluster("eu-west-1", "s").unwrap().status, "upgrading");
+    assert_eq!(upgrading.status, GlobalClusterStatus::Upgrading);
+    assert_eq!(
+        sim.cluster("eu-west-1", "s").unwrap().status,
+        ClusterStatus::Upgrading
+    );
     // Busy while upgrading: no second change, no failover.
     assert_eq!(
         us.modify_global_cluster(&upgrade("17.4", true))
