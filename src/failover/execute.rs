@@ -82,9 +82,30 @@ pub async fn read_cache(
 
 /// A promotion call to AWS.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Call {
-    Aurora { cluster_arn: String },
+pub enum Call {
+    /// `FailoverGlobalCluster` with `AllowDataLoss`: the RPO guard bounded
+    /// the loss before the intent was recorded, and AWS needs it to promote
+    /// a secondary while the writer is unreachable.
+    AuroraFailover { cluster_arn: String },
+    /// `SwitchoverGlobalCluster`: planned, no data loss.
+    AuroraSwitchover { cluster_arn: String },
+    /// `FailoverGlobalReplicationGroup` to the target's group.
     Cache { datastore: String, group: String },
+}
+
+impl Call {
+    /// The step recorded once AWS accepted the call: a Global Datastore
+    /// being failed over does not say where to, so acceptance is the
+    /// record.
+    pub fn accepted_step(&self) -> FailoverStep {
+        match self {
+            Call::AuroraFailover { .. } => FailoverStep::aurora_requested(FailoverKind::Failover),
+            Call::AuroraSwitchover { .. } => {
+                FailoverStep::aurora_requested(FailoverKind::Switchover)
+            }
+            Call::Cache { .. } => FailoverStep::CacheFailoverRequested,
+        }
+    }
 }
 
 /// Where a pass of the executor left the promotion.
@@ -105,8 +126,69 @@ pub struct Carried {
     pub state: Carry,
 }
 
+/// The call the plan's next step needs, or where the pass stops. A call
+/// AWS refused a moment ago is not repeated in the same pass (its state
+/// does not explain why): the next pass tries again, not a loop. Pure.
+pub fn next_call(
+    next: Next,
+    record: &FailoverRecord,
+    global: &GlobalCluster,
+    cache: &CacheView,
+    attempted: &[Call],
+    refusal: Option<&str>,
+) -> Result<Call, Carry> {
+    let call = match next {
+        Next::Wait(message) => {
+            return Err(Carry::Waiting(match refusal {
+                Some(refused) => format!("{message} (AWS answered: {refused})"),
+                None => message,
+            }));
+        }
+        Next::Topology => return Err(Carry::CloudDone),
+        Next::Superseded(message) => return Err(Carry::Superseded(message)),
+        Next::PromoteAurora => {
+            let Some(member) = global.members.iter().find(|m| m.region == record.to) else {
+                return Err(Carry::Waiting(format!(
+                    "{} has no cluster in global cluster {}",
+                    record.to, global.id
+                )));
+            };
+            let cluster_arn = member.cluster_arn.clone();
+            match record.kind {
+                FailoverKind::Failover => Call::AuroraFailover { cluster_arn },
+                FailoverKind::Switchover => Call::AuroraSwitchover { cluster_arn },
+            }
+        }
+        Next::PromoteCache => match cache {
+            CacheView::Datastore {
+                id,
+                target_group: Some(group),
+                ..
+            } => Call::Cache {
+                datastore: id.clone(),
+                group: group.clone(),
+            },
+            _ => {
+                return Err(Carry::Waiting(format!(
+                    "{} has no replication group to promote",
+                    record.to
+                )));
+            }
+        },
+    };
+    if attempted.contains(&call) {
+        return Err(Carry::Waiting(format!(
+            "AWS refused the promotion of {}: {}",
+            record.to,
+            refusal.unwrap_or("no reason given")
+        )));
+    }
+    Ok(call)
+}
+
 /// Carries a recorded promotion of the local region as far as AWS allows
-/// now. Every call goes through the local (target) region's endpoint.
+/// now. Every call goes through the local (target) region's endpoint; each
+/// pass reads AWS afresh and lets [`steps::plan`] and [`next_call`] decide.
 pub async fn carry_out(
     cloud: &dyn Cloud,
     spec: &ShopRegionSpec,
@@ -118,139 +200,73 @@ pub async fn carry_out(
     let mut completed = record.completed_steps.clone();
     let mut attempted: Vec<Call> = Vec::new();
     let mut refusal: Option<String> = None;
-    let waiting = |completed: Vec<FailoverStep>, message: String| Carried {
-        completed,
-        state: Carry::Waiting(message),
-    };
     for _ in 0..MAX_PASSES {
         let global = match aurora.describe_global_cluster(&global_id).await {
             Ok(Some(global)) => global,
             Ok(None) => {
-                return waiting(
+                let message = format!("global cluster {global_id} does not exist");
+                return Carried {
                     completed,
-                    format!("global cluster {global_id} does not exist"),
-                );
+                    state: Carry::Waiting(message),
+                };
             }
             Err(error) => {
-                return waiting(
+                let message = format!("the global cluster could not be read: {error}");
+                return Carried {
                     completed,
-                    format!("the global cluster could not be read: {error}"),
-                );
+                    state: Carry::Waiting(message),
+                };
             }
         };
-        let view = GlobalView::from_global_cluster(&global);
         let cache = read_cache(cache_port.as_ref(), spec, &record.to).await;
-        let plan = steps::plan(
-            Progress {
-                completed: &completed,
-                ..Progress::of(record)
-            },
-            &view,
-            &cache,
-        );
-        completed = plan.completed;
-        let call = match plan.next {
-            Next::Wait(message) => {
-                let message = match &refusal {
-                    Some(refused) => format!("{message} (AWS answered: {refused})"),
-                    None => message,
-                };
-                return waiting(completed, message);
-            }
-            Next::Topology => {
-                return Carried {
-                    completed,
-                    state: Carry::CloudDone,
-                };
-            }
-            Next::Superseded(message) => {
-                return Carried {
-                    completed,
-                    state: Carry::Superseded(message),
-                };
-            }
-            Next::PromoteAurora => match global.members.iter().find(|m| m.region == record.to) {
-                Some(member) => Call::Aurora {
-                    cluster_arn: member.cluster_arn.clone(),
-                },
-                None => {
-                    return waiting(
-                        completed,
-                        format!("{} has no cluster in global cluster {global_id}", record.to),
-                    );
-                }
-            },
-            Next::PromoteCache => match &cache {
-                CacheView::Datastore {
-                    id,
-                    target_group: Some(group),
-                    ..
-                } => Call::Cache {
-                    datastore: id.clone(),
-                    group: group.clone(),
-                },
-                _ => {
-                    return waiting(
-                        completed,
-                        format!("{} has no replication group to promote", record.to),
-                    );
-                }
-            },
+        let progress = Progress {
+            completed: &completed,
+            ..Progress::of(record)
         };
-        if attempted.contains(&call) {
-            // AWS refused this very call a moment ago and its state does not
-            // explain why: try again on the next pass, not in a loop.
-            return waiting(
-                completed,
-                format!(
-                    "AWS refused the promotion of {}: {}",
-                    record.to,
-                    refusal.as_deref().unwrap_or("no reason given")
-                ),
-            );
-        }
-        attempted.push(call.clone());
-        let (result, accepted) = match &call {
-            Call::Aurora { cluster_arn } => (
-                match record.kind {
-                    // The RPO guard bounded the loss before the intent was
-                    // recorded; AWS needs AllowDataLoss to promote a
-                    // secondary while the writer is unreachable.
-                    FailoverKind::Failover => {
-                        aurora
-                            .failover_global_cluster(&global_id, cluster_arn, true)
-                            .await
-                    }
-                    FailoverKind::Switchover => {
-                        aurora
-                            .switchover_global_cluster(&global_id, cluster_arn)
-                            .await
-                    }
-                },
-                FailoverStep::aurora_requested(record.kind),
-            ),
-            Call::Cache { datastore, group } => (
+        let plan = steps::plan(progress, &GlobalView::from_global_cluster(&global), &cache);
+        completed = plan.completed;
+        let call = match next_call(
+            plan.next,
+            record,
+            &global,
+            &cache,
+            &attempted,
+            refusal.as_deref(),
+        ) {
+            Ok(call) => call,
+            Err(state) => return Carried { completed, state },
+        };
+        let result = match &call {
+            Call::AuroraFailover { cluster_arn } => {
+                aurora
+                    .failover_global_cluster(&global_id, cluster_arn, true)
+                    .await
+            }
+            Call::AuroraSwitchover { cluster_arn } => {
+                aurora
+                    .switchover_global_cluster(&global_id, cluster_arn)
+                    .await
+            }
+            Call::Cache { datastore, group } => {
                 cache_port
                     .failover_global_replication_group(datastore, &record.to, group)
-                    .await,
-                FailoverStep::CacheFailoverRequested,
-            ),
+                    .await
+            }
         };
         match result {
-            // AWS accepted: recorded now, since a Global Datastore being
-            // failed over does not say where to.
-            Ok(()) => {
-                if !completed.contains(&accepted) {
-                    completed.push(accepted);
-                }
+            Ok(()) if !completed.contains(&call.accepted_step()) => {
+                completed.push(call.accepted_step());
             }
+            Ok(()) => {}
             Err(error) => refusal = Some(error.to_string()),
         }
+        attempted.push(call);
     }
-    waiting(
+    let message = format!("the promotion of {} is under way", record.to);
+    Carried {
         completed,
-        format!("the promotion of {} is under way", record.to),
-    )
+        state: Carry::Waiting(message),
+    }
 }
 
 /// Outside a promotion: when AWS shows the local region as the Aurora writer
@@ -301,4 +317,129 @@ pub async fn follow_writer(
             ),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+    use crate::api::FailoverRecord;
+    use crate::cloud::aurora::GlobalMember;
+    use crate::cloud::aws::status::GlobalClusterStatus;
+
+    fn record(kind: FailoverKind) -> FailoverRecord {
+        FailoverRecord {
+            kind,
+            from: "us-east-1".into(),
+            to: "eu-west-1".into(),
+            reason: "lost".into(),
+            started_at: Timestamp::from_second(1_735_689_600).unwrap(),
+            completed_at: None,
+            result: None,
+            duration_seconds: None,
+            data_loss_risk_seconds: None,
+            completed_steps: Vec::new(),
+        }
+    }
+
+    fn global() -> GlobalCluster {
+        let member = |region: &str, is_writer| GlobalMember {
+            cluster_arn: format!("arn:aws:rds:{region}:123456789012:cluster:acme-{region}"),
+            region: region.into(),
+            is_writer,
+        };
+        GlobalCluster {
+            id: "acme-global".into(),
+            arn: "arn:aws:rds::123456789012:global-cluster:acme-global".into(),
+            status: GlobalClusterStatus::Available,
+            engine: "aurora-postgresql".into(),
+            engine_version: "16.4".into(),
+            members: vec![member("us-east-1", true), member("eu-west-1", false)],
+            deletion_protection: true,
+            endpoint: None,
+            failover: None,
+        }
+    }
+
+    const EU_ARN: &str = "arn:aws:rds:eu-west-1:123456789012:cluster:acme-eu-west-1";
+
+    #[test]
+    fn a_failover_allows_data_loss_and_a_switchover_does_not() {
+        let cache = CacheView::NotApplicable(String::new());
+        let failover = next_call(
+            Next::PromoteAurora,
+            &record(FailoverKind::Failover),
+            &global(),
+            &cache,
+            &[],
+            None,
+        );
+        assert_eq!(
+            failover,
+            Ok(Call::AuroraFailover {
+                cluster_arn: EU_ARN.into()
+            })
+        );
+        let switchover = next_call(
+            Next::PromoteAurora,
+            &record(FailoverKind::Switchover),
+            &global(),
+            &cache,
+            &[],
+            None,
+        );
+        assert_eq!(
+            switchover,
+            Ok(Call::AuroraSwitchover {
+                cluster_arn: EU_ARN.into()
+            })
+        );
+        assert_eq!(
+            switchover.unwrap().accepted_step(),
+            FailoverStep::AuroraSwitchoverRequested
+        );
+    }
+
+    #[test]
+    fn a_call_aws_just_refused_waits_for_the_next_pass_with_aws_reason() {
+        let refused = Call::AuroraFailover {
+            cluster_arn: EU_ARN.into(),
+        };
+        let again = next_call(
+            Next::PromoteAurora,
+            &record(FailoverKind::Failover),
+            &global(),
+            &CacheView::NotApplicable(String::new()),
+            &[refused],
+            Some("InvalidGlobalClusterStateFault"),
+        );
+        let Err(Carry::Waiting(message)) = again else {
+            panic!("a refused call is not repeated in the same pass: {again:?}");
+        };
+        assert!(
+            message.contains("InvalidGlobalClusterStateFault"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_target_without_a_cluster_or_a_group_waits_and_says_which() {
+        let mut elsewhere = record(FailoverKind::Failover);
+        elsewhere.to = "ap-northeast-1".into();
+        let cache = CacheView::NotApplicable(String::new());
+        let aurora = next_call(
+            Next::PromoteAurora,
+            &elsewhere,
+            &global(),
+            &cache,
+            &[],
+            None,
+        );
+        assert!(
+            matches!(aurora, Err(Carry::Waiting(m)) if m.contains("ap-northeast-1 has no cluster"))
+        );
+        let cache_call = next_call(Next::PromoteCache, &elsewhere, &global(), &cache, &[], None);
+        assert!(matches!(cache_call, Err(Carry::Waiting(m)) if m.contains("no replication group")));
+    }
 }
