@@ -231,13 +231,10 @@ impl Step for AuroraAction {
     }
 
     fn wait_interval(&self) -> std::time::Duration {
-        match AuroraAction::reason(self) {
-            reason::CREATING
-            | reason::JOINING
-            | reason::WAITING_FOR_PRIMARY
-            | reason::UPGRADING => requeue::LONG_OPERATION,
-            reason::CLUSTER_UNHEALTHY => requeue::NEEDS_ATTENTION,
-            _ => requeue::SHORT_OPERATION,
+        match self {
+            Self::Wait { poll, .. } => *poll,
+            // A step that calls AWS is polled soon after its call.
+            _ => requeue::AFTER_ACTION,
         }
     }
 }

@@ -5,9 +5,11 @@
 //! and the next pass sees its effect. Long AWS operations are never awaited;
 //! a resource that is not `available` yields a `Wait`, never an error.
 
+use std::time::Duration;
+
 use crate::api::{ShopRegionSpec, SpecError};
-use crate::cloud::arn_region;
 use crate::cloud::executor::CloudPlan;
+use crate::cloud::{arn_region, requeue};
 
 use super::names::{
     Ownership, VersionMatch, cluster_id, compare_version, global_cluster_id, instance_id,
@@ -94,6 +96,8 @@ pub enum AuroraAction {
     Wait {
         reason: &'static str,
         message: String,
+        /// When to look again.
+        poll: Duration,
     },
 }
 
@@ -187,10 +191,14 @@ fn spec_error(reason: &'static str, field: &str, message: impl Into<String>) -> 
     })
 }
 
-fn wait(reason: &'static str, message: impl Into<String>) -> AuroraPlan {
+/// A wait: nothing to call now; look again after `poll`, which the plan
+/// chooses with the reason (minutes for AWS's long operations, longer for a
+/// state only a human or AWS can mend).
+fn wait(reason: &'static str, poll: Duration, message: impl Into<String>) -> AuroraPlan {
     AuroraPlan::Steps(vec![AuroraAction::Wait {
         reason,
         message: message.into(),
+        poll,
     }])
 }
 
@@ -249,6 +257,7 @@ fn plan_without_cluster(input: &AuroraPlanInput) -> AuroraPlan {
         }
         return wait(
             reason::WAITING_FOR_PRIMARY,
+            requeue::LONG_OPERATION,
             format!("waiting for {first} to create global cluster {gid}"),
         );
     };
@@ -258,6 +267,7 @@ fn plan_without_cluster(input: &AuroraPlanInput) -> AuroraPlan {
     if global.status != GlobalClusterStatus::Available {
         return wait(
             reason::WAITING_FOR_PRIMARY,
+            requeue::LONG_OPERATION,
             format!("global cluster {gid} is {}", global.status),
         );
     }
@@ -278,6 +288,7 @@ fn plan_without_cluster(input: &AuroraPlanInput) -> AuroraPlan {
     }
     wait(
         reason::WAITING_FOR_PRIMARY,
+        requeue::LONG_OPERATION,
         format!("global cluster {gid} has no writer yet"),
     )
 }
@@ -383,6 +394,7 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
                 // does not show it yet: AWS is still attaching it.
                 return wait(
                     reason::JOINING,
+                    requeue::LONG_OPERATION,
                     format!("cluster {} is joining {gid}", cluster.id),
                 );
             }
@@ -402,6 +414,7 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
         (None, _) if cluster.global_cluster_id.is_some() => {
             return wait(
                 reason::WAITING_FOR_PRIMARY,
+                requeue::LONG_OPERATION,
                 format!("global cluster {gid} is not visible yet"),
             );
         }
@@ -414,6 +427,7 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
                 .unwrap_or("?");
             return wait(
                 reason::WAITING_FOR_PRIMARY,
+                requeue::LONG_OPERATION,
                 format!("waiting for {first} to create global cluster {gid}"),
             );
         }
@@ -500,6 +514,7 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
             {
                 return wait(
                     reason::UPGRADING,
+                    requeue::LONG_OPERATION,
                     format!(
                         "engine upgrade waits for global cluster {} ({})",
                         global.id, global.status
@@ -520,11 +535,11 @@ fn plan_with_cluster(input: &AuroraPlanInput, cluster: &Cluster) -> AuroraPlan {
 
 fn wait_for_cluster_state(cluster: &Cluster, primary: bool) -> AuroraPlan {
     let status = &cluster.status;
-    let reason = match status {
-        ClusterStatus::Creating if primary => reason::CREATING,
-        ClusterStatus::Creating => reason::JOINING,
-        ClusterStatus::Upgrading => reason::UPGRADING,
-        ClusterStatus::Deleting => reason::DELETING,
+    let (reason, poll) = match status {
+        ClusterStatus::Creating if primary => (reason::CREATING, requeue::LONG_OPERATION),
+        ClusterStatus::Creating => (reason::JOINING, requeue::LONG_OPERATION),
+        ClusterStatus::Upgrading => (reason::UPGRADING, requeue::LONG_OPERATION),
+        ClusterStatus::Deleting => (reason::DELETING, requeue::SHORT_OPERATION),
         ClusterStatus::Modifying
         | ClusterStatus::BackingUp
         | ClusterStatus::Maintenance
@@ -537,31 +552,34 @@ fn wait_for_cluster_state(cluster: &Cluster, primary: bool) -> AuroraPlan {
         | ClusterStatus::Rebooting
         | ClusterStatus::FailingOver
         | ClusterStatus::SwitchingOver
-        | ClusterStatus::UpdateIamDbAuth => reason::CLUSTER_BUSY,
+        | ClusterStatus::UpdateIamDbAuth => (reason::CLUSTER_BUSY, requeue::SHORT_OPERATION),
         // `failed`, `stopped`, `inaccessible-encryption-credentials`, … need
         // a human or AWS, but they are not the spec's fault: keep polling.
-        _ => reason::CLUSTER_UNHEALTHY,
+        _ => (reason::CLUSTER_UNHEALTHY, requeue::NEEDS_ATTENTION),
     };
-    wait(reason, format!("cluster {} is {status}", cluster.id))
+    wait(reason, poll, format!("cluster {} is {status}", cluster.id))
 }
 
 fn wait_for_instances(cluster: &Cluster, instances: &[Instance]) -> Option<AuroraPlan> {
     let busy = instances
         .iter()
         .find(|i| i.status != InstanceStatus::Available)?;
-    let reason = match busy.status {
+    let (reason, poll) = match busy.status {
         InstanceStatus::Creating
             if !instances
                 .iter()
                 .any(|i| i.status == InstanceStatus::Available) =>
         {
-            reason::CREATING
+            (reason::CREATING, requeue::LONG_OPERATION)
         }
-        InstanceStatus::Creating | InstanceStatus::Deleting => reason::SCALING_READERS,
-        _ => reason::CLUSTER_BUSY,
+        InstanceStatus::Creating | InstanceStatus::Deleting => {
+            (reason::SCALING_READERS, requeue::SHORT_OPERATION)
+        }
+        _ => (reason::CLUSTER_BUSY, requeue::SHORT_OPERATION),
     };
     Some(wait(
         reason,
+        poll,
         format!(
             "instance {} of cluster {} is {}",
             busy.id, cluster.id, busy.status
@@ -918,11 +936,21 @@ pub(crate) mod tests {
     #[test]
     fn other_regions_wait_for_primary_while_no_global_cluster_exists() {
         let spec = acme("eu-west-1");
-        let AuroraAction::Wait { reason, message } = only_step(run(&spec, None, None, &[])) else {
+        let AuroraAction::Wait {
+            reason,
+            message,
+            poll,
+        } = only_step(run(&spec, None, None, &[]))
+        else {
             panic!("expected a wait");
         };
         assert_eq!(reason, reason::WAITING_FOR_PRIMARY);
         assert!(message.contains("us-east-1"), "{message}");
+        assert_eq!(
+            poll,
+            requeue::LONG_OPERATION,
+            "a primary takes minutes to create"
+        );
     }
 
     #[test]

@@ -161,7 +161,10 @@ impl Service for ElastiCache<'_> {
     /// The AUTH Secret is the user's to fix: the status says what is wrong,
     /// and an Event says it once per new problem, not on every poll.
     fn waiting_on_user(&self, first: &CacheAction, status: &mut CacheStatus) -> Option<Note> {
-        let CacheAction::Wait { reason, message } = first else {
+        let CacheAction::Wait {
+            reason, message, ..
+        } = first
+        else {
             return None;
         };
         if !is_auth_reason(reason) {
@@ -287,17 +290,11 @@ impl Step for CacheAction {
         }
     }
 
-    fn wait_interval(&self) -> Duration {
-        match CacheAction::reason(self) {
-            reason::CREATING
-            | reason::CREATING_GLOBAL_DATASTORE
-            | reason::JOINING
-            | reason::WAITING_FOR_PRIMARY => requeue::LONG_OPERATION,
-            reason::AUTH_SECRET_MISSING
-            | reason::AUTH_SECRET_KEY_MISSING
-            | reason::AUTH_TOKEN_INVALID => requeue::AUTH_UNAVAILABLE,
-            reason::REPLICATION_GROUP_UNHEALTHY => requeue::NEEDS_ATTENTION,
-            _ => requeue::SHORT_OPERATION,
+    fn wait_interval(&self) -> std::time::Duration {
+        match self {
+            Self::Wait { poll, .. } => *poll,
+            // A step that calls AWS is polled soon after its call.
+            _ => requeue::AFTER_ACTION,
         }
     }
 }

@@ -8,8 +8,11 @@
 //! the user sets are compared (node type, shards, replicas, encryption,
 //! AUTH), normalised, so that nothing AWS fills in can become a diff.
 
+use std::time::Duration;
+
 use crate::api::{ShopRegionSpec, SpecError};
 use crate::cloud::executor::CloudPlan;
+use crate::cloud::requeue;
 
 use super::auth::CacheAuth;
 use super::names::{
@@ -104,6 +107,8 @@ pub enum CacheAction {
     Wait {
         reason: &'static str,
         message: String,
+        /// When to look again.
+        poll: Duration,
     },
 }
 
@@ -200,10 +205,14 @@ fn spec_error(reason: &'static str, field: &str, message: impl Into<String>) -> 
     })
 }
 
-fn wait(reason: &'static str, message: impl Into<String>) -> CachePlan {
+/// A wait: nothing to call now; look again after `poll`, which the plan
+/// chooses with the reason (minutes for AWS's long operations, longer for a
+/// state only a human or AWS can mend).
+fn wait(reason: &'static str, poll: Duration, message: impl Into<String>) -> CachePlan {
     CachePlan::Steps(vec![CacheAction::Wait {
         reason,
         message: message.into(),
+        poll,
     }])
 }
 
@@ -343,9 +352,12 @@ fn auth_token(input: &CachePlanInput) -> Result<Option<AuthToken>, CachePlan> {
     }
     match input.auth {
         CacheAuth::Token(token) => Ok(Some(token.clone())),
-        CacheAuth::Unavailable { reason, message } => Err(wait(reason, message.clone())),
+        CacheAuth::Unavailable { reason, message } => {
+            Err(wait(reason, requeue::AUTH_UNAVAILABLE, message.clone()))
+        }
         CacheAuth::Disabled => Err(wait(
             reason::AUTH_SECRET_MISSING,
+            requeue::AUTH_UNAVAILABLE,
             "spec.cache.authSecretRef is set but no AUTH token was read",
         )),
     }
@@ -401,6 +413,7 @@ fn plan_without_group(input: &CachePlanInput) -> CachePlan {
         }
         return wait(
             reason::WAITING_FOR_PRIMARY,
+            requeue::LONG_OPERATION,
             format!(
                 "waiting for {} to create Global Datastore <prefix>-{suffix}",
                 first_region(spec)
@@ -417,6 +430,7 @@ fn plan_without_group(input: &CachePlanInput) -> CachePlan {
             // region: AWS is still creating it.
             return wait(
                 reason::JOINING,
+                requeue::LONG_OPERATION,
                 format!("replication group {id} is joining {}", global.id),
             );
         }
@@ -439,6 +453,7 @@ fn plan_without_group(input: &CachePlanInput) -> CachePlan {
     if !global.status.is_settled() || global.primary().is_none() {
         return wait(
             reason::WAITING_FOR_PRIMARY,
+            requeue::LONG_OPERATION,
             format!("Global Datastore {} is {}", global.id, global.status),
         );
     }
@@ -496,6 +511,7 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
             // not show it yet: AWS is still associating it.
             return wait(
                 reason::JOINING,
+                requeue::LONG_OPERATION,
                 format!("replication group {} is joining {}", group.id, g.id),
             );
         }
@@ -503,6 +519,7 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
             if suffix_of(&info.global_replication_group_id) == Some(suffix.as_str()) {
                 return wait(
                     reason::WAITING_FOR_PRIMARY,
+                    requeue::LONG_OPERATION,
                     format!(
                         "Global Datastore {} is not visible yet",
                         info.global_replication_group_id
@@ -525,6 +542,7 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
         (None, None) if !is_first_in_order(spec) => {
             return wait(
                 reason::WAITING_FOR_PRIMARY,
+                requeue::LONG_OPERATION,
                 format!(
                     "waiting for {} to create Global Datastore <prefix>-{suffix}",
                     first_region(spec)
@@ -562,6 +580,7 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
     if global.status == GlobalReplicationGroupStatus::Creating {
         return wait(
             reason::CREATING_GLOBAL_DATASTORE,
+            requeue::LONG_OPERATION,
             format!("Global Datastore {} is creating", global.id),
         );
     }
@@ -570,6 +589,7 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
         if !settled {
             return wait(
                 reason::GLOBAL_DATASTORE_BUSY,
+                requeue::SHORT_OPERATION,
                 format!(
                     "{} waits for Global Datastore {} ({})",
                     action.describe(),
@@ -603,19 +623,23 @@ fn in_another_global(group: &ReplicationGroup, other: &str, suffix: &str) -> Cac
 
 fn wait_for_group_state(group: &ReplicationGroup, primary: bool) -> CachePlan {
     let status = &group.status;
-    let reason = match status {
-        ReplicationGroupStatus::Creating if primary => reason::CREATING,
-        ReplicationGroupStatus::Creating => reason::JOINING,
-        ReplicationGroupStatus::Deleting => reason::DELETING,
+    let (reason, poll) = match status {
+        ReplicationGroupStatus::Creating if primary => (reason::CREATING, requeue::LONG_OPERATION),
+        ReplicationGroupStatus::Creating => (reason::JOINING, requeue::LONG_OPERATION),
+        ReplicationGroupStatus::Deleting => (reason::DELETING, requeue::SHORT_OPERATION),
         ReplicationGroupStatus::Modifying | ReplicationGroupStatus::Snapshotting => {
-            reason::REPLICATION_GROUP_BUSY
+            (reason::REPLICATION_GROUP_BUSY, requeue::SHORT_OPERATION)
         }
         // `create-failed`, `incompatible-network`, … need a human or AWS,
         // but they are not the spec's fault: keep polling.
-        _ => reason::REPLICATION_GROUP_UNHEALTHY,
+        _ => (
+            reason::REPLICATION_GROUP_UNHEALTHY,
+            requeue::NEEDS_ATTENTION,
+        ),
     };
     wait(
         reason,
+        poll,
         format!("replication group {} is {status}", group.id),
     )
 }
@@ -628,10 +652,12 @@ fn wait_for_membership(
         GlobalMemberStatus::Associated => None,
         GlobalMemberStatus::Associating => Some(wait(
             reason::JOINING,
+            requeue::LONG_OPERATION,
             format!("replication group {} is associating", group.id),
         )),
         other => Some(wait(
             reason::REPLICATION_GROUP_BUSY,
+            requeue::SHORT_OPERATION,
             format!(
                 "replication group {} is {other} with its Global Datastore",
                 group.id
@@ -935,8 +961,9 @@ pub(crate) mod tests {
         };
         for region in ["us-east-1", "eu-west-1"] {
             let spec = with_auth(region);
-            let CacheAction::Wait { reason, message } =
-                only_step(run_with(&spec, &missing, None, None, &Tags::new()))
+            let CacheAction::Wait {
+                reason, message, ..
+            } = only_step(run_with(&spec, &missing, None, None, &Tags::new()))
             else {
                 panic!("expected a wait");
             };
@@ -994,7 +1021,10 @@ pub(crate) mod tests {
     #[test]
     fn other_regions_wait_for_the_primary_while_no_global_datastore_exists() {
         let spec = acme("eu-west-1");
-        let CacheAction::Wait { reason, message } = only_step(run(&spec, None, None)) else {
+        let CacheAction::Wait {
+            reason, message, ..
+        } = only_step(run(&spec, None, None))
+        else {
             panic!("expected a wait");
         };
         assert_eq!(reason, reason::WAITING_FOR_PRIMARY);
