@@ -1,6 +1,8 @@
-//! The kube-runtime wiring: watches, the finalizer, the error policy, and the
-//! one status write per reconcile. Decisions live in pure functions
-//! ([`summarize`], the concern modules); this file only observes and acts.
+//! The kube-runtime wiring: watches, the finalizer, the error policy, the
+//! reconcile pipeline over the concerns ([`crate::concern`]) and the one
+//! status write per reconcile. Decisions live in pure functions (the
+//! concerns' plans, [`crate::concern::assemble`], [`next_status`],
+//! [`deletion_state`]); this file only runs them and does the I/O.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -1,19 +1,21 @@
-//! The failover concern as the controller runs it, once per reconcile of a
-//! ShopRegion: observe → decide → (record the intent) → carry out → report.
+//! The failover concern ([`Failover`]) as the reconcile pipeline runs it,
+//! once per reconcile of a ShopRegion:
 //!
-//! - [`assess`] observes (AWS's global cluster through the local endpoint,
-//!   the sampler's verdicts and lags, the visible ShopRegions of the shop)
-//!   and decides; it makes no mutating call and no write. A new promotion
-//!   comes back as [`FailoverOutcome::intent`]: the controller writes it to
-//!   `status.lastFailover` **before** [`execute`] makes the first cloud call.
-//! - [`execute`] carries a recorded promotion as far as AWS allows now
-//!   ([`super::execute::carry_out`]), or, outside a promotion, moves the
-//!   cache primary to follow the Aurora writer.
-//! - [`finish`] completes a promotion once the workload concern applied the
-//!   topology with the new role.
-//!
-//! The outcome carries everything the status, the Events, the metrics and
-//! the requeue need; the controller writes them in its one status write.
+//! - *observe*: the freshest promotion record (the object's or this
+//!   process's), AWS's global cluster through the local endpoint (or
+//!   another region's when the local one is unreachable), the sampler's
+//!   verdicts and lags;
+//! - *plan* ([`plan`], pure): the fleet observation and the decision, the
+//!   `FailoverReady` condition, the record, the refusal, `status.health` and
+//!   `status.failover`. A new promotion is a *checkpoint*: the pipeline
+//!   writes it to `status.lastFailover` **before** *act* makes the first
+//!   cloud call;
+//! - *act* ([`execute`]): carries a recorded promotion as far as AWS allows
+//!   now ([`super::execute::carry_out`]), or, outside a promotion, moves the
+//!   cache primary to follow the Aurora writer;
+//! - *report*: completes a promotion once the workload concern applied the
+//!   new role ([`finish`]); once stored, the record is remembered and the
+//!   outcomes counted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -285,42 +287,6 @@ impl Failover<'_> {
         finish(&mut outcome, upstream.applied.as_ref(), self.now);
         outcome
     }
-
-    fn observe_now(&self) -> impl std::future::Future<Output = Observed> + Send + '_ {
-        async move {
-            let spec = &self.region.spec;
-            self.runtime.sampler.register(self.key, self.region);
-            let written = self
-                .runtime
-                .written
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(self.key)
-                .cloned();
-            let stored = self
-                .region
-                .status
-                .as_ref()
-                .and_then(|s| s.last_failover.as_ref());
-            let global = match execute::read_global(self.cloud, spec).await {
-                Ok(Some(global)) => Some(GlobalView::from_global_cluster(&global)),
-                Ok(None) => Some(GlobalView {
-                    writer: None,
-                    transition: None,
-                    members: Vec::new(),
-                }),
-                Err(_) => None,
-            };
-            Observed {
-                record: freshest(stored, written.as_ref()),
-                global,
-                sampled: self
-                    .runtime
-                    .sampler
-                    .view(&spec.shop, &spec.failover.order, self.now),
-            }
-        }
-    }
 }
 
 impl Concern for Failover<'_> {
@@ -329,7 +295,37 @@ impl Concern for Failover<'_> {
     type Acted = FailoverOutcome;
 
     async fn observe(&self) -> Result<Observed, kube::Error> {
-        Ok(self.observe_now().await)
+        let spec = &self.region.spec;
+        self.runtime.sampler.register(self.key, self.region);
+        let written = self
+            .runtime
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(self.key)
+            .cloned();
+        let stored = self
+            .region
+            .status
+            .as_ref()
+            .and_then(|s| s.last_failover.as_ref());
+        let global = match execute::read_global(self.cloud, spec).await {
+            Ok(Some(global)) => Some(GlobalView::from_global_cluster(&global)),
+            Ok(None) => Some(GlobalView {
+                writer: None,
+                transition: None,
+                members: Vec::new(),
+            }),
+            Err(_) => None,
+        };
+        Ok(Observed {
+            record: freshest(stored, written.as_ref()),
+            global,
+            sampled: self
+                .runtime
+                .sampler
+                .view(&spec.shop, &spec.failover.order, self.now),
+        })
     }
 
     fn plan(&self, observed: &Observed) -> FailoverOutcome {

@@ -1,5 +1,5 @@
 //! A region's health, from signal samples, with hysteresis. Pure: the probes
-//! that produce the samples live in [`super::probe`].
+//! that produce the samples live in [`crate::probe`].
 //!
 //! One probe round of one region yields a [`Sample`]: the region's Aurora
 //! cluster and Redis replication group as AWS reports them, TCP to the

@@ -32,11 +32,11 @@ pub struct ObservedChildren {
 /// One child to apply.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Child {
-    ConfigMap(ConfigMap),
-    Service(Service),
-    Deployment(Deployment),
-    Pdb(PodDisruptionBudget),
-    Hpa(HorizontalPodAutoscaler),
+    ConfigMap(Box<ConfigMap>),
+    Service(Box<Service>),
+    Deployment(Box<Deployment>),
+    Pdb(Box<PodDisruptionBudget>),
+    Hpa(Box<HorizontalPodAutoscaler>),
 }
 
 /// One write of the workload concern.
@@ -93,19 +93,23 @@ pub fn plan_writes(desired: &Children, observed: &ObservedChildren) -> Vec<Child
     let mut writes = Vec::new();
     let configmap = &desired.configmap;
     if differs(configmap, observed.configmap.as_ref()) {
-        writes.push(ChildWrite::Apply(Child::ConfigMap(configmap.clone())));
+        writes.push(ChildWrite::Apply(Child::ConfigMap(Box::new(
+            configmap.clone(),
+        ))));
     }
     if differs(&desired.service, observed.service.as_ref()) {
-        writes.push(ChildWrite::Apply(Child::Service(desired.service.clone())));
+        writes.push(ChildWrite::Apply(Child::Service(Box::new(
+            desired.service.clone(),
+        ))));
     }
     if differs(&desired.deployment, observed.deployment.as_ref()) {
-        writes.push(ChildWrite::Apply(Child::Deployment(
+        writes.push(ChildWrite::Apply(Child::Deployment(Box::new(
             desired.deployment.clone(),
-        )));
+        ))));
     }
     match (&desired.pdb, &observed.pdb) {
         (Some(pdb), existing) if differs(pdb, existing.as_ref()) => {
-            writes.push(ChildWrite::Apply(Child::Pdb(pdb.clone())));
+            writes.push(ChildWrite::Apply(Child::Pdb(Box::new(pdb.clone()))));
         }
         (None, Some(existing)) if pdb_is_ours(existing, &desired.deployment) => {
             writes.push(ChildWrite::DeletePdb(existing.name_any()));
@@ -113,7 +117,7 @@ pub fn plan_writes(desired: &Children, observed: &ObservedChildren) -> Vec<Child
         _ => {}
     }
     if differs(&desired.hpa, observed.hpa.as_ref()) {
-        writes.push(ChildWrite::Apply(Child::Hpa(desired.hpa.clone())));
+        writes.push(ChildWrite::Apply(Child::Hpa(Box::new(desired.hpa.clone()))));
     }
     writes
 }
@@ -167,19 +171,19 @@ pub async fn apply_writes(
     for write in writes {
         match write {
             ChildWrite::Apply(Child::ConfigMap(c)) => {
-                apply(client, ns, c, &mut report).await?;
+                apply(client, ns, c.as_ref(), &mut report).await?;
             }
             ChildWrite::Apply(Child::Service(s)) => {
-                apply(client, ns, s, &mut report).await?;
+                apply(client, ns, s.as_ref(), &mut report).await?;
             }
             ChildWrite::Apply(Child::Deployment(d)) => {
-                report.deployment = Some(apply(client, ns, d, &mut report).await?);
+                report.deployment = Some(apply(client, ns, d.as_ref(), &mut report).await?);
             }
             ChildWrite::Apply(Child::Pdb(p)) => {
-                apply(client, ns, p, &mut report).await?;
+                apply(client, ns, p.as_ref(), &mut report).await?;
             }
             ChildWrite::Apply(Child::Hpa(h)) => {
-                apply(client, ns, h, &mut report).await?;
+                apply(client, ns, h.as_ref(), &mut report).await?;
             }
             ChildWrite::DeletePdb(name) => {
                 Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)

@@ -4,7 +4,7 @@
 //! [`Aurora`] is the concern as the cloud executor
 //! ([`crate::cloud::executor`]) runs it: its reads through the
 //! [`AuroraPort`], its pure plan ([`plan::plan`]), its calls and its status.
-//! [`cleanup`] runs the deletion plan the same way.
+//! [`cleanup()`] runs the deletion plan the same way.
 
 pub mod cleanup;
 pub mod names;

@@ -4,7 +4,7 @@
 //! [`ElastiCache`] is the concern as the cloud executor
 //! ([`crate::cloud::executor`]) runs it: its reads through the
 //! [`ElastiCachePort`], its pure plan ([`plan::plan`]), its calls and its
-//! status. [`cleanup`] runs the deletion plan the same way.
+//! status. [`cleanup()`] runs the deletion plan the same way.
 //!
 //! The Redis AUTH token arrives as a [`CacheAuth`] (the controller reads the
 //! Secret) and leaves only inside a create request; it never reaches the
