@@ -66,10 +66,10 @@ pub trait Step {
     fn wait_interval(&self) -> Duration;
 }
 
-/// One step of a deletion plan, and its call on its service's port.
-pub trait DeletionStep: Sync {
+/// One step of a deletion plan (displayed as one line for conditions and
+/// Events), and its call on its service's port.
+pub trait DeletionStep: Sync + std::fmt::Display {
     type Port: ?Sized + Sync;
-    fn describe(&self) -> String;
     fn carry_out(&self, port: &Self::Port) -> impl Future<Output = Result<(), CloudError>> + Send;
 }
 
@@ -464,7 +464,7 @@ pub async fn delete<A: DeletionStep>(planned: DeletionPlan<A>, port: &A::Port) -
             Err(CloudError::Refused { code, message }) => {
                 return CleanupOutcome::Blocked {
                     reason: reason::DELETION_REFUSED.into(),
-                    message: format!("AWS refused {}: {code}: {message}", step.describe()),
+                    message: format!("AWS refused {step}: {code}: {message}"),
                 };
             }
             Err(error) => return deletion_failed(&error),

@@ -50,9 +50,9 @@ pub enum CleanupAction {
     },
 }
 
-impl CleanupAction {
-    pub fn describe(&self) -> String {
-        match self {
+impl std::fmt::Display for CleanupAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
             Self::RemoveFromGlobalCluster {
                 global_cluster_id,
                 cluster_arn,
@@ -77,7 +77,8 @@ impl CleanupAction {
                     request.cluster_id
                 ),
             },
-        }
+        };
+        f.write_str(&text)
     }
 }
 

@@ -18,10 +18,8 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::conditions::types;
 use crate::api::{DatabaseStatus, DeletionPolicy, ShopRegionSpec};
 pub use crate::cloud::CleanupOutcome;
-use crate::cloud::executor::{
-    self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service, Step,
-};
-use crate::cloud::{CloudError, requeue};
+use crate::cloud::CloudError;
+use crate::cloud::executor::{self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service};
 use crate::concern::Note;
 
 pub use cleanup::{CleanupAction, CleanupInput, CleanupPlan};
@@ -178,67 +176,6 @@ async fn execute(port: &dyn AuroraPort, action: &AuroraAction) -> Result<(), Clo
     }
 }
 
-impl Step for AuroraAction {
-    fn describe(&self) -> String {
-        AuroraAction::describe(self)
-    }
-
-    fn reason(&self) -> &str {
-        AuroraAction::reason(self)
-    }
-
-    fn event_reason(&self) -> Option<&'static str> {
-        Some(match self {
-            Self::CreatePrimaryCluster { .. } => "CreatingPrimaryCluster",
-            Self::CreateWriter { .. } => "CreatingWriterInstance",
-            Self::CreateGlobalClusterFrom { .. } => "CreatingGlobalCluster",
-            Self::CreateSecondaryCluster { .. } => "JoiningGlobalCluster",
-            Self::CreateReader { .. } => "CreatingReaderInstance",
-            Self::DeleteReader { .. } => "DeletingReaderInstance",
-            Self::TagForAdoption { .. } => "AdoptingCluster",
-            Self::ModifyCluster { .. } => "UpgradingEngine",
-            Self::ModifyGlobalCluster { .. } => "ProtectingGlobalCluster",
-            Self::Wait { .. } => return None,
-        })
-    }
-
-    fn creates(&self) -> bool {
-        matches!(
-            self,
-            Self::CreatePrimaryCluster { .. }
-                | Self::CreateSecondaryCluster { .. }
-                | Self::CreateWriter { .. }
-                | Self::CreateReader { .. }
-                | Self::CreateGlobalClusterFrom { .. }
-        )
-    }
-
-    fn refused_field(&self) -> Option<&'static str> {
-        match self {
-            Self::CreatePrimaryCluster { .. } | Self::CreateSecondaryCluster { .. } => {
-                Some("spec.database")
-            }
-            Self::CreateWriter { .. } | Self::CreateReader { .. } => {
-                Some("spec.database.instanceClass")
-            }
-            Self::ModifyCluster { .. } => Some("spec.database.engineVersion"),
-            Self::CreateGlobalClusterFrom { .. } => Some("spec.database.globalClusterIdentifier"),
-            Self::DeleteReader { .. }
-            | Self::TagForAdoption { .. }
-            | Self::ModifyGlobalCluster { .. }
-            | Self::Wait { .. } => None,
-        }
-    }
-
-    fn wait_interval(&self) -> std::time::Duration {
-        match self {
-            Self::Wait { poll, .. } => *poll,
-            // A step that calls AWS is polled soon after its call.
-            _ => requeue::AFTER_ACTION,
-        }
-    }
-}
-
 async fn read_lag(port: &dyn AuroraPort, observed: &Observed, now: Timestamp) -> Option<Duration> {
     let cluster = observed.cluster.as_ref()?;
     let member = observed.global.as_ref()?.member(&cluster.arn)?;
@@ -353,10 +290,6 @@ pub async fn cleanup(port: &(dyn AuroraPort + 'static), spec: &ShopRegionSpec) -
 
 impl DeletionStep for CleanupAction {
     type Port = dyn AuroraPort;
-
-    fn describe(&self) -> String {
-        CleanupAction::describe(self)
-    }
 
     async fn carry_out(&self, port: &Self::Port) -> Result<(), CloudError> {
         match self {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::api::{ShopRegionSpec, SpecError};
-use crate::cloud::executor::CloudPlan;
+use crate::cloud::executor::{CloudPlan, Step};
 use crate::cloud::{arn_region, requeue};
 
 use super::names::{
@@ -101,9 +101,9 @@ pub enum AuroraAction {
     },
 }
 
-impl AuroraAction {
+impl Step for AuroraAction {
     /// The `DatabaseReady` reason while this step is under way.
-    pub fn reason(&self) -> &'static str {
+    fn reason(&self) -> &str {
         match self {
             Self::CreatePrimaryCluster { .. } | Self::CreateWriter { .. } => reason::CREATING,
             Self::CreateGlobalClusterFrom { .. } => reason::CREATING_GLOBAL_CLUSTER,
@@ -117,7 +117,7 @@ impl AuroraAction {
     }
 
     /// One line for conditions and events.
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         match self {
             Self::CreatePrimaryCluster { request } => format!(
                 "creating primary cluster {} ({} {})",
@@ -165,6 +165,57 @@ impl AuroraAction {
                 )
             }
             Self::Wait { message, .. } => message.clone(),
+        }
+    }
+
+    fn event_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::CreatePrimaryCluster { .. } => "CreatingPrimaryCluster",
+            Self::CreateWriter { .. } => "CreatingWriterInstance",
+            Self::CreateGlobalClusterFrom { .. } => "CreatingGlobalCluster",
+            Self::CreateSecondaryCluster { .. } => "JoiningGlobalCluster",
+            Self::CreateReader { .. } => "CreatingReaderInstance",
+            Self::DeleteReader { .. } => "DeletingReaderInstance",
+            Self::TagForAdoption { .. } => "AdoptingCluster",
+            Self::ModifyCluster { .. } => "UpgradingEngine",
+            Self::ModifyGlobalCluster { .. } => "ProtectingGlobalCluster",
+            Self::Wait { .. } => return None,
+        })
+    }
+
+    fn creates(&self) -> bool {
+        matches!(
+            self,
+            Self::CreatePrimaryCluster { .. }
+                | Self::CreateSecondaryCluster { .. }
+                | Self::CreateWriter { .. }
+                | Self::CreateReader { .. }
+                | Self::CreateGlobalClusterFrom { .. }
+        )
+    }
+
+    fn refused_field(&self) -> Option<&'static str> {
+        match self {
+            Self::CreatePrimaryCluster { .. } | Self::CreateSecondaryCluster { .. } => {
+                Some("spec.database")
+            }
+            Self::CreateWriter { .. } | Self::CreateReader { .. } => {
+                Some("spec.database.instanceClass")
+            }
+            Self::ModifyCluster { .. } => Some("spec.database.engineVersion"),
+            Self::CreateGlobalClusterFrom { .. } => Some("spec.database.globalClusterIdentifier"),
+            Self::DeleteReader { .. }
+            | Self::TagForAdoption { .. }
+            | Self::ModifyGlobalCluster { .. }
+            | Self::Wait { .. } => None,
+        }
+    }
+
+    fn wait_interval(&self) -> std::time::Duration {
+        match self {
+            Self::Wait { poll, .. } => *poll,
+            // A step that calls AWS is polled soon after its call.
+            _ => requeue::AFTER_ACTION,
         }
     }
 }

@@ -45,9 +45,9 @@ pub enum CacheCleanupAction {
     },
 }
 
-impl CacheCleanupAction {
-    pub fn describe(&self) -> String {
-        match self {
+impl std::fmt::Display for CacheCleanupAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
             Self::Disassociate {
                 global_replication_group_id,
                 replication_group_id,
@@ -70,7 +70,8 @@ impl CacheCleanupAction {
                     request.replication_group_id
                 ),
             },
-        }
+        };
+        f.write_str(&text)
     }
 }
 

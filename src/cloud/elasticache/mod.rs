@@ -23,10 +23,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::types;
 use crate::api::{CacheStatus, DeletionPolicy, ShopRegionSpec};
-use crate::cloud::executor::{
-    self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service, Step,
-};
-use crate::cloud::{CleanupOutcome, CloudError, requeue};
+use crate::cloud::executor::{self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service};
+use crate::cloud::{CleanupOutcome, CloudError};
 use crate::concern::Note;
 
 pub use auth::{CacheAuth, auth_from_secret, check_auth_token};
@@ -247,58 +245,6 @@ async fn execute(port: &dyn ElastiCachePort, action: &CacheAction) -> Result<(),
     }
 }
 
-impl Step for CacheAction {
-    fn describe(&self) -> String {
-        CacheAction::describe(self)
-    }
-
-    fn reason(&self) -> &str {
-        CacheAction::reason(self)
-    }
-
-    fn event_reason(&self) -> Option<&'static str> {
-        Some(match self {
-            Self::CreatePrimaryReplicationGroup { .. } => "CreatingPrimaryReplicationGroup",
-            Self::CreateGlobalDatastore { .. } => "CreatingGlobalDatastore",
-            Self::CreateSecondaryReplicationGroup { .. } => "JoiningGlobalDatastore",
-            Self::ChangeReplicas { from, to, .. } if to > from => "AddingCacheReplica",
-            Self::ChangeReplicas { .. } => "RemovingCacheReplica",
-            Self::ConfigureFailover { .. } => "ConfiguringCacheFailover",
-            Self::TagForAdoption { .. } => "AdoptingReplicationGroup",
-            Self::Wait { .. } => return None,
-        })
-    }
-
-    fn creates(&self) -> bool {
-        matches!(
-            self,
-            Self::CreatePrimaryReplicationGroup { .. }
-                | Self::CreateSecondaryReplicationGroup { .. }
-                | Self::CreateGlobalDatastore { .. }
-        )
-    }
-
-    fn refused_field(&self) -> Option<&'static str> {
-        match self {
-            Self::CreatePrimaryReplicationGroup { .. }
-            | Self::CreateSecondaryReplicationGroup { .. } => Some("spec.cache"),
-            Self::CreateGlobalDatastore { .. } => Some("spec.cache.globalReplicationGroupSuffix"),
-            Self::ChangeReplicas { .. } => Some("spec.cache.replicasPerShard"),
-            Self::ConfigureFailover { .. } | Self::TagForAdoption { .. } | Self::Wait { .. } => {
-                None
-            }
-        }
-    }
-
-    fn wait_interval(&self) -> std::time::Duration {
-        match self {
-            Self::Wait { poll, .. } => *poll,
-            // A step that calls AWS is polled soon after its call.
-            _ => requeue::AFTER_ACTION,
-        }
-    }
-}
-
 /// The member of the shop's Global Datastore that is this region's group.
 fn own_member<'a>(
     spec: &ShopRegionSpec,
@@ -463,10 +409,6 @@ pub async fn cleanup(
 
 impl DeletionStep for CacheCleanupAction {
     type Port = dyn ElastiCachePort;
-
-    fn describe(&self) -> String {
-        CacheCleanupAction::describe(self)
-    }
 
     async fn carry_out(&self, port: &Self::Port) -> Result<(), CloudError> {
         match self {

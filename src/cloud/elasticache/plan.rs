@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::api::{ShopRegionSpec, SpecError};
-use crate::cloud::executor::CloudPlan;
+use crate::cloud::executor::{CloudPlan, Step};
 use crate::cloud::requeue;
 
 use super::auth::CacheAuth;
@@ -112,9 +112,9 @@ pub enum CacheAction {
     },
 }
 
-impl CacheAction {
+impl Step for CacheAction {
     /// The `CacheReady` reason while this step is under way.
-    pub fn reason(&self) -> &'static str {
+    fn reason(&self) -> &str {
         match self {
             Self::CreatePrimaryReplicationGroup { .. } => reason::CREATING,
             Self::CreateGlobalDatastore { .. } => reason::CREATING_GLOBAL_DATASTORE,
@@ -127,7 +127,7 @@ impl CacheAction {
     }
 
     /// One line for conditions and events. Never includes the AUTH token.
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         match self {
             Self::CreatePrimaryReplicationGroup { request } => format!(
                 "creating primary replication group {} ({}, {} shard(s), {} replica(s) per shard{})",
@@ -171,6 +171,48 @@ impl CacheAction {
             ),
             Self::TagForAdoption { resource_arn, .. } => format!("adopting {resource_arn}"),
             Self::Wait { message, .. } => message.clone(),
+        }
+    }
+
+    fn event_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::CreatePrimaryReplicationGroup { .. } => "CreatingPrimaryReplicationGroup",
+            Self::CreateGlobalDatastore { .. } => "CreatingGlobalDatastore",
+            Self::CreateSecondaryReplicationGroup { .. } => "JoiningGlobalDatastore",
+            Self::ChangeReplicas { from, to, .. } if to > from => "AddingCacheReplica",
+            Self::ChangeReplicas { .. } => "RemovingCacheReplica",
+            Self::ConfigureFailover { .. } => "ConfiguringCacheFailover",
+            Self::TagForAdoption { .. } => "AdoptingReplicationGroup",
+            Self::Wait { .. } => return None,
+        })
+    }
+
+    fn creates(&self) -> bool {
+        matches!(
+            self,
+            Self::CreatePrimaryReplicationGroup { .. }
+                | Self::CreateSecondaryReplicationGroup { .. }
+                | Self::CreateGlobalDatastore { .. }
+        )
+    }
+
+    fn refused_field(&self) -> Option<&'static str> {
+        match self {
+            Self::CreatePrimaryReplicationGroup { .. }
+            | Self::CreateSecondaryReplicationGroup { .. } => Some("spec.cache"),
+            Self::CreateGlobalDatastore { .. } => Some("spec.cache.globalReplicationGroupSuffix"),
+            Self::ChangeReplicas { .. } => Some("spec.cache.replicasPerShard"),
+            Self::ConfigureFailover { .. } | Self::TagForAdoption { .. } | Self::Wait { .. } => {
+                None
+            }
+        }
+    }
+
+    fn wait_interval(&self) -> std::time::Duration {
+        match self {
+            Self::Wait { poll, .. } => *poll,
+            // A step that calls AWS is polled soon after its call.
+            _ => requeue::AFTER_ACTION,
         }
     }
 }
