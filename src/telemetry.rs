@@ -19,7 +19,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tower::{Layer, Service};
 
-use crate::api::{FailoverKind, FailoverResult};
+use crate::api::{Detection, FailoverKind, FailoverResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -118,7 +118,17 @@ pub struct FailoverStartLabels {
     pub shop: String,
     /// `failover` or `switchover`.
     pub kind: &'static str,
+    /// How the writer's loss was detected: `confirmed`, `sustained`, or
+    /// `planned` for a switchover.
+    pub detection: &'static str,
 }
+
+/// The `detection` label of a started failover or switchover.
+pub fn detection_label(detection: Option<Detection>) -> &'static str {
+    detection.map_or("planned", Detection::word)
+}
+
+const DETECTION_LABELS: [&str; 3] = ["confirmed", "sustained", "planned"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailoverLabels {
@@ -398,13 +408,19 @@ impl Metrics {
     }
 
     /// Counts a promotion whose intent was just stored.
-    pub fn record_failover_started(&self, shop: &ShopLabels, kind: FailoverKind) {
+    pub fn record_failover_started(
+        &self,
+        shop: &ShopLabels,
+        kind: FailoverKind,
+        detection: Option<Detection>,
+    ) {
         self.remember_shop(shop);
         self.failovers_started
             .get_or_create(&FailoverStartLabels {
                 namespace: shop.namespace.clone(),
                 shop: shop.shop.clone(),
                 kind: kind.word(),
+                detection: detection_label(detection),
             })
             .inc();
     }
@@ -553,11 +569,14 @@ impl Metrics {
         if last_of_shop {
             let shop = labels.shop();
             for kind in FAILOVER_KINDS {
-                self.failovers_started.remove(&FailoverStartLabels {
-                    namespace: shop.namespace.clone(),
-                    shop: shop.shop.clone(),
-                    kind: kind.word(),
-                });
+                for detection in DETECTION_LABELS {
+                    self.failovers_started.remove(&FailoverStartLabels {
+                        namespace: shop.namespace.clone(),
+                        shop: shop.shop.clone(),
+                        kind: kind.word(),
+                        detection,
+                    });
+                }
                 for result in FAILOVER_RESULTS {
                     self.failovers.remove(&failover_labels(&shop, kind, result));
                 }
@@ -843,7 +862,7 @@ mod tests {
     fn failover_metrics_are_exported_under_their_documented_names() {
         let metrics = Metrics::default();
         let acme = shop("acme");
-        metrics.record_failover_started(&acme, FailoverKind::Failover);
+        metrics.record_failover_started(&acme, FailoverKind::Failover, Some(Detection::Confirmed));
         metrics.record_failover(
             &acme,
             FailoverKind::Failover,
@@ -860,7 +879,7 @@ mod tests {
         metrics.set_replication_lag("acme", "eu-west-1", Some(Duration::from_millis(250)));
         let text = metrics.encode();
         assert!(
-            text.contains("shopfleet_failovers_started_total{namespace=\"shop\",shop=\"acme\",kind=\"failover\"} 1"),
+            text.contains("shopfleet_failovers_started_total{namespace=\"shop\",shop=\"acme\",kind=\"failover\",detection=\"confirmed\"} 1"),
             "{text}"
         );
         assert!(
@@ -941,7 +960,7 @@ mod tests {
             Duration::from_secs(30),
             true,
         );
-        metrics.record_failover_started(&labels.shop(), FailoverKind::Failover);
+        metrics.record_failover_started(&labels.shop(), FailoverKind::Failover, None);
         let text = metrics.encode();
         let series = |type_: &str, status: &str, value: u8| {
             format!(

@@ -14,6 +14,7 @@ pub fn acme(region: &str) -> ShopRegionSpec {
             ],
             mode: FailoverMode::Automatic,
             unhealthy_after: KubeDuration::from_secs(30),
+            confirmed_loss_after: KubeDuration::from_secs(10),
             max_replication_lag: KubeDuration::from_secs(30),
             allow_data_loss: false,
             cooldown: KubeDuration::from_secs(600),

@@ -85,9 +85,21 @@ pub struct FailoverSpec {
     #[serde(default)]
     pub mode: FailoverMode,
 
-    /// How long the writer region must look unhealthy before it is declared lost.
+    /// How long the writer region must look unhealthy before it is declared
+    /// lost, when one kind of evidence says so (its AWS API reports its
+    /// database gone, or its endpoints stop answering while AWS vouches for
+    /// nothing).
     #[serde(default = "default_unhealthy_after")]
     pub unhealthy_after: KubeDuration,
+
+    /// The shorter window that applies when independent kinds of evidence
+    /// agree that the writer region is lost: its AWS control plane, its data
+    /// plane (TCP to its endpoints), the configured HTTP health checks, and
+    /// replication from it as the other regions see it. At most
+    /// `unhealthyAfter`. `docs/failover.md` says which failure each signal
+    /// sees.
+    #[serde(default = "default_confirmed_loss_after")]
+    pub confirmed_loss_after: KubeDuration,
 
     /// The RPO budget: automatic promotion is refused when the candidate's last
     /// known replication lag exceeds it, unless `allowDataLoss` is true.
@@ -131,6 +143,9 @@ pub struct HealthCheck {
 
 fn default_unhealthy_after() -> KubeDuration {
     KubeDuration::from_secs(30)
+}
+fn default_confirmed_loss_after() -> KubeDuration {
+    KubeDuration::from_secs(10)
 }
 fn default_max_replication_lag() -> KubeDuration {
     KubeDuration::from_secs(30)
@@ -741,6 +756,30 @@ pub struct FailoverRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<String>")]
     pub completed_steps: Vec<FailoverStep>,
+    /// How the writer's loss was detected (failovers only): `Confirmed` when
+    /// independent signals agreed for `confirmedLossAfter`, `Sustained` when
+    /// one kind of evidence held for `unhealthyAfter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<Detection>,
+}
+
+/// How the loss of a writer region was detected.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Detection {
+    /// Independent kinds of signal agreed for `confirmedLossAfter`.
+    Confirmed,
+    /// One kind of evidence held for `unhealthyAfter`.
+    Sustained,
+}
+
+impl Detection {
+    /// The word for messages, and the `detection` label of the metrics.
+    pub fn word(self) -> &'static str {
+        match self {
+            Detection::Confirmed => "confirmed",
+            Detection::Sustained => "sustained",
+        }
+    }
 }
 
 /// A step of a failover or switchover, as `completedSteps` names it.

@@ -90,6 +90,22 @@ fn check_failover(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
             "unhealthyAfter must be at least 1s, or a single failed probe would trigger a failover",
         ));
     }
+    let confirmed = spec.failover.confirmed_loss_after.as_duration();
+    let unhealthy_after = spec.failover.unhealthy_after.as_duration();
+    // Checked against a valid unhealthyAfter only: one error says more than
+    // two that cannot both be mended.
+    if unhealthy_after >= Duration::from_secs(1)
+        && (confirmed < Duration::from_secs(1) || confirmed > unhealthy_after)
+    {
+        errors.push(err(
+            reason::INVALID_FAILOVER_POLICY,
+            "spec.failover.confirmedLossAfter",
+            format!(
+                "confirmedLossAfter {} must be at least 1s and at most unhealthyAfter {}: it is the shorter window for a loss that independent signals confirm",
+                spec.failover.confirmed_loss_after, spec.failover.unhealthy_after
+            ),
+        ));
+    }
     if spec.failover.cooldown.as_duration() < MIN_COOLDOWN {
         errors.push(err(
             reason::INVALID_FAILOVER_POLICY,
@@ -565,6 +581,21 @@ mod tests {
                 "spec.failover.unhealthyAfter"
             )]
         );
+    }
+
+    #[test]
+    fn a_confirmed_loss_window_longer_than_unhealthy_after_is_rejected() {
+        let mut spec = acme("us-east-1");
+        spec.failover.confirmed_loss_after = crate::api::KubeDuration::parse("45s").unwrap();
+        assert_eq!(
+            reasons(&validate_spec(&spec)),
+            vec![(
+                reason::INVALID_FAILOVER_POLICY,
+                "spec.failover.confirmedLossAfter"
+            )]
+        );
+        spec.failover.confirmed_loss_after = crate::api::KubeDuration::parse("30s").unwrap();
+        assert!(validate_spec(&spec).is_empty());
     }
 
     fn health_check(region: &str, url: &str) -> crate::api::HealthCheck {

@@ -347,6 +347,7 @@ impl Concern for Failover<'_> {
             self.runtime.metrics.record_failover_started(
                 &ShopRegionLabels::of(self.region).shop(),
                 intent.record.kind,
+                intent.record.detection,
             );
         }
         let refusal = outcome.refusal.clone();
@@ -644,6 +645,7 @@ mod tests {
             duration_seconds: None,
             data_loss_risk_seconds: None,
             completed_steps: steps.to_vec(),
+            detection: None,
         }
     }
 

@@ -33,8 +33,9 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::observe::{Attempt, FleetObservation, GlobalView, Policy};
-use crate::api::{FailoverKind, FailoverMode, FailoverStep, HealthVerdict};
+use super::health::Health;
+use super::observe::{Attempt, FleetObservation, GlobalView, Policy, RegionView};
+use crate::api::{Detection, FailoverKind, FailoverMode, FailoverStep, HealthVerdict};
 use crate::clock::{after, elapsed, fmt_duration};
 
 /// A writer change the engine wants.
@@ -52,6 +53,8 @@ pub struct Promotion {
     /// The target is not the first healthy region: it takes over because
     /// the regions before it did not act within their grace period.
     pub takeover: bool,
+    /// How the writer's loss was detected; `None` for a switchover.
+    pub detection: Option<Detection>,
 }
 
 /// What one region should do now.
@@ -261,6 +264,7 @@ fn continue_own(
         reason,
         data_loss_risk: None,
         takeover: false,
+        detection: None,
     };
     if let Some(transition) = &global.transition {
         let Some(moving_to) = transition.to.as_deref() else {
@@ -452,16 +456,7 @@ fn fleet_decision(
             ),
         ),
         HealthVerdict::Unhealthy => {
-            let since = writer_health.since.unwrap_or(now);
-            failover(
-                observation,
-                policy,
-                now,
-                writer,
-                since,
-                &writer_health.message,
-                requested,
-            )
+            failover(observation, policy, now, writer, &writer_health, requested)
         }
     }
 }
@@ -512,6 +507,7 @@ fn switchover(
         ),
         data_loss_risk: Some(Duration::ZERO),
         takeover: false,
+        detection: None,
     };
     if observation.local == target {
         Decision::Switchover(promotion)
@@ -523,16 +519,41 @@ fn switchover(
     }
 }
 
+/// When an unhealthy region counts as lost, and by which path: after
+/// `confirmedLossAfter` of corroborated evidence, or after `unhealthyAfter`
+/// of any; whichever comes first. `None` for a region with no verdict time.
+pub fn declared_lost(health: &Health, policy: &Policy) -> Option<(Timestamp, Detection)> {
+    let sustained = after(health.since?, policy.unhealthy_after);
+    match health.confirmed_since {
+        Some(confirmed) if after(confirmed, policy.confirmed_loss_after) < sustained => Some((
+            after(confirmed, policy.confirmed_loss_after),
+            Detection::Confirmed,
+        )),
+        _ => Some((sustained, Detection::Sustained)),
+    }
+}
+
+/// A candidate's last known lag, when it bounds what a failover of a writer
+/// lost at `since` would lose: lag read long before the writer failed says
+/// nothing about what it had not replicated when it failed.
+fn bounding_lag(view: &RegionView, policy: &Policy, since: Timestamp) -> Option<Duration> {
+    view.lag
+        .filter(|l| after(l.at, policy.lag_max_age) >= since)
+        .map(|l| l.lag)
+}
+
 fn failover(
     observation: &FleetObservation,
     policy: &Policy,
     now: Timestamp,
     writer: &str,
-    since: Timestamp,
-    symptom: &str,
+    health: &Health,
     requested: Option<&str>,
 ) -> Decision {
-    let declared = after(since, policy.unhealthy_after);
+    let since = health.since.unwrap_or(now);
+    let symptom = &health.message;
+    let (declared, detection) = declared_lost(health, policy)
+        .unwrap_or((after(now, policy.unhealthy_after), Detection::Sustained));
     if now < declared {
         return wait(
             WaitReason::WriterUnhealthy,
@@ -552,21 +573,47 @@ fn failover(
             ),
         );
     }
-    let candidates: Vec<&str> = policy
+    let healthy: Vec<&RegionView> = policy
         .order
         .iter()
         .map(String::as_str)
         .filter(|r| *r != writer)
-        .filter(|r| observation.region(r).is_some_and(|v| v.health.is_healthy()))
+        .filter_map(|r| observation.region(r))
+        .filter(|v| v.health.is_healthy())
         .collect();
-    if candidates.is_empty() {
+    if healthy.is_empty() {
         return wait(
             WaitReason::NoHealthyCandidate,
             format!("writer {writer} is lost and no other region is healthy"),
         );
     }
-    // Turns: the first healthy region has the first grace period, the next
-    // one the next, and so on round the list, so that at any instant exactly
+    if !observation.disagreements.is_empty() {
+        return refuse(
+            RefuseReason::PoliciesDisagree,
+            format!(
+                "writer {writer} is lost, but the ShopRegions disagree on the failover policy: {}",
+                observation.disagreements.join("; ")
+            ),
+        );
+    }
+    // The RPO guard picks the candidates: a region whose data loss is
+    // bounded within the budget, in failover.order; the first of them is
+    // the best one, not the first healthy region.
+    let within_budget = |view: &RegionView| {
+        policy.allow_data_loss
+            || bounding_lag(view, policy, since)
+                .is_some_and(|lag| lag <= policy.max_replication_lag)
+    };
+    let candidates: Vec<&str> = healthy
+        .iter()
+        .filter(|v| within_budget(v))
+        .map(|v| v.region.as_str())
+        .collect();
+    if candidates.is_empty() {
+        return refuse_for_lag(writer, &healthy, policy, since);
+    }
+    // Turns: the first candidate has the first grace period, the next one
+    // the next, and so on round the list, so that at any instant exactly
     // one region may act.
     let grace = policy.takeover_grace.max(Duration::from_millis(1));
     let since_declared = elapsed(declared, now);
@@ -577,64 +624,37 @@ fn failover(
         declared,
         grace.saturating_mul(u32::try_from(turn + 1).unwrap_or(u32::MAX)),
     );
-
-    if !observation.disagreements.is_empty() {
-        return refuse(
-            RefuseReason::PoliciesDisagree,
-            format!(
-                "writer {writer} is lost, but the ShopRegions disagree on the failover policy: {}",
-                observation.disagreements.join("; ")
-            ),
-        );
-    }
     let target_view = observation.region(target).expect("candidates are regions");
-    // Lag read long before the writer failed says nothing about what it had
-    // not replicated when it failed.
-    let lag = target_view
-        .lag
-        .filter(|l| after(l.at, policy.lag_max_age) >= since)
-        .map(|l| l.lag);
-    match lag {
-        None if !policy.allow_data_loss => {
-            return refuse(
-                RefuseReason::ReplicationLagUnknown,
-                format!(
-                    "writer {writer} is lost; {target} would be promoted, but no replication lag of {target} is known \
-                     from before {since}, so the data loss cannot be bounded; set allowDataLoss to accept it"
-                ),
-            );
-        }
-        Some(lag) if lag > policy.max_replication_lag && !policy.allow_data_loss => {
-            return refuse(
-                RefuseReason::RPOBudgetExceeded,
-                format!(
-                    "writer {writer} is lost; {target} would be promoted, but its last known replication lag {} \
-                     exceeds maxReplicationLag {}; set allowDataLoss to accept the loss, or fail over by hand",
-                    fmt_duration(lag),
-                    fmt_duration(policy.max_replication_lag)
-                ),
-            );
-        }
-        _ => {}
-    }
+    let lag = bounding_lag(target_view, policy, since);
+    let skipped = healthy.len() - candidates.len();
     let promotion = Promotion {
         kind: FailoverKind::Failover,
         from: writer.to_string(),
         to: target.to_string(),
         reason: format!(
-            "writer {writer} unhealthy since {since} ({symptom}); {target} is {} (data loss risk {})",
+            "writer {writer} unhealthy since {since} ({symptom}), lost by {} detection; {target} is {}{} (data loss risk {})",
+            detection.word(),
             if index == 0 {
-                "the first healthy region in failover.order".to_string()
+                "the first candidate in failover.order".to_string()
             } else {
                 format!(
                     "taking over: the regions before it did not act within {}",
                     fmt_duration(grace)
                 )
             },
+            if skipped > 0 {
+                format!(
+                    "; {skipped} healthy region(s) before it skipped, their data loss not bounded within maxReplicationLag {}",
+                    fmt_duration(policy.max_replication_lag)
+                )
+            } else {
+                String::new()
+            },
             lag.map_or("unknown".to_string(), fmt_duration)
         ),
         data_loss_risk: lag,
         takeover: index > 0,
+        detection: Some(detection),
     };
     if policy.mode == FailoverMode::Manual && requested != Some(target) {
         return Decision::Manual(promotion);
@@ -653,6 +673,45 @@ fn failover(
                     promotion.reason
                 )
             },
+        )
+    }
+}
+
+/// No healthy region's data loss is bounded within the budget: the refusal
+/// names each candidate's lag.
+fn refuse_for_lag(
+    writer: &str,
+    healthy: &[&RegionView],
+    policy: &Policy,
+    since: Timestamp,
+) -> Decision {
+    let lags: Vec<Option<Duration>> = healthy
+        .iter()
+        .map(|v| bounding_lag(v, policy, since))
+        .collect();
+    let each = healthy
+        .iter()
+        .zip(&lags)
+        .map(|(v, lag)| match lag {
+            Some(lag) => format!("{} lag {}", v.region, fmt_duration(*lag)),
+            None => format!("{} lag unknown from before {since}", v.region),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let budget = fmt_duration(policy.max_replication_lag);
+    if lags.iter().any(Option::is_some) {
+        refuse(
+            RefuseReason::RPOBudgetExceeded,
+            format!(
+                "writer {writer} is lost, but no candidate's replication lag is within maxReplicationLag {budget} ({each}); set allowDataLoss to accept the loss, or fail over by hand"
+            ),
+        )
+    } else {
+        refuse(
+            RefuseReason::ReplicationLagUnknown,
+            format!(
+                "writer {writer} is lost, but no candidate's replication lag is known ({each}), so the data loss cannot be bounded; set allowDataLoss to accept it"
+            ),
         )
     }
 }
@@ -679,11 +738,7 @@ pub fn lost_regions<'a>(
                 .as_ref()
                 .is_none_or(|g| g.members.contains(&r.region))
         })
-        .filter(|r| {
-            r.health
-                .since
-                .is_some_and(|since| now >= after(since, policy.unhealthy_after))
-        })
+        .filter(|r| declared_lost(&r.health, policy).is_some_and(|(at, _)| now >= at))
         .map(|r| r.region.as_str())
         .collect()
 }
@@ -737,15 +792,14 @@ pub fn next_change(
         .regions
         .iter()
         .filter(|r| !r.health.is_healthy())
-        .filter_map(|r| r.health.since)
-        .map(|since| after(since, policy.unhealthy_after))
+        .filter_map(|r| declared_lost(&r.health, policy).map(|(at, _)| at))
         .collect();
     let writer_lost_at = observation
         .writer()
         .and_then(|w| observation.region(w))
         .filter(|w| w.health.verdict == HealthVerdict::Unhealthy)
-        .and_then(|w| w.health.since)
-        .map(|since| after(since, policy.unhealthy_after));
+        .and_then(|w| declared_lost(&w.health, policy))
+        .map(|(at, _)| at);
     if let Some(declared) = writer_lost_at
         && now >= declared
     {
@@ -789,6 +843,7 @@ pub(crate) mod tests {
             reason: "SignalsHealthy",
             message: "all good".into(),
             was_healthy: true,
+            confirmed_since: None,
         }
     }
 
@@ -799,6 +854,7 @@ pub(crate) mod tests {
             reason: "RegionUnreachable",
             message: "endpoint: connect timed out".into(),
             was_healthy: true,
+            confirmed_since: None,
         }
     }
 
@@ -1049,17 +1105,36 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn lag_over_budget_is_refused_with_rpo_budget_exceeded_in_every_region() {
+    fn lag_over_budget_everywhere_is_refused_in_every_region_naming_each_candidates_lag() {
         let mut obs = writer_lost(EU);
         set_lag(&mut obs, EU, Some((45.0, -70)));
+        set_lag(&mut obs, AP, Some((50.0, -70)));
         for d in everyone(&obs, &policy(), t(0)) {
             assert_eq!(reason_of(&d), "RPOBudgetExceeded", "{d:?}");
             assert!(
-                d.message().contains("45s exceeds maxReplicationLag 30s"),
+                d.message()
+                    .contains("eu-west-1 lag 45s, ap-northeast-1 lag 50s")
+                    && d.message().contains("maxReplicationLag 30s"),
                 "{}",
                 d.message()
             );
         }
+    }
+
+    #[test]
+    fn the_next_candidate_within_the_budget_is_promoted_when_the_first_lags_too_much() {
+        let mut obs = writer_lost(AP);
+        set_lag(&mut obs, EU, Some((45.0, -70)));
+        let Some(Decision::Failover(promotion)) = promoter(&obs, &policy(), t(0)) else {
+            panic!("ap-northeast-1's lag is within the budget");
+        };
+        assert_eq!(promotion.to, AP);
+        assert!(
+            !promotion.takeover,
+            "its turn is the first: {}",
+            promotion.reason
+        );
+        assert!(promotion.reason.contains("skipped"), "{}", promotion.reason);
     }
 
     #[test]
@@ -1089,6 +1164,7 @@ pub(crate) mod tests {
     fn unknown_lag_is_refused_unless_data_loss_is_allowed() {
         let mut obs = writer_lost(EU);
         set_lag(&mut obs, EU, None);
+        set_lag(&mut obs, AP, None);
         assert_eq!(
             reason_of(&decide(&obs, &policy(), t(0))),
             "ReplicationLagUnknown"
@@ -1105,6 +1181,7 @@ pub(crate) mod tests {
         let mut obs = writer_lost(EU);
         // Read 301 s before the writer began to look unhealthy (t(-45)).
         set_lag(&mut obs, EU, Some((0.1, -346)));
+        set_lag(&mut obs, AP, Some((0.1, -346)));
         assert_eq!(
             reason_of(&decide(&obs, &policy(), t(0))),
             "ReplicationLagUnknown"
@@ -1275,6 +1352,7 @@ pub(crate) mod tests {
         p.mode = FailoverMode::Manual;
         let mut obs = writer_lost(EU);
         set_lag(&mut obs, EU, Some((90.0, -70)));
+        set_lag(&mut obs, AP, Some((90.0, -70)));
         assert_eq!(reason_of(&decide(&obs, &p, t(0))), "RPOBudgetExceeded");
     }
 

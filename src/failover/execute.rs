@@ -340,6 +340,7 @@ mod tests {
             duration_seconds: None,
             data_loss_risk_seconds: None,
             completed_steps: Vec::new(),
+            detection: None,
         }
     }
 

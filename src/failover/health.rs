@@ -10,7 +10,8 @@
 //!
 //! The rules, each tested below:
 //! - AWS vouches, the data plane confirms. A data store AWS reports broken or
-//!   gone is bad evidence. An unreachable endpoint or failing health URL is
+//!   gone is bad evidence once the database endpoint stops answering; while
+//!   it answers, the writer may be taking orders and the signals disagree. An unreachable endpoint or failing health URL is
 //!   bad evidence only when AWS cannot vouch for the region (its API is
 //!   unreachable too): a misrouted probe or an in-region Aurora failover must
 //!   not look like a lost region.
@@ -51,6 +52,11 @@ pub struct Sample {
     pub endpoint: Signal,
     /// GET of the region's health URL; `None` when none is configured.
     pub http: Option<Signal>,
+    /// Replication from the region as the other regions see it (their
+    /// CloudWatch lag): `Down` when every region that replicated from it
+    /// has no fresh data point, `Up` when one has; `None` when not read this
+    /// round (it is read when the region looks bad).
+    pub vantage: Option<Signal>,
 }
 
 /// What one sample says about its region.
@@ -67,6 +73,23 @@ pub struct Assessment {
     pub evidence: Evidence,
     pub reason: &'static str,
     pub message: String,
+    /// Bad evidence that independent kinds of signal agree on: see
+    /// [`corroborated`].
+    pub corroborated: bool,
+}
+
+/// Whether independent kinds of signal all say the region is lost: its AWS
+/// control plane (the API does not answer, or reports the database gone),
+/// its data plane (TCP to its database endpoint), its HTTP health check
+/// when one is configured, and replication from it as the other regions
+/// see it. Each of them can fail alone for a reason that is not a lost
+/// region (a throttled or unreachable API, a misrouted probe, a broken
+/// deployment, a CloudWatch gap); all of them at once is a lost region.
+pub fn corroborated(sample: &Sample) -> bool {
+    let down = |signal: Option<&Signal>| matches!(signal, Some(Signal::Down(_)));
+    let control_plane = !matches!(sample.database, Signal::Up);
+    let http_agrees = sample.http.as_ref().is_none_or(|h| down(Some(h)));
+    control_plane && down(Some(&sample.endpoint)) && http_agrees && down(sample.vantage.as_ref())
 }
 
 /// Reasons of health verdicts, as `status.health[].reason` shows them.
@@ -105,11 +128,23 @@ pub mod reason {
 /// What one sample says: see the module documentation for the rules.
 pub fn assess(sample: &Sample) -> Assessment {
     let assessment = |evidence, reason, message: String| Assessment {
+        corroborated: evidence == Evidence::Bad && corroborated(sample),
         evidence,
         reason,
         message,
     };
+    // A database endpoint that accepts connections is a writer that may be
+    // taking orders: whatever else says the region is broken, failing it
+    // over would lose them. AWS's word and the data plane must agree.
+    let endpoint_answers = sample.endpoint == Signal::Up;
     let api_silent = match &sample.database {
+        Signal::Down(detail) if endpoint_answers => {
+            return assessment(
+                Evidence::Inconclusive,
+                reason::SIGNALS_DISAGREE,
+                format!("AWS reports the database {detail}, but its endpoint answers"),
+            );
+        }
         Signal::Down(detail) => {
             return assessment(
                 Evidence::Bad,
@@ -121,11 +156,19 @@ pub fn assess(sample: &Sample) -> Assessment {
         Signal::NoData(detail) => Some(detail),
     };
     if let Some(Signal::Down(detail)) = &sample.cache {
-        return assessment(
-            Evidence::Bad,
-            reason::CACHE_UNAVAILABLE,
-            format!("cache: {detail}"),
-        );
+        return if endpoint_answers {
+            assessment(
+                Evidence::Inconclusive,
+                reason::SIGNALS_DISAGREE,
+                format!("AWS reports the cache {detail}, but the database endpoint answers"),
+            )
+        } else {
+            assessment(
+                Evidence::Bad,
+                reason::CACHE_UNAVAILABLE,
+                format!("cache: {detail}"),
+            )
+        };
     }
     let signals = [
         ("cache", sample.cache.as_ref()),
@@ -140,15 +183,23 @@ pub fn assess(sample: &Sample) -> Assessment {
         })
         .collect();
     match api_silent {
-        Some(api) if !data_plane_down.is_empty() => assessment(
+        Some(api) if !data_plane_down.is_empty() && !endpoint_answers => assessment(
             Evidence::Bad,
             reason::REGION_UNREACHABLE,
             format!("AWS API: {api}; {}", data_plane_down.join("; ")),
         ),
-        Some(api) => assessment(
+        Some(api) if data_plane_down.is_empty() => assessment(
             Evidence::Inconclusive,
             reason::API_UNREACHABLE,
             format!("AWS API: {api}; the data plane does not show the region down"),
+        ),
+        Some(api) => assessment(
+            Evidence::Inconclusive,
+            reason::API_UNREACHABLE,
+            format!(
+                "AWS API: {api}; {}, but the database endpoint answers",
+                data_plane_down.join("; ")
+            ),
         ),
         None if !data_plane_down.is_empty() => assessment(
             Evidence::Inconclusive,
@@ -235,6 +286,10 @@ pub struct Health {
     /// absorbed when lost: one that never served (a region still joining
     /// the fleet) carries no traffic to take over.
     pub was_healthy: bool,
+    /// While `Unhealthy`: since when independent kinds of signal agree the
+    /// region is lost (the short `confirmedLossAfter` window counts from
+    /// here); `None` when only one kind of evidence says so.
+    pub confirmed_since: Option<Timestamp>,
 }
 
 impl Health {
@@ -246,6 +301,7 @@ impl Health {
             reason: reason::NOT_YET_OBSERVED,
             message: "no probe of this region yet".into(),
             was_healthy: false,
+            confirmed_since: None,
         }
     }
 
@@ -287,6 +343,8 @@ pub struct HealthState {
     latest: Option<Assessment>,
     /// See [`Health::was_healthy`].
     was_healthy: bool,
+    /// The first of the current run of corroborated bad samples.
+    confirmed_since: Option<Timestamp>,
 }
 
 impl Default for HealthState {
@@ -307,6 +365,7 @@ impl HealthState {
             last_sample: None,
             latest: None,
             was_healthy: false,
+            confirmed_since: None,
         }
     }
 
@@ -329,6 +388,7 @@ impl HealthState {
                 evidence,
                 reason: reason::conclusive(&stored.reason)?,
                 message: stored.message.clone(),
+                corroborated: false,
             }),
             streak: None,
             last_conclusive: Some(now),
@@ -337,6 +397,9 @@ impl HealthState {
             // A published Unhealthy verdict was a member that failed: it
             // had served before, or it would not have been judged.
             was_healthy: true,
+            // Corroboration is not published: a restarted process confirms
+            // it again (or waits the longer window).
+            confirmed_since: None,
         })
     }
 
@@ -361,6 +424,11 @@ impl HealthState {
             }
         }
         let assessment = assess(sample);
+        next.confirmed_since = if assessment.corroborated {
+            next.confirmed_since.or(Some(sample.at))
+        } else {
+            None
+        };
         next.latest = Some(assessment.clone());
         let evidence = assessment.evidence;
         if evidence == Evidence::Inconclusive {
@@ -424,6 +492,7 @@ impl HealthState {
                 reason: reason::NO_RECENT_EVIDENCE,
                 message: format!("no conclusive sample since {last}{latest}"),
                 was_healthy: self.was_healthy,
+                confirmed_since: None,
             };
         }
         match (&self.basis, self.verdict) {
@@ -433,6 +502,9 @@ impl HealthState {
                 reason: basis.reason,
                 message: basis.message.clone(),
                 was_healthy: self.was_healthy,
+                confirmed_since: self
+                    .confirmed_since
+                    .filter(|_| self.verdict == HealthVerdict::Unhealthy),
             },
             _ => {
                 // Unknown, and either the latest sample was inconclusive or a
@@ -456,6 +528,7 @@ impl HealthState {
                     reason,
                     message,
                     was_healthy: self.was_healthy,
+                    confirmed_since: None,
                 }
             }
         }
@@ -554,6 +627,7 @@ mod tests {
             cache: Some(Signal::Up),
             endpoint: Signal::Up,
             http: None,
+            vantage: None,
         }
     }
 
@@ -566,6 +640,7 @@ mod tests {
             cache: Some(Signal::NoData("region us-east-1 unavailable".into())),
             endpoint: Signal::Down("connect timed out".into()),
             http: None,
+            vantage: None,
         }
     }
 
@@ -595,27 +670,44 @@ mod tests {
     }
 
     #[test]
-    fn a_database_aws_reports_broken_is_bad_evidence_whatever_the_data_plane_says() {
-        let sample = Sample {
+    fn a_database_aws_reports_broken_is_bad_evidence_once_its_endpoint_stops_answering() {
+        let broken = Sample {
             database: Signal::Down("the cluster is inaccessible-encryption-credentials".into()),
+            endpoint: Signal::Down("connection refused".into()),
             ..good(0)
         };
-        let a = assess(&sample);
+        let a = assess(&broken);
         assert_eq!(
             (a.evidence, a.reason),
             (Evidence::Bad, reason::DATABASE_UNAVAILABLE)
         );
         assert!(a.message.contains("inaccessible-encryption-credentials"));
+        // While the endpoint answers, the writer may be taking orders.
+        let answering = Sample {
+            endpoint: Signal::Up,
+            ..broken
+        };
+        let a = assess(&answering);
+        assert_eq!(
+            (a.evidence, a.reason),
+            (Evidence::Inconclusive, reason::SIGNALS_DISAGREE)
+        );
     }
 
     #[test]
-    fn a_cache_aws_reports_gone_is_bad_evidence() {
-        let sample = Sample {
+    fn a_cache_aws_reports_gone_is_bad_evidence_once_the_database_endpoint_stops_answering() {
+        let gone = Sample {
             cache: Some(Signal::Down("the replication group does not exist".into())),
+            endpoint: Signal::Down("connection refused".into()),
             ..good(0)
         };
-        assert_eq!(assess(&sample).reason, reason::CACHE_UNAVAILABLE);
-        assert_eq!(assess(&sample).evidence, Evidence::Bad);
+        assert_eq!(assess(&gone).reason, reason::CACHE_UNAVAILABLE);
+        assert_eq!(assess(&gone).evidence, Evidence::Bad);
+        let answering = Sample {
+            endpoint: Signal::Up,
+            ..gone
+        };
+        assert_eq!(assess(&answering).evidence, Evidence::Inconclusive);
     }
 
     #[test]

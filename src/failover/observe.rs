@@ -61,6 +61,7 @@ pub struct Policy {
     pub order: Vec<String>,
     pub mode: FailoverMode,
     pub unhealthy_after: Duration,
+    pub confirmed_loss_after: Duration,
     pub max_replication_lag: Duration,
     pub allow_data_loss: bool,
     pub cooldown: Duration,
@@ -75,6 +76,7 @@ impl Policy {
             order: spec.order.clone(),
             mode: spec.mode,
             unhealthy_after: spec.unhealthy_after.as_duration(),
+            confirmed_loss_after: spec.confirmed_loss_after.as_duration(),
             max_replication_lag: spec.max_replication_lag.as_duration(),
             allow_data_loss: spec.allow_data_loss,
             cooldown: spec.cooldown.as_duration(),
@@ -390,6 +392,9 @@ pub fn policy_differences(a: &FailoverSpec, b: &FailoverSpec) -> Vec<&'static st
     if a.unhealthy_after.as_duration() != b.unhealthy_after.as_duration() {
         differences.push("unhealthyAfter");
     }
+    if a.confirmed_loss_after.as_duration() != b.confirmed_loss_after.as_duration() {
+        differences.push("confirmedLossAfter");
+    }
     if a.max_replication_lag.as_duration() != b.max_replication_lag.as_duration() {
         differences.push("maxReplicationLag");
     }
@@ -569,6 +574,7 @@ mod tests {
                 reason: "RegionUnreachable",
                 message: "x".into(),
                 was_healthy: true,
+                confirmed_since: None,
             },
         );
         let obs = observe(&ObserveInput {
@@ -690,6 +696,7 @@ mod tests {
             duration_seconds: None,
             data_loss_risk_seconds: None,
             completed_steps: vec![],
+            detection: None,
         }
     }
 

@@ -13,11 +13,12 @@ use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 
 use super::decide::{Decision, decide};
-use super::health::Health;
+use super::health::{Health, HealthState, Sample, Thresholds};
 use super::observe::{
     Attempt, FleetObservation, GlobalView, LagSample, Policy, RegionView, WriterTransition,
 };
 use crate::api::{FailoverKind, FailoverMode, FailoverResult, FailoverStep, HealthVerdict};
+use crate::probe::Signal;
 
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-northeast-1"];
 
@@ -44,13 +45,19 @@ fn health() -> impl Strategy<Value = Health> {
             1 => Just(HealthVerdict::Unknown),
         ],
         since,
+        prop::option::weighted(0.4, 0i64..=30),
     )
-        .prop_map(|(verdict, since)| Health {
+        .prop_map(|(verdict, since, confirmed_after)| Health {
             verdict,
             since: Some(t(since)),
             reason: "Generated",
             message: "generated".into(),
             was_healthy: true,
+            // Corroboration starts with the run or a little later, and only
+            // an Unhealthy verdict carries it.
+            confirmed_since: confirmed_after
+                .filter(|_| verdict == HealthVerdict::Unhealthy)
+                .map(|after| t((since + after).min(0))),
         })
 }
 
@@ -138,12 +145,23 @@ fn policy() -> impl Strategy<Value = Policy> {
         any::<bool>(),
         prop::sample::select(vec![60u64, 600]),
         prop::sample::select(vec![10u64, 30]),
+        prop::sample::select(vec![1u64, 5, 10]),
     )
         .prop_map(
-            |(order, mode, unhealthy_after, max_lag, allow_data_loss, cooldown, grace)| Policy {
+            |(
+                order,
+                mode,
+                unhealthy_after,
+                max_lag,
+                allow_data_loss,
+                cooldown,
+                grace,
+                confirmed,
+            )| Policy {
                 order,
                 mode,
                 unhealthy_after: Duration::from_secs(unhealthy_after),
+                confirmed_loss_after: Duration::from_secs(confirmed.min(unhealthy_after)),
                 max_replication_lag: Duration::from_secs(max_lag),
                 allow_data_loss,
                 cooldown: Duration::from_secs(cooldown),
@@ -411,7 +429,11 @@ proptest! {
             let w = writer(&obs).unwrap();
             let h = health_of(&obs, w);
             prop_assert_eq!(h.verdict, HealthVerdict::Unhealthy);
-            prop_assert!(now() >= plus(h.since.unwrap(), policy.unhealthy_after), "{:?}", d);
+            let sustained = now() >= plus(h.since.unwrap(), policy.unhealthy_after);
+            let confirmed = h
+                .confirmed_since
+                .is_some_and(|c| now() >= plus(c, policy.confirmed_loss_after));
+            prop_assert!(sustained || confirmed, "{:?}", d);
             prop_assert!(health_of(&obs, &p.to).is_healthy(), "promoted an unhealthy region: {:?}", d);
             prop_assert!(obs.disagreements.is_empty(), "acted on a fleet that disagrees: {:?}", d);
         }
@@ -432,6 +454,41 @@ proptest! {
     }
 
     #[test]
+    fn no_failover_while_the_writers_data_plane_answers(
+        (obs, policy) in fleet(),
+        history in writer_history(Just(Signal::Up).boxed(), 0..=60),
+    ) {
+        let obs = with_writer_history(obs, &history);
+        for (_, d) in decisions(&obs, &policy) {
+            prop_assert!(
+                !matches!(d, Decision::Failover(_)),
+                "failed over a writer whose endpoint answered: {:?}", d
+            );
+        }
+    }
+
+    #[test]
+    fn no_failover_on_a_single_kind_of_evidence_before_unhealthy_after(
+        (obs, policy) in fleet(),
+        history in uncorroborated_history(),
+    ) {
+        // The writer's trouble began less than unhealthyAfter ago: only a
+        // confirmed loss may act that soon, and nothing confirmed it.
+        let obs = with_writer_history(obs, &history);
+        let began = history.iter().find(|s| s.endpoint != Signal::Up || s.database != Signal::Up);
+        if let Some(first) = began
+            && now() < plus(first.at, policy.unhealthy_after)
+        {
+            for (_, d) in decisions(&obs, &policy) {
+                prop_assert!(
+                    !matches!(d, Decision::Failover(_)),
+                    "failed over before unhealthyAfter on one kind of evidence: {:?}", d
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_region_reaches_the_same_refusal((obs, policy) in fleet()) {
         let all = decisions(&obs, &policy);
         let has_own_record = |r: &str| obs.attempts.iter().any(|a| a.region == r && a.in_progress());
@@ -447,6 +504,97 @@ proptest! {
             prop_assert!(refusals.iter().all(|r| r == first), "{:?}", all);
         }
     }
+}
+
+fn any_signal() -> BoxedStrategy<Signal> {
+    prop_oneof![
+        Just(Signal::Up),
+        Just(Signal::Down("generated failure".into())),
+        Just(Signal::NoData("generated silence".into())),
+    ]
+    .boxed()
+}
+
+/// Samples of the writer every 5 s up to `now`: healthy until `trouble`
+/// seconds ago, then arbitrary signals with the endpoint from `endpoint`.
+fn writer_history(
+    endpoint: BoxedStrategy<Signal>,
+    trouble: std::ops::RangeInclusive<i64>,
+) -> impl Strategy<Value = Vec<Sample>> {
+    let troubled = (
+        any_signal(),
+        prop::option::of(any_signal()),
+        endpoint,
+        prop::option::of(any_signal()),
+        prop::option::of(any_signal()),
+    );
+    (trouble, prop::collection::vec(troubled, 13)).prop_map(|(trouble, signals)| {
+        let mut samples: Vec<Sample> = (0..8)
+            .map(|i| Sample {
+                at: t(-200 + i * 5),
+                database: Signal::Up,
+                cache: Some(Signal::Up),
+                endpoint: Signal::Up,
+                http: None,
+                vantage: None,
+            })
+            .collect();
+        let rounds = usize::try_from(trouble / 5 + 1).unwrap_or(1);
+        for (i, (database, cache, endpoint, http, vantage)) in
+            signals.into_iter().take(rounds).enumerate()
+        {
+            let offset = i64::try_from(i).unwrap_or(0) * 5;
+            samples.push(Sample {
+                at: t(-trouble + offset),
+                database,
+                cache,
+                endpoint,
+                http,
+                vantage,
+            });
+        }
+        samples
+    })
+}
+
+/// A troubled writer whose every sample has at least one kind of signal
+/// that does not agree the region is lost: its AWS API vouches, its
+/// endpoint answers, its health check passes, or the other regions still
+/// receive its replication (or were not asked).
+fn uncorroborated_history() -> impl Strategy<Value = Vec<Sample>> {
+    (
+        writer_history(any_signal(), 0..=60),
+        prop::collection::vec(0u8..4, 13),
+    )
+        .prop_map(|(mut samples, dissent)| {
+            let troubled = samples.len() - 8;
+            for (sample, kind) in samples.iter_mut().skip(8).zip(dissent).take(troubled) {
+                match kind {
+                    0 => sample.database = Signal::Up,
+                    1 => sample.endpoint = Signal::Up,
+                    2 => sample.http = Some(Signal::Up),
+                    _ => sample.vantage = Some(Signal::Up),
+                }
+            }
+            samples
+        })
+}
+
+/// The observation with the writer's verdict folded from `history` and
+/// read at `now`, as the sampler would publish it.
+fn with_writer_history(mut obs: FleetObservation, history: &[Sample]) -> FleetObservation {
+    let thresholds = Thresholds::default();
+    let state = history.iter().fold(HealthState::new(), |state, sample| {
+        state.record(sample, &thresholds)
+    });
+    let health = state.health(now(), &thresholds);
+    let writer = writer(&obs).map(str::to_string);
+    if let Some(writer) = writer
+        && let Some(view) = obs.regions.iter_mut().find(|r| r.region == writer)
+    {
+        view.health = health;
+    }
+    obs
 }
 
 /// The generators must reach the interesting cases, or the properties above

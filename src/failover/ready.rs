@@ -223,8 +223,13 @@ pub fn started_event(promotion: &Promotion) -> Note {
         FailoverKind::Failover => Note {
             reason: events::FAILOVER_STARTED.into(),
             message: format!(
-                "promoting {} in place of lost writer {}: {}",
-                promotion.to, promotion.from, promotion.reason
+                "promoting {} in place of lost writer {} ({} detection): {}",
+                promotion.to,
+                promotion.from,
+                promotion
+                    .detection
+                    .map_or("unknown", crate::api::Detection::word),
+                promotion.reason
             ),
             warning: true,
         },
@@ -476,10 +481,12 @@ mod tests {
     fn a_refused_failover_is_a_warning_event_and_other_decisions_are_none() {
         let mut obs = fleet(US);
         set(&mut obs, US, unhealthy(-45));
-        obs.regions[1].lag = Some(LagSample {
-            lag: Duration::from_secs(90),
-            at: t(-50),
-        });
+        for survivor in &mut obs.regions[1..] {
+            survivor.lag = Some(LagSample {
+                lag: Duration::from_secs(90),
+                at: t(-50),
+            });
+        }
         let d = decide(&obs, &policy(), t(0));
         let note = refused_event(&d).unwrap();
         assert_eq!(note.reason, events::FAILOVER_REFUSED);
@@ -510,6 +517,7 @@ mod tests {
             duration_seconds: Some(62.0),
             data_loss_risk_seconds: Some(0.2),
             completed_steps: vec![],
+            detection: None,
         };
         let done = finished_event(&record);
         assert_eq!(done.reason, events::FAILOVER_COMPLETED);

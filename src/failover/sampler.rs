@@ -26,7 +26,8 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::task::AbortHandle;
 
 use super::health::{
-    Health, HealthState, PROBE_INTERVAL, Sample, Thresholds, cache_signal, database_signal,
+    Evidence, Health, HealthState, PROBE_INTERVAL, Sample, Thresholds, assess, cache_signal,
+    database_signal,
 };
 use super::observe::LagSample;
 use crate::api::{AuroraEngine, ShopRegion, ShopRegionSpec};
@@ -287,10 +288,12 @@ impl Sampler {
             let interval = probe_interval(speed);
             let now = self.cloud.clock().now();
             let lag_due = self.ask_for_lag(&shop, &targets, now);
-            let probed = futures::future::join_all(targets.iter().zip(lag_due).map(|(t, due)| {
-                sample_region(self.cloud.as_ref(), self.probe.as_ref(), t, due, now)
-            }))
-            .await;
+            let mut probed =
+                futures::future::join_all(targets.iter().zip(lag_due).map(|(t, due)| {
+                    sample_region(self.cloud.as_ref(), self.probe.as_ref(), t, due, now)
+                }))
+                .await;
+            self.corroborate(&shop, &targets, &mut probed, now).await;
             if self.fold(&shop, &targets, probed, interval, now) {
                 // The controller is gone when nobody listens: nothing to do.
                 let _ = self.trigger.unbounded_send(shop.clone());
@@ -317,6 +320,63 @@ impl Sampler {
                 .await;
             }
         }
+    }
+
+    /// When the writer's sample of this round is bad evidence, reads in the
+    /// same round the replication lag of every region that replicated from
+    /// it before: the second vantage point. Replication from a lost region
+    /// stops, so the other regions see no fresh data point; a writer that
+    /// only this controller cannot reach keeps replicating. Costs nothing
+    /// while the writer looks well.
+    async fn corroborate(
+        &self,
+        shop_name: &str,
+        targets: &[Target],
+        probed: &mut [Probed],
+        now: Timestamp,
+    ) {
+        let Some(writer) = targets.iter().position(|t| t.writer) else {
+            return;
+        };
+        if assess(&probed[writer].sample).evidence != Evidence::Bad {
+            return;
+        }
+        let replicated: Vec<usize> = {
+            let shops = self.lock();
+            let Some(shop) = shops.get(shop_name) else {
+                return;
+            };
+            (0..targets.len())
+                .filter(|i| *i != writer)
+                .filter(|i| {
+                    shop.regions
+                        .get(&targets[*i].region)
+                        .is_some_and(|m| m.lag.is_some())
+                })
+                .collect()
+        };
+        let reads = futures::future::join_all(replicated.iter().map(|i| {
+            let target = &targets[*i];
+            let aurora = self.cloud.aurora(&target.region);
+            async move { aurora.replication_lag(&target.cluster_id, now).await }
+        }))
+        .await;
+        let mut seen = Vec::new();
+        for (i, read) in replicated.into_iter().zip(reads) {
+            let region = &targets[i].region;
+            seen.push(match read {
+                Ok(Some(lag)) => {
+                    probed[i].lag = Some(LagSample { lag, at: now });
+                    (region.clone(), Signal::Up)
+                }
+                Ok(None) => (
+                    region.clone(),
+                    Signal::Down(format!("{region} has no fresh replication data point")),
+                ),
+                Err(error) => (region.clone(), Signal::NoData(format!("{region}: {error}"))),
+            });
+        }
+        probed[writer].sample.vantage = Some(replication_seen(&seen));
     }
 
     /// For each target, whether this round reads its lag (a secondary whose
@@ -448,6 +508,23 @@ impl Sampler {
     }
 }
 
+/// Replication from the writer as the other regions saw it this round:
+/// `Up` when one of them still receives it, `Down` when every one that
+/// answered shows no fresh data point, `NoData` when none answered.
+pub fn replication_seen(seen: &[(String, Signal)]) -> Signal {
+    if seen.iter().any(|(_, s)| *s == Signal::Up) {
+        return Signal::Up;
+    }
+    let details: Vec<&str> = seen.iter().filter_map(|(_, s)| s.detail()).collect();
+    if seen.iter().any(|(_, s)| matches!(s, Signal::Down(_))) {
+        Signal::Down(details.join("; "))
+    } else if details.is_empty() {
+        Signal::NoData("no other region replicated from it".into())
+    } else {
+        Signal::NoData(details.join("; "))
+    }
+}
+
 /// One probe round of one region.
 async fn sample_region(
     cloud: &dyn Cloud,
@@ -505,6 +582,7 @@ async fn sample_region(
             cache: Some(cache_state),
             endpoint: tcp,
             http,
+            vantage: None,
         },
         endpoint,
         lag: lag.ok().flatten().map(|lag| LagSample { lag, at: now }),

@@ -237,6 +237,7 @@ pub fn intent(promotion: &Promotion, now: Timestamp) -> FailoverRecord {
         duration_seconds: None,
         data_loss_risk_seconds: promotion.data_loss_risk.map(|d| d.as_secs_f64()),
         completed_steps: Vec::new(),
+        detection: promotion.detection,
     }
 }
 
@@ -259,6 +260,7 @@ pub fn close(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Detection;
     use crate::failover::observe::WriterTransition;
 
     const US: &str = "us-east-1";
@@ -511,6 +513,7 @@ mod tests {
                 reason: "writer lost".into(),
                 data_loss_risk: Some(Duration::from_millis(150)),
                 takeover: false,
+                detection: Some(Detection::Confirmed),
             },
             Timestamp::from_second(1_735_689_600).unwrap(),
         );
