@@ -85,6 +85,35 @@ fn check(expectation: &Expectation, record: &Record, figures: &Figures) -> (bool
                 None => "the writer was never lost".into(),
             },
         ),
+        Expectation::OperatorAddedBelow(limit) => below(
+            "operator-added",
+            figures.operator_added,
+            limit.as_duration(),
+            &match figures.writer_lost_at {
+                Some(_) => "no promotion ended the outage".to_string(),
+                None => "the writer was never lost".into(),
+            },
+        ),
+        Expectation::NoRolloutAfterReady => {
+            let rollouts: Vec<String> = record
+                .pod_templates
+                .iter()
+                .flat_map(|(name, h)| h.iter().skip(1).map(move |t| (name, t)))
+                .filter(|(_, t)| record.fleet_ready_at.is_some_and(|ready| t.at > ready))
+                .map(|(name, t)| format!("{name} at {}", super::scenario::format_duration(t.at)))
+                .collect();
+            match record.fleet_ready_at {
+                None => (false, "the fleet was never Ready".into()),
+                Some(_) if rollouts.is_empty() => (
+                    true,
+                    format!(
+                        "{} order Deployment(s), no new pod template after the fleet was Ready",
+                        record.pod_templates.len()
+                    ),
+                ),
+                Some(_) => (false, format!("new pod templates: {}", rollouts.join("; "))),
+            }
+        }
         Expectation::SingleWriter => {
             let at_end = record.aws.writers.len();
             let most = figures.max_concurrent_writers;

@@ -3,8 +3,14 @@
 //! Definitions (`docs/simulation.md` explains them with an example):
 //! - *writer lost*: the first instant after a writer existed at which no
 //!   cluster accepts writes;
-//! - *RTO*: writer lost → a cluster accepts writes again (a promoted one or
-//!   the old one back);
+//! - *writer back*: writer lost → a cluster accepts writes again (a
+//!   promoted one or the old one back);
+//! - *RTO*: writer lost → the order pods of every surviving region reach
+//!   that writer: at once when their database writer is the global writer
+//!   endpoint (AWS re-points it as part of the promotion), else only once
+//!   a new pod template names the new writer (a rollout);
+//! - *cache primary reached*: writer lost → every surviving region's cache
+//!   primary name points at the new primary, plus the cluster DNS's TTL;
 //! - *detection*: writer lost → the operator's first `FailoverStarted` Event;
 //! - *AWS promotion*: the first failover or switchover requested after the
 //!   writer was lost, from its request to its completion;
@@ -18,7 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::record::{AwsCalls, AwsWriterChange, Record, serialize_optional_seconds};
+use super::record::{AwsCalls, AwsWriterChange, NamedHost, Record, serialize_optional_seconds};
 
 /// The Event reason the failover executor posts when it starts a failover.
 pub const FAILOVER_STARTED: &str = "FailoverStarted";
@@ -51,8 +57,21 @@ pub struct Figures {
         serialize_with = "serialize_optional_seconds"
     )]
     pub aws_promotion: Option<Duration>,
+    #[serde(
+        rename = "writerBackSeconds",
+        serialize_with = "serialize_optional_seconds"
+    )]
+    pub writer_back: Option<Duration>,
     #[serde(rename = "rtoSeconds", serialize_with = "serialize_optional_seconds")]
     pub rto: Option<Duration>,
+    #[serde(
+        rename = "cachePrimaryReachedSeconds",
+        serialize_with = "serialize_optional_seconds"
+    )]
+    pub cache_primary_reached: Option<Duration>,
+    /// Pod template changes of the order Deployments after the fleet was
+    /// first Ready: each is a new ReplicaSet and a rollout.
+    pub rollouts_after_ready: usize,
     #[serde(rename = "rpoSeconds", serialize_with = "serialize_optional_seconds")]
     pub rpo: Option<Duration>,
     /// The most clusters that accepted writes at one instant.
@@ -69,10 +88,85 @@ pub struct KubeWrites {
     pub by_verb: BTreeMap<String, u64>,
 }
 
+/// How long the cluster DNS keeps an answer (CoreDNS's `kubernetes` plugin
+/// default): a re-pointed ExternalName is resolved anew after it.
+pub const CLUSTER_DNS_TTL: Duration = Duration::from_secs(5);
+
+/// AWS's global writer endpoint (`<name>.global-<id>.global.rds.amazonaws.com`)
+/// follows the writer by itself.
+pub fn is_global_writer_endpoint(host: &str) -> bool {
+    host.contains(".global-") && host.ends_with(".global.rds.amazonaws.com")
+}
+
+/// When the order pods of every region but `lost` reach the writer that
+/// came back at `back`; `None` while one of them has not.
+fn pods_reach_writer(record: &Record, lost: Option<&str>, back: Duration) -> Option<Duration> {
+    record
+        .pod_templates
+        .values()
+        .filter(|history| history.first().and_then(|t| t.region.as_deref()) != lost)
+        .map(|history| {
+            let in_force = history.iter().rev().find(|t| t.at <= back)?;
+            if in_force
+                .database_writer
+                .as_deref()
+                .is_some_and(is_global_writer_endpoint)
+            {
+                return Some(back);
+            }
+            history.iter().find(|t| t.at > back).map(|t| t.at)
+        })
+        .try_fold(back, |latest, reach| reach.map(|r| r.max(latest)))
+}
+
+/// When every surviving region's cache primary name points where the
+/// promoted region's does, plus the cluster DNS's TTL.
+fn cache_primary_reached(
+    record: &Record,
+    from: Duration,
+    promoted: &str,
+    lost: Option<&str>,
+) -> Option<Duration> {
+    let histories: Vec<&Vec<NamedHost>> = record.cache_primary_names.values().collect();
+    let region_of = |h: &Vec<NamedHost>| h.first().and_then(|n| n.region.clone());
+    let target = histories
+        .iter()
+        .find(|h| region_of(h).as_deref() == Some(promoted))?
+        .last()?
+        .host
+        .clone();
+    let surviving: Vec<&&Vec<NamedHost>> = histories
+        .iter()
+        .filter(|h| region_of(h).as_deref() != lost)
+        .collect();
+    let host_at = |h: &Vec<NamedHost>, at: Duration| {
+        h.iter().rev().find(|n| n.at <= at).map(|n| n.host.clone())
+    };
+    let mut instants: Vec<Duration> = surviving
+        .iter()
+        .flat_map(|h| h.iter().map(|n| n.at))
+        .filter(|at| *at >= from)
+        .chain([from])
+        .collect();
+    instants.sort();
+    instants
+        .into_iter()
+        .find(|at| {
+            surviving
+                .iter()
+                .all(|h| host_at(h, *at).as_deref() == Some(target.as_str()))
+        })
+        .map(|at| at + CLUSTER_DNS_TTL)
+}
+
 pub fn figures(record: &Record) -> Figures {
     let lost = writer_lost(record);
     let writer_lost_at = lost.map(|(from, _)| from);
-    let rto = lost.and_then(|(from, back)| back.map(|back| back - from));
+    let lost_region = lost_writer_region(record);
+    let writer_back = lost.and_then(|(from, back)| back.map(|back| back - from));
+    let rto = lost.and_then(|(from, back)| {
+        pods_reach_writer(record, lost_region.as_deref(), back?).map(|reach| reach - from)
+    });
     let promotion = writer_lost_at.and_then(|from| {
         record
             .writer_changes
@@ -80,6 +174,13 @@ pub fn figures(record: &Record) -> Figures {
             .find(|c| c.requested_at >= from)
     });
     let aws_promotion = promotion.and_then(|c| c.completed_at.map(|done| done - c.requested_at));
+    let cache_reached = match (writer_lost_at, promotion) {
+        (Some(from), Some(change)) => {
+            cache_primary_reached(record, from, &change.to, lost_region.as_deref())
+                .map(|at| at - from)
+        }
+        _ => None,
+    };
     let ended_by_promotion = match (lost, promotion) {
         (Some((_, Some(back))), Some(change)) => change.completed_at == Some(back),
         _ => false,
@@ -100,7 +201,17 @@ pub fn figures(record: &Record) -> Figures {
         detection,
         operator_added,
         aws_promotion,
+        writer_back,
         rto,
+        cache_primary_reached: cache_reached,
+        rollouts_after_ready: record.fleet_ready_at.map_or(0, |ready| {
+            record
+                .pod_templates
+                .values()
+                .flat_map(|h| h.iter().skip(1))
+                .filter(|t| t.at > ready)
+                .count()
+        }),
         rpo: promotion
             .filter(|c| c.completed_at.is_some())
             .map(|c| c.data_loss),
@@ -121,6 +232,22 @@ pub fn figures(record: &Record) -> Figures {
 
 /// The first writer outage: when no cluster accepted writes after one had,
 /// and when one did again (`None` if never within the run).
+/// The region whose writer was lost: the writer just before the gap.
+fn lost_writer_region(record: &Record) -> Option<String> {
+    let history = &record.writer_history;
+    let gap = history
+        .iter()
+        .enumerate()
+        .skip_while(|(_, w)| w.regions.is_empty())
+        .find(|(_, w)| w.regions.is_empty())?
+        .0;
+    history[..gap]
+        .iter()
+        .rev()
+        .find(|w| !w.regions.is_empty())
+        .and_then(|w| w.regions.first().cloned())
+}
+
 fn writer_lost(record: &Record) -> Option<(Duration, Option<Duration>)> {
     let history = &record.writer_history;
     let first_writer = history.iter().position(|w| !w.regions.is_empty())?;

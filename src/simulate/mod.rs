@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::client::ClientBuilder;
@@ -158,6 +159,8 @@ enum Observation {
     ShopRegion(Box<ShopRegion>),
     ShopRegionDeleted(String),
     Event(Box<KubeEvent>),
+    Deployment(Box<Deployment>),
+    CachePrimaryName(Box<Service>),
 }
 
 async fn run(
@@ -217,7 +220,8 @@ async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let watches = [
         tokio::spawn(watch_shop_regions(user.clone(), tx.clone())),
-        tokio::spawn(watch_events(user.clone(), tx)),
+        tokio::spawn(watch_events(user.clone(), tx.clone())),
+        tokio::spawn(watch_workloads(user.clone(), tx)),
     ];
 
     // Time zero is now, once everything is up: at a paced speed, setting
@@ -310,6 +314,40 @@ fn observe(recorder: &mut Recorder, at: Duration, observation: Observation) {
         Observation::ShopRegion(object) => recorder.shop_region(at, &object),
         Observation::ShopRegionDeleted(name) => recorder.shop_region_deleted(at, &name),
         Observation::Event(event) => recorder.event(at, &event),
+        Observation::Deployment(object) => recorder.deployment(at, &object),
+        Observation::CachePrimaryName(object) => recorder.cache_primary_name(at, &object),
+    }
+}
+
+/// The order Deployments and the cache primary names, as the pods see them.
+async fn watch_workloads(client: Client, tx: mpsc::UnboundedSender<Observation>) {
+    let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=shopfleet");
+    let deployments = watcher(
+        Api::<Deployment>::namespaced(client.clone(), NAMESPACE),
+        managed.clone(),
+    )
+    .map(|event| match event {
+        Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => {
+            Some(Observation::Deployment(Box::new(d)))
+        }
+        _ => None,
+    });
+    let services =
+        watcher(Api::<Service>::namespaced(client, NAMESPACE), managed).map(|event| match event {
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s))
+                if s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName") =>
+            {
+                Some(Observation::CachePrimaryName(Box::new(s)))
+            }
+            _ => None,
+        });
+    let mut both = futures::stream::select(deployments.boxed(), services.boxed());
+    while let Some(observation) = both.next().await {
+        if let Some(observation) = observation
+            && tx.send(observation).is_err()
+        {
+            return;
+        }
     }
 }
 

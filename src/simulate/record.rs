@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -32,6 +34,8 @@ pub enum EntryKind {
     Role,
     /// A ShopRegion's replica bounds changed.
     Capacity,
+    /// An order Deployment got a new pod template: its pods roll.
+    Rollout,
     /// The simulated AWS changed writer (a fact, not a report).
     Aws,
 }
@@ -212,6 +216,38 @@ pub struct Record {
     pub aws: AwsInventory,
     pub kube_writes: BTreeMap<String, u64>,
     pub aws_calls: AwsCalls,
+    /// Every pod template each order Deployment had, in order: each one is a
+    /// ReplicaSet the Deployment controller creates and rolls pods into.
+    pub pod_templates: BTreeMap<String, Vec<PodTemplate>>,
+    /// What each region's cache primary name (its ExternalName Service)
+    /// pointed at, in order.
+    pub cache_primary_names: BTreeMap<String, Vec<NamedHost>>,
+}
+
+/// The label that names a child's AWS region.
+const REGION_LABEL: &str = "shopfleet.io/region";
+
+/// One pod template of an order Deployment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    #[serde(rename = "atSeconds", serialize_with = "serialize_seconds")]
+    pub at: Duration,
+    pub region: Option<String>,
+    /// The database writer the pods reach (`DATABASE_WRITER_ENDPOINT`).
+    pub database_writer: Option<String>,
+    #[serde(skip)]
+    pub digest: String,
+}
+
+/// A stable name and the host it pointed at from `at` on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedHost {
+    #[serde(rename = "atSeconds", serialize_with = "serialize_seconds")]
+    pub at: Duration,
+    pub region: Option<String>,
+    pub host: String,
 }
 
 impl Record {
@@ -335,6 +371,8 @@ pub struct Recorder {
     writer_changes: Vec<AwsWriterChange>,
     rejections: Vec<Rejection>,
     capacity: BTreeMap<String, CapacityTrace>,
+    pod_templates: BTreeMap<String, Vec<PodTemplate>>,
+    cache_primary_names: BTreeMap<String, Vec<NamedHost>>,
 }
 
 impl Recorder {
@@ -355,7 +393,66 @@ impl Recorder {
             writer_changes: Vec::new(),
             rejections: Vec::new(),
             capacity: BTreeMap::new(),
+            pod_templates: BTreeMap::new(),
+            cache_primary_names: BTreeMap::new(),
         }
+    }
+
+    /// An order Deployment as the API server returned it: a pod template
+    /// not seen before is a new ReplicaSet, and its pods restart.
+    pub fn deployment(&mut self, at: Duration, object: &Deployment) {
+        let name = object.name_any();
+        let template = &object.spec.template;
+        let digest = serde_json::to_string(template).unwrap_or_default();
+        let database_writer = template
+            .spec
+            .as_ref()
+            .and_then(|p| p.containers.first())
+            .and_then(|c| c.env.as_ref())
+            .and_then(|env| env.iter().find(|e| e.name == "DATABASE_WRITER_ENDPOINT"))
+            .and_then(|e| e.value.clone());
+        let history = self.pod_templates.entry(name.clone()).or_default();
+        if history.last().is_some_and(|last| last.digest == digest) {
+            return;
+        }
+        let first = history.is_empty();
+        let region = object.labels().get(REGION_LABEL).cloned();
+        history.push(PodTemplate {
+            at,
+            region: region.clone(),
+            database_writer,
+            digest,
+        });
+        if !first {
+            self.push(Entry {
+                at,
+                region,
+                shop_region: None,
+                kind: EntryKind::Rollout,
+                reason: "PodTemplateChanged".into(),
+                message: format!("{name}: a new pod template, so a new ReplicaSet and a rollout"),
+                warning: false,
+            });
+        }
+    }
+
+    /// A region's cache primary name (an ExternalName Service).
+    pub fn cache_primary_name(&mut self, at: Duration, object: &Service) {
+        let Some(host) = object.spec.as_ref().and_then(|s| s.external_name.clone()) else {
+            return;
+        };
+        let history = self
+            .cache_primary_names
+            .entry(object.name_any())
+            .or_default();
+        if history.last().is_some_and(|last| last.host == host) {
+            return;
+        }
+        history.push(NamedHost {
+            at,
+            region: object.labels().get(REGION_LABEL).cloned(),
+            host,
+        });
     }
 
     /// Virtual time since the start.
@@ -654,6 +751,8 @@ impl Recorder {
             aws: last.aws,
             kube_writes: last.kube_writes,
             aws_calls: last.aws_calls,
+            pod_templates: self.pod_templates,
+            cache_primary_names: self.cache_primary_names,
         }
     }
 }

@@ -170,6 +170,13 @@ pub fn figures_text(report: &Report) -> String {
         "fleet Ready after",
         f.fleet_ready.map_or("never".to_string(), format_duration),
     );
+    line(
+        "pod rollouts after Ready",
+        format!(
+            "{}  (new pod templates of the order Deployments)",
+            f.rollouts_after_ready
+        ),
+    );
     if let Some(lost) = f.writer_lost_at {
         line("writer lost at", format_duration(lost));
         line(
@@ -182,14 +189,29 @@ pub fn figures_text(report: &Report) -> String {
         line("operator-added", optional(f.operator_added));
         line("AWS promotion", optional(f.aws_promotion));
         line(
+            "writer back",
+            format!(
+                "{}  (writer lost -> a cluster accepts writes)",
+                optional(f.writer_back)
+            ),
+        );
+        line(
             "RTO",
             match f.rto {
                 Some(rto) => format!(
-                    "{}  (writer lost -> a cluster accepts writes)",
+                    "{}  (writer lost -> the surviving regions' order pods reach the new writer)",
                     format_duration(rto)
                 ),
                 None => "not recovered within the run".into(),
             },
+        );
+        line(
+            "cache primary reached",
+            format!(
+                "{}  (writer lost -> every cache primary name points at the new primary, + DNS TTL {})",
+                optional(f.cache_primary_reached),
+                format_duration(super::figures::CLUSTER_DNS_TTL)
+            ),
         );
         line("data at risk (RPO)", optional(f.rpo));
     }

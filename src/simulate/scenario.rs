@@ -186,6 +186,12 @@ pub enum Expectation {
     RpoBelow(KubeDuration),
     /// Writer lost → the operator's `FailoverStarted` Event.
     DetectionBelow(KubeDuration),
+    /// The part of the RTO the operator adds to AWS's promotion.
+    OperatorAddedBelow(KubeDuration),
+    /// No order Deployment changes its pod template once the fleet is
+    /// Ready: a failover or a switchover creates no ReplicaSet and restarts
+    /// no pod.
+    NoRolloutAfterReady,
     /// Never two clusters accepting writes at once, and exactly one at the end.
     SingleWriter,
     /// The AWS region whose cluster is the writer at the end.
@@ -261,6 +267,8 @@ impl fmt::Display for Expectation {
             Expectation::RtoBelow(d) => write!(f, "rtoBelow {d}"),
             Expectation::RpoBelow(d) => write!(f, "rpoBelow {d}"),
             Expectation::DetectionBelow(d) => write!(f, "detectionBelow {d}"),
+            Expectation::OperatorAddedBelow(d) => write!(f, "operatorAddedBelow {d}"),
+            Expectation::NoRolloutAfterReady => f.write_str("noRolloutAfterReady"),
             Expectation::SingleWriter => f.write_str("singleWriter"),
             Expectation::WriterAtEnd(r) => write!(f, "writerAtEnd {r}"),
             Expectation::NoWriterChange => f.write_str("noWriterChange"),

@@ -24,6 +24,7 @@ use super::diff::needs_apply;
 pub struct ObservedChildren {
     pub configmap: Option<ConfigMap>,
     pub service: Option<Service>,
+    pub cache_primary: Option<Service>,
     pub deployment: Option<Deployment>,
     pub pdb: Option<PodDisruptionBudget>,
     pub hpa: Option<HorizontalPodAutoscaler>,
@@ -58,17 +59,25 @@ pub struct ApplyReport {
     pub deployment: Option<Deployment>,
 }
 
-/// GETs every child of a ShopRegion: the topology ConfigMap by its name,
-/// the others by the workload's.
+/// The names of a ShopRegion's children.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildNames<'a> {
+    pub topology: &'a str,
+    pub workload: &'a str,
+    pub cache_primary: &'a str,
+}
+
+/// GETs every child of a ShopRegion.
 pub async fn observe_children(
     client: &Client,
     ns: &str,
-    topology_name: &str,
-    workload_name: &str,
+    names: ChildNames<'_>,
 ) -> Result<ObservedChildren, kube::Error> {
+    let workload_name = names.workload;
     Ok(ObservedChildren {
-        configmap: get(client, ns, topology_name).await?,
+        configmap: get(client, ns, names.topology).await?,
         service: get(client, ns, workload_name).await?,
+        cache_primary: get(client, ns, names.cache_primary).await?,
         deployment: get(client, ns, workload_name).await?,
         pdb: get(client, ns, workload_name).await?,
         hpa: get(client, ns, workload_name).await?,
@@ -100,6 +109,15 @@ pub fn plan_writes(desired: &Children, observed: &ObservedChildren) -> Vec<Child
     if differs(&desired.service, observed.service.as_ref()) {
         writes.push(ChildWrite::Apply(Child::Service(Box::new(
             desired.service.clone(),
+        ))));
+    }
+    // An unknown cache primary leaves the last name in place: pods keep
+    // reaching the primary they had rather than nothing.
+    if let Some(cache_primary) = &desired.cache_primary
+        && differs(cache_primary, observed.cache_primary.as_ref())
+    {
+        writes.push(ChildWrite::Apply(Child::Service(Box::new(
+            cache_primary.clone(),
         ))));
     }
     if differs(&desired.deployment, observed.deployment.as_ref()) {
@@ -218,24 +236,6 @@ where
     Ok(applied)
 }
 
-/// Observes, plans and applies the children in one go (the workload
-/// concern runs the three steps apart).
-pub async fn apply_children(
-    client: &Client,
-    ns: &str,
-    children: &Children,
-) -> Result<ApplyReport, kube::Error> {
-    let observed = observe_children(
-        client,
-        ns,
-        &children.configmap.name_any(),
-        &children.deployment.name_any(),
-    )
-    .await?;
-    let writes = plan_writes(children, &observed);
-    apply_writes(client, ns, &writes, &observed).await
-}
-
 #[cfg(test)]
 mod tests {
     //! Against a minimal in-memory API server on 127.0.0.1 that speaks enough
@@ -256,6 +256,29 @@ mod tests {
     use super::*;
     use crate::api::RegionRole;
     use crate::api::fixtures::acme_region;
+    use crate::workload::builders::{cache_primary_name, topology_name, workload_name};
+
+    /// Observes, plans and applies the children of acme's us-east-1 in one
+    /// go, as the workload concern does in three steps.
+    async fn apply_children(
+        client: &Client,
+        ns: &str,
+        children: &Children,
+    ) -> Result<ApplyReport, kube::Error> {
+        let region = acme_region("us-east-1");
+        let (topology, workload, cache_primary) = (
+            topology_name(&region),
+            workload_name(&region),
+            cache_primary_name(&region),
+        );
+        let names = ChildNames {
+            topology: &topology,
+            workload: &workload,
+            cache_primary: &cache_primary,
+        };
+        let observed = observe_children(client, ns, names).await?;
+        apply_writes(client, ns, &plan_writes(children, &observed), &observed).await
+    }
     use crate::workload::builders::{WorkloadInputs, desired_children};
     use crate::workload::capacity::plan_capacity;
     use crate::workload::topology::Topology;

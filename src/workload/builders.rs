@@ -13,8 +13,8 @@ use k8s_openapi::api::autoscaling::v2::{
     ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
     TopologySpreadConstraint, Volume, VolumeMount,
 };
@@ -27,13 +27,18 @@ use serde::Serialize;
 
 use super::capacity::Capacity;
 use super::diff::{APPLIED_HASH_ANNOTATION, applied_hash};
-use super::topology::Topology;
+use super::topology::{Topology, keys};
 use crate::api::ShopRegion;
 
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "shopfleet";
-/// Pod-template annotation that rolls the pods when the topology changes.
-pub const TOPOLOGY_HASH_ANNOTATION: &str = "shopfleet.io/topology-hash";
+/// Where the pods find the live topology (role, writer region, the
+/// endpoints as AWS names them): the ConfigMap mounted as files, which the
+/// kubelet refreshes without a restart.
+pub const TOPOLOGY_MOUNT_PATH: &str = "/etc/shopfleet/topology";
+/// The port of the cache primary behind the stable name: ElastiCache's
+/// default, which the operator never changes.
+pub const CACHE_PORT: u16 = 6379;
 pub const MANAGED_BY: &str = "shopfleet";
 pub const CONTAINER_NAME: &str = "orders";
 pub const PORT_NAME: &str = "http";
@@ -87,6 +92,8 @@ pub struct Children {
     pub configmap: ConfigMap,
     pub deployment: Deployment,
     pub service: Service,
+    /// `None` until the cache primary is known.
+    pub cache_primary: Option<Service>,
     pub pdb: Option<PodDisruptionBudget>,
     pub hpa: HorizontalPodAutoscaler,
 }
@@ -96,6 +103,7 @@ pub fn desired_children(inputs: &WorkloadInputs<'_>) -> Children {
         configmap: topology_configmap(inputs),
         deployment: deployment(inputs),
         service: service(inputs),
+        cache_primary: cache_primary_service(inputs),
         pdb: pod_disruption_budget(inputs),
         hpa: horizontal_pod_autoscaler(inputs),
     }
@@ -281,6 +289,56 @@ fn topology_spread(region: &ShopRegion) -> Vec<TopologySpreadConstraint> {
     ]
 }
 
+/// The pods' environment: only names that stay the same through a
+/// failover or a switchover, so that a change of writer changes no pod
+/// template and rolls no pod while the survivors absorb the lost region.
+/// The database writer is the global writer endpoint (AWS re-points it);
+/// the cache primary is this region's ExternalName Service (the operator
+/// re-points it); the readers are this region's own. The role and the
+/// writer region change: they are in the mounted topology files. The
+/// spec's own `env` comes last and wins over a name of the same name.
+pub fn order_env(inputs: &WorkloadInputs<'_>) -> Vec<EnvVar> {
+    let topology = inputs.topology;
+    let region = inputs.region;
+    let namespace = region.metadata.namespace.as_deref().unwrap_or("default");
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let stable = [
+        (keys::SHOP, topology.shop.clone()),
+        (keys::REGION, topology.region.clone()),
+        (
+            keys::DATABASE_WRITER_ENDPOINT,
+            opt(&topology.database_writer_endpoint),
+        ),
+        (
+            keys::DATABASE_READER_ENDPOINT,
+            opt(&topology.database_reader_endpoint),
+        ),
+        (
+            keys::CACHE_PRIMARY_ENDPOINT,
+            format!(
+                "{}.{namespace}.svc:{CACHE_PORT}",
+                cache_primary_name(region)
+            ),
+        ),
+        (
+            keys::CACHE_READER_ENDPOINT,
+            opt(&topology.cache_reader_endpoint),
+        ),
+        ("TOPOLOGY_DIR", TOPOLOGY_MOUNT_PATH.to_string()),
+    ];
+    let own = &region.spec.orders.env;
+    stable
+        .into_iter()
+        .filter(|(name, _)| !own.iter().any(|e| e.name == *name))
+        .map(|(name, value)| EnvVar {
+            name: name.to_string(),
+            value: Some(value),
+            ..EnvVar::default()
+        })
+        .chain(own.iter().cloned())
+        .collect()
+}
+
 fn order_container(inputs: &WorkloadInputs<'_>) -> Container {
     let orders = &inputs.region.spec.orders;
     Container {
@@ -292,16 +350,7 @@ fn order_container(inputs: &WorkloadInputs<'_>) -> Container {
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
-        // The topology first, then the spec's env: an explicit `env` entry
-        // wins over an `envFrom` key of the same name.
-        env_from: Some(vec![EnvFromSource {
-            config_map_ref: Some(ConfigMapEnvSource {
-                name: topology_name(inputs.region),
-                optional: Some(false),
-            }),
-            ..EnvFromSource::default()
-        }]),
-        env: (!orders.env.is_empty()).then(|| orders.env.clone()),
+        env: Some(order_env(inputs)),
         resources: Some(container_resources(inputs)),
         readiness_probe: Some(http_probe(READINESS_PATH, 5, 3)),
         liveness_probe: Some(Probe {
@@ -319,20 +368,27 @@ fn order_container(inputs: &WorkloadInputs<'_>) -> Container {
             }),
             ..SecurityContext::default()
         }),
-        // A read-only root filesystem still needs somewhere for temp files.
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".into(),
-            mount_path: "/tmp".into(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![
+            // A read-only root filesystem still needs somewhere for temp
+            // files.
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "topology".into(),
+                mount_path: TOPOLOGY_MOUNT_PATH.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
         ..Container::default()
     }
 }
 
 pub fn deployment(inputs: &WorkloadInputs<'_>) -> Deployment {
     let region = inputs.region;
-    let pod_annotations =
-        BTreeMap::from([(TOPOLOGY_HASH_ANNOTATION.to_string(), inputs.topology.hash())]);
     stamp(Deployment {
         metadata: metadata(region, workload_name(region)),
         spec: DeploymentSpec {
@@ -356,7 +412,6 @@ pub fn deployment(inputs: &WorkloadInputs<'_>) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(common_labels(region)),
-                    annotations: Some(pod_annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -374,14 +429,25 @@ pub fn deployment(inputs: &WorkloadInputs<'_>) -> Deployment {
                         ..PodSecurityContext::default()
                     }),
                     topology_spread_constraints: Some(topology_spread(region)),
-                    volumes: Some(vec![Volume {
-                        name: "tmp".into(),
-                        empty_dir: Some(EmptyDirVolumeSource {
-                            size_limit: Some(Quantity("64Mi".into())),
-                            ..EmptyDirVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "tmp".into(),
+                            empty_dir: Some(EmptyDirVolumeSource {
+                                size_limit: Some(Quantity("64Mi".into())),
+                                ..EmptyDirVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: "topology".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: topology_name(region),
+                                optional: Some(false),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                    ]),
                     ..PodSpec::default()
                 }),
             },
@@ -409,6 +475,33 @@ pub fn service(inputs: &WorkloadInputs<'_>) -> Service {
         }),
         ..Service::default()
     })
+}
+
+/// `<sr-name>-cache-primary`: the stable name of the cache primary.
+pub fn cache_primary_name(region: &ShopRegion) -> String {
+    format!(
+        "{}-cache-primary",
+        region.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The ExternalName Service behind the pods' cache primary name, pointed at
+/// the host of the Global Datastore's primary endpoint; `None` until that is
+/// known. Pods resolve it at connection time: a moved primary is reached
+/// once the cluster DNS's TTL (CoreDNS: 5 s) has passed, without a restart.
+pub fn cache_primary_service(inputs: &WorkloadInputs<'_>) -> Option<Service> {
+    let endpoint = inputs.topology.cache_primary_endpoint.as_deref()?;
+    let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
+    let region = inputs.region;
+    Some(stamp(Service {
+        metadata: metadata(region, cache_primary_name(region)),
+        spec: Some(ServiceSpec {
+            type_: Some("ExternalName".into()),
+            external_name: Some(host.to_string()),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }))
 }
 
 /// `maxUnavailable: 1` rather than `minAvailable`: it follows the replica
@@ -679,15 +772,9 @@ mod tests {
             (port.name.as_deref(), port.container_port),
             (Some("http"), 9090)
         );
-        assert_eq!(c.env.as_ref().unwrap()[0].name, "LOG_LEVEL");
-        assert_eq!(
-            c.env_from.as_ref().unwrap()[0]
-                .config_map_ref
-                .as_ref()
-                .unwrap()
-                .name,
-            "acme-us-east-1-topology"
-        );
+        let env = c.env.as_ref().unwrap();
+        assert_eq!(env.last().unwrap().name, "LOG_LEVEL");
+        assert!(env.iter().any(|e| e.name == "TOPOLOGY_DIR"));
         let s = service(&f.inputs());
         let sp = &s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
         assert_eq!(sp.port, 9090);
@@ -695,9 +782,23 @@ mod tests {
     }
 
     #[test]
-    fn no_env_in_the_spec_leaves_env_unset() {
-        let f = us_east_1();
-        assert_eq!(container(&deployment(&f.inputs())).env, None);
+    fn an_env_entry_of_the_spec_wins_over_the_operators_of_the_same_name() {
+        let mut f = us_east_1();
+        f.region.spec.orders.env = vec![EnvVar {
+            name: "DATABASE_WRITER_ENDPOINT".into(),
+            value: Some("proxy.internal".into()),
+            ..EnvVar::default()
+        }];
+        let d = deployment(&f.inputs());
+        let writers: Vec<&EnvVar> = container(&d)
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|e| e.name == "DATABASE_WRITER_ENDPOINT")
+            .collect();
+        assert_eq!(writers.len(), 1);
+        assert_eq!(writers[0].value.as_deref(), Some("proxy.internal"));
     }
 
     #[test]
@@ -779,38 +880,82 @@ mod tests {
     }
 
     #[test]
-    fn a_role_or_endpoint_change_rolls_the_pods() {
-        let f = us_east_1();
-        let annotation = |d: &Deployment| {
-            d.spec
-                .template
-                .metadata
-                .as_ref()
-                .unwrap()
-                .annotations
-                .as_ref()
-                .unwrap()[TOPOLOGY_HASH_ANNOTATION]
-                .clone()
+    fn a_change_of_writer_changes_no_pod_template_and_rolls_no_pod() {
+        let mut before = us_east_1();
+        before.topology.writer_region = Some("us-east-1".into());
+        before.topology.database_writer_endpoint =
+            Some("acme-global.global-abc.global.rds.amazonaws.com".into());
+        before.topology.cache_primary_endpoint =
+            Some("master.acme-us-east-1.abc.use1.cache.amazonaws.com:6379".into());
+        let mut after = us_east_1();
+        after.topology = Topology {
+            role: RegionRole::Secondary,
+            writer_region: Some("eu-west-1".into()),
+            cache_primary_endpoint: Some(
+                "master.acme-eu-west-1.abc.euw1.cache.amazonaws.com:6379".into(),
+            ),
+            ..before.topology.clone()
         };
-        let before = deployment(&f.inputs());
-        assert_eq!(annotation(&before), f.topology.hash());
-
-        let mut demoted = us_east_1();
-        demoted.topology.role = RegionRole::Secondary;
-        let after_role = deployment(&demoted.inputs());
-        assert_ne!(annotation(&before), annotation(&after_role));
-
-        let mut moved = us_east_1();
-        moved.topology.database_writer_endpoint = Some("writer.example".into());
-        assert_ne!(
-            annotation(&before),
-            annotation(&deployment(&moved.inputs()))
-        );
-        // And the ConfigMap carries the new value.
+        let template = |f: &Fixture| deployment(&f.inputs()).spec.template;
+        assert_eq!(template(&before), template(&after));
+        // The ConfigMap and the cache primary's name follow the new writer.
         assert_eq!(
-            topology_configmap(&moved.inputs()).data.unwrap()["DATABASE_WRITER_ENDPOINT"],
-            "writer.example"
+            topology_configmap(&after.inputs()).data.unwrap()["WRITER_REGION"],
+            "eu-west-1"
         );
+        let external = |f: &Fixture| {
+            cache_primary_service(&f.inputs())
+                .unwrap()
+                .spec
+                .unwrap()
+                .external_name
+                .unwrap()
+        };
+        assert_eq!(
+            external(&before),
+            "master.acme-us-east-1.abc.use1.cache.amazonaws.com"
+        );
+        assert_eq!(
+            external(&after),
+            "master.acme-eu-west-1.abc.euw1.cache.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn the_pods_reach_the_writers_through_names_that_outlive_a_failover() {
+        let mut f = us_east_1();
+        f.topology.database_writer_endpoint =
+            Some("acme-global.global-abc.global.rds.amazonaws.com".into());
+        let d = deployment(&f.inputs());
+        let env: BTreeMap<String, String> = container(&d)
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            env["DATABASE_WRITER_ENDPOINT"],
+            "acme-global.global-abc.global.rds.amazonaws.com"
+        );
+        assert_eq!(
+            env["CACHE_PRIMARY_ENDPOINT"],
+            "acme-us-east-1-cache-primary.shop.svc:6379"
+        );
+        assert!(
+            !env.contains_key("ROLE"),
+            "the role changes: it is in the mounted files"
+        );
+        let mount = container(&d)
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "topology")
+            .unwrap();
+        assert_eq!(mount.mount_path, TOPOLOGY_MOUNT_PATH);
+        // No cache primary known yet: no Service to point anywhere.
+        assert_eq!(cache_primary_service(&f.inputs()), None);
     }
 
     #[test]

@@ -5,8 +5,12 @@
 use kube::Client;
 use tracing::info;
 
-use super::apply::{ApplyReport, ChildWrite, ObservedChildren, apply_writes, observe_children};
-use super::builders::{WorkloadInputs, desired_children, topology_name, workload_name};
+use super::apply::{
+    ApplyReport, ChildNames, ChildWrite, ObservedChildren, apply_writes, observe_children,
+};
+use super::builders::{
+    WorkloadInputs, cache_primary_name, desired_children, topology_name, workload_name,
+};
 use super::capacity::{Capacity, plan_capacity};
 use super::status::workload_status;
 use super::topology::Topology;
@@ -56,13 +60,17 @@ impl Concern for Workload<'_> {
     type Acted = ApplyReport;
 
     async fn observe(&self) -> Result<ObservedChildren, kube::Error> {
-        observe_children(
-            self.client,
-            self.namespace,
-            &topology_name(self.region),
-            &workload_name(self.region),
-        )
-        .await
+        let names = (
+            topology_name(self.region),
+            workload_name(self.region),
+            cache_primary_name(self.region),
+        );
+        let names = ChildNames {
+            topology: &names.0,
+            workload: &names.1,
+            cache_primary: &names.2,
+        };
+        observe_children(self.client, self.namespace, names).await
     }
 
     fn plan(&self, observed: &ObservedChildren) -> Vec<ChildWrite> {

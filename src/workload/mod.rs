@@ -17,7 +17,7 @@ pub mod diff;
 pub mod status;
 pub mod topology;
 
-pub use apply::{ApplyReport, apply_children};
+pub use apply::ApplyReport;
 pub use builders::{Children, WorkloadInputs, desired_children};
 pub use capacity::{Capacity, plan_capacity};
 pub use concern::Workload;

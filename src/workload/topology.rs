@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
 use crate::api::{CacheStatus, DatabaseStatus, RegionRole, ShopRegionSpec};
 
 pub mod keys {
@@ -102,16 +100,6 @@ impl Topology {
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
-
-    /// SHA-256 (hex) of the ConfigMap data. It goes into the pod template, so
-    /// a change of role or endpoint rolls the pods: environment variables
-    /// from a ConfigMap are read only when a container starts.
-    pub fn hash(&self) -> String {
-        // JSON of a BTreeMap: sorted keys and escaped values, so the encoding
-        // is deterministic and no two different maps encode alike.
-        let encoded = serde_json::to_vec(&self.data()).expect("a string map always serialises");
-        hex::encode(Sha256::digest(encoded))
-    }
 }
 
 /// This region's role and the writer region: what AWS reports once the global
@@ -198,33 +186,6 @@ mod tests {
             data[keys::CACHE_PRIMARY_ENDPOINT],
             "master.acme-us-east-1.cache.amazonaws.com"
         );
-    }
-
-    #[test]
-    fn the_hash_is_stable_for_the_same_topology() {
-        assert_eq!(eu().hash(), eu().hash());
-        assert_eq!(eu().hash().len(), 64);
-    }
-
-    #[test]
-    fn a_role_or_endpoint_change_changes_the_hash() {
-        let before = eu();
-        let mut promoted = eu();
-        promoted.role = RegionRole::Primary;
-        assert_ne!(before.hash(), promoted.hash());
-
-        let mut new_endpoint = eu();
-        new_endpoint.database_writer_endpoint = Some("w".into());
-        assert_ne!(before.hash(), new_endpoint.hash());
-    }
-
-    #[test]
-    fn moving_a_value_between_keys_changes_the_hash() {
-        let mut a = eu();
-        a.database_reader_endpoint = Some("x".into());
-        let mut b = eu();
-        b.cache_reader_endpoint = Some("x".into());
-        assert_ne!(a.hash(), b.hash());
     }
 
     #[test]
