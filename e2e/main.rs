@@ -13,7 +13,7 @@ mod operator;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -397,6 +397,26 @@ async fn a_lost_writer_region_fails_over_and_the_survivors_absorb_its_traffic() 
         shop.apply_sample(&format!("samples/{name}.yaml"));
     }
     all_ready(&shop).await;
+    // Every ReplicaSet the real Deployment controller made so far: a
+    // failover must add none (the pods reach the new writer by name).
+    let replica_sets = Api::<ReplicaSet>::namespaced(shop.client(), shop.namespace());
+    let names = async || -> Vec<String> {
+        let mut names: Vec<String> = replica_sets
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|rs| rs.metadata.name.clone().unwrap_or_default())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = names().await;
+    assert!(
+        !before.is_empty(),
+        "the Deployment controller made no ReplicaSet"
+    );
     // Watch the failover at a pace where the operator's own latency is
     // small against cloud time.
     shop.operator().sim_post("/sim/speed/20");
@@ -467,8 +487,13 @@ async fn a_lost_writer_region_fails_over_and_the_survivors_absorb_its_traffic() 
     let metrics = shop.operator().metrics();
     assert!(
         metrics.contains("shopfleet_failovers_started_total{namespace=")
-            && metrics.contains("kind=\"failover\"} 1"),
+            && metrics.contains("kind=\"failover\",detection=\"confirmed\"} 1"),
         "{metrics}"
+    );
+    assert_eq!(
+        names().await,
+        before,
+        "a failover created a ReplicaSet: the order pods were rolled"
     );
     shop.finish().await;
 }

@@ -10,7 +10,7 @@ use shopfleet::simulate::record::EntryKind;
 use shopfleet::simulate::{self, Pace, Report, Scenario, render};
 
 /// Every file in `samples/scenarios/`, each run by a test below.
-const SHIPPED: [&str; 7] = [
+const SHIPPED: [&str; 11] = [
     "bootstrap",
     "bad-spec",
     "throttling-storm",
@@ -18,6 +18,10 @@ const SHIPPED: [&str; 7] = [
     "region-outage-fast-promotion",
     "planned-switchover",
     "lag-over-budget",
+    "writer-api-outage",
+    "health-check-flapping",
+    "survivor-partition",
+    "lagging-first-candidate",
 ];
 
 fn scenario_path(name: &str) -> PathBuf {
@@ -181,6 +185,26 @@ fn planned_switchover_moves_the_writer_without_data_loss() {
 #[test]
 fn lag_over_budget_refuses_to_fail_over() {
     passes("lag-over-budget");
+}
+
+#[test]
+fn an_unreachable_aws_api_of_a_serving_writer_is_not_failed_over() {
+    passes("writer-api-outage");
+}
+
+#[test]
+fn a_flapping_health_check_is_not_failed_over() {
+    passes("health-check-flapping");
+}
+
+#[test]
+fn a_cut_between_two_secondaries_is_not_failed_over() {
+    passes("survivor-partition");
+}
+
+#[test]
+fn the_first_candidate_within_the_rpo_budget_is_promoted() {
+    passes("lagging-first-candidate");
 }
 
 #[test]

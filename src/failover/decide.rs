@@ -747,14 +747,20 @@ pub fn lost_regions<'a>(
 /// model now: another region is lost and this one is not.
 pub fn absorbing(observation: &FleetObservation, policy: &Policy, now: Timestamp) -> bool {
     let lost = lost_regions(observation, policy, now);
-    // Only a region that served can leave traffic to absorb: one still
-    // joining the fleet, never judged healthy, is not a loss.
-    let served = |region: &&str| {
+    let writer = observation.writer();
+    let promoting = observation.attempts.iter().any(Attempt::in_progress);
+    let absorbable = |region: &&str| {
+        // Only a region that served can leave traffic to absorb: one still
+        // joining the fleet, never judged healthy, is not a loss. A lost
+        // writer that nobody replaces (a refused failover, a writer of
+        // unknown health) leaves no shop to take orders in: capacity for
+        // them would be pods for nothing.
         observation
             .region(region)
             .is_some_and(|r| r.health.was_healthy)
+            && (writer != Some(*region) || promoting)
     };
-    lost.iter().any(served) && !lost.contains(&observation.local.as_str())
+    lost.iter().any(absorbable) && !lost.contains(&observation.local.as_str())
 }
 
 /// The end of the cooldown: it runs from the last writer change, whether
@@ -1605,17 +1611,38 @@ pub(crate) mod tests {
     #[test]
     fn survivors_absorb_a_region_lost_for_unhealthy_after_and_stop_when_it_is_healthy() {
         let mut obs = fleet(EU);
-        set_health(&mut obs, US, unhealthy(-29));
+        set_health(&mut obs, AP, unhealthy(-29));
         assert!(!absorbing(&obs, &policy(), t(0)), "not lost yet");
         assert!(absorbing(&obs, &policy(), t(1)));
         let mut lost = obs.clone();
-        lost.local = US.into();
+        lost.local = AP.into();
         assert!(
             !absorbing(&lost, &policy(), t(1)),
             "the lost region absorbs nothing"
         );
-        set_health(&mut obs, US, healthy(0));
+        set_health(&mut obs, AP, healthy(0));
         assert!(!absorbing(&obs, &policy(), t(1)));
+    }
+
+    #[test]
+    fn a_lost_writer_is_absorbed_only_once_a_promotion_replaces_it() {
+        let mut obs = fleet(EU);
+        set_health(&mut obs, US, unhealthy(-45));
+        assert!(
+            !absorbing(&obs, &policy(), t(0)),
+            "no writer anywhere: no orders to take in the survivors"
+        );
+        obs.attempts.push(Attempt {
+            region: EU.into(),
+            kind: FailoverKind::Failover,
+            from: US.into(),
+            to: EU.into(),
+            started_at: t(-1),
+            completed_at: None,
+            result: None,
+            completed_steps: Vec::new(),
+        });
+        assert!(absorbing(&obs, &policy(), t(0)));
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub mod reason {
     pub const COOLDOWN_ACTIVE: &str = "CooldownActive";
     pub const GLOBAL_CLUSTER_UNKNOWN: &str = "GlobalClusterUnknown";
     pub const NOT_ESTABLISHED: &str = "NotEstablished";
+    /// The writer's health is unknown (its AWS API silent while its
+    /// endpoint answers, say): no failover while that lasts.
+    pub const WRITER_HEALTH_UNKNOWN: &str = "WriterHealthUnknown";
+    /// The writer looks lost; it is declared lost when the window runs out.
+    pub const WRITER_UNHEALTHY: &str = "WriterUnhealthy";
 }
 
 /// Event reasons of failovers and switchovers.
@@ -79,6 +84,15 @@ pub fn failover_ready(
             reason: WaitReason::NotEstablished,
             message,
         } => return condition(Status::Unknown, reason::NOT_ESTABLISHED, message.clone()),
+        // The fleet could fail over; it does not, and says why.
+        Decision::Wait {
+            reason: WaitReason::WriterHealthUnknown,
+            message,
+        } => return condition(Status::True, reason::WRITER_HEALTH_UNKNOWN, message.clone()),
+        Decision::Wait {
+            reason: WaitReason::WriterUnhealthy,
+            message,
+        } => return condition(Status::True, reason::WRITER_UNHEALTHY, message.clone()),
         Decision::Refuse { reason, message } => {
             let r = match reason {
                 RefuseReason::RPOBudgetExceeded => reason::RPO_BUDGET_EXCEEDED,

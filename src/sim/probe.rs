@@ -55,6 +55,8 @@ impl Probe for SimProbe {
             Signal::Down(format!(
                 "GET {url}: no answer (simulated outage of {region})"
             ))
+        } else if self.cloud.is_health_check_down(region) {
+            Signal::Down(format!("GET {url}: HTTP 503 (simulated failing check)"))
         } else {
             Signal::Up
         }

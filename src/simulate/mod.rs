@@ -435,6 +435,20 @@ async fn carry_out(
             region: region.clone(),
         }),
         Action::Recover { region } => cloud.recover_region(region),
+        Action::ApiOutage { region } => cloud.inject(Fault::ControlPlaneOutage {
+            region: region.clone(),
+        }),
+        Action::HealthCheck { region, down: true } => cloud.inject(Fault::HealthCheckDown {
+            region: region.clone(),
+        }),
+        Action::HealthCheck {
+            region,
+            down: false,
+        } => cloud.heal_health_check(region),
+        Action::Partition { region, peer } => cloud.inject(Fault::Partition {
+            region: region.clone(),
+            peer: peer.clone(),
+        }),
         Action::Throttle { region, calls } => cloud.inject(Fault::Throttle {
             region: region.clone(),
             calls: *calls,

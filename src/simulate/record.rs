@@ -316,7 +316,11 @@ fn changes(before: Option<&Digest>, after: &Digest) -> Vec<Change> {
         let news = match previous {
             None => bad,
             Some((s, _, _)) if type_ == types::READY => s != status,
-            Some((s, r, _)) => s != status || (bad && r != reason),
+            // FailoverReady's reason tells the failover story (a writer
+            // watched, counted down, lost) even while it stays True.
+            Some((s, r, _)) => {
+                s != status || ((bad || type_ == types::FAILOVER_READY) && r != reason)
+            }
         };
         if !news {
             continue;

@@ -92,6 +92,20 @@ pub enum Action {
     FailingImage {
         image: String,
     },
+    /// Only the region's AWS APIs become unreachable; its data plane serves.
+    ApiOutage {
+        region: String,
+    },
+    /// The region's HTTP health checks start (`down`) or stop failing.
+    HealthCheck {
+        region: String,
+        down: bool,
+    },
+    /// The network between two regions is cut (until either recovers).
+    Partition {
+        region: String,
+        peer: String,
+    },
 }
 
 impl Action {
@@ -110,6 +124,9 @@ impl Action {
             Action::Lag { .. } => "lag",
             Action::LagEnds { .. } => "lagEnds",
             Action::FailingImage { .. } => "failingImage",
+            Action::ApiOutage { .. } => "apiOutage",
+            Action::HealthCheck { .. } => "healthCheck",
+            Action::Partition { .. } => "partition",
         }
     }
 
@@ -123,7 +140,10 @@ impl Action {
             | Action::Timeouts { region, .. }
             | Action::Slow { region, .. }
             | Action::Lag { region, .. }
-            | Action::LagEnds { region } => Some(region),
+            | Action::LagEnds { region }
+            | Action::ApiOutage { region }
+            | Action::HealthCheck { region, .. }
+            | Action::Partition { region, .. } => Some(region),
             Action::Apply { object, .. } => object.pointer("/spec/region").and_then(Value::as_str),
             Action::Delete { .. } | Action::Set { .. } | Action::FailingImage { .. } => None,
         }
@@ -167,6 +187,21 @@ impl Action {
             }
             Action::LagEnds { region } => format!("replication lag of {region} back to normal"),
             Action::FailingImage { image } => format!("image {image} can no longer be pulled"),
+            Action::ApiOutage { region } => format!(
+                "the AWS APIs of {region} are unreachable; its databases and caches keep serving"
+            ),
+            Action::HealthCheck { region, down: true } => {
+                format!("the health checks of {region} fail")
+            }
+            Action::HealthCheck {
+                region,
+                down: false,
+            } => {
+                format!("the health checks of {region} pass again")
+            }
+            Action::Partition { region, peer } => {
+                format!("the network between {region} and {peer} is cut")
+            }
         }
     }
 }
@@ -353,6 +388,30 @@ struct RawStep {
     lag: Option<RawLag>,
     #[serde(default)]
     failing_image: Option<String>,
+    #[serde(default)]
+    api_outage: Option<String>,
+    #[serde(default)]
+    flap_health_check: Option<RawFlap>,
+    #[serde(default)]
+    partition: Option<RawPartition>,
+}
+
+/// A health check failing `down`, passing `up`, in turn, for `for`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawFlap {
+    region: String,
+    down: KubeDuration,
+    up: KubeDuration,
+    #[serde(rename = "for")]
+    lasts: KubeDuration,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawPartition {
+    region: String,
+    peer: String,
 }
 
 #[derive(Deserialize)]
@@ -518,12 +577,15 @@ fn step_actions(
         ("slow", raw.slow.is_some()),
         ("lag", raw.lag.is_some()),
         ("failingImage", raw.failing_image.is_some()),
+        ("apiOutage", raw.api_outage.is_some()),
+        ("flapHealthCheck", raw.flap_health_check.is_some()),
+        ("partition", raw.partition.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
     .collect();
     match given.len() {
-        0 => return Err("no action; a step does exactly one of apply, delete, set, outage, recover, throttle, serverErrors, timeouts, slow, lag, failingImage".into()),
+        0 => return Err("no action; a step does exactly one of apply, delete, set, outage, recover, throttle, serverErrors, timeouts, slow, lag, failingImage, apiOutage, flapHealthCheck, partition".into()),
         1 => {}
         _ => {
             return Err(format!(
@@ -631,6 +693,21 @@ fn step_actions(
             actions.push((lasts.as_duration(), Action::LagEnds { region: lag.region }));
         }
         return Ok(actions);
+    } else if let Some(region) = raw.api_outage {
+        check_region(&region).map_err(|m| format!("apiOutage: {m}"))?;
+        Action::ApiOutage { region }
+    } else if let Some(flap) = raw.flap_health_check {
+        return flap_actions(flap);
+    } else if let Some(p) = raw.partition {
+        check_region(&p.region).map_err(|m| format!("partition.region: {m}"))?;
+        check_region(&p.peer).map_err(|m| format!("partition.peer: {m}"))?;
+        if p.region == p.peer {
+            return Err("partition: region and peer must differ".into());
+        }
+        Action::Partition {
+            region: p.region,
+            peer: p.peer,
+        }
     } else if let Some(image) = raw.failing_image {
         if image.trim().is_empty() {
             return Err("failingImage must name an image".into());
@@ -640,6 +717,40 @@ fn step_actions(
         unreachable!("exactly one action was counted above")
     };
     Ok(vec![(Duration::ZERO, action)])
+}
+
+/// The health check failing and passing in turn: one action per change.
+fn flap_actions(flap: RawFlap) -> Result<Vec<(Duration, Action)>, String> {
+    check_region(&flap.region).map_err(|m| format!("flapHealthCheck.region: {m}"))?;
+    let (down, up, lasts) = (
+        flap.down.as_duration(),
+        flap.up.as_duration(),
+        flap.lasts.as_duration(),
+    );
+    if down.is_zero() || up.is_zero() || lasts.is_zero() {
+        return Err("flapHealthCheck: down, up and for must be longer than 0s".into());
+    }
+    let mut actions = Vec::new();
+    let mut at = Duration::ZERO;
+    while at < lasts {
+        actions.push((
+            at,
+            Action::HealthCheck {
+                region: flap.region.clone(),
+                down: true,
+            },
+        ));
+        at += down;
+        actions.push((
+            at.min(lasts),
+            Action::HealthCheck {
+                region: flap.region.clone(),
+                down: false,
+            },
+        ));
+        at += up;
+    }
+    Ok(actions)
 }
 
 fn counted(raw: RawCounted) -> Result<(String, u32), String> {

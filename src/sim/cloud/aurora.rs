@@ -1362,7 +1362,7 @@ impl World {
         // CloudWatch has no data points to report.
         let writer_out = g
             .writer_region()
-            .is_some_and(|r| self.outages.contains_key(&r));
+            .is_some_and(|r| self.outages.contains_key(&r) || self.partitioned(&r, region));
         if writer_out || c.status == ClusterStatus::Creating {
             return Ok(None);
         }

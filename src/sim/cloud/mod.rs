@@ -366,6 +366,15 @@ pub enum Fault {
     /// The region's endpoints are unreachable: every call fails with
     /// `RegionUnavailable`, and its cluster stops replicating.
     RegionOutage { region: String },
+    /// Only the region's AWS APIs are unreachable: every call fails with
+    /// `RegionUnavailable`, while its databases and caches keep serving and
+    /// replicating (the data plane is up).
+    ControlPlaneOutage { region: String },
+    /// The region's HTTP health checks fail; everything else works.
+    HealthCheckDown { region: String },
+    /// The network between two regions is cut: replication from one to the
+    /// other stops; everything else works.
+    Partition { region: String, peer: String },
     /// Operations of this kind in the region take `extra` longer.
     SlowOperation {
         region: String,
@@ -381,6 +390,9 @@ fn fault_region(fault: &Fault) -> &str {
         | Fault::ServerError { region, .. }
         | Fault::Timeout { region, .. }
         | Fault::RegionOutage { region }
+        | Fault::ControlPlaneOutage { region }
+        | Fault::HealthCheckDown { region }
+        | Fault::Partition { region, .. }
         | Fault::SlowOperation { region, .. } => region,
     }
 }
@@ -570,18 +582,40 @@ impl SimCloud {
         world.outages.clear();
     }
 
-    /// Removes every fault that names `region` (its outage included) and
-    /// its replication-lag override: the region is back to normal.
+    /// Removes every fault that names `region` (its outage and its
+    /// partitions included) and its replication-lag override: the region is
+    /// back to normal.
     pub fn recover_region(&self, region: &str) {
         let mut world = self.lock();
         world.outages.remove(region);
-        world.faults.retain(|f| fault_region(f) != region);
+        world.faults.retain(|f| {
+            fault_region(f) != region
+                && !matches!(f, Fault::Partition { peer, .. } if peer == region)
+        });
         world.aurora.lag.remove(region);
         self.save(&world, self.clock.now());
     }
 
     pub fn is_region_out(&self, region: &str) -> bool {
         self.lock().outages.contains_key(region)
+    }
+
+    /// The region's health checks pass again.
+    pub fn heal_health_check(&self, region: &str) {
+        self.lock()
+            .faults
+            .retain(|f| !matches!(f, Fault::HealthCheckDown { region: r } if r == region));
+    }
+
+    /// Whether the region's HTTP health checks fail (its outage, or a fault
+    /// of the checks alone).
+    pub fn is_health_check_down(&self, region: &str) -> bool {
+        let world = self.lock();
+        world.outages.contains_key(region)
+            || world
+                .faults
+                .iter()
+                .any(|f| matches!(f, Fault::HealthCheckDown { region: r } if r == region))
     }
 
     /// Sets the replication lag a secondary Aurora cluster in `region` reports.
@@ -776,10 +810,22 @@ impl SimCloud {
 }
 
 impl World {
+    /// Whether the network between `a` and `b` is cut.
+    fn partitioned(&self, a: &str, b: &str) -> bool {
+        self.faults.iter().any(|f| {
+            matches!(f, Fault::Partition { region, peer }
+                if (region == a && peer == b) || (region == b && peer == a))
+        })
+    }
+
     /// The fault that hits this call: an error to return instead of
     /// running it, and whether to lose the answer after running it.
     fn take_fault(&mut self, region: &str, op: Op) -> (Option<CloudError>, bool) {
-        if self.outages.contains_key(region) {
+        let api_out = self
+            .faults
+            .iter()
+            .any(|f| matches!(f, Fault::ControlPlaneOutage { region: r } if r == region));
+        if self.outages.contains_key(region) || api_out {
             return (
                 Some(CloudError::region_unavailable(
                     region,
@@ -796,7 +842,11 @@ impl World {
                 r == region && *calls > 0
             }
             Fault::Timeout { region: r, calls } => r == region && *calls > 0 && op.is_mutating(),
-            Fault::RegionOutage { .. } | Fault::SlowOperation { .. } => false,
+            Fault::RegionOutage { .. }
+            | Fault::ControlPlaneOutage { .. }
+            | Fault::HealthCheckDown { .. }
+            | Fault::Partition { .. }
+            | Fault::SlowOperation { .. } => false,
         });
         let Some(position) = position else {
             return (None, false);
@@ -821,7 +871,11 @@ impl World {
                 *calls -= 1;
                 (None, true)
             }
-            Fault::RegionOutage { .. } | Fault::SlowOperation { .. } => (None, false),
+            Fault::RegionOutage { .. }
+            | Fault::ControlPlaneOutage { .. }
+            | Fault::HealthCheckDown { .. }
+            | Fault::Partition { .. }
+            | Fault::SlowOperation { .. } => (None, false),
         };
         self.faults.retain(|f| match f {
             Fault::Throttle { calls, .. }
