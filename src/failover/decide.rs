@@ -748,7 +748,10 @@ pub fn lost_regions<'a>(
 pub fn absorbing(observation: &FleetObservation, policy: &Policy, now: Timestamp) -> bool {
     let lost = lost_regions(observation, policy, now);
     let writer = observation.writer();
-    let promoting = observation.attempts.iter().any(Attempt::in_progress);
+    // A promotion under way, or a human expected to make one (Manual mode):
+    // the survivors will take the orders.
+    let promoting = observation.attempts.iter().any(Attempt::in_progress)
+        || policy.mode == FailoverMode::Manual;
     let absorbable = |region: &&str| {
         // Only a region that served can leave traffic to absorb: one still
         // joining the fleet, never judged healthy, is not a loss. A lost
