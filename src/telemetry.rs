@@ -196,7 +196,11 @@ pub struct AwsRequestLabels {
 }
 
 const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
-const FAILOVER_KINDS: [FailoverKind; 2] = [FailoverKind::Failover, FailoverKind::Switchover];
+const FAILOVER_KINDS: [FailoverKind; 3] = [
+    FailoverKind::Failover,
+    FailoverKind::Switchover,
+    FailoverKind::CacheFollow,
+];
 const FAILOVER_RESULTS: [&str; 4] = ["completed", "abandoned", "superseded", "refused"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

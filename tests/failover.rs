@@ -1003,6 +1003,33 @@ async fn a_region_that_loses_the_race_gets_aws_refusal_and_adopts_the_winner() {
     })
     .await;
     f.wait_for_event(AP, "CachePrimaryFollowsWriter").await;
+    // Inside the protocol: the intent recorded before the call, the steps,
+    // and the close, as for every promotion.
+    let followed = f
+        .wait_for(AP, "the cache follow recorded and completed", |r| {
+            last_failover(r).is_some_and(|rec| {
+                rec.kind == FailoverKind::CacheFollow
+                    && rec.result == Some(FailoverResult::Completed)
+            })
+        })
+        .await;
+    let record = last_failover(&followed).unwrap();
+    assert_eq!(
+        (record.from.as_str(), record.to.as_str()),
+        (US, AP),
+        "{record:?}"
+    );
+    assert!(
+        record
+            .completed_steps
+            .contains(&FailoverStep::CacheFailoverRequested)
+            && record
+                .completed_steps
+                .contains(&FailoverStep::CachePrimaryMoved),
+        "{:?}",
+        record.completed_steps
+    );
+    f.wait_for_event(AP, "CachePrimaryFollowed").await;
     f.wait_for(AP, "ap-northeast-1 is the primary", |r| {
         r.status.as_ref().and_then(|s| s.role) == Some(RegionRole::Primary)
     })

@@ -685,6 +685,10 @@ pub enum FailoverKind {
     Failover,
     /// A planned, no-data-loss change of writer requested from Git.
     Switchover,
+    /// The cache primary follows a database writer that moved outside a
+    /// promotion this region recorded (a human's failover, or the winner of
+    /// a race): only the Global Datastore's primary moves.
+    CacheFollow,
 }
 
 impl FailoverKind {
@@ -693,6 +697,7 @@ impl FailoverKind {
         match self {
             FailoverKind::Failover => "failover",
             FailoverKind::Switchover => "switchover",
+            FailoverKind::CacheFollow => "cache-follow",
         }
     }
 }
@@ -815,11 +820,13 @@ impl FailoverStep {
         }
     }
 
-    /// The Aurora request step of a kind of promotion.
-    pub fn aurora_requested(kind: FailoverKind) -> Self {
+    /// The Aurora request step of a kind of promotion; `None` when the
+    /// kind asks Aurora for nothing.
+    pub fn aurora_requested(kind: FailoverKind) -> Option<Self> {
         match kind {
-            FailoverKind::Failover => FailoverStep::AuroraFailoverRequested,
-            FailoverKind::Switchover => FailoverStep::AuroraSwitchoverRequested,
+            FailoverKind::Failover => Some(FailoverStep::AuroraFailoverRequested),
+            FailoverKind::Switchover => Some(FailoverStep::AuroraSwitchoverRequested),
+            FailoverKind::CacheFollow => None,
         }
     }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::jiff::Timestamp;
 
-use super::decide::{AbandonReason, Decision, absorbing, decide, next_change};
+use super::decide::{AbandonReason, Decision, Promotion, absorbing, decide, next_change};
 use super::execute::{self, Carry};
 use super::health::PROBE_INTERVAL;
 use super::observe::{
@@ -32,7 +32,7 @@ use super::observe::{
 };
 use super::ready::{self, failover_ready, finished_event, refused_event, started_event};
 use super::sampler::{Sampler, View};
-use super::steps;
+use super::steps::{self, CacheView};
 use crate::api::conditions::{Desired, Status, types};
 use crate::api::{
     FailoverKind, FailoverRecord, FailoverResult, FailoverStatus, FailoverStep, LagReading,
@@ -160,7 +160,6 @@ pub struct FailoverOutcome {
     /// should be polled for a promotion under way.
     pub wake: Option<Duration>,
     local: String,
-    global: Option<GlobalView>,
     awaiting_topology: bool,
 }
 
@@ -277,6 +276,10 @@ pub struct Observed {
     record: Option<FailoverRecord>,
     global: Option<GlobalView>,
     sampled: View,
+    /// The Global Datastore, read only when AWS shows this region as the
+    /// Aurora writer and nothing of this region's is under way: whether the
+    /// cache primary must follow it here.
+    cache: Option<CacheView>,
 }
 
 impl Failover<'_> {
@@ -318,8 +321,22 @@ impl Concern for Failover<'_> {
             }),
             Err(_) => None,
         };
+        let record = freshest(stored, written.as_ref());
+        let own_open = record
+            .as_ref()
+            .is_some_and(|r| r.result.is_none() && r.to == spec.region);
+        let writer_here = global.as_ref().is_some_and(|g| {
+            g.transition.is_none() && g.writer.as_deref() == Some(spec.region.as_str())
+        });
+        let cache = if writer_here && !own_open {
+            let port = self.cloud.elasticache(&spec.region);
+            Some(execute::read_cache(port.as_ref(), spec, &spec.region).await)
+        } else {
+            None
+        };
         Ok(Observed {
-            record: freshest(stored, written.as_ref()),
+            record,
+            cache,
             global,
             sampled: self
                 .runtime
@@ -453,7 +470,19 @@ pub fn plan(
             }
             None => (None, None),
         },
-        _ => (previous_record, None),
+        _ => match follow_writer(spec, &previous_record, observed) {
+            Some(promotion) => {
+                let intent = steps::intent(&promotion, now);
+                (
+                    Some(intent.clone()),
+                    Some(Checkpoint {
+                        record: intent,
+                        note: started_event(&promotion),
+                    }),
+                )
+            }
+            None => (previous_record, None),
+        },
     };
 
     let lost_writer = observation.writer();
@@ -528,9 +557,43 @@ pub fn plan(
         finished,
         refused: false,
         local: spec.region.clone(),
-        global: observation.global.clone(),
         awaiting_topology: false,
     }
+}
+
+/// The cache primary's move to follow the Aurora writer here, when AWS
+/// shows this region as the writer, the Global Datastore's primary
+/// elsewhere, and nothing of this region's is under way. Pure.
+fn follow_writer(
+    spec: &crate::api::ShopRegionSpec,
+    record: &Option<FailoverRecord>,
+    observed: &Observed,
+) -> Option<Promotion> {
+    let own_open = record
+        .as_ref()
+        .is_some_and(|r| r.result.is_none() && r.to == spec.region);
+    let (Some(global), Some(cache)) = (&observed.global, &observed.cache) else {
+        return None;
+    };
+    if own_open || !steps::cache_follows_writer(&spec.region, global, cache) {
+        return None;
+    }
+    let CacheView::Datastore { id, primary, .. } = cache else {
+        return None;
+    };
+    let from = primary.clone()?;
+    Some(Promotion {
+        kind: FailoverKind::CacheFollow,
+        reason: format!(
+            "the Aurora writer is in {}, the primary of Global Datastore {id} in {from}: the cache follows the database",
+            spec.region
+        ),
+        from,
+        to: spec.region.clone(),
+        data_loss_risk: None,
+        takeover: false,
+        detection: None,
+    })
 }
 
 /// Carries out what [`plan`] decided, once its intent (if any) is stored.
@@ -541,17 +604,12 @@ pub async fn execute(
     now: Timestamp,
 ) {
     let spec = &region.spec;
-    let own_open = outcome
-        .record
-        .as_ref()
-        .is_some_and(|r| r.result.is_none() && r.to == spec.region);
-    if outcome.decision.promotion().is_none() || !own_open {
-        if !own_open
-            && let Some(view) = &outcome.global
-            && let Some(note) = execute::follow_writer(cloud, spec, view).await
-        {
-            outcome.notes.push(note);
-        }
+    let own_open = outcome.record.as_ref().is_some_and(|r| {
+        r.result.is_none()
+            && r.to == spec.region
+            && (r.kind == FailoverKind::CacheFollow || outcome.decision.promotion().is_some())
+    });
+    if !own_open {
         return;
     }
     let Some(record) = outcome.record.as_mut() else {
@@ -690,7 +748,6 @@ mod tests {
             refused: false,
             wake: None,
             local: "eu-west-1".into(),
-            global: None,
             awaiting_topology: false,
         }
     }

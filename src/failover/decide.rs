@@ -121,6 +121,7 @@ impl Decision {
                 match p.kind {
                     FailoverKind::Failover => "fail over to",
                     FailoverKind::Switchover => "switch over to",
+                    FailoverKind::CacheFollow => "move the cache primary to",
                 },
                 p.to,
                 p.from,
@@ -750,7 +751,10 @@ pub fn absorbing(observation: &FleetObservation, policy: &Policy, now: Timestamp
     let writer = observation.writer();
     // A promotion under way, or a human expected to make one (Manual mode):
     // the survivors will take the orders.
-    let promoting = observation.attempts.iter().any(Attempt::in_progress)
+    let promoting = observation
+        .attempts
+        .iter()
+        .any(|a| a.in_progress() && a.kind != FailoverKind::CacheFollow)
         || policy.mode == FailoverMode::Manual;
     let absorbable = |region: &&str| {
         // Only a region that served can leave traffic to absorb: one still
@@ -775,7 +779,8 @@ pub fn cooldown_until(observation: &FleetObservation, policy: &Policy) -> Option
     let finishing = observation
         .attempts
         .iter()
-        .filter(|a| a.in_progress() && writer == Some(a.to.as_str()))
+        .filter(|a| a.in_progress() && a.kind != FailoverKind::CacheFollow)
+        .filter(|a| writer == Some(a.to.as_str()))
         .map(|a| a.started_at);
     observation
         .attempts

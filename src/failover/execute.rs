@@ -13,15 +13,10 @@ use crate::api::{FailoverKind, FailoverRecord, FailoverStep, ShopRegionSpec};
 use crate::cloud::aurora::{GlobalCluster, names as aurora_names};
 use crate::cloud::elasticache::{ElastiCachePort, GlobalMemberStatus, names as cache_names};
 use crate::cloud::{Cloud, CloudError};
-use crate::concern::Note;
 
 /// Reads and calls per reconcile, at most: a promotion moves on by one or
 /// two calls per pass, re-reading AWS after each.
 const MAX_PASSES: usize = 4;
-
-/// Event reason when the cache primary is moved to follow the Aurora writer
-/// outside a recorded promotion.
-pub const CACHE_FOLLOWS_WRITER: &str = "CachePrimaryFollowsWriter";
 
 /// The shop's global cluster through the local region's endpoint; when that
 /// region cannot be reached, through the next region of the order that
@@ -99,10 +94,8 @@ impl Call {
     /// record.
     pub fn accepted_step(&self) -> FailoverStep {
         match self {
-            Call::AuroraFailover { .. } => FailoverStep::aurora_requested(FailoverKind::Failover),
-            Call::AuroraSwitchover { .. } => {
-                FailoverStep::aurora_requested(FailoverKind::Switchover)
-            }
+            Call::AuroraFailover { .. } => FailoverStep::AuroraFailoverRequested,
+            Call::AuroraSwitchover { .. } => FailoverStep::AuroraSwitchoverRequested,
             Call::Cache { .. } => FailoverStep::CacheFailoverRequested,
         }
     }
@@ -157,6 +150,11 @@ pub fn next_call(
             match record.kind {
                 FailoverKind::Failover => Call::AuroraFailover { cluster_arn },
                 FailoverKind::Switchover => Call::AuroraSwitchover { cluster_arn },
+                FailoverKind::CacheFollow => {
+                    return Err(Carry::Superseded(
+                        "the cache follows the Aurora writer; it never moves it".into(),
+                    ));
+                }
             }
         }
         Next::PromoteCache => match cache {
@@ -267,56 +265,6 @@ pub async fn carry_out(
         completed,
         state: Carry::Waiting(message),
     }
-}
-
-/// Outside a promotion: when AWS shows the local region as the Aurora writer
-/// and the Global Datastore's primary elsewhere, moves the cache primary
-/// here (the cache follows the database writer). `None` when there is
-/// nothing to do.
-pub async fn follow_writer(
-    cloud: &dyn Cloud,
-    spec: &ShopRegionSpec,
-    view: &GlobalView,
-) -> Option<Note> {
-    if view.writer.as_deref() != Some(spec.region.as_str()) || view.transition.is_some() {
-        return None;
-    }
-    let port = cloud.elasticache(&spec.region);
-    let cache = read_cache(port.as_ref(), spec, &spec.region).await;
-    if !steps::cache_follows_writer(&spec.region, view, &cache) {
-        return None;
-    }
-    let CacheView::Datastore {
-        id,
-        primary,
-        target_group: Some(group),
-        ..
-    } = &cache
-    else {
-        return None;
-    };
-    let from = primary.clone().unwrap_or_default();
-    Some(
-        match port
-            .failover_global_replication_group(id, &spec.region, group)
-            .await
-        {
-            Ok(()) => Note::normal(
-                CACHE_FOLLOWS_WRITER,
-                format!(
-                    "the Aurora writer is in {}, the cache primary was in {from}: moving Global Datastore {id}'s primary here",
-                    spec.region
-                ),
-            ),
-            Err(error) => Note::warning(
-                CACHE_FOLLOWS_WRITER,
-                format!(
-                    "the Aurora writer is in {}, the cache primary in {from}; AWS refused to move it: {error}",
-                    spec.region
-                ),
-            ),
-        },
-    )
 }
 
 #[cfg(test)]

@@ -229,8 +229,10 @@ impl Attempt {
 
     /// When the writer moved because of it, if it did.
     pub fn moved_writer_at(&self) -> Option<Timestamp> {
-        match self.result {
-            Some(FailoverResult::Abandoned | FailoverResult::Superseded) => None,
+        match (self.result, self.kind) {
+            (Some(FailoverResult::Abandoned | FailoverResult::Superseded), _) => None,
+            // Only the cache moved: the database writer was already there.
+            (_, FailoverKind::CacheFollow) => None,
             _ => self.completed_at,
         }
     }

@@ -40,6 +40,9 @@ pub mod events {
     pub const FAILOVER_REFUSED: &str = "FailoverRefused";
     pub const SWITCHOVER_STARTED: &str = "SwitchoverStarted";
     pub const SWITCHOVER_COMPLETED: &str = "SwitchoverCompleted";
+    /// The cache primary starts moving to follow the Aurora writer.
+    pub const CACHE_FOLLOW_STARTED: &str = "CachePrimaryFollowsWriter";
+    pub const CACHE_FOLLOW_COMPLETED: &str = "CachePrimaryFollowed";
     /// A recorded promotion closed unfinished because it was no longer
     /// wanted, or AWS never showed it.
     pub const FAILOVER_ABANDONED: &str = "FailoverAbandoned";
@@ -255,6 +258,14 @@ pub fn started_event(promotion: &Promotion) -> Note {
             ),
             warning: false,
         },
+        FailoverKind::CacheFollow => Note {
+            reason: events::CACHE_FOLLOW_STARTED.into(),
+            message: format!(
+                "moving the cache primary from {} to {}: {}",
+                promotion.from, promotion.to, promotion.reason
+            ),
+            warning: false,
+        },
     }
 }
 
@@ -302,6 +313,14 @@ pub fn finished_event(record: &FailoverRecord) -> Note {
             message: format!(
                 "{} is the writer after a switchover from {}{duration}, without data loss",
                 record.to, record.from
+            ),
+            warning: false,
+        },
+        (_, FailoverKind::CacheFollow) => Note {
+            reason: events::CACHE_FOLLOW_COMPLETED.into(),
+            message: format!(
+                "the cache primary followed the Aurora writer from {} to {}{duration}",
+                record.from, record.to
             ),
             warning: false,
         },

@@ -119,6 +119,11 @@ fn next_step(
 ) -> Next {
     let Progress { kind, from, to, .. } = progress;
     let requested = FailoverStep::aurora_requested(kind);
+    let mark_requested = |completed: &mut Vec<FailoverStep>| {
+        if let Some(step) = requested {
+            mark(completed, step);
+        }
+    };
     let aurora_moved = match &aurora.transition {
         Some(WriterTransition { to: None, .. }) => {
             return Next::Wait(
@@ -136,17 +141,22 @@ fn next_step(
             ));
         }
         Some(_) => {
-            mark(completed, requested);
+            mark_requested(completed);
             false
         }
         None => match aurora.writer.as_deref() {
             Some(writer) if writer == to => {
-                mark(completed, requested);
+                mark_requested(completed);
                 mark(completed, FailoverStep::AuroraWriterMoved);
                 true
             }
+            Some(_) if requested.is_none() => {
+                return Next::Superseded(format!(
+                    "the Aurora writer left {to}: the cache no longer follows it there"
+                ));
+            }
             Some(writer) if writer == from => {
-                if completed.contains(&requested) {
+                if requested.is_some_and(|step| completed.contains(&step)) {
                     // decide() gives the request up once it is older than
                     // the intent timeout; until then AWS may still show it.
                     return Next::Wait(format!(
