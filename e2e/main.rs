@@ -13,7 +13,7 @@ mod operator;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -399,20 +399,7 @@ async fn a_lost_writer_region_fails_over_and_the_survivors_absorb_its_traffic() 
     all_ready(&shop).await;
     // Every ReplicaSet the real Deployment controller made so far: a
     // failover must add none (the pods reach the new writer by name).
-    let replica_sets = Api::<ReplicaSet>::namespaced(shop.client(), shop.namespace());
-    let names = async || -> Vec<String> {
-        let mut names: Vec<String> = replica_sets
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .map(|rs| rs.metadata.name.clone().unwrap_or_default())
-            .collect();
-        names.sort();
-        names
-    };
-    let before = names().await;
+    let before = shop.replica_sets().await;
     assert!(
         !before.is_empty(),
         "the Deployment controller made no ReplicaSet"
@@ -491,9 +478,61 @@ async fn a_lost_writer_region_fails_over_and_the_survivors_absorb_its_traffic() 
         "{metrics}"
     );
     assert_eq!(
-        names().await,
+        shop.replica_sets().await,
         before,
         "a failover created a ReplicaSet: the order pods were rolled"
+    );
+    shop.finish().await;
+}
+
+#[tokio::test]
+async fn a_planned_switchover_moves_the_writer_and_rolls_no_pod() {
+    let Some(cluster) = Cluster::connect().await else {
+        return;
+    };
+    let mut shop = cluster.shop("switchover", Rbac::AsCharted).await;
+    shop.start_operator(300);
+    for name in ACME {
+        shop.apply_sample(&format!("samples/{name}.yaml"));
+    }
+    all_ready(&shop).await;
+    let before = shop.replica_sets().await;
+    assert!(
+        !before.is_empty(),
+        "the Deployment controller made no ReplicaSet"
+    );
+    shop.operator().sim_post("/sim/speed/20");
+    // A Git change: eu-west-1 first in every ShopRegion's failover.order.
+    for name in ACME {
+        shop.regions()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"failover": {
+                    "order": ["eu-west-1", "us-east-1", "ap-northeast-1"]
+                }}})),
+            )
+            .await
+            .unwrap();
+    }
+    shop.wait_for(
+        "acme-eu-west-1",
+        "the switchover completed",
+        Duration::from_secs(180),
+        |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.writer_region.as_deref() == Some("eu-west-1")
+                    && s.last_failover
+                        .as_ref()
+                        .is_some_and(|f| f.completed_at.is_some())
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        shop.replica_sets().await,
+        before,
+        "a switchover created a ReplicaSet: the order pods were rolled"
     );
     shop.finish().await;
 }

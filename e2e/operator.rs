@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -401,6 +402,23 @@ impl Shop {
 
     pub fn regions(&self) -> Api<ShopRegion> {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The names of the ReplicaSets the real Deployment controller made in
+    /// the shop's namespace, sorted: a new pod template of an order
+    /// Deployment shows up here as a new one.
+    pub async fn replica_sets(&self) -> Vec<String> {
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut names: Vec<String> = api
+            .list(&ListParams::default())
+            .await
+            .expect("ReplicaSets can be listed")
+            .items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        names.sort();
+        names
     }
 
     pub fn operator(&self) -> &Operator {
