@@ -656,8 +656,8 @@ fn poll_soon(outcome: &mut FailoverOutcome) {
 }
 
 /// Completes a promotion whose cloud side is done once the workload concern
-/// applied its topology with this region as the writer (pods roll to the
-/// new role).
+/// applied its topology with this region as the writer (the pods read the
+/// new role from the mounted topology).
 pub fn finish(outcome: &mut FailoverOutcome, applied: Option<&AppliedRole>, now: Timestamp) {
     let Some(applied) = applied else {
         return;
