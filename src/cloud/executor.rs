@@ -270,20 +270,22 @@ async fn act<S: Service>(
     let mut events = Vec::new();
     let mut mutated = false;
     for step in &steps {
-        match service.execute(step).await {
-            Ok(()) => {
-                if let Some(event) = step.event_reason() {
+        let result = service.execute(step).await;
+        match step_result(step, result) {
+            StepResult::Done { event } => {
+                if let Some(event) = event {
                     mutated = true;
-                    events.push(Note::normal(event, step.describe()));
+                    events.push(event);
                 }
             }
-            Err(CloudError::AlreadyExists { .. }) if step.creates() => mutated = true,
-            Err(error) => {
+            StepResult::AlreadyDone => mutated = true,
+            StepResult::Refused(spec_error) => {
                 let mut status = service.status(&observed, Depth::Observed).await;
-                if let Some(spec_error) = refused_by_aws(step, &error) {
-                    status.set_last_error(Some(spec_error.message.clone()));
-                    return terminal(S::CONDITION, status, spec_error);
-                }
+                status.set_last_error(Some(spec_error.message.clone()));
+                return terminal(S::CONDITION, status, spec_error);
+            }
+            StepResult::Failed(error) => {
+                let mut status = service.status(&observed, Depth::Observed).await;
                 let mut outcome = failed_call(service, &error);
                 status.set_last_error(Some(error.to_string()));
                 outcome.status = status;
@@ -318,6 +320,36 @@ async fn act<S: Service>(
             first.wait_interval()
         }),
         terminal: None,
+    }
+}
+
+/// What a step's call came to.
+#[derive(Debug, PartialEq)]
+pub enum StepResult {
+    /// The call went through; its Event, when the step made a call.
+    Done { event: Option<Note> },
+    /// A create whose earlier attempt went through (a timeout hid its
+    /// answer): the resource is there, carry on.
+    AlreadyDone,
+    /// AWS refused a step built from the spec: the spec must change.
+    Refused(SpecError),
+    /// Any other failure: report it, keep the last known status, retry.
+    Failed(CloudError),
+}
+
+/// What a step's call came to. Pure.
+pub fn step_result(step: &impl Step, result: Result<(), CloudError>) -> StepResult {
+    match result {
+        Ok(()) => StepResult::Done {
+            event: step
+                .event_reason()
+                .map(|reason| Note::normal(reason, step.describe())),
+        },
+        Err(CloudError::AlreadyExists { .. }) if step.creates() => StepResult::AlreadyDone,
+        Err(error) => match refused_by_aws(step, &error) {
+            Some(spec_error) => StepResult::Refused(spec_error),
+            None => StepResult::Failed(error),
+        },
     }
 }
 
@@ -487,5 +519,92 @@ pub fn deletion_failed(error: &CloudError) -> CleanupOutcome {
             CloudError::Refused { .. } => requeue::NEEDS_ATTENTION,
             _ => requeue::TRANSIENT,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step of a made-up service: a create built from `spec.thing`, or a
+    /// tag that is nobody's fault, or a wait.
+    enum Fake {
+        Create,
+        Tag,
+        Wait,
+    }
+
+    impl Step for Fake {
+        fn describe(&self) -> String {
+            "the fake step".into()
+        }
+        fn reason(&self) -> &str {
+            "Faking"
+        }
+        fn event_reason(&self) -> Option<&'static str> {
+            match self {
+                Fake::Create => Some("CreatingThing"),
+                Fake::Tag => Some("TaggingThing"),
+                Fake::Wait => None,
+            }
+        }
+        fn creates(&self) -> bool {
+            matches!(self, Fake::Create)
+        }
+        fn refused_field(&self) -> Option<&'static str> {
+            matches!(self, Fake::Create).then_some("spec.thing")
+        }
+        fn wait_interval(&self) -> Duration {
+            requeue::SHORT_OPERATION
+        }
+    }
+
+    #[test]
+    fn a_create_whose_earlier_attempt_went_through_is_done() {
+        let exists = CloudError::already_exists("AlreadyExists", "there");
+        assert_eq!(
+            step_result(&Fake::Create, Err(exists.clone())),
+            StepResult::AlreadyDone
+        );
+        // Only a create: anything else that finds its object there failed.
+        assert_eq!(
+            step_result(&Fake::Tag, Err(exists.clone())),
+            StepResult::Failed(exists)
+        );
+    }
+
+    #[test]
+    fn a_refusal_of_a_step_built_from_the_spec_names_the_field_to_change() {
+        let refused = CloudError::refused("InvalidParameterValue", "no such class");
+        let StepResult::Refused(spec_error) = step_result(&Fake::Create, Err(refused.clone()))
+        else {
+            panic!("a refused create stalls on the spec");
+        };
+        assert_eq!(spec_error.field, "spec.thing");
+        assert_eq!(spec_error.reason, reason::REFUSED_BY_AWS);
+        assert!(
+            spec_error.message.contains("no such class"),
+            "{}",
+            spec_error.message
+        );
+        // A refusal that is not the spec's fault is retried, not stalled.
+        assert_eq!(
+            step_result(&Fake::Tag, Err(refused.clone())),
+            StepResult::Failed(refused)
+        );
+    }
+
+    #[test]
+    fn a_call_that_went_through_is_an_event_and_a_wait_is_none() {
+        assert_eq!(
+            step_result(&Fake::Create, Ok(())),
+            StepResult::Done {
+                event: Some(Note::normal("CreatingThing", "the fake step"))
+            }
+        );
+        assert_eq!(
+            step_result(&Fake::Wait, Ok(())),
+            StepResult::Done { event: None }
+        );
     }
 }
