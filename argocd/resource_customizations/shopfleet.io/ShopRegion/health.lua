@@ -118,8 +118,11 @@ local function assess()
   local last = field(status, "lastFailover")
   if type(last) == "table" and text(field(last, "completedAt")) == "" then
     local kind = "failover"
-    if text(field(last, "kind")) == "Switchover" then
+    local recorded = text(field(last, "kind"))
+    if recorded == "Switchover" then
       kind = "switchover"
+    elseif recorded == "CacheFollow" then
+      kind = "cache primary move"
     end
     local target = text(field(last, "to"))
     if target ~= "" then
