@@ -386,27 +386,32 @@ async fn invalid_samples_are_rejected_by_the_api_server_or_stalled_with_their_re
     shop.finish().await;
 }
 
-#[tokio::test]
-async fn a_lost_writer_region_fails_over_and_the_survivors_absorb_its_traffic() {
-    let Some(cluster) = Cluster::connect().await else {
-        return;
-    };
-    let mut shop = cluster.shop("outage", Rbac::AsCharted).await;
+/// The acme fleet Ready under the chart's RBAC, then paced so that the
+/// operator's own latency is small against cloud time; with the
+/// ReplicaSets the real Deployment controller made so far, of which a
+/// change of writer must add none (the pods reach the new writer by name).
+async fn ready_fleet_watched_closely(cluster: &Cluster, test: &str) -> (Shop, Vec<String>) {
+    let mut shop = cluster.shop(test, Rbac::AsCharted).await;
     shop.start_operator(300);
     for name in ACME {
         shop.apply_sample(&format!("samples/{name}.yaml"));
     }
     all_ready(&shop).await;
-    // Every ReplicaSet the real Deployment controller made so far: a
-    // failover must add none (the pods reach the new writer by name).
     let before = shop.replica_sets().await;
     assert!(
         !before.is_empty(),
         "the Deployment controller made no ReplicaSet"
     );
-    // Watch the failover at a pace where the operator's own latency is
-    // small against cloud time.
     shop.operator().sim_post("/sim/speed/20");
+    (shop, before)
+}
+
+#[tokio::test]
+async fn a_lost_writer_region_fails_over_and_the_survivors_absorb_its_traffic() {
+    let Some(cluster) = Cluster::connect().await else {
+        return;
+    };
+    let (shop, before) = ready_fleet_watched_closely(&cluster, "outage").await;
     shop.operator().sim_post("/sim/outage/us-east-1");
     let promoted = shop
         .wait_for(
@@ -490,18 +495,7 @@ async fn a_planned_switchover_moves_the_writer_and_rolls_no_pod() {
     let Some(cluster) = Cluster::connect().await else {
         return;
     };
-    let mut shop = cluster.shop("switchover", Rbac::AsCharted).await;
-    shop.start_operator(300);
-    for name in ACME {
-        shop.apply_sample(&format!("samples/{name}.yaml"));
-    }
-    all_ready(&shop).await;
-    let before = shop.replica_sets().await;
-    assert!(
-        !before.is_empty(),
-        "the Deployment controller made no ReplicaSet"
-    );
-    shop.operator().sim_post("/sim/speed/20");
+    let (shop, before) = ready_fleet_watched_closely(&cluster, "switchover").await;
     // A Git change: eu-west-1 first in every ShopRegion's failover.order.
     for name in ACME {
         shop.regions()
