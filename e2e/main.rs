@@ -406,6 +406,25 @@ async fn ready_fleet_watched_closely(cluster: &Cluster, test: &str) -> (Shop, Ve
     (shop, before)
 }
 
+/// eu-west-1's ShopRegion once it reports itself the writer and its
+/// promotion record closed.
+async fn writer_moved_to_eu_west_1(shop: &Shop, within: Duration) -> ShopRegion {
+    shop.wait_for(
+        "acme-eu-west-1",
+        "the writer moved to eu-west-1 and the promotion completed",
+        within,
+        |r| {
+            r.status.as_ref().is_some_and(|s| {
+                s.writer_region.as_deref() == Some("eu-west-1")
+                    && s.last_failover
+                        .as_ref()
+                        .is_some_and(|f| f.completed_at.is_some())
+            })
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_lost_writer_region_fails_over_and_the_survivors_absorb_its_traffic() {
     let Some(cluster) = Cluster::connect().await else {
@@ -413,21 +432,7 @@ async fn a_lost_writer_region_fails_over_and_the_survivors_absorb_its_traffic() 
     };
     let (shop, before) = ready_fleet_watched_closely(&cluster, "outage").await;
     shop.operator().sim_post("/sim/outage/us-east-1");
-    let promoted = shop
-        .wait_for(
-            "acme-eu-west-1",
-            "the writer moved to eu-west-1",
-            Duration::from_secs(120),
-            |r| {
-                r.status.as_ref().is_some_and(|s| {
-                    s.writer_region.as_deref() == Some("eu-west-1")
-                        && s.last_failover
-                            .as_ref()
-                            .is_some_and(|f| f.completed_at.is_some())
-                })
-            },
-        )
-        .await;
+    let promoted = writer_moved_to_eu_west_1(&shop, Duration::from_secs(120)).await;
     let record = promoted.status.unwrap().last_failover.unwrap();
     assert_eq!(
         (record.from.as_str(), record.to.as_str()),
@@ -509,20 +514,7 @@ async fn a_planned_switchover_moves_the_writer_and_rolls_no_pod() {
             .await
             .unwrap();
     }
-    shop.wait_for(
-        "acme-eu-west-1",
-        "the switchover completed",
-        Duration::from_secs(180),
-        |r| {
-            r.status.as_ref().is_some_and(|s| {
-                s.writer_region.as_deref() == Some("eu-west-1")
-                    && s.last_failover
-                        .as_ref()
-                        .is_some_and(|f| f.completed_at.is_some())
-            })
-        },
-    )
-    .await;
+    writer_moved_to_eu_west_1(&shop, Duration::from_secs(180)).await;
     assert_eq!(
         shop.replica_sets().await,
         before,
