@@ -629,6 +629,8 @@ async fn the_charts_service_account_may_do_what_the_operator_needs_and_nothing_d
         ("create", "events.events.k8s.io"),
         ("patch", "events.events.k8s.io"),
         ("get", "secrets"),
+        // The shop's database master Secret, before its primary cluster.
+        ("create", "secrets"),
         ("create", "leases.coordination.k8s.io"),
         ("get", "leases.coordination.k8s.io/shopfleet-leader"),
         ("patch", "leases.coordination.k8s.io/shopfleet-leader"),
@@ -648,7 +650,6 @@ async fn the_charts_service_account_may_do_what_the_operator_needs_and_nothing_d
         ("get", "pods", &ns),
         ("list", "secrets", &ns),
         ("watch", "secrets", &ns),
-        ("create", "secrets", &ns),
         ("update", "secrets", &ns),
         ("delete", "secrets", &ns),
         ("get", "secrets", "kube-system"),

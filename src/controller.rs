@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 
 use crate::api::conditions::{self, Desired, Status, Transition, find, types};
 use crate::api::{ShopRegion, ShopRegionSpec, ShopRegionStatus, validate};
-use crate::cloud::aurora::{self, Aurora};
+use crate::cloud::aurora::{self, Aurora, MasterPassword};
 use crate::cloud::elasticache::{self, CacheAuth, ElastiCache};
 use crate::cloud::executor::CloudConcern;
 use crate::cloud::{CleanupOutcome, Cloud, real_delay};
@@ -343,13 +343,20 @@ impl<'a> Pass<'a> {
         let previous = self.region.status.as_ref();
         let now = cloud.clock().now();
         let port = cloud.aurora(&spec.region);
+        let master = database_master(self.ctx, &self.namespace, spec).await?;
         let database = CloudConcern(Aurora {
             port: port.as_ref(),
             spec,
             previous: previous.and_then(|s| s.database.as_ref()),
             now,
+            master_password: master.as_ref(),
         });
         let database = self.act_and_report(&database, upstream).await?;
+        if database.condition.reason == aurora::reason::WAITING_FOR_MASTER_SECRET {
+            // Stored before the create that uses it: a crash in between
+            // never leaves a primary whose password no one has.
+            create_database_master(self.ctx, &self.namespace, spec).await?;
+        }
         let auth = cache_auth(self.ctx, &self.namespace, spec).await?;
         let ports = |r: &str| cloud.elasticache(r);
         let cache = CloudConcern(ElastiCache {
@@ -451,6 +458,34 @@ async fn patch_status(
     )
     .await?;
     Ok(())
+}
+
+/// The shop's database master password, from its Secret; `None` until the
+/// region that creates the primary has stored one.
+async fn database_master(
+    ctx: &Context,
+    namespace: &str,
+    spec: &ShopRegionSpec,
+) -> Result<Option<MasterPassword>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = secrets.get_opt(&aurora::master_secret_name(spec)).await?;
+    Ok(secret.as_ref().and_then(aurora::master_password_in))
+}
+
+/// Creates the shop's master Secret with a new password. Another region
+/// that created it first wins: its password is the one used.
+async fn create_database_master(
+    ctx: &Context,
+    namespace: &str,
+    spec: &ShopRegionSpec,
+) -> Result<(), Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = aurora::master_secret(spec, namespace, &aurora::generate_password());
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// The Redis AUTH token the spec asks for, read from its Secret. A missing

@@ -52,12 +52,13 @@ fn primary() -> CreateReplicationGroupRequest {
         num_node_groups: Some(1),
         cluster_mode_enabled: Some(false),
         replicas_per_node_group: 1,
-        automatic_failover_enabled: true,
-        multi_az_enabled: true,
-        transit_encryption_enabled: true,
-        at_rest_encryption_enabled: true,
+        automatic_failover_enabled: Some(true),
+        multi_az_enabled: Some(true),
+        transit_encryption_enabled: Some(true),
+        at_rest_encryption_enabled: Some(true),
         auth_token: Some(AuthToken::new(TOKEN)),
         tags: Tags::new(),
+        ..Default::default()
     }
 }
 

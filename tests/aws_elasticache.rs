@@ -51,12 +51,13 @@ fn primary(id: &str) -> CreateReplicationGroupRequest {
         num_node_groups: Some(1),
         cluster_mode_enabled: Some(false),
         replicas_per_node_group: 2,
-        automatic_failover_enabled: true,
-        multi_az_enabled: true,
-        transit_encryption_enabled: true,
-        at_rest_encryption_enabled: true,
+        automatic_failover_enabled: Some(true),
+        multi_az_enabled: Some(true),
+        transit_encryption_enabled: Some(true),
+        at_rest_encryption_enabled: Some(true),
         auth_token: Some(AuthToken::new("correct-horse-battery-staple")),
         tags: tags(id),
+        ..Default::default()
     }
 }
 
@@ -132,7 +133,7 @@ async fn a_cluster_mode_group_is_reached_through_its_configuration_endpoint() {
         cluster_mode_enabled: Some(true),
         replicas_per_node_group: 1,
         auth_token: None,
-        transit_encryption_enabled: false,
+        transit_encryption_enabled: Some(false),
         ..primary("ec-sharded")
     };
     let created = us.create_replication_group(&request).await.unwrap();

@@ -525,12 +525,13 @@ fn primary_request(token: Option<AuthToken>) -> CreateReplicationGroupRequest {
         num_node_groups: Some(1),
         cluster_mode_enabled: Some(false),
         replicas_per_node_group: 1,
-        automatic_failover_enabled: true,
-        multi_az_enabled: true,
-        transit_encryption_enabled: true,
-        at_rest_encryption_enabled: true,
+        automatic_failover_enabled: Some(true),
+        multi_az_enabled: Some(true),
+        transit_encryption_enabled: Some(true),
+        at_rest_encryption_enabled: Some(true),
         auth_token: token,
         tags: ownership(),
+        ..Default::default()
     }
 }
 
@@ -587,8 +588,8 @@ async fn a_secondary_is_created_naming_only_its_global_datastore_and_no_shape() 
         num_node_groups: None,
         cluster_mode_enabled: None,
         replicas_per_node_group: 0,
-        automatic_failover_enabled: false,
-        multi_az_enabled: false,
+        automatic_failover_enabled: Some(false),
+        multi_az_enabled: Some(false),
         auth_token: None,
         ..primary_request(None)
     };

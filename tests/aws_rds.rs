@@ -18,7 +18,7 @@ mod aws;
 use shopfleet::cloud::CloudError;
 use shopfleet::cloud::aurora::{
     CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest, DeleteClusterRequest,
-    InstanceStatus, ModifyClusterRequest, Tags,
+    InstanceStatus, MasterPassword, ModifyClusterRequest, Tags,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -44,7 +44,8 @@ fn primary(id: &str) -> CreateClusterRequest {
         tags: tags(id),
         global_cluster_id: None,
         master_username: Some("shopfleet_admin".into()),
-        manage_master_user_password: true,
+        master_user_password: Some(MasterPassword::new("sim-password-0123456789")),
+        ..Default::default()
     }
 }
 
@@ -52,7 +53,7 @@ fn secondary(id: &str, global: &str) -> CreateClusterRequest {
     CreateClusterRequest {
         global_cluster_id: Some(global.into()),
         master_username: None,
-        manage_master_user_password: false,
+        master_user_password: None,
         ..primary(id)
     }
 }
@@ -64,6 +65,7 @@ fn instance(cluster: &str, slot: u32) -> CreateInstanceRequest {
         class: "db.r6g.large".into(),
         engine: "aurora-postgresql".into(),
         tags: tags(cluster),
+        ..Default::default()
     }
 }
 
@@ -188,6 +190,7 @@ async fn modify_cluster_changes_protection_and_engine_version_at_once() {
             cluster_id: "modify".into(),
             engine_version: Some("16.8".into()),
             deletion_protection: Some(false),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -28,7 +28,7 @@ use shopfleet::clock::Clock;
 use shopfleet::cloud::aurora::port::{
     AuroraPort, Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
     DeleteClusterRequest, GlobalCluster, Instance, ModifyClusterRequest,
-    ModifyGlobalClusterRequest, Tags,
+    ModifyGlobalClusterRequest, ModifyInstanceRequest, SubnetGroup, Tags,
 };
 use shopfleet::cloud::elasticache::ElastiCachePort;
 use shopfleet::cloud::{Cloud, CloudError};
@@ -242,6 +242,19 @@ impl AuroraPort for SpyAurora {
     }
     async fn delete_instance(&self, instance_id: &str) -> Result<(), CloudError> {
         self.inner.delete_instance(instance_id).await
+    }
+    async fn modify_instance(&self, request: &ModifyInstanceRequest) -> Result<(), CloudError> {
+        self.inner.modify_instance(request).await
+    }
+    async fn describe_subnet_group(&self, name: &str) -> Result<Option<SubnetGroup>, CloudError> {
+        self.inner.describe_subnet_group(name).await
+    }
+    async fn default_engine_version(
+        &self,
+        engine: &str,
+        major: &str,
+    ) -> Result<Option<String>, CloudError> {
+        self.inner.default_engine_version(engine, major).await
     }
     async fn replication_lag(
         &self,

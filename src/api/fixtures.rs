@@ -38,11 +38,15 @@ pub fn acme(region: &str) -> ShopRegionSpec {
             engine_version: "16".into(),
             instance_class: "db.r6g.large".into(),
             readers: 1,
+            writer_instance_class: None,
             kms_key_id: None,
+            network: None,
+            parameter_groups: None,
             deletion_policy: DeletionPolicy::Retain,
             adopt: false,
         },
         cache: CacheSpec::default(),
+        tags: Default::default(),
         compliance: ComplianceSpec::default(),
     }
 }

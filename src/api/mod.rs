@@ -12,6 +12,10 @@ pub use duration::KubeDuration;
 pub use types::*;
 pub use validate::{SpecError, validate};
 
+/// The prefix of the ownership tags the operator puts on every AWS resource
+/// it creates; `spec.tags` may not use it.
+pub const OWNERSHIP_TAG_PREFIX: &str = "shopfleet.io/";
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     JSON, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };

@@ -1,5 +1,7 @@
 //! The `ShopRegion` custom resource (`shopfleet.io/v1alpha1`).
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -63,6 +65,15 @@ pub struct ShopRegionSpec {
     /// Regulatory constraints that the operator enforces before creating anything.
     #[serde(default)]
     pub compliance: ComplianceSpec,
+
+    /// Tags added to every AWS resource the operator creates for this region
+    /// (clusters, instances, global cluster, replication group), on top of
+    /// the operator's own `shopfleet.io/*` ownership tags, which always win
+    /// and cannot be set here. A changed tag is applied in place.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('shopfleet.io/') && !k.startsWith('aws:'))").message("tag keys under shopfleet.io/ are the operator's ownership tags and aws: is reserved by AWS; choose another key"))]
+    #[x_kube(validation = Rule::new("self.size() <= 40").message("at most 40 user tags: AWS allows 50 per resource and the operator adds its own"))]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Failover policy. Every region of a shop should carry the same policy; the
@@ -225,6 +236,8 @@ fn default_port() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.globalClusterIdentifier) == has(oldSelf.globalClusterIdentifier) && (!has(self.globalClusterIdentifier) || self.globalClusterIdentifier == oldSelf.globalClusterIdentifier)").message("globalClusterIdentifier is immutable"))]
+#[x_kube(validation = Rule::new("has(self.network) == has(oldSelf.network) && (!has(self.network) || (self.network.subnetGroupName == oldSelf.network.subnetGroupName && has(self.network.port) == has(oldSelf.network.port) && (!has(self.network.port) || self.network.port == oldSelf.network.port)))").message("database.network.subnetGroupName and port are immutable: AWS cannot move a cluster to another subnet group (or VPC) in place; create a new ShopRegion. securityGroupIds can change"))]
+#[x_kube(validation = Rule::new("has(self.kmsKeyId) == has(oldSelf.kmsKeyId) && (!has(self.kmsKeyId) || self.kmsKeyId == oldSelf.kmsKeyId)").message("database.kmsKeyId is immutable: AWS cannot re-encrypt a cluster in place"))]
 pub struct DatabaseSpec {
     /// Identifier of the shop's Aurora Global Database. Defaults to
     /// `<shop>-global`. Every region of the shop must name the same one.
@@ -254,11 +267,29 @@ pub struct DatabaseSpec {
     #[schemars(range(max = 15))]
     pub readers: u8,
 
+    /// Instance class this region's instances take while it is the writer
+    /// and absorbs a lost region's load. Defaults to the lost writer's
+    /// class when that is larger than `instanceClass`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^db\.[a-z0-9]+\.[a-z0-9]+$"))]
+    pub writer_instance_class: Option<String>,
+
     /// KMS key (ARN, id or alias) for encryption at rest. Required with `pci`.
-    /// A secondary region needs a key of its own region.
+    /// A secondary region needs a key of its own region. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     pub kms_key_id: Option<String>,
+
+    /// Where the cluster lives in the account's VPC. Without it AWS places
+    /// the cluster in the region's default VPC, which `pci` refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<DatabaseNetwork>,
+
+    /// Parameter groups of the cluster and of its instances. They are
+    /// regional: each region names groups of its own region. Unset means
+    /// AWS's default group for the engine version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter_groups: Option<DatabaseParameterGroups>,
 
     /// What happens in AWS when the ShopRegion is deleted.
     #[serde(default)]
@@ -268,6 +299,54 @@ pub struct DatabaseSpec {
     /// of failing because it already exists.
     #[serde(default)]
     pub adopt: bool,
+}
+
+/// The account's network that a cluster is placed in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseNetwork {
+    /// An existing DB subnet group of this region (its subnets decide the
+    /// VPC and the Availability Zones). Immutable.
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9 ._-]*$")
+    )]
+    pub subnet_group_name: String,
+
+    /// VPC security groups of this region that the cluster joins, in the
+    /// subnet group's VPC. Changes are applied in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5), inner(regex(pattern = r"^sg-[0-9a-f]{8,17}$")))]
+    pub security_group_ids: Vec<String>,
+
+    /// The port the cluster listens on; unset means the engine's (5432 or
+    /// 3306). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1150, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// Parameter group names; unset means the engine version's default group.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseParameterGroups {
+    /// DB cluster parameter group. A change is applied in place; parameters
+    /// that AWS applies only at reboot wait for the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[a-zA-Z][a-zA-Z0-9.-]*$")
+    )]
+    pub cluster: Option<String>,
+
+    /// DB parameter group of every instance. A change is applied in place,
+    /// as for the cluster's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[a-zA-Z][a-zA-Z0-9.-]*$")
+    )]
+    pub instance: Option<String>,
 }
 
 fn default_db_instance_class() -> String {
@@ -308,6 +387,8 @@ pub enum DeletionPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.globalReplicationGroupSuffix) == has(oldSelf.globalReplicationGroupSuffix) && (!has(self.globalReplicationGroupSuffix) || self.globalReplicationGroupSuffix == oldSelf.globalReplicationGroupSuffix)").message("globalReplicationGroupSuffix is immutable"))]
+#[x_kube(validation = Rule::new("has(self.network) == has(oldSelf.network) && (!has(self.network) || self.network.subnetGroupName == oldSelf.network.subnetGroupName)").message("cache.network.subnetGroupName is immutable: AWS cannot move a replication group to another subnet group in place; securityGroupIds can change"))]
+#[x_kube(validation = Rule::new("has(self.kmsKeyId) == has(oldSelf.kmsKeyId) && (!has(self.kmsKeyId) || self.kmsKeyId == oldSelf.kmsKeyId)").message("cache.kmsKeyId is immutable: AWS cannot re-encrypt a replication group in place"))]
 pub struct CacheSpec {
     /// Suffix of the Global Datastore name (AWS prefixes it). Defaults to the shop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -341,6 +422,33 @@ pub struct CacheSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_secret_ref: Option<SecretKeyRef>,
 
+    /// Redis engine version for the Global Datastore, e.g. `7.1`. Only the
+    /// primary's create sends it; secondaries inherit the datastore's. Unset
+    /// means AWS's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16), regex(pattern = r"^[0-9]+(\.[0-9]+){0,2}$"))]
+    pub engine_version: Option<String>,
+
+    /// Cache parameter group (of this region). Only the primary's create
+    /// sends it; secondaries inherit the datastore's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[a-zA-Z][a-zA-Z0-9.-]*$")
+    )]
+    pub parameter_group_name: Option<String>,
+
+    /// KMS key (ARN, id or alias) of this region for encryption at rest.
+    /// Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub kms_key_id: Option<String>,
+
+    /// Where the replication group lives in the account's VPC. Without it
+    /// AWS uses the region's default VPC, which `pci` refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<CacheNetwork>,
+
     /// What happens in AWS when the ShopRegion is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -361,6 +469,10 @@ impl Default for CacheSpec {
             transit_encryption: true,
             at_rest_encryption: true,
             auth_secret_ref: None,
+            engine_version: None,
+            parameter_group_name: None,
+            kms_key_id: None,
+            network: None,
             deletion_policy: DeletionPolicy::Retain,
             adopt: false,
         }
@@ -380,6 +492,24 @@ fn default_true() -> bool {
     true
 }
 
+/// The account's network that a replication group is placed in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheNetwork {
+    /// An existing cache subnet group of this region. Immutable.
+    #[schemars(
+        length(min = 1, max = 255),
+        regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
+    )]
+    pub subnet_group_name: String,
+
+    /// VPC security groups of this region for the replication group.
+    /// Changes are applied in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5), inner(regex(pattern = r"^sg-[0-9a-f]{8,17}$")))]
+    pub security_group_ids: Vec<String>,
+}
+
 /// A key of a Secret in the ShopRegion's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretKeyRef {
@@ -396,7 +526,9 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct ComplianceSpec {
     /// PCI DSS: requires a KMS key for the database, Redis encryption in
-    /// transit and at rest, and Redis AUTH.
+    /// transit and at rest, Redis AUTH, and both `network` blocks (no
+    /// default VPC). Instances are never publicly accessible, with or
+    /// without `pci`.
     #[serde(default)]
     pub pci: bool,
 
@@ -651,6 +783,15 @@ pub struct DatabaseStatus {
     pub readers: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag_seconds: Option<f64>,
+    /// The full engine version AWS runs (a major version in the spec is
+    /// resolved to AWS's default minor once, at creation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+    /// The Secret in this namespace with the master user's `username` and
+    /// `password`; the same for every region of the shop, and valid
+    /// whichever region is the writer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_user_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }

@@ -31,6 +31,7 @@ pub mod reason {
     pub const INVALID_FAILOVER_POLICY: &str = "InvalidFailoverPolicy";
     pub const INVALID_CACHE: &str = "InvalidCache";
     pub const INVALID_HEALTH_CHECK: &str = "InvalidHealthCheck";
+    pub const INVALID_TAGS: &str = "InvalidTags";
 }
 
 /// Below this a cooldown no longer stops flapping: a fleet could fail over,
@@ -50,6 +51,7 @@ pub fn validate_spec(spec: &ShopRegionSpec) -> Vec<SpecError> {
     check_pci(spec, &mut errors);
     check_orders(spec, &mut errors);
     check_cache(spec, &mut errors);
+    check_tags(spec, &mut errors);
     errors
 }
 
@@ -241,7 +243,57 @@ fn check_pci(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
             "pci requires Redis AUTH; name the Secret that holds the token",
         ));
     }
+    if spec.database.network.is_none() {
+        errors.push(err(
+            reason::PCI_REQUIREMENT_MISSING,
+            "spec.database.network",
+            "pci requires the database in the account's own VPC: name its subnet group and security groups (the default VPC is not allowed)",
+        ));
+    }
+    if spec.cache.network.is_none() {
+        errors.push(err(
+            reason::PCI_REQUIREMENT_MISSING,
+            "spec.cache.network",
+            "pci requires Redis in the account's own VPC: name its subnet group and security groups (the default VPC is not allowed)",
+        ));
+    }
 }
+
+/// The operator's ownership tags decide what it may touch and delete, so a
+/// user tag must never be able to forge or hide them.
+fn check_tags(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
+    for (key, value) in &spec.tags {
+        let problem = if key.starts_with(crate::api::OWNERSHIP_TAG_PREFIX) {
+            Some(format!(
+                "tag {key:?} is under {}, the operator's ownership tags, which it sets itself and users cannot set",
+                crate::api::OWNERSHIP_TAG_PREFIX
+            ))
+        } else if key.to_ascii_lowercase().starts_with("aws:") {
+            Some(format!("tag {key:?}: the aws: prefix is reserved by AWS"))
+        } else if key.is_empty() || key.chars().count() > 128 {
+            Some(format!("tag key {key:?} must be 1 to 128 characters"))
+        } else if value.chars().count() > 256 {
+            Some(format!("the value of tag {key:?} is over 256 characters"))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            errors.push(err(reason::INVALID_TAGS, "spec.tags", message));
+        }
+    }
+    if spec.tags.len() > MAX_USER_TAGS {
+        errors.push(err(
+            reason::INVALID_TAGS,
+            "spec.tags",
+            format!(
+                "{} tags: at most {MAX_USER_TAGS}, since AWS allows 50 per resource and the operator adds its own",
+                spec.tags.len()
+            ),
+        ));
+    }
+}
+
+const MAX_USER_TAGS: usize = 40;
 
 fn check_orders(spec: &ShopRegionSpec, errors: &mut Vec<SpecError>) {
     let orders = &spec.orders;
@@ -483,8 +535,32 @@ mod tests {
                     "spec.cache.atRestEncryption"
                 ),
                 (reason::PCI_REQUIREMENT_MISSING, "spec.cache.authSecretRef"),
+                (reason::PCI_REQUIREMENT_MISSING, "spec.database.network"),
+                (reason::PCI_REQUIREMENT_MISSING, "spec.cache.network"),
             ]
         );
+    }
+
+    #[test]
+    fn user_tags_cannot_set_the_resource_tags_or_aws_reserved_keys() {
+        let mut spec = acme("us-east-1");
+        spec.tags.insert("shopfleet.io/shop".into(), "other".into());
+        spec.tags.insert("aws:createdBy".into(), "me".into());
+        spec.tags.insert("cost-center".into(), "shop-42".into());
+        let errors = validate_spec(&spec);
+        assert_eq!(
+            reasons(&errors),
+            vec![
+                (reason::INVALID_TAGS, "spec.tags"),
+                (reason::INVALID_TAGS, "spec.tags")
+            ]
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("shopfleet.io/shop"))
+        );
+        assert!(errors.iter().any(|e| e.message.contains("aws:createdBy")));
     }
 
     #[test]
@@ -495,6 +571,15 @@ mod tests {
         spec.cache.auth_secret_ref = Some(crate::api::SecretKeyRef {
             name: "acme-redis-auth".into(),
             key: "token".into(),
+        });
+        spec.database.network = Some(crate::api::DatabaseNetwork {
+            subnet_group_name: "acme-private".into(),
+            security_group_ids: vec!["sg-0123456789abcdef0".into()],
+            port: None,
+        });
+        spec.cache.network = Some(crate::api::CacheNetwork {
+            subnet_group_name: "acme-private".into(),
+            security_group_ids: vec!["sg-0123456789abcdef1".into()],
         });
         assert_eq!(validate_spec(&spec), vec![]);
     }

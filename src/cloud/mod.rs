@@ -103,13 +103,29 @@ pub mod tags {
     pub const MANAGED_BY: &str = "shopfleet.io/managed-by";
     pub const MANAGER: &str = "shopfleet";
 
-    /// The tags put on everything created for this region.
-    pub fn ownership_tags(spec: &ShopRegionSpec) -> Tags {
-        Tags::from([
+    /// The tags put on everything created for this region: the user's
+    /// `spec.tags`, then the ownership tags over them (validation refuses a
+    /// user tag under `shopfleet.io/`; this keeps the ownership tags right
+    /// even for a spec that skipped validation).
+    pub fn resource_tags(spec: &ShopRegionSpec) -> Tags {
+        let mut tags: Tags = spec.tags.clone();
+        tags.extend([
             (SHOP.to_string(), spec.shop.clone()),
             (REGION.to_string(), spec.region.clone()),
             (MANAGED_BY.to_string(), MANAGER.to_string()),
-        ])
+        ]);
+        tags
+    }
+
+    /// The tags a resource lacks or holds with another value: what an
+    /// `AddTagsToResource` must send to bring it to the spec. A tag the user
+    /// removed from the spec stays on the resource: another tool or a human
+    /// may have set the same key, and the operator cannot tell them apart.
+    pub fn tags_to_add(spec: &ShopRegionSpec, resource: &Tags) -> Tags {
+        resource_tags(spec)
+            .into_iter()
+            .filter(|(key, value)| resource.get(key) != Some(value))
+            .collect()
     }
 
     /// Who a resource belongs to, judged from its tags.
@@ -130,6 +146,17 @@ pub mod tags {
             _ => Ownership::Untagged,
         }
     }
+}
+
+/// What AWS said of the subnet group a spec's `network` names. Only looked
+/// up before the resource is created: afterwards the resource reports its
+/// own.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum SubnetGroupLookup {
+    #[default]
+    NotLooked,
+    Found,
+    Missing,
 }
 
 /// One pass of a cloud concern's deletion.
@@ -183,11 +210,11 @@ mod tests {
 
     #[test]
     fn ownership_reads_the_tags() {
-        use tags::{Ownership, ownership, ownership_tags};
+        use tags::{Ownership, ownership, resource_tags};
         let spec = crate::api::fixtures::acme("us-east-1");
-        assert_eq!(ownership(&ownership_tags(&spec), &spec), Ownership::Ours);
+        assert_eq!(ownership(&resource_tags(&spec), &spec), Ownership::Ours);
         assert_eq!(ownership(&Tags::new(), &spec), Ownership::Untagged);
-        let mut other = ownership_tags(&spec);
+        let mut other = resource_tags(&spec);
         other.insert(tags::SHOP.into(), "globex".into());
         assert_eq!(
             ownership(&other, &spec),

@@ -66,7 +66,7 @@ impl Probe for SimProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cloud::aurora::port::{CreateClusterRequest, Tags};
+    use crate::cloud::aurora::port::{CreateClusterRequest, MasterPassword, Tags};
     use crate::sim::{Fault, VirtualClock};
 
     async fn cloud_with_cluster() -> (SimCloud, String) {
@@ -76,14 +76,15 @@ mod tests {
             .create_cluster(&CreateClusterRequest {
                 cluster_id: "acme-eu-west-1".into(),
                 engine: "aurora-postgresql".into(),
-                engine_version: "16".into(),
+                engine_version: "16.6".into(),
                 kms_key_id: None,
                 storage_encrypted: true,
                 deletion_protection: false,
                 tags: Tags::new(),
                 global_cluster_id: None,
                 master_username: Some("admin_user".into()),
-                manage_master_user_password: true,
+                master_user_password: Some(MasterPassword::new("sim-password-0123456789")),
+                ..Default::default()
             })
             .await
             .unwrap();

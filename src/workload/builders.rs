@@ -14,9 +14,9 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
+    ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -327,14 +327,36 @@ pub fn order_env(inputs: &WorkloadInputs<'_>) -> Vec<EnvVar> {
         ("TOPOLOGY_DIR", TOPOLOGY_MOUNT_PATH.to_string()),
     ];
     let own = &region.spec.orders.env;
+    // The master Secret is the same in every region and through every
+    // failover (secondaries replicate the primary's users), so its name is
+    // stable too. Not optional: a pod without credentials cannot serve.
+    let credentials = topology.database_master_secret.iter().flat_map(|secret| {
+        [
+            (keys::DATABASE_USERNAME, "username"),
+            (keys::DATABASE_PASSWORD, "password"),
+        ]
+        .map(|(name, key)| EnvVar {
+            name: name.to_string(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.clone(),
+                    key: key.to_string(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        })
+    });
     stable
         .into_iter()
-        .filter(|(name, _)| !own.iter().any(|e| e.name == *name))
         .map(|(name, value)| EnvVar {
             name: name.to_string(),
             value: Some(value),
             ..EnvVar::default()
         })
+        .chain(credentials)
+        .filter(|env| !own.iter().any(|e| e.name == env.name))
         .chain(own.iter().cloned())
         .collect()
 }

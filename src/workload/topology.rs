@@ -15,6 +15,11 @@ pub mod keys {
     pub const DATABASE_READER_ENDPOINT: &str = "DATABASE_READER_ENDPOINT";
     pub const CACHE_PRIMARY_ENDPOINT: &str = "CACHE_PRIMARY_ENDPOINT";
     pub const CACHE_READER_ENDPOINT: &str = "CACHE_READER_ENDPOINT";
+    /// The name of the Secret with the database master user's `username`
+    /// and `password` (the pods' environment takes both from it).
+    pub const DATABASE_MASTER_SECRET: &str = "DATABASE_MASTER_SECRET";
+    pub const DATABASE_USERNAME: &str = "DATABASE_USERNAME";
+    pub const DATABASE_PASSWORD: &str = "DATABASE_PASSWORD";
 }
 
 /// What the pods of one region must know about the fleet. The endpoints stay
@@ -29,6 +34,7 @@ pub struct Topology {
     pub database_reader_endpoint: Option<String>,
     pub cache_primary_endpoint: Option<String>,
     pub cache_reader_endpoint: Option<String>,
+    pub database_master_secret: Option<String>,
 }
 
 impl Topology {
@@ -46,6 +52,7 @@ impl Topology {
         if let Some(db) = database {
             topology.database_writer_endpoint = db.writer_endpoint.clone();
             topology.database_reader_endpoint = db.reader_endpoint.clone();
+            topology.database_master_secret = db.master_user_secret.clone();
         }
         if let Some(c) = cache {
             topology.cache_primary_endpoint = c.primary_endpoint.clone();
@@ -66,6 +73,7 @@ impl Topology {
             database_reader_endpoint: None,
             cache_primary_endpoint: None,
             cache_reader_endpoint: None,
+            database_master_secret: None,
         }
     }
 
@@ -94,6 +102,10 @@ impl Topology {
             (
                 keys::CACHE_READER_ENDPOINT,
                 opt(&self.cache_reader_endpoint),
+            ),
+            (
+                keys::DATABASE_MASTER_SECRET,
+                opt(&self.database_master_secret),
             ),
         ]
         .into_iter()
@@ -159,7 +171,7 @@ mod tests {
     #[test]
     fn unknown_endpoints_are_empty_strings() {
         let data = eu().data();
-        assert_eq!(data.len(), 8);
+        assert_eq!(data.len(), 9);
         assert_eq!(data[keys::SHOP], "acme");
         assert_eq!(data[keys::REGION], "eu-west-1");
         assert_eq!(data[keys::ROLE], "secondary");

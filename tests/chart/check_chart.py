@@ -70,7 +70,7 @@ WATCHED_RULES: dict[tuple[str, str], set[str]] = {
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list", "watch", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "secrets"): {"get"},
+    ("", "secrets"): {"get", "create"},
 }
 LEASE_RULES: dict[tuple[str, str], set[str]] = {
     ("coordination.k8s.io", "leases"): {"create", "get", "patch"},
@@ -405,7 +405,9 @@ def check_rbac_matrix(docs: list[dict], values: dict) -> tuple[list[str], str]:
     resourceNames; and the operator gets all it needs."""
     problems = []
     watched = values.get("watchNamespaces") or []
-    secret_names = values["rbac"]["cacheAuthSecretNames"] or []
+    secret_names = (values["rbac"]["cacheAuthSecretNames"] or []) + (
+        values["rbac"].get("databaseMasterSecretNames") or []
+    )
     sa = sa_name(values)
     roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in rbac_roles(docs)}
     bindings = [d for d in docs if d.get("kind") in ("RoleBinding", "ClusterRoleBinding")]
@@ -454,6 +456,9 @@ def check_rbac_matrix(docs: list[dict], values: dict) -> tuple[list[str], str]:
                 if verb in ("get", "patch") and names != [LEASE_NAME]:
                     problems.append(f"{kind_of(role)}: {verb} leases must be narrowed to [{LEASE_NAME}], is {names}")
                 if verb == "create" and names:
+                    problems.append(f"{kind_of(role)}: create cannot be narrowed by resourceNames")
+            elif resource == "secrets" and verb == "create":
+                if names:
                     problems.append(f"{kind_of(role)}: create cannot be narrowed by resourceNames")
             elif resource == "secrets":
                 if names != secret_names:

@@ -122,12 +122,18 @@ each rule. Never a wildcard.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-# The Redis AUTH token named by cache.authSecretRef: get only, never list.
+# The Redis AUTH token named by cache.authSecretRef and the shop's database
+# master Secret (<shop>-database-master): get only, never list or watch.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-  {{- with .Values.rbac.cacheAuthSecretNames }}
+  {{- with concat .Values.rbac.cacheAuthSecretNames .Values.rbac.databaseMasterSecretNames }}
   resourceNames:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+# The database master Secret is created once per shop, before its primary
+# cluster (create cannot be narrowed by resourceNames).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
 {{- end }}

@@ -7,6 +7,7 @@
 //! [`cleanup()`] runs the deletion plan the same way.
 
 pub mod cleanup;
+pub mod credentials;
 pub mod names;
 pub mod plan;
 pub mod port;
@@ -18,17 +19,20 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::conditions::types;
 use crate::api::{DatabaseStatus, DeletionPolicy, ShopRegionSpec};
 pub use crate::cloud::CleanupOutcome;
-use crate::cloud::CloudError;
 use crate::cloud::executor::{self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service};
+use crate::cloud::{CloudError, SubnetGroupLookup};
 use crate::concern::Note;
 
 pub use cleanup::{CleanupAction, CleanupInput, CleanupPlan};
-pub use plan::{AuroraAction, AuroraPlan, AuroraPlanInput, reason};
+pub use credentials::{generate_password, master_password_in, master_secret};
+pub use names::master_secret_name;
+pub use plan::{AuroraAction, AuroraPlan, AuroraPlanInput, VersionLookup, reason};
 pub use port::{
     AuroraPort, Cluster, ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest,
     CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus,
     GlobalFailoverState, GlobalFailoverStatus, GlobalMember, Instance, InstanceStatus,
-    ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
+    MasterPassword, ModifyClusterRequest, ModifyGlobalClusterRequest, ModifyInstanceRequest,
+    SubnetGroup, Tags,
 };
 
 /// What one reconcile of the Aurora concern found and did.
@@ -40,6 +44,8 @@ pub struct Observed {
     global: Option<GlobalCluster>,
     cluster: Option<Cluster>,
     instances: Vec<Instance>,
+    subnet_group: SubnetGroupLookup,
+    version: VersionLookup,
 }
 
 async fn observe(port: &dyn AuroraPort, spec: &ShopRegionSpec) -> Result<Observed, CloudError> {
@@ -51,11 +57,51 @@ async fn observe(port: &dyn AuroraPort, spec: &ShopRegionSpec) -> Result<Observe
         Some(c) => port.list_instances(&c.id).await?,
         None => Vec::new(),
     };
-    Ok(Observed {
+    let mut observed = Observed {
         global,
         cluster,
         instances,
-    })
+        ..Observed::default()
+    };
+    if observed.cluster.is_none() {
+        observe_before_create(port, spec, &mut observed).await?;
+    }
+    Ok(observed)
+}
+
+/// The reads a create needs and a running cluster does not: whether the
+/// named subnet group exists, and the full version a major version stands
+/// for (only a new primary outside a global cluster takes the spec's
+/// version; everything else takes the global cluster's).
+async fn observe_before_create(
+    port: &dyn AuroraPort,
+    spec: &ShopRegionSpec,
+    observed: &mut Observed,
+) -> Result<(), CloudError> {
+    if let Some(network) = &spec.database.network {
+        observed.subnet_group = match port
+            .describe_subnet_group(&network.subnet_group_name)
+            .await?
+        {
+            Some(_) => SubnetGroupLookup::Found,
+            None => SubnetGroupLookup::Missing,
+        };
+    }
+    let engine = spec.database.engine;
+    let version = &spec.database.engine_version;
+    if observed.global.is_none()
+        && spec.failover.order.first() == Some(&spec.region)
+        && names::needs_resolution(engine, version)
+    {
+        observed.version = match port
+            .default_engine_version(engine.as_str(), version)
+            .await?
+        {
+            Some(full) => VersionLookup::Default(full),
+            None => VersionLookup::NoSuchVersion,
+        };
+    }
+    Ok(())
 }
 
 /// This region's cluster in one reconcile: the port of its region, the
@@ -66,6 +112,9 @@ pub struct Aurora<'a> {
     pub spec: &'a ShopRegionSpec,
     pub previous: Option<&'a DatabaseStatus>,
     pub now: Timestamp,
+    /// The shop's master password, from its Secret (see
+    /// [`master_secret_name`]); only a new primary uses it.
+    pub master_password: Option<&'a MasterPassword>,
 }
 
 impl Service for Aurora<'_> {
@@ -84,6 +133,9 @@ impl Service for Aurora<'_> {
             global: observed.global.as_ref(),
             cluster: observed.cluster.as_ref(),
             instances: &observed.instances,
+            subnet_group: &observed.subnet_group,
+            version: &observed.version,
+            master_password: self.master_password,
         })
     }
 
@@ -122,32 +174,6 @@ impl Service for Aurora<'_> {
     }
 }
 
-/// Reconciles this region's Aurora cluster once. A converged region costs
-/// read calls only.
-pub async fn reconcile(
-    port: &dyn AuroraPort,
-    spec: &ShopRegionSpec,
-    now: Timestamp,
-) -> AuroraOutcome {
-    reconcile_from(port, spec, None, now).await
-}
-
-/// [`reconcile`], given the status reported last time.
-pub async fn reconcile_from(
-    port: &dyn AuroraPort,
-    spec: &ShopRegionSpec,
-    previous: Option<&DatabaseStatus>,
-    now: Timestamp,
-) -> AuroraOutcome {
-    executor::reconcile(&Aurora {
-        port,
-        spec,
-        previous,
-        now,
-    })
-    .await
-}
-
 async fn execute(port: &dyn AuroraPort, action: &AuroraAction) -> Result<(), CloudError> {
     match action {
         AuroraAction::CreatePrimaryCluster { request }
@@ -172,6 +198,11 @@ async fn execute(port: &dyn AuroraPort, action: &AuroraAction) -> Result<(), Clo
         AuroraAction::ModifyGlobalCluster { request } => {
             port.modify_global_cluster(request).await.map(drop)
         }
+        AuroraAction::ReconfigureCluster { request } => {
+            port.modify_cluster(request).await.map(drop)
+        }
+        AuroraAction::ReconfigureInstance { request } => port.modify_instance(request).await,
+        AuroraAction::UpdateTags { resource_arn, tags } => port.add_tags(resource_arn, tags).await,
         AuroraAction::Wait { .. } => Ok(()),
     }
 }
@@ -227,6 +258,8 @@ fn status_of(spec: &ShopRegionSpec, observed: &Observed, lag: Option<Duration>) 
         reader_endpoint: cluster.and_then(|c| c.reader_endpoint.clone()),
         readers: i32::try_from(readers).unwrap_or(i32::MAX),
         replication_lag_seconds: lag.map(|l| l.as_secs_f64()),
+        engine_version: cluster.map(|c| c.engine_version.clone()),
+        master_user_secret: Some(names::master_secret_name(spec)),
         last_error: None,
     }
 }
@@ -317,8 +350,8 @@ impl DeletionStep for CleanupAction {
             CleanupAction::DisableDeletionProtection { cluster_id } => port
                 .modify_cluster(&ModifyClusterRequest {
                     cluster_id: cluster_id.clone(),
-                    engine_version: None,
                     deletion_protection: Some(false),
+                    ..ModifyClusterRequest::default()
                 })
                 .await
                 .map(drop),

@@ -11,7 +11,7 @@
 
 use crate::api::ShopRegionSpec;
 
-pub use crate::cloud::tags::{Ownership, ownership, ownership_tags};
+pub use crate::cloud::tags::{Ownership, ownership, resource_tags};
 
 /// `<shop>-<region>`, e.g. `acme-us-east-1`.
 pub fn cluster_id(spec: &ShopRegionSpec) -> String {
@@ -30,6 +30,22 @@ pub fn global_cluster_id(spec: &ShopRegionSpec) -> String {
         .global_cluster_identifier
         .clone()
         .unwrap_or_else(|| format!("{}-global", spec.shop))
+}
+
+/// The Kubernetes Secret (in the ShopRegion's namespace) that holds the
+/// shop's database master user: keys `username` and `password`. One per
+/// shop, shared by its regions: a secondary's cluster replicates the
+/// primary's users, so the same credentials work wherever the writer is.
+pub fn master_secret_name(spec: &ShopRegionSpec) -> String {
+    format!("{}-database-master", spec.shop)
+}
+
+/// Whether `version` must be resolved to a full version before a create.
+/// AWS documents a major-only `EngineVersion` in `CreateDBCluster` for
+/// Aurora MySQL alone (`5.7`, `8.0`); for Aurora PostgreSQL a major such as
+/// `16` is resolved to the region's default minor.
+pub fn needs_resolution(engine: crate::api::AuroraEngine, version: &str) -> bool {
+    engine == crate::api::AuroraEngine::AuroraPostgresql && !version.contains('.')
 }
 
 /// `<cluster>-<slot>`.

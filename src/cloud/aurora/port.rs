@@ -93,6 +93,13 @@ pub struct Cluster {
     /// Identifiers of the cluster's instances (`DBClusterMembers`).
     pub members: Vec<String>,
     pub created_at: Option<Timestamp>,
+    /// `DBSubnetGroup`: the subnet group (and so the VPC) the cluster is in.
+    pub subnet_group: Option<String>,
+    /// `VpcSecurityGroups`, sorted.
+    pub security_group_ids: Vec<String>,
+    /// `DBClusterParameterGroup`.
+    pub parameter_group: Option<String>,
+    pub port: Option<i32>,
 }
 
 /// `DescribeDBInstances` → `DBInstance`, joined with `DBClusterMembers` for
@@ -106,6 +113,38 @@ pub struct Instance {
     pub class: String,
     pub is_writer: bool,
     pub tags: Tags,
+    /// The instance's DB parameter group (`DBParameterGroups`, first).
+    pub parameter_group: Option<String>,
+}
+
+/// `DescribeDBSubnetGroups` → `DBSubnetGroup`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubnetGroup {
+    pub name: String,
+    pub vpc_id: Option<String>,
+}
+
+/// The master user's password of a primary cluster. AWS does not support
+/// Secrets Manager-managed master passwords in an Aurora Global Database,
+/// so the operator generates one, keeps it in a Kubernetes Secret and
+/// sends it once, when it creates the primary. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterPassword(String);
+
+impl MasterPassword {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MasterPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterPassword(<redacted>)")
+    }
 }
 
 /// `CreateGlobalCluster` from an existing (primary) cluster.
@@ -118,7 +157,7 @@ pub struct CreateGlobalClusterRequest {
 }
 
 /// `CreateDBCluster`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CreateClusterRequest {
     pub cluster_id: String,
     pub engine: String,
@@ -132,10 +171,17 @@ pub struct CreateClusterRequest {
     pub global_cluster_id: Option<String>,
     /// The master username; only a primary has one.
     pub master_username: Option<String>,
-    /// `ManageMasterUserPassword`: the password lives in Secrets Manager and
-    /// never in the spec or status. Only for a primary: AWS rejects master
-    /// credentials on a secondary.
-    pub manage_master_user_password: bool,
+    /// Only for a primary: AWS rejects master credentials on a secondary,
+    /// which takes the primary's users through replication.
+    pub master_user_password: Option<MasterPassword>,
+    /// `DBSubnetGroupName`; `None` places the cluster in the default VPC.
+    pub subnet_group_name: Option<String>,
+    /// `VpcSecurityGroupIds`.
+    pub security_group_ids: Vec<String>,
+    /// `Port`; `None` is the engine's.
+    pub port: Option<i32>,
+    /// `DBClusterParameterGroupName`; `None` is the version's default.
+    pub parameter_group_name: Option<String>,
 }
 
 /// `ModifyDBCluster`, applied immediately. `None` leaves a field alone.
@@ -144,6 +190,18 @@ pub struct ModifyClusterRequest {
     pub cluster_id: String,
     pub engine_version: Option<String>,
     pub deletion_protection: Option<bool>,
+    /// Replaces the cluster's VPC security groups.
+    pub security_group_ids: Option<Vec<String>>,
+    /// Dynamic parameters apply at once; static ones at the next reboot,
+    /// which the operator does not force.
+    pub parameter_group_name: Option<String>,
+}
+
+/// `ModifyDBInstance` with `ApplyImmediately`. `None` leaves a field alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModifyInstanceRequest {
+    pub instance_id: String,
+    pub parameter_group_name: Option<String>,
 }
 
 /// `ModifyGlobalCluster`, applied at once. `None` leaves a field alone.
@@ -167,13 +225,17 @@ pub struct DeleteClusterRequest {
 }
 
 /// `CreateDBInstance` in an Aurora cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CreateInstanceRequest {
     pub instance_id: String,
     pub cluster_id: String,
     pub class: String,
     pub engine: String,
     pub tags: Tags,
+    /// `DBParameterGroupName`; `None` is the version's default.
+    pub parameter_group_name: Option<String>,
+    // `PubliclyAccessible` is always sent as false: an instance in the
+    // default VPC would otherwise get a public address.
 }
 
 #[async_trait]
@@ -242,6 +304,20 @@ pub trait AuroraPort: Send + Sync {
     ) -> Result<Instance, CloudError>;
 
     async fn delete_instance(&self, instance_id: &str) -> Result<(), CloudError>;
+
+    async fn modify_instance(&self, request: &ModifyInstanceRequest) -> Result<(), CloudError>;
+
+    /// `None` when this region has no DB subnet group of that name.
+    async fn describe_subnet_group(&self, name: &str) -> Result<Option<SubnetGroup>, CloudError>;
+
+    /// The full version AWS uses by default for a major version of an
+    /// engine (`DescribeDBEngineVersions` with `DefaultOnly`); `None` when
+    /// the region offers no such major version.
+    async fn default_engine_version(
+        &self,
+        engine: &str,
+        major: &str,
+    ) -> Result<Option<String>, CloudError>;
 
     /// The latest CloudWatch `AuroraGlobalDBReplicationLag` of a secondary
     /// cluster in the five minutes before `now`. `None` when there is no

@@ -310,6 +310,27 @@ impl ElastiCachePort for AwsElastiCache {
             .map_err(|e| self.classify(e))
     }
 
+    async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError> {
+        match self
+            .elasticache
+            .describe_cache_subnet_groups()
+            .cache_subnet_group_name(name)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output
+                .cache_subnet_groups()
+                .iter()
+                .any(|g| g.cache_subnet_group_name() == Some(name))),
+            // A create naming it would be the spec's fault; a lookup that
+            // finds nothing is an answer.
+            Err(error) => match self.classify(error) {
+                e if e.code() == "CacheSubnetGroupNotFoundFault" => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
     async fn describe_replication_group(
         &self,
         id: &str,
@@ -343,11 +364,18 @@ impl ElastiCachePort for AwsElastiCache {
                 }
             }))
             .replicas_per_node_group(i32::from(request.replicas_per_node_group))
-            .automatic_failover_enabled(request.automatic_failover_enabled)
-            .multi_az_enabled(request.multi_az_enabled)
-            .transit_encryption_enabled(request.transit_encryption_enabled)
-            .at_rest_encryption_enabled(request.at_rest_encryption_enabled)
+            .set_automatic_failover_enabled(request.automatic_failover_enabled)
+            .set_multi_az_enabled(request.multi_az_enabled)
+            .set_transit_encryption_enabled(request.transit_encryption_enabled)
+            .set_at_rest_encryption_enabled(request.at_rest_encryption_enabled)
             .set_auth_token(request.auth_token.as_ref().map(|t| t.expose().to_string()))
+            .set_cache_subnet_group_name(request.cache_subnet_group_name.clone())
+            .set_security_group_ids(
+                (!request.security_group_ids.is_empty())
+                    .then(|| request.security_group_ids.clone()),
+            )
+            .set_cache_parameter_group_name(request.cache_parameter_group_name.clone())
+            .set_kms_key_id(request.kms_key_id.clone())
             .set_tags(Some(to_tags(&request.tags)))
             .send()
             .await

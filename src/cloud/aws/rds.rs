@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::cloud::aurora::port::{
     AuroraPort, Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
     DeleteClusterRequest, GlobalCluster, GlobalFailoverState, GlobalMember, Instance,
-    ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
+    ModifyClusterRequest, ModifyGlobalClusterRequest, ModifyInstanceRequest, SubnetGroup, Tags,
 };
 use crate::cloud::{CloudError, arn_region};
 
@@ -107,6 +107,18 @@ fn cluster(c: &rds::DbCluster) -> Cluster {
             .filter_map(|m| m.db_instance_identifier().map(str::to_string))
             .collect(),
         created_at: c.cluster_create_time().and_then(timestamp),
+        subnet_group: c.db_subnet_group().map(str::to_string),
+        security_group_ids: {
+            let mut ids: Vec<String> = c
+                .vpc_security_groups()
+                .iter()
+                .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+                .collect();
+            ids.sort();
+            ids
+        },
+        parameter_group: c.db_cluster_parameter_group().map(str::to_string),
+        port: c.port(),
     }
 }
 
@@ -118,6 +130,11 @@ fn instance(i: &rds::DbInstance, is_writer: bool) -> Instance {
         class: text(i.db_instance_class()),
         is_writer,
         tags: from_tags(i.tag_list()),
+        parameter_group: i
+            .db_parameter_groups()
+            .first()
+            .and_then(|g| g.db_parameter_group_name())
+            .map(str::to_string),
     }
 }
 
@@ -295,11 +312,18 @@ impl AuroraPort for RdsAurora {
             .deletion_protection(request.deletion_protection)
             .set_global_cluster_identifier(request.global_cluster_id.clone())
             .set_master_username(request.master_username.clone())
+            .set_master_user_password(
+                request
+                    .master_user_password
+                    .as_ref()
+                    .map(|p| p.expose().to_string()),
+            )
+            .set_db_subnet_group_name(request.subnet_group_name.clone())
+            .set_port(request.port)
+            .set_db_cluster_parameter_group_name(request.parameter_group_name.clone())
             .set_tags(Some(to_tags(&request.tags)));
-        // Only a primary has credentials: AWS rejects even a `false` flag
-        // about them on a secondary of a global database.
-        if request.manage_master_user_password {
-            call = call.manage_master_user_password(true);
+        if !request.security_group_ids.is_empty() {
+            call = call.set_vpc_security_group_ids(Some(request.security_group_ids.clone()));
         }
         let output = call.send().await.map_err(|e| self.classify(e))?;
         output
@@ -318,6 +342,8 @@ impl AuroraPort for RdsAurora {
             .apply_immediately(true)
             .set_engine_version(request.engine_version.clone())
             .set_deletion_protection(request.deletion_protection)
+            .set_vpc_security_group_ids(request.security_group_ids.clone())
+            .set_db_cluster_parameter_group_name(request.parameter_group_name.clone())
             .send()
             .await
             .map_err(|e| self.classify(e))?;
@@ -406,6 +432,9 @@ impl AuroraPort for RdsAurora {
             .db_cluster_identifier(&request.cluster_id)
             .db_instance_class(&request.class)
             .engine(&request.engine)
+            .set_db_parameter_group_name(request.parameter_group_name.clone())
+            // Never reachable from the internet, whichever VPC it is in.
+            .publicly_accessible(false)
             .set_tags(Some(to_tags(&request.tags)))
             .send()
             .await
@@ -426,6 +455,65 @@ impl AuroraPort for RdsAurora {
             .await
             .map(drop)
             .map_err(|e| self.classify(e))
+    }
+
+    async fn modify_instance(&self, request: &ModifyInstanceRequest) -> Result<(), CloudError> {
+        self.rds
+            .modify_db_instance()
+            .db_instance_identifier(&request.instance_id)
+            .apply_immediately(true)
+            .set_db_parameter_group_name(request.parameter_group_name.clone())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e))
+    }
+
+    async fn describe_subnet_group(&self, name: &str) -> Result<Option<SubnetGroup>, CloudError> {
+        match self
+            .rds
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(name)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(output
+                .db_subnet_groups()
+                .iter()
+                .find(|g| g.db_subnet_group_name() == Some(name))
+                .map(|g| SubnetGroup {
+                    name: name.to_string(),
+                    vpc_id: g.vpc_id().map(str::to_string),
+                })),
+            // A create naming it would be the spec's fault; a lookup that
+            // finds nothing is an answer.
+            Err(error) => match self.classify(error) {
+                e if e.code() == "DBSubnetGroupNotFoundFault" => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn default_engine_version(
+        &self,
+        engine: &str,
+        major: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let output = self
+            .rds
+            .describe_db_engine_versions()
+            .engine(engine)
+            .engine_version(major)
+            .default_only(true)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        Ok(output
+            .db_engine_versions()
+            .iter()
+            .filter_map(|v| v.engine_version())
+            .find(|v| v.split('.').next() == Some(major))
+            .map(str::to_string))
     }
 
     async fn replication_lag(

@@ -184,7 +184,7 @@ pub fn plan(input: &CacheCleanupInput) -> CacheCleanupPlan {
 mod tests {
     use super::*;
     use crate::api::fixtures::acme;
-    use crate::cloud::elasticache::names::ownership_tags;
+    use crate::cloud::elasticache::names::resource_tags;
     use crate::cloud::elasticache::plan::tests::{global, group, member_group};
 
     fn run(
@@ -192,7 +192,7 @@ mod tests {
         global: Option<&GlobalReplicationGroup>,
         group: Option<&ReplicationGroup>,
     ) -> CacheCleanupPlan {
-        let tags = ownership_tags(spec);
+        let tags = resource_tags(spec);
         plan(&CacheCleanupInput {
             spec,
             global,

@@ -13,7 +13,7 @@
 
 use crate::api::ShopRegionSpec;
 
-pub use crate::cloud::tags::{Ownership, ownership, ownership_tags};
+pub use crate::cloud::tags::{Ownership, ownership, resource_tags};
 
 use super::port::{GlobalReplicationGroup, GlobalReplicationGroupStatus};
 
@@ -214,5 +214,49 @@ mod tests {
             final_snapshot_id("acme-eu-west-1", None),
             "acme-eu-west-1-final"
         );
+    }
+}
+
+/// Whether Redis `running` satisfies the `wanted` version of the spec. AWS
+/// takes `7.1` and may report `7.1.0`, and it upgrades minors on its own:
+/// the spec's version matches when its components, trailing zeros aside,
+/// lead the running one's, or the running one is newer within the major.
+pub fn engine_version_satisfied(wanted: &str, running: &str) -> bool {
+    fn parts(version: &str) -> Vec<u64> {
+        let mut parts: Vec<u64> = version.split('.').map_while(|p| p.parse().ok()).collect();
+        while parts.len() > 1 && parts.last() == Some(&0) {
+            parts.pop();
+        }
+        parts
+    }
+    let (wanted, running) = (parts(wanted), parts(running));
+    if wanted.is_empty() || running.is_empty() || wanted[0] != running[0] {
+        return false;
+    }
+    running.starts_with(&wanted) || running >= wanted
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::engine_version_satisfied;
+
+    #[test]
+    fn what_aws_reports_back_for_a_requested_version_is_no_diff() {
+        assert!(engine_version_satisfied("7.1", "7.1.0"));
+        assert!(engine_version_satisfied("7.1.0", "7.1"));
+        assert!(engine_version_satisfied("7", "7.1.0"));
+        assert!(engine_version_satisfied("6.2", "6.2.6"));
+    }
+
+    #[test]
+    fn a_newer_minor_that_aws_applied_satisfies_an_older_request() {
+        assert!(engine_version_satisfied("7.0", "7.1.0"));
+    }
+
+    #[test]
+    fn an_older_running_version_or_another_major_is_a_diff() {
+        assert!(!engine_version_satisfied("7.1", "7.0.7"));
+        assert!(!engine_version_satisfied("7.1", "6.2.6"));
+        assert!(!engine_version_satisfied("6.2", "7.1.0"));
     }
 }

@@ -13,11 +13,13 @@ use std::time::Duration;
 use crate::api::{ShopRegionSpec, SpecError};
 use crate::cloud::executor::{CloudPlan, Step};
 use crate::cloud::requeue;
+use crate::cloud::tags::tags_to_add;
+use crate::cloud::{SubnetGroupLookup, arn_region};
 
 use super::auth::CacheAuth;
 use super::names::{
-    Ownership, check_global_node_type, global_suffix, normalise_node_type, ownership,
-    ownership_tags, replication_group_id, suffix_of,
+    Ownership, check_global_node_type, engine_version_satisfied, global_suffix,
+    normalise_node_type, ownership, replication_group_id, resource_tags, suffix_of,
 };
 use super::port::{
     AuthToken, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
@@ -57,6 +59,11 @@ pub mod reason {
     pub const OUTSIDE_GLOBAL_DATASTORE: &str = "ReplicationGroupOutsideGlobalDatastore";
     pub const IN_ANOTHER_GLOBAL_DATASTORE: &str = "ReplicationGroupInAnotherGlobalDatastore";
     pub const ANOTHER_MEMBER_IN_REGION: &str = "AnotherMemberInRegion";
+    pub const SUBNET_GROUP_NOT_FOUND: &str = "SubnetGroupNotFound";
+    pub const KMS_KEY_IN_ANOTHER_REGION: &str = "KmsKeyInAnotherRegion";
+
+    // Not terminal.
+    pub const UPDATING_TAGS: &str = "UpdatingTags";
 }
 
 /// What the plan looks at. The region is `spec.region`.
@@ -70,6 +77,7 @@ pub struct CachePlanInput<'a> {
     pub replication_group: Option<&'a ReplicationGroup>,
     /// The replication group's tags; empty when it does not exist.
     pub tags: &'a Tags,
+    pub subnet_group: &'a SubnetGroupLookup,
 }
 
 /// What the plan says for this region's replication group.
@@ -102,6 +110,11 @@ pub enum CacheAction {
         resource_arn: String,
         tags: Tags,
     },
+    /// Tags of `spec.tags` the group lacks or holds with another value.
+    UpdateTags {
+        resource_arn: String,
+        tags: Tags,
+    },
     /// Nothing to do until AWS finishes something, another region acts, or
     /// the user supplies the AUTH token.
     Wait {
@@ -122,6 +135,7 @@ impl Step for CacheAction {
             Self::ChangeReplicas { .. } => reason::SCALING_REPLICAS,
             Self::ConfigureFailover { .. } => reason::CONFIGURING_FAILOVER,
             Self::TagForAdoption { .. } => reason::ADOPTING,
+            Self::UpdateTags { .. } => reason::UPDATING_TAGS,
             Self::Wait { reason, .. } => reason,
         }
     }
@@ -170,6 +184,10 @@ impl Step for CacheAction {
                 request.replication_group_id
             ),
             Self::TagForAdoption { resource_arn, .. } => format!("adopting {resource_arn}"),
+            Self::UpdateTags { resource_arn, tags } => format!(
+                "tagging {resource_arn} with {}",
+                tags.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
             Self::Wait { message, .. } => message.clone(),
         }
     }
@@ -183,6 +201,7 @@ impl Step for CacheAction {
             Self::ChangeReplicas { .. } => "RemovingCacheReplica",
             Self::ConfigureFailover { .. } => "ConfiguringCacheFailover",
             Self::TagForAdoption { .. } => "AdoptingReplicationGroup",
+            Self::UpdateTags { .. } => "UpdatingTags",
             Self::Wait { .. } => return None,
         })
     }
@@ -202,6 +221,7 @@ impl Step for CacheAction {
             | Self::CreateSecondaryReplicationGroup { .. } => Some("spec.cache"),
             Self::CreateGlobalDatastore { .. } => Some("spec.cache.globalReplicationGroupSuffix"),
             Self::ChangeReplicas { .. } => Some("spec.cache.replicasPerShard"),
+            Self::UpdateTags { .. } => Some("spec.tags"),
             Self::ConfigureFailover { .. } | Self::TagForAdoption { .. } | Self::Wait { .. } => {
                 None
             }
@@ -264,6 +284,19 @@ fn step(action: CacheAction) -> CachePlan {
 
 /// Mistakes AWS would only report after something was created.
 fn check_spec(spec: &ShopRegionSpec) -> Option<SpecError> {
+    if let Some(key) = spec.cache.kms_key_id.as_deref()
+        && let Some(key_region) = arn_region(key)
+        && key_region != spec.region
+    {
+        return Some(SpecError {
+            reason: reason::KMS_KEY_IN_ANOTHER_REGION,
+            field: "spec.cache.kmsKeyId".into(),
+            message: format!(
+                "KMS key {key} is in {key_region}; the replication group in {} needs a key of its own region",
+                spec.region
+            ),
+        });
+    }
     if let Err(why) = check_global_node_type(&spec.cache.node_type) {
         return Some(SpecError {
             reason: reason::UNSUPPORTED_NODE_TYPE,
@@ -416,31 +449,68 @@ fn create_request(
 ) -> CreateReplicationGroupRequest {
     let cache = &spec.cache;
     let failover = cache.replicas_per_shard >= 1;
-    // A secondary inherits engine, version, node type and shards from the
-    // primary; AWS rejects a secondary that names them differently.
+    // A secondary inherits engine, version, node type, shards, parameter
+    // group, encryption, Multi-AZ and automatic failover from the primary
+    // (AWS's guide: "do not pass in values for these parameters"); what is
+    // regional (subnet group, security groups, KMS key, AUTH token) is its
+    // own.
     let primary = global.is_none();
+    let network = cache.network.as_ref();
     CreateReplicationGroupRequest {
         replication_group_id: replication_group_id(spec),
         description: description(spec),
         global_replication_group_id: global.map(|g| g.id.clone()),
         engine: primary.then(|| ENGINE.to_string()),
-        engine_version: None,
+        engine_version: cache.engine_version.clone().filter(|_| primary),
         cache_node_type: primary.then(|| normalise_node_type(&cache.node_type)),
         num_node_groups: primary.then_some(cache.shards),
         cluster_mode_enabled: primary.then_some(cache.shards > 1),
         replicas_per_node_group: cache.replicas_per_shard,
-        automatic_failover_enabled: failover,
-        multi_az_enabled: failover,
-        transit_encryption_enabled: cache.transit_encryption,
-        at_rest_encryption_enabled: cache.at_rest_encryption,
+        automatic_failover_enabled: primary.then_some(failover),
+        multi_az_enabled: primary.then_some(failover),
+        transit_encryption_enabled: primary.then_some(cache.transit_encryption),
+        at_rest_encryption_enabled: primary.then_some(cache.at_rest_encryption),
         auth_token,
-        tags: ownership_tags(spec),
+        tags: resource_tags(spec),
+        cache_subnet_group_name: network.map(|n| n.subnet_group_name.clone()),
+        security_group_ids: network
+            .map(|n| {
+                let mut ids = n.security_group_ids.clone();
+                ids.sort();
+                ids.dedup();
+                ids
+            })
+            .unwrap_or_default(),
+        cache_parameter_group_name: cache.parameter_group_name.clone().filter(|_| primary),
+        kms_key_id: cache
+            .kms_key_id
+            .clone()
+            .filter(|_| cache.at_rest_encryption),
     }
+}
+
+/// A subnet group the account does not hold: say which field names it
+/// before anything is created.
+fn check_subnet_group(input: &CachePlanInput) -> Option<CachePlan> {
+    let network = input.spec.cache.network.as_ref()?;
+    (*input.subnet_group == SubnetGroupLookup::Missing).then(|| {
+        spec_error(
+            reason::SUBNET_GROUP_NOT_FOUND,
+            "spec.cache.network.subnetGroupName",
+            format!(
+                "cache subnet group {:?} does not exist in {}; create it (subnets of the shop's VPC in this region) or name an existing one",
+                network.subnet_group_name, input.spec.region
+            ),
+        )
+    })
 }
 
 fn plan_without_group(input: &CachePlanInput) -> CachePlan {
     let spec = input.spec;
     let suffix = global_suffix(spec);
+    if let Some(error) = check_subnet_group(input) {
+        return error;
+    }
     let Some(global) = input.global else {
         // Both paths end in a create that needs the token: say what is
         // missing now, while the user can fix it before the primary exists.
@@ -533,7 +603,7 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
         Ownership::Untagged => {
             return step(CacheAction::TagForAdoption {
                 resource_arn: group.arn.clone(),
-                tags: ownership_tags(spec),
+                tags: resource_tags(spec),
             });
         }
     }
@@ -615,7 +685,7 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
                 suffix,
                 description: format!("shopfleet: Global Datastore of shop {}", spec.shop),
                 primary_replication_group_id: group.id.clone(),
-                tags: ownership_tags(spec),
+                tags: resource_tags(spec),
             },
         });
     };
@@ -642,11 +712,26 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
         }
         return step(action);
     }
+    let missing_tags = tags_to_add(spec, input.tags);
+    if !missing_tags.is_empty() {
+        return step(CacheAction::UpdateTags {
+            resource_arn: group.arn.clone(),
+            tags: missing_tags,
+        });
+    }
     let mut notes = Vec::new();
     if !settled {
         notes.push(format!(
             "Global Datastore {} is {}",
             global.id, global.status
+        ));
+    }
+    if let Some(wanted) = &spec.cache.engine_version
+        && !engine_version_satisfied(wanted, &global.engine_version)
+    {
+        notes.push(format!(
+            "Global Datastore {} runs Redis {}, the spec asks for {wanted}; shopfleet does not upgrade a Global Datastore's engine (ModifyGlobalReplicationGroup, by hand)",
+            global.id, global.engine_version
         ));
     }
     CachePlan::Converged { notes }
@@ -860,6 +945,7 @@ pub(crate) mod tests {
             global,
             replication_group: group,
             tags,
+            subnet_group: &SubnetGroupLookup::NotLooked,
         })
     }
 
@@ -869,7 +955,7 @@ pub(crate) mod tests {
         group: Option<&ReplicationGroup>,
     ) -> CachePlan {
         let tags = if group.is_some() {
-            ownership_tags(spec)
+            resource_tags(spec)
         } else {
             Tags::new()
         };
@@ -939,10 +1025,12 @@ pub(crate) mod tests {
         assert_eq!(request.num_node_groups, Some(1));
         assert_eq!(request.cluster_mode_enabled, Some(false));
         assert_eq!(request.replicas_per_node_group, 1);
-        assert!(request.automatic_failover_enabled && request.multi_az_enabled);
-        assert!(request.transit_encryption_enabled && request.at_rest_encryption_enabled);
+        assert_eq!(request.automatic_failover_enabled, Some(true));
+        assert_eq!(request.multi_az_enabled, Some(true));
+        assert_eq!(request.transit_encryption_enabled, Some(true));
+        assert_eq!(request.at_rest_encryption_enabled, Some(true));
         assert_eq!(request.auth_token, None);
-        assert_eq!(request.tags, ownership_tags(&spec));
+        assert_eq!(request.tags, resource_tags(&spec));
         assert_eq!(
             request
                 .tags
@@ -976,7 +1064,8 @@ pub(crate) mod tests {
         else {
             panic!("expected CreatePrimaryReplicationGroup");
         };
-        assert!(!request.automatic_failover_enabled && !request.multi_az_enabled);
+        assert_eq!(request.automatic_failover_enabled, Some(false));
+        assert_eq!(request.multi_az_enabled, Some(false));
     }
 
     #[test]
@@ -1055,7 +1144,7 @@ pub(crate) mod tests {
             message: "gone".into(),
         };
         assert_eq!(
-            run_with(&spec, &missing, Some(&g), Some(&rg), &ownership_tags(&spec)),
+            run_with(&spec, &missing, Some(&g), Some(&rg), &resource_tags(&spec)),
             CachePlan::Converged { notes: vec![] }
         );
     }
@@ -1110,8 +1199,106 @@ pub(crate) mod tests {
         assert_eq!(request.num_node_groups, None);
         assert_eq!(request.cluster_mode_enabled, None);
         assert_eq!(request.replicas_per_node_group, 1);
-        assert!(request.transit_encryption_enabled && request.at_rest_encryption_enabled);
-        assert_eq!(request.tags, ownership_tags(&spec));
+        // Inherited from the primary: AWS's guide says not to pass them.
+        assert_eq!(request.transit_encryption_enabled, None);
+        assert_eq!(request.at_rest_encryption_enabled, None);
+        assert_eq!(request.automatic_failover_enabled, None);
+        assert_eq!(request.multi_az_enabled, None);
+        assert_eq!(request.engine_version, None);
+        assert_eq!(request.cache_parameter_group_name, None);
+        assert_eq!(request.tags, resource_tags(&spec));
+    }
+
+    fn networked(region: &str) -> ShopRegionSpec {
+        let mut spec = acme(region);
+        spec.cache.network = Some(crate::api::CacheNetwork {
+            subnet_group_name: "acme-cache".into(),
+            security_group_ids: vec!["sg-0ccc0000000000000".into()],
+        });
+        spec.cache.engine_version = Some("7.1".into());
+        spec.cache.parameter_group_name = Some("acme-redis7".into());
+        spec.cache.kms_key_id = Some(format!("arn:aws:kms:{region}:123456789012:key/acme"));
+        spec
+    }
+
+    #[test]
+    fn the_primary_sends_version_parameter_group_network_and_key_a_secondary_only_what_is_regional()
+    {
+        let spec = networked("us-east-1");
+        let CacheAction::CreatePrimaryReplicationGroup { request } =
+            only_step(run(&spec, None, None))
+        else {
+            panic!("expected CreatePrimaryReplicationGroup");
+        };
+        assert_eq!(request.engine_version.as_deref(), Some("7.1"));
+        assert_eq!(
+            request.cache_parameter_group_name.as_deref(),
+            Some("acme-redis7")
+        );
+        assert_eq!(
+            request.cache_subnet_group_name.as_deref(),
+            Some("acme-cache")
+        );
+        assert_eq!(request.security_group_ids, vec!["sg-0ccc0000000000000"]);
+        assert!(
+            request
+                .kms_key_id
+                .as_deref()
+                .unwrap()
+                .contains(":us-east-1:")
+        );
+
+        let spec = networked("eu-west-1");
+        let g = global(
+            GlobalReplicationGroupStatus::PrimaryOnly,
+            Some("us-east-1"),
+            &[],
+        );
+        let CacheAction::CreateSecondaryReplicationGroup { request } =
+            only_step(run(&spec, Some(&g), None))
+        else {
+            panic!("expected CreateSecondaryReplicationGroup");
+        };
+        assert_eq!(request.engine_version, None);
+        assert_eq!(request.cache_parameter_group_name, None);
+        assert_eq!(
+            request.cache_subnet_group_name.as_deref(),
+            Some("acme-cache")
+        );
+        assert_eq!(request.security_group_ids, vec!["sg-0ccc0000000000000"]);
+        assert!(
+            request
+                .kms_key_id
+                .as_deref()
+                .unwrap()
+                .contains(":eu-west-1:")
+        );
+    }
+
+    #[test]
+    fn a_cache_subnet_group_the_account_lacks_is_a_terminal_error_naming_field_and_group() {
+        let spec = networked("us-east-1");
+        let error = terminal(plan(&CachePlanInput {
+            spec: &spec,
+            auth: &CacheAuth::Disabled,
+            global: None,
+            replication_group: None,
+            tags: &Tags::new(),
+            subnet_group: &SubnetGroupLookup::Missing,
+        }));
+        assert_eq!(error.reason, reason::SUBNET_GROUP_NOT_FOUND);
+        assert_eq!(error.field, "spec.cache.network.subnetGroupName");
+        assert!(error.message.contains("acme-cache"));
+    }
+
+    #[test]
+    fn a_cache_kms_key_of_another_region_is_a_terminal_error() {
+        let mut spec = networked("eu-west-1");
+        spec.cache.kms_key_id = Some("arn:aws:kms:us-east-1:123456789012:key/acme".into());
+        assert_eq!(
+            terminal(run(&spec, None, None)).reason,
+            reason::KMS_KEY_IN_ANOTHER_REGION
+        );
     }
 
     #[test]
@@ -1272,7 +1459,7 @@ pub(crate) mod tests {
         };
         assert_eq!(request.suffix, "acme");
         assert_eq!(request.primary_replication_group_id, "acme-us-east-1");
-        assert_eq!(request.tags, ownership_tags(&spec));
+        assert_eq!(request.tags, resource_tags(&spec));
         let mut named = spec.clone();
         named.cache.global_replication_group_suffix = Some("orders".into());
         let CacheAction::CreateGlobalDatastore { request } =
@@ -1529,7 +1716,7 @@ pub(crate) mod tests {
                 &token(),
                 Some(&g),
                 Some(&rg),
-                &ownership_tags(&spec)
+                &resource_tags(&spec)
             ))
             .reason,
             reason::AUTH_MISMATCH
@@ -1551,7 +1738,7 @@ pub(crate) mod tests {
             )),
             CacheAction::TagForAdoption {
                 resource_arn: rg.arn.clone(),
-                tags: ownership_tags(&spec)
+                tags: resource_tags(&spec)
             }
         );
     }
@@ -1574,7 +1761,7 @@ pub(crate) mod tests {
     fn a_group_tagged_for_another_shop_is_never_adopted() {
         let (mut spec, g, rg) = converged_primary();
         spec.cache.adopt = true;
-        let mut tags = ownership_tags(&spec);
+        let mut tags = resource_tags(&spec);
         tags.insert(crate::cloud::tags::SHOP.into(), "globex".into());
         assert_eq!(
             terminal(run_with(

@@ -207,7 +207,7 @@ pub struct NodeGroupMember {
 /// A secondary of a Global Datastore inherits engine, version, node type
 /// and shards from the primary: those are `None` for it, as AWS rejects a
 /// secondary that asks for something else.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CreateReplicationGroupRequest {
     pub replication_group_id: String,
     pub description: String,
@@ -221,12 +221,25 @@ pub struct CreateReplicationGroupRequest {
     /// `ClusterMode` `enabled` / `disabled`.
     pub cluster_mode_enabled: Option<bool>,
     pub replicas_per_node_group: u8,
-    pub automatic_failover_enabled: bool,
-    pub multi_az_enabled: bool,
-    pub transit_encryption_enabled: bool,
-    pub at_rest_encryption_enabled: bool,
+    /// `None` on a secondary, as for every setting below that it inherits
+    /// from the primary: AWS's guide says not to pass them.
+    pub automatic_failover_enabled: Option<bool>,
+    pub multi_az_enabled: Option<bool>,
+    pub transit_encryption_enabled: Option<bool>,
+    pub at_rest_encryption_enabled: Option<bool>,
+    /// Each member has its own AUTH token (the primary's value is not
+    /// replicated to a secondary's endpoint).
     pub auth_token: Option<AuthToken>,
     pub tags: Tags,
+    /// `CacheSubnetGroupName`: regional, sent by every member; `None` is
+    /// the default VPC.
+    pub cache_subnet_group_name: Option<String>,
+    /// `SecurityGroupIds`: regional, sent by every member.
+    pub security_group_ids: Vec<String>,
+    /// `CacheParameterGroupName`: the primary's only; secondaries inherit.
+    pub cache_parameter_group_name: Option<String>,
+    /// `KmsKeyId`: regional, sent by every member with at-rest encryption.
+    pub kms_key_id: Option<String>,
 }
 
 /// `ModifyReplicationGroup`, applied immediately. `None` leaves a field alone.
@@ -296,6 +309,10 @@ pub trait ElastiCachePort: Send + Sync {
         primary_region: &str,
         primary_replication_group_id: &str,
     ) -> Result<(), CloudError>;
+
+    /// `DescribeCacheSubnetGroups`: whether this region has a cache subnet
+    /// group of that name.
+    async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError>;
 
     /// `None` when the replication group does not exist in this region.
     async fn describe_replication_group(
@@ -369,12 +386,13 @@ mod tests {
             num_node_groups: Some(1),
             cluster_mode_enabled: Some(false),
             replicas_per_node_group: 1,
-            automatic_failover_enabled: true,
-            multi_az_enabled: true,
-            transit_encryption_enabled: true,
-            at_rest_encryption_enabled: true,
+            automatic_failover_enabled: Some(true),
+            multi_az_enabled: Some(true),
+            transit_encryption_enabled: Some(true),
+            at_rest_encryption_enabled: Some(true),
             auth_token: Some(token.clone()),
             tags: Tags::new(),
+            ..Default::default()
         };
         let debug = format!("{request:?} {request:#?}");
         assert!(!debug.contains("correct-horse"), "{debug}");

@@ -11,7 +11,7 @@ use crate::cloud::aurora::port::{
     AuroraPort, Cluster, ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest,
     CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus,
     GlobalFailoverState, GlobalFailoverStatus, GlobalMember, Instance, InstanceStatus,
-    ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
+    ModifyClusterRequest, ModifyGlobalClusterRequest, ModifyInstanceRequest, SubnetGroup, Tags,
 };
 use crate::cloud::{CloudError, arn_region};
 
@@ -71,6 +71,14 @@ pub(crate) struct SimCluster {
     created_at: Timestamp,
     /// The instance that holds the writer role when the cluster writes.
     writer_instance: Option<String>,
+    #[serde(default)]
+    subnet_group: Option<String>,
+    #[serde(default)]
+    security_group_ids: Vec<String>,
+    #[serde(default)]
+    parameter_group: Option<String>,
+    #[serde(default)]
+    port: Option<i32>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -82,6 +90,8 @@ pub(crate) struct SimInstance {
     class: String,
     tags: Tags,
     seq: u64,
+    #[serde(default)]
+    parameter_group: Option<String>,
 }
 
 /// A completion scheduled by a long operation.
@@ -149,8 +159,35 @@ fn parse_cluster_arn(arn: &str) -> Option<(String, String)> {
     Some((region.to_string(), id.to_string()))
 }
 
-/// Default minor versions, as `DescribeDBEngineVersions --default-only`
-/// answers for a major version.
+/// `DescribeDBEngineVersions --default-only` for a major version.
+fn default_version(engine: &str, major: &str) -> Option<String> {
+    default_versions(engine)?
+        .iter()
+        .find(|(m, _)| *m == major)
+        .map(|(_, full)| (*full).to_string())
+}
+
+fn default_versions(engine: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    Some(match engine {
+        "aurora-postgresql" => &[
+            ("17", "17.4"),
+            ("16", "16.6"),
+            ("15", "15.10"),
+            ("14", "14.15"),
+            ("13", "13.18"),
+        ],
+        "aurora-mysql" => &[
+            ("8.0", "8.0.mysql_aurora.3.08.0"),
+            ("5.7", "5.7.mysql_aurora.2.12.4"),
+        ],
+        _ => return None,
+    })
+}
+
+/// The version a create or modify runs. AWS documents a major-only
+/// `EngineVersion` for Aurora MySQL only (`5.7`, `8.0`: its default
+/// minor); Aurora PostgreSQL needs a full version, so `16` is refused as
+/// an unknown version.
 fn resolve_version(engine: &str, requested: &str) -> Result<String, CloudError> {
     let defaults: &[(&str, &str)] = match engine {
         "aurora-postgresql" => &[
@@ -171,7 +208,9 @@ fn resolve_version(engine: &str, requested: &str) -> Result<String, CloudError> 
             ));
         }
     };
-    if let Some((_, full)) = defaults.iter().find(|(major, _)| *major == requested) {
+    if let Some((_, full)) = defaults.iter().find(|(major, _)| *major == requested)
+        && engine == "aurora-mysql"
+    {
         return Ok((*full).to_string());
     }
     let known_major = defaults.iter().any(|(major, _)| {
@@ -322,6 +361,19 @@ impl AuroraWorld {
                 .map(|i| i.id.clone())
                 .collect(),
             created_at: Some(c.created_at),
+            // AWS reports the default group of an account's default VPC.
+            subnet_group: Some(c.subnet_group.clone().unwrap_or_else(|| "default".into())),
+            security_group_ids: c.security_group_ids.clone(),
+            parameter_group: Some(
+                c.parameter_group.clone().unwrap_or_else(|| {
+                    format!("default.{}{}", c.engine, major_of(&c.engine_version))
+                }),
+            ),
+            port: Some(c.port.unwrap_or(if c.engine == "aurora-mysql" {
+                3306
+            } else {
+                5432
+            })),
         })
     }
 
@@ -339,6 +391,13 @@ impl AuroraWorld {
                 class: i.class.clone(),
                 is_writer: writes && cluster.writer_instance.as_deref() == Some(i.id.as_str()),
                 tags: i.tags.clone(),
+                parameter_group: Some(i.parameter_group.clone().unwrap_or_else(|| {
+                    format!(
+                        "default.{}{}",
+                        cluster.engine,
+                        major_of(&cluster.engine_version)
+                    )
+                })),
             })
             .collect()
     }
@@ -926,6 +985,11 @@ impl World {
             ));
         }
         let mut version = resolve_version(&request.engine, &request.engine_version)?;
+        self.check_network(
+            region,
+            request.subnet_group_name.as_deref(),
+            &request.security_group_ids,
+        )?;
         let kms_key_id = match &request.kms_key_id {
             Some(key) if !request.storage_encrypted => {
                 return Err(CloudError::refused(
@@ -939,7 +1003,8 @@ impl World {
             }
             None => None,
         };
-        let credentials = request.master_username.is_some() || request.manage_master_user_password;
+        let credentials =
+            request.master_username.is_some() || request.master_user_password.is_some();
         let mut joins_as_secondary = false;
         if let Some(gid) = &request.global_cluster_id {
             let g = self
@@ -1001,10 +1066,10 @@ impl World {
                     "The parameter MasterUsername must be provided",
                 ));
             }
-            if !request.manage_master_user_password {
+            if request.master_user_password.is_none() {
                 return Err(CloudError::refused(
                     "InvalidParameterCombination",
-                    "A master password is required: set MasterUserPassword or ManageMasterUserPassword",
+                    "A master password is required: set MasterUserPassword",
                 ));
             }
         }
@@ -1032,6 +1097,14 @@ impl World {
                 global_cluster_id: request.global_cluster_id.clone(),
                 created_at: now,
                 writer_instance: None,
+                subnet_group: request.subnet_group_name.clone(),
+                security_group_ids: {
+                    let mut ids = request.security_group_ids.clone();
+                    ids.sort();
+                    ids
+                },
+                parameter_group: request.parameter_group_name.clone(),
+                port: request.port,
             },
         );
         let base = if joins_as_secondary {
@@ -1092,9 +1165,20 @@ impl World {
             }
             None => None,
         };
+        if let Some(groups) = &request.security_group_ids {
+            self.check_network(region, None, groups)?;
+        }
         let c = self.aurora.clusters.get_mut(&key).expect("checked above");
         if let Some(protection) = request.deletion_protection {
             c.deletion_protection = protection;
+        }
+        if let Some(groups) = &request.security_group_ids {
+            let mut groups = groups.clone();
+            groups.sort();
+            c.security_group_ids = groups;
+        }
+        if let Some(group) = &request.parameter_group_name {
+            c.parameter_group = Some(group.clone());
         }
         if let Some(version) = upgrade {
             c.status = ClusterStatus::Upgrading;
@@ -1213,6 +1297,58 @@ impl World {
         Ok(())
     }
 
+    /// AWS's refusals of a subnet group or security group the account
+    /// does not hold in the region.
+    fn check_network(
+        &self,
+        region: &str,
+        subnet_group: Option<&str>,
+        security_groups: &[String],
+    ) -> Result<(), CloudError> {
+        if let Some(name) = subnet_group
+            && !self.account.has_subnet_group(region, name)
+        {
+            return Err(CloudError::refused(
+                "DBSubnetGroupNotFoundFault",
+                format!("DB subnet group '{name}' does not exist."),
+            ));
+        }
+        if let Some(id) = self.account.missing_security_group(region, security_groups) {
+            return Err(CloudError::refused(
+                "InvalidParameterValue",
+                format!("Invalid security group, groupId= {id}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn modify_instance(
+        &mut self,
+        region: &str,
+        request: &ModifyInstanceRequest,
+    ) -> Result<(), CloudError> {
+        let instance = self
+            .aurora
+            .instances
+            .get_mut(&AuroraWorld::key(region, &request.instance_id))
+            .ok_or_else(|| {
+                CloudError::not_found(
+                    "DBInstanceNotFound",
+                    format!("DBInstance {} not found.", request.instance_id),
+                )
+            })?;
+        if instance.status != InstanceStatus::Available {
+            return Err(CloudError::busy(
+                "InvalidDBInstanceState",
+                format!("DB instance {} is {}", instance.id, instance.status),
+            ));
+        }
+        if let Some(group) = &request.parameter_group_name {
+            instance.parameter_group = Some(group.clone());
+        }
+        Ok(())
+    }
+
     fn create_instance(
         &mut self,
         region: &str,
@@ -1271,6 +1407,7 @@ impl World {
                 class: request.class.clone(),
                 tags: request.tags.clone(),
                 seq,
+                parameter_group: request.parameter_group_name.clone(),
             },
         );
         let c = self
@@ -1533,6 +1670,37 @@ impl AuroraPort for SimAuroraPort {
         self.cloud.call(region, Op::DeleteDBInstance, |w, now| {
             w.delete_instance(region, instance_id, now)
         })
+    }
+
+    async fn modify_instance(&self, request: &ModifyInstanceRequest) -> Result<(), CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call(region, Op::ModifyDBInstance, |w, _| {
+            w.modify_instance(region, request)
+        })
+    }
+
+    async fn describe_subnet_group(&self, name: &str) -> Result<Option<SubnetGroup>, CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call(region, Op::DescribeDBSubnetGroups, |w, _| {
+            Ok(w.account
+                .has_subnet_group(region, name)
+                .then(|| SubnetGroup {
+                    name: name.to_string(),
+                    vpc_id: Some(format!("vpc-sim-{region}")),
+                }))
+        })
+    }
+
+    async fn default_engine_version(
+        &self,
+        engine: &str,
+        major: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::DescribeDBEngineVersions, |_, _| {
+                Ok(default_version(engine, major))
+            })
     }
 
     async fn replication_lag(

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::api::DatabaseStatus;
 use crate::api::conditions::Status;
 use crate::api::fixtures::acme;
 use crate::api::{DeletionPolicy, ShopRegionSpec};
@@ -11,6 +12,31 @@ use crate::cloud::aurora::*;
 use crate::cloud::{CleanupOutcome, requeue};
 use crate::concern::Note;
 use crate::sim::{Fault, Op, SimCloud, VirtualClock};
+use k8s_openapi::jiff::Timestamp;
+
+/// One reconcile of this region's Aurora cluster, as the controller runs
+/// it, with the shop's master password already stored.
+async fn reconcile(port: &dyn AuroraPort, spec: &ShopRegionSpec, now: Timestamp) -> AuroraOutcome {
+    reconcile_from(port, spec, None, now).await
+}
+
+/// [`reconcile`], given the status reported last time.
+async fn reconcile_from(
+    port: &dyn AuroraPort,
+    spec: &ShopRegionSpec,
+    previous: Option<&DatabaseStatus>,
+    now: Timestamp,
+) -> AuroraOutcome {
+    let password = MasterPassword::new("a-test-password-0123456789");
+    crate::cloud::executor::reconcile(&Aurora {
+        port,
+        spec,
+        previous,
+        now,
+        master_password: Some(&password),
+    })
+    .await
+}
 
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-northeast-1"];
 
@@ -278,16 +304,81 @@ async fn secondaries_wait_for_primary_and_say_so() {
 }
 
 #[tokio::test]
-async fn a_request_aws_refuses_for_the_spec_is_terminal_and_names_the_field() {
+async fn a_major_version_is_created_as_the_regions_default_minor_and_reported() {
+    let sim = SimCloud::new(VirtualClock::default());
+    let spec = acme("us-east-1");
+    assert_eq!(spec.database.engine_version, "16");
+    reconcile(sim.aurora("us-east-1").as_ref(), &spec, sim.clock().now()).await;
+    assert_eq!(sim.call_count(Op::DescribeDBEngineVersions), 1);
+    let cluster = sim.cluster("us-east-1", "acme-us-east-1").expect("created");
+    assert_eq!(cluster.engine_version, "16.6");
+    sim.clock().advance(Duration::from_secs(3600));
+    let outcome = reconcile(sim.aurora("us-east-1").as_ref(), &spec, sim.clock().now()).await;
+    assert_eq!(
+        outcome.status.engine_version.as_deref(),
+        Some("16.6"),
+        "the resolved version is in status"
+    );
+    assert_eq!(
+        sim.call_count(Op::DescribeDBEngineVersions),
+        1,
+        "resolved once, before the create"
+    );
+}
+
+#[tokio::test]
+async fn a_major_version_the_region_lacks_is_terminal_and_creates_nothing() {
     let sim = SimCloud::new(VirtualClock::default());
     let mut spec = acme("us-east-1");
     spec.database.engine_version = "99".into();
     let outcome = reconcile(sim.aurora("us-east-1").as_ref(), &spec, sim.clock().now()).await;
     let error = outcome.terminal.expect("a terminal spec error");
+    assert_eq!(error.reason, reason::ENGINE_VERSION_NOT_FOUND);
+    assert_eq!(error.field, "spec.database.engineVersion");
+    assert_eq!(sim.mutating_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_subnet_group_the_account_lacks_stalls_before_anything_is_created() {
+    let sim = SimCloud::new(VirtualClock::default());
+    sim.declare_account(std::collections::BTreeMap::from([(
+        "us-east-1".to_string(),
+        crate::sim::SimNetwork {
+            subnet_groups: ["acme-private".to_string()].into(),
+            security_groups: ["sg-0aaa0000000000000".to_string()].into(),
+        },
+    )]));
+    let mut spec = acme("us-east-1");
+    spec.database.network = Some(crate::api::DatabaseNetwork {
+        subnet_group_name: "acme-typo".into(),
+        security_group_ids: vec!["sg-0aaa0000000000000".into()],
+        port: None,
+    });
+    let outcome = reconcile(sim.aurora("us-east-1").as_ref(), &spec, sim.clock().now()).await;
+    let error = outcome.terminal.expect("a terminal spec error");
+    assert_eq!(error.reason, reason::SUBNET_GROUP_NOT_FOUND);
+    assert_eq!(error.field, "spec.database.network.subnetGroupName");
+    assert!(error.message.contains("acme-typo"));
+    assert_eq!(sim.mutating_calls(), 0);
+
+    spec.database.network.as_mut().unwrap().subnet_group_name = "acme-private".into();
+    reconcile(sim.aurora("us-east-1").as_ref(), &spec, sim.clock().now()).await;
+    let cluster = sim.cluster("us-east-1", "acme-us-east-1").expect("created");
+    assert_eq!(cluster.subnet_group.as_deref(), Some("acme-private"));
+    assert_eq!(cluster.security_group_ids, vec!["sg-0aaa0000000000000"]);
+}
+
+#[tokio::test]
+async fn a_request_aws_refuses_for_the_spec_is_terminal_and_names_the_field() {
+    let sim = SimCloud::new(VirtualClock::default());
+    let mut spec = acme("us-east-1");
+    spec.database.engine_version = "99.1".into();
+    let outcome = reconcile(sim.aurora("us-east-1").as_ref(), &spec, sim.clock().now()).await;
+    let error = outcome.terminal.expect("a terminal spec error");
     assert_eq!(error.reason, reason::REFUSED_BY_AWS);
     assert_eq!(error.field, "spec.database");
     assert!(
-        error.message.contains("Cannot find version 99"),
+        error.message.contains("Cannot find version 99.1"),
         "{}",
         error.message
     );
@@ -309,7 +400,8 @@ async fn an_unmanaged_cluster_is_adopted_only_when_the_spec_says_so() {
         tags: Tags::from([("team".into(), "payments".into())]),
         global_cluster_id: None,
         master_username: Some("legacy".into()),
-        manage_master_user_password: true,
+        master_user_password: Some(MasterPassword::new("sim-password-0123456789")),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -363,10 +455,11 @@ async fn an_adopted_unprotected_global_cluster_is_protected_once_by_the_writer_r
         kms_key_id: None,
         storage_encrypted: true,
         deletion_protection: true,
-        tags: names::ownership_tags(&spec),
+        tags: names::resource_tags(&spec),
         global_cluster_id: None,
         master_username: Some("legacy".into()),
-        manage_master_user_password: true,
+        master_user_password: Some(MasterPassword::new("sim-password-0123456789")),
+        ..Default::default()
     })
     .await
     .unwrap();

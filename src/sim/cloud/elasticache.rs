@@ -504,16 +504,43 @@ impl World {
         if replicas > 5 {
             return Err(value("ReplicasPerNodeGroup must be between 0 and 5."));
         }
-        if request.automatic_failover_enabled && replicas == 0 {
+        let automatic_failover = request.automatic_failover_enabled == Some(true);
+        if automatic_failover && replicas == 0 {
             return Err(combination(
                 "Automatic failover needs at least one replica in each node group.",
             ));
         }
-        if request.multi_az_enabled && !request.automatic_failover_enabled {
+        if request.multi_az_enabled == Some(true) && !automatic_failover {
             return Err(combination("Multi-AZ requires automatic failover."));
         }
+        if request
+            .cache_subnet_group_name
+            .as_deref()
+            .is_some_and(|name| !self.account.has_subnet_group(region, name))
+        {
+            return Err(CloudError::refused(
+                "CacheSubnetGroupNotFoundFault",
+                format!(
+                    "CacheSubnetGroup {} does not exist.",
+                    request
+                        .cache_subnet_group_name
+                        .as_deref()
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(id) = self
+            .account
+            .missing_security_group(region, &request.security_group_ids)
+        {
+            return Err(value(format!("Invalid security group, groupId= {id}")));
+        }
         if let Some(token) = &request.auth_token {
-            if !request.transit_encryption_enabled {
+            let transit = match &request.global_replication_group_id {
+                Some(gid) => self.elasticache.globals.get(gid).is_some_and(|g| g.transit),
+                None => request.transit_encryption_enabled == Some(true),
+            };
+            if !transit {
                 return Err(combination(
                     "AUTH token can be specified only when TransitEncryptionEnabled is true.",
                 ));
@@ -622,14 +649,14 @@ impl World {
             replicas: request.replicas_per_node_group,
             cluster_enabled,
             auth: request.auth_token.is_some(),
-            transit: request.transit_encryption_enabled,
-            at_rest: request.at_rest_encryption_enabled,
-            automatic_failover: if request.automatic_failover_enabled {
+            transit: request.transit_encryption_enabled == Some(true),
+            at_rest: request.at_rest_encryption_enabled == Some(true),
+            automatic_failover: if request.automatic_failover_enabled == Some(true) {
                 AutomaticFailoverStatus::Enabled
             } else {
                 AutomaticFailoverStatus::Disabled
             },
-            multi_az: request.multi_az_enabled,
+            multi_az: request.multi_az_enabled == Some(true),
             tags: request.tags.clone(),
             created_at: now,
         })
@@ -666,28 +693,41 @@ impl World {
                 "Global datastore {gid} already has the maximum of two secondary clusters."
             )));
         }
+        // AWS's guide: ElastiCache infers these from the primary; "do not
+        // pass in values for these parameters".
         let inherited = [
-            ("Engine", request.engine.as_deref(), g.engine.as_str()),
+            ("Engine", request.engine.is_some()),
+            ("EngineVersion", request.engine_version.is_some()),
+            ("CacheNodeType", request.cache_node_type.is_some()),
+            ("NumNodeGroups", request.num_node_groups.is_some()),
             (
-                "EngineVersion",
-                request.engine_version.as_deref(),
-                g.engine_version.as_str(),
+                "CacheParameterGroupName",
+                request.cache_parameter_group_name.is_some(),
             ),
             (
-                "CacheNodeType",
-                request.cache_node_type.as_deref(),
-                g.node_type.as_str(),
+                "AutomaticFailoverEnabled",
+                request.automatic_failover_enabled.is_some(),
+            ),
+            ("MultiAZEnabled", request.multi_az_enabled.is_some()),
+            (
+                "TransitEncryptionEnabled",
+                request.transit_encryption_enabled.is_some(),
+            ),
+            (
+                "AtRestEncryptionEnabled",
+                request.at_rest_encryption_enabled.is_some(),
             ),
         ];
-        for (name, asked, has) in inherited {
-            if let Some(asked) = asked
-                && asked != has
-            {
-                return Err(combination(format!(
-                    "{name} {asked} differs from the Global datastore's {has}; a secondary inherits it."
-                )));
-            }
+        if let Some((name, _)) = inherited.iter().find(|(_, passed)| *passed) {
+            return Err(combination(format!(
+                "{name} cannot be specified for a secondary of Global datastore {gid}; it is inferred from the primary."
+            )));
         }
+        let primary = g.members.iter().find(|m| m.is_primary).and_then(|m| {
+            self.elasticache
+                .groups
+                .get(&CacheWorld::key(&m.region, &m.group_id))
+        });
         if let Some(shards) = request.num_node_groups
             && shards != g.shards
         {
@@ -701,13 +741,6 @@ impl World {
         {
             return Err(combination(
                 "Cluster mode differs from the Global datastore's.",
-            ));
-        }
-        if request.transit_encryption_enabled != g.transit
-            || request.at_rest_encryption_enabled != g.at_rest
-        {
-            return Err(combination(
-                "Encryption in transit and at rest must match the Global datastore's primary.",
             ));
         }
         if request.auth_token.is_some() != g.auth {
@@ -729,12 +762,10 @@ impl World {
             auth: g.auth,
             transit: g.transit,
             at_rest: g.at_rest,
-            automatic_failover: if request.automatic_failover_enabled {
-                AutomaticFailoverStatus::Enabled
-            } else {
-                AutomaticFailoverStatus::Disabled
-            },
-            multi_az: request.multi_az_enabled,
+            automatic_failover: primary.map_or(AutomaticFailoverStatus::Disabled, |p| {
+                p.automatic_failover.clone()
+            }),
+            multi_az: primary.is_some_and(|p| p.multi_az),
             tags: request.tags.clone(),
             created_at: now,
         })
@@ -1306,6 +1337,14 @@ impl ElastiCachePort for SimElastiCachePort {
                     primary_replication_group_id,
                     now,
                 )
+            })
+    }
+
+    async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError> {
+        let region = self.region.as_str();
+        self.cloud
+            .call(region, Op::DescribeCacheSubnetGroups, |w, _| {
+                Ok(w.account.has_subnet_group(region, name))
             })
     }
 

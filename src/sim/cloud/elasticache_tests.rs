@@ -27,12 +27,13 @@ fn primary_request(id: &str) -> CreateReplicationGroupRequest {
         num_node_groups: Some(1),
         cluster_mode_enabled: Some(false),
         replicas_per_node_group: 1,
-        automatic_failover_enabled: true,
-        multi_az_enabled: true,
-        transit_encryption_enabled: true,
-        at_rest_encryption_enabled: true,
+        automatic_failover_enabled: Some(true),
+        multi_az_enabled: Some(true),
+        transit_encryption_enabled: Some(true),
+        at_rest_encryption_enabled: Some(true),
         auth_token: None,
         tags: Tags::from([("team".to_string(), "orders".to_string())]),
+        ..Default::default()
     }
 }
 
@@ -43,6 +44,10 @@ fn secondary_request(id: &str, global: &str) -> CreateReplicationGroupRequest {
         cache_node_type: None,
         num_node_groups: None,
         cluster_mode_enabled: None,
+        automatic_failover_enabled: None,
+        multi_az_enabled: None,
+        transit_encryption_enabled: None,
+        at_rest_encryption_enabled: None,
         ..primary_request(id)
     }
 }
@@ -165,12 +170,12 @@ async fn an_auth_token_needs_transit_encryption_and_awss_format() {
     let us = sim.elasticache("us-east-1");
     let mut request = primary_request("p");
     request.auth_token = Some(AuthToken::new(TOKEN));
-    request.transit_encryption_enabled = false;
+    request.transit_encryption_enabled = Some(false);
     assert_refused(
         us.create_replication_group(&request).await.unwrap_err(),
         "InvalidParameterCombination",
     );
-    request.transit_encryption_enabled = true;
+    request.transit_encryption_enabled = Some(true);
     request.auth_token = Some(AuthToken::new("too-short"));
     let error = us.create_replication_group(&request).await.unwrap_err();
     assert_refused(error.clone(), "InvalidParameterValue");
@@ -190,12 +195,12 @@ async fn automatic_failover_needs_a_replica_and_multi_az_needs_failover() {
         us.create_replication_group(&request).await.unwrap_err(),
         "InvalidParameterCombination",
     );
-    request.automatic_failover_enabled = false;
+    request.automatic_failover_enabled = Some(false);
     assert_refused(
         us.create_replication_group(&request).await.unwrap_err(),
         "InvalidParameterCombination",
     );
-    request.multi_az_enabled = false;
+    request.multi_az_enabled = Some(false);
     us.create_replication_group(&request).await.unwrap();
 }
 
@@ -339,21 +344,33 @@ async fn a_secondary_inherits_the_primarys_shape_and_asking_for_another_is_refus
     let mut engine = secondary_request("s", &id);
     engine.engine = Some("valkey".into());
     let mut transit = secondary_request("s", &id);
-    transit.transit_encryption_enabled = false;
+    transit.transit_encryption_enabled = Some(true);
     let mut at_rest = secondary_request("s", &id);
-    at_rest.at_rest_encryption_enabled = false;
+    at_rest.at_rest_encryption_enabled = Some(true);
     let mut auth = secondary_request("s", &id);
     auth.auth_token = Some(AuthToken::new(TOKEN));
-    for request in [node, shards, engine, transit, at_rest, auth] {
+    // AWS's guide: the secondary inherits these; "do not pass in values",
+    // not even the primary's own.
+    let mut same_node = secondary_request("s", &id);
+    same_node.cache_node_type = Some("cache.r6g.large".into());
+    let mut same_shards = secondary_request("s", &id);
+    same_shards.num_node_groups = Some(1);
+    for request in [
+        node,
+        shards,
+        engine,
+        transit,
+        at_rest,
+        auth,
+        same_node,
+        same_shards,
+    ] {
         assert_refused(
             eu.create_replication_group(&request).await.unwrap_err(),
             "InvalidParameterCombination",
         );
     }
-    // Naming the primary's own values is accepted.
     let mut same = secondary_request("s", &id);
-    same.cache_node_type = Some("cache.r6g.large".into());
-    same.num_node_groups = Some(1);
     same.replicas_per_node_group = 2;
     let s = eu.create_replication_group(&same).await.unwrap();
     assert_eq!(s.replicas_per_shard(), 2, "replicas are per member");

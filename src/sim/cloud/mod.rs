@@ -225,6 +225,9 @@ pub enum Op {
     DescribeDBInstances,
     CreateDBInstance,
     DeleteDBInstance,
+    ModifyDBInstance,
+    DescribeDBSubnetGroups,
+    DescribeDBEngineVersions,
     GetMetricData,
     DescribeGlobalReplicationGroups,
     CreateGlobalReplicationGroup,
@@ -238,6 +241,7 @@ pub enum Op {
     IncreaseReplicaCount,
     DecreaseReplicaCount,
     ListTagsForResource,
+    DescribeCacheSubnetGroups,
     /// ElastiCache's `AddTagsToResource` (the RDS one is
     /// [`Op::AddTagsToResource`]); both report the same name.
     CacheAddTagsToResource,
@@ -245,7 +249,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation; keep in step with the enum (`from_name` reads it).
-    pub const ALL: [Op; 28] = [
+    pub const ALL: [Op; 32] = [
         Op::DescribeGlobalClusters,
         Op::CreateGlobalCluster,
         Op::DeleteGlobalCluster,
@@ -260,6 +264,9 @@ impl Op {
         Op::DescribeDBInstances,
         Op::CreateDBInstance,
         Op::DeleteDBInstance,
+        Op::ModifyDBInstance,
+        Op::DescribeDBSubnetGroups,
+        Op::DescribeDBEngineVersions,
         Op::GetMetricData,
         Op::DescribeGlobalReplicationGroups,
         Op::CreateGlobalReplicationGroup,
@@ -273,6 +280,7 @@ impl Op {
         Op::IncreaseReplicaCount,
         Op::DecreaseReplicaCount,
         Op::ListTagsForResource,
+        Op::DescribeCacheSubnetGroups,
         Op::CacheAddTagsToResource,
     ];
 
@@ -298,6 +306,9 @@ impl Op {
             Op::DescribeDBInstances => "DescribeDBInstances",
             Op::CreateDBInstance => "CreateDBInstance",
             Op::DeleteDBInstance => "DeleteDBInstance",
+            Op::ModifyDBInstance => "ModifyDBInstance",
+            Op::DescribeDBSubnetGroups => "DescribeDBSubnetGroups",
+            Op::DescribeDBEngineVersions => "DescribeDBEngineVersions",
             Op::GetMetricData => "GetMetricData",
             Op::DescribeGlobalReplicationGroups => "DescribeGlobalReplicationGroups",
             Op::CreateGlobalReplicationGroup => "CreateGlobalReplicationGroup",
@@ -311,6 +322,7 @@ impl Op {
             Op::IncreaseReplicaCount => "IncreaseReplicaCount",
             Op::DecreaseReplicaCount => "DecreaseReplicaCount",
             Op::ListTagsForResource => "ListTagsForResource",
+            Op::DescribeCacheSubnetGroups => "DescribeCacheSubnetGroups",
             Op::CacheAddTagsToResource => "AddTagsToResource",
         }
     }
@@ -331,6 +343,7 @@ impl Op {
             | Op::IncreaseReplicaCount
             | Op::DecreaseReplicaCount
             | Op::ListTagsForResource
+            | Op::DescribeCacheSubnetGroups
             | Op::CacheAddTagsToResource => "elasticache",
             _ => "rds",
         }
@@ -342,10 +355,13 @@ impl Op {
             Op::DescribeGlobalClusters
                 | Op::DescribeDBClusters
                 | Op::DescribeDBInstances
+                | Op::DescribeDBSubnetGroups
+                | Op::DescribeDBEngineVersions
                 | Op::GetMetricData
                 | Op::DescribeGlobalReplicationGroups
                 | Op::DescribeReplicationGroups
                 | Op::ListTagsForResource
+                | Op::DescribeCacheSubnetGroups
         )
     }
 }
@@ -442,6 +458,54 @@ pub(crate) struct World {
     seq: u64,
     aurora: aurora::AuroraWorld,
     elasticache: elasticache::CacheWorld,
+    #[serde(default)]
+    account: SimAccount,
+}
+
+/// The network an account already holds, per region: what a subnet group
+/// or security group named in a request must be one of. An account no one
+/// declared holds whatever is named (the simulation knows nothing of it);
+/// once declared, AWS's refusals apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimAccount {
+    #[serde(default)]
+    pub regions: BTreeMap<String, SimNetwork>,
+    #[serde(default)]
+    pub declared: bool,
+}
+
+/// One region's existing network.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimNetwork {
+    /// DB and cache subnet groups (AWS keeps them apart; the simulation
+    /// holds one name for both).
+    #[serde(default)]
+    pub subnet_groups: BTreeSet<String>,
+    #[serde(default)]
+    pub security_groups: BTreeSet<String>,
+}
+
+impl SimAccount {
+    pub fn has_subnet_group(&self, region: &str, name: &str) -> bool {
+        !self.declared
+            || self
+                .regions
+                .get(region)
+                .is_some_and(|n| n.subnet_groups.contains(name))
+    }
+
+    /// The first of `ids` the account does not hold in `region`.
+    pub fn missing_security_group<'a>(&self, region: &str, ids: &'a [String]) -> Option<&'a str> {
+        if !self.declared {
+            return None;
+        }
+        let held = self.regions.get(region);
+        ids.iter()
+            .find(|id| !held.is_some_and(|n| n.security_groups.contains(id.as_str())))
+            .map(String::as_str)
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -487,6 +551,7 @@ impl SimCloud {
                 seq: 0,
                 aurora: aurora::AuroraWorld::default(),
                 elasticache: elasticache::CacheWorld::default(),
+                account: SimAccount::default(),
             })),
             state_file: None,
         }
@@ -543,6 +608,17 @@ impl SimCloud {
 
     pub fn clock(&self) -> &VirtualClock {
         &self.clock
+    }
+
+    /// Declares the network the account holds; from now on a subnet group
+    /// or security group outside it is refused as AWS refuses it.
+    pub fn declare_account(&self, regions: BTreeMap<String, SimNetwork>) {
+        let mut world = self.lock();
+        world.account = SimAccount {
+            regions,
+            declared: true,
+        };
+        self.save(&world, self.clock.now());
     }
 
     /// The Aurora API of one region.

@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::*;
 use crate::cloud::aurora::port::{
     ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
-    DeleteClusterRequest, GlobalClusterStatus, ModifyClusterRequest, ModifyGlobalClusterRequest,
-    Tags,
+    DeleteClusterRequest, GlobalClusterStatus, MasterPassword, ModifyClusterRequest,
+    ModifyGlobalClusterRequest, Tags,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -19,14 +19,15 @@ fn primary_request(id: &str) -> CreateClusterRequest {
     CreateClusterRequest {
         cluster_id: id.into(),
         engine: "aurora-postgresql".into(),
-        engine_version: "16".into(),
+        engine_version: "16.6".into(),
         kms_key_id: None,
         storage_encrypted: true,
         deletion_protection: false,
         tags: Tags::new(),
         global_cluster_id: None,
         master_username: Some("admin_user".into()),
-        manage_master_user_password: true,
+        master_user_password: Some(MasterPassword::new("sim-password-0123456789")),
+        ..Default::default()
     }
 }
 
@@ -34,7 +35,7 @@ fn secondary_request(id: &str, version: &str) -> CreateClusterRequest {
     CreateClusterRequest {
         global_cluster_id: Some("g".into()),
         master_username: None,
-        manage_master_user_password: false,
+        master_user_password: None,
         engine_version: version.into(),
         ..primary_request(id)
     }
@@ -47,6 +48,7 @@ fn instance_request(cluster: &str, id: &str) -> CreateInstanceRequest {
         class: "db.r6g.large".into(),
         engine: "aurora-postgresql".into(),
         tags: Tags::new(),
+        ..Default::default()
     }
 }
 
@@ -237,7 +239,7 @@ async fn a_primary_needs_master_credentials() {
         .aurora("us-east-1")
         .create_cluster(&CreateClusterRequest {
             master_username: None,
-            manage_master_user_password: false,
+            master_user_password: None,
             ..primary_request("c")
         })
         .await
@@ -567,6 +569,7 @@ async fn engine_upgrades_go_forward_within_a_major_only() {
         cluster_id: "c".into(),
         engine_version: Some(v.into()),
         deletion_protection: None,
+        ..Default::default()
     };
     assert_eq!(
         us.modify_cluster(&modify("16.2"))
@@ -615,6 +618,7 @@ async fn the_global_cluster_reports_a_new_version_once_every_member_runs_it() {
         cluster_id: id.into(),
         engine_version: Some("16.8".into()),
         deletion_protection: None,
+        ..Default::default()
     };
     sim.aurora("eu-west-1")
         .modify_cluster(&upgrade("s"))
@@ -793,7 +797,7 @@ async fn a_global_major_upgrade_needs_the_flag_and_upgrades_every_member_togethe
     );
 
     let upgrading = us
-        .modify_global_cluster(&upgrade("17", true))
+        .modify_global_cluster(&upgrade("17.4", true))
         .await
         .unwrap();
     assert_eq!(upgrading.status, GlobalClusterStatus::Upgrading);
@@ -854,6 +858,7 @@ async fn a_global_upgrade_waits_for_every_member_to_be_available_and_reachable()
         cluster_id: "w".into(),
         engine_version: Some("16.8".into()),
         deletion_protection: None,
+        ..Default::default()
     })
     .await
     .unwrap();
