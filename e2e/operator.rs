@@ -703,6 +703,11 @@ impl Operator {
             .args(["run", "--cloud", "simulated", "--sim-control"])
             .arg("--sim-state")
             .arg(shop.dir.join("simulated-cloud.json"))
+            .arg("--sim-account")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/samples/accounts/samples.yaml"
+            ))
             .args([
                 "--namespace",
                 &shop.namespace,

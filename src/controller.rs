@@ -30,7 +30,7 @@ use crate::api::{ShopRegion, ShopRegionSpec, ShopRegionStatus, validate};
 use crate::cloud::aurora::{self, Aurora, MasterPassword};
 use crate::cloud::elasticache::{self, CacheAuth, ElastiCache};
 use crate::cloud::executor::CloudConcern;
-use crate::cloud::{CleanupOutcome, Cloud, real_delay};
+use crate::cloud::{CleanupOutcome, Cloud, network, real_delay, requeue};
 use crate::concern::{
     self, Again, Checkpoint, Concern, Note, Publish, Report, Upstream, assemble, summarize,
 };
@@ -268,6 +268,22 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
         let base = region.status.clone().unwrap_or_default();
         write_status(&region, ctx, &decided, base).await?;
         return Ok(Action::await_change());
+    }
+    if let Some(cloud) = &ctx.cloud {
+        let found = network::look_up(cloud.as_ref(), &region.spec, region.status.as_ref()).await;
+        let network_errors = network::network_errors(&region.spec, found);
+        if !network_errors.is_empty() {
+            // Nothing of the region is created while either service's
+            // network is missing. The fix is in AWS (create the group) as
+            // often as in the spec, so look again without a spec change.
+            let decided = summarize(&[], &network_errors);
+            let base = region.status.clone().unwrap_or_default();
+            write_status(&region, ctx, &decided, base).await?;
+            return Ok(next_action(
+                ctx,
+                Some(&[Again::Poll(requeue::NEEDS_ATTENTION)]),
+            ));
+        }
     }
     let pass = Pass::new(ctx, &region)?;
     let mut upstream = Upstream::default();
@@ -658,8 +674,8 @@ async fn write_status(
         return Ok(());
     }
     patch_status(&ctx.client, region, &status).await?;
-    for transition in transitions {
-        report_transition(ctx, region, &transition).await;
+    for event in events_for(&transitions) {
+        publish(ctx, region, event.type_, &event.reason, &event.note).await;
     }
     Ok(())
 }
@@ -679,10 +695,21 @@ fn report_metrics(ctx: &Context, region: &ShopRegion, status: &ShopRegionStatus)
     );
 }
 
-async fn report_transition(ctx: &Context, region: &ShopRegion, transition: &Transition) {
-    if let Some(event) = event_for(transition) {
-        publish(ctx, region, event.type_, &event.reason, &event.note).await;
-    }
+/// The Events of one status write. `Ready` going False with the reason
+/// `Stalled` goes True with is one piece of news, told once, by `Stalled`.
+pub fn events_for(transitions: &[Transition]) -> Vec<TransitionEvent> {
+    let stalled_now: Vec<&str> = transitions
+        .iter()
+        .filter(|t| t.type_ == types::STALLED && t.to == "True")
+        .map(|t| t.reason.as_str())
+        .collect();
+    transitions
+        .iter()
+        .filter(|t| {
+            !(t.type_ == types::READY && t.to != "True" && stalled_now.contains(&t.reason.as_str()))
+        })
+        .filter_map(event_for)
+        .collect()
 }
 
 /// The Event a condition transition deserves, if any.
@@ -951,6 +978,13 @@ mod tests {
 
     #[test]
     fn stalled_becoming_true_and_ready_becoming_false_are_warnings() {
+        let both = [
+            transition(types::READY, Some("True"), "False"),
+            transition(types::STALLED, Some("False"), "True"),
+        ];
+        let events = events_for(&both);
+        assert_eq!(events.len(), 1, "one Warning for one piece of news");
+        assert!(events[0].note.starts_with("Stalled is True"));
         let stalled = event_for(&transition(types::STALLED, Some("False"), "True")).unwrap();
         assert_eq!(stalled.type_, EventType::Warning);
         assert_eq!(stalled.reason, "Why");

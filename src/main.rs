@@ -107,6 +107,14 @@ struct RunArgs {
     #[cfg(feature = "simulation")]
     #[arg(long, value_name = "FILE")]
     sim_state: Option<std::path::PathBuf>,
+    /// With `--cloud simulated`: the network the simulated account holds
+    /// (a YAML map of region to `subnetGroups` and `securityGroups`, as
+    /// `samples/accounts/samples.yaml`); a subnet group or security group
+    /// outside it is refused as AWS refuses it. Without it the simulated
+    /// account holds whatever is named.
+    #[cfg(feature = "simulation")]
+    #[arg(long, value_name = "FILE")]
+    sim_account: Option<std::path::PathBuf>,
     /// With `--cloud simulated`: simulated cloud seconds per real second.
     #[cfg(feature = "simulation")]
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
@@ -160,8 +168,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (cloud, control): (Arc<dyn Cloud>, Option<axum::Router>) = match args.cloud {
         #[cfg(feature = "simulation")]
-        CloudKind::Aws if args.sim_control || args.sim_state.is_some() => {
-            anyhow::bail!("--sim-control and --sim-state apply to --cloud simulated only")
+        CloudKind::Aws
+            if args.sim_control || args.sim_state.is_some() || args.sim_account.is_some() =>
+        {
+            anyhow::bail!(
+                "--sim-control, --sim-state and --sim-account apply to --cloud simulated only"
+            )
         }
         CloudKind::Aws => {
             match &args.aws_endpoint_url {
@@ -192,6 +204,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
                 None => SimCloud::new(VirtualClock::at(now)),
             };
+            if let Some(path) = &args.sim_account {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let regions = serde_saphyr::from_str(&text)
+                    .with_context(|| format!("{} is not a simulated account", path.display()))?;
+                cloud.declare_account(regions);
+            }
             let sim = Arc::new(LiveSim::start(cloud, args.sim_speed));
             let control = args.sim_control.then(|| {
                 warn!("the simulated cloud's control endpoint is on (/sim/*)");

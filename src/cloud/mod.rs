@@ -9,6 +9,7 @@ pub mod aws;
 pub mod elasticache;
 mod error;
 pub mod executor;
+pub mod network;
 
 pub use error::{CloudError, TransientKind};
 
@@ -146,17 +147,6 @@ pub mod tags {
             _ => Ownership::Untagged,
         }
     }
-}
-
-/// What AWS said of the subnet group a spec's `network` names. Only looked
-/// up before the resource is created: afterwards the resource reports its
-/// own.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub enum SubnetGroupLookup {
-    #[default]
-    NotLooked,
-    Found,
-    Missing,
 }
 
 /// One pass of a cloud concern's deletion.

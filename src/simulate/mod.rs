@@ -60,7 +60,7 @@ pub const NAMESPACE: &str = "shop";
 
 /// The default scenario and the manifests it applies, embedded so that
 /// `shopfleet simulate` works from any directory.
-const EMBEDDED: [(&str, &str); 4] = [
+const EMBEDDED: [(&str, &str); 5] = [
     (
         "samples/scenarios/bootstrap.yaml",
         include_str!("../../samples/scenarios/bootstrap.yaml"),
@@ -76,6 +76,10 @@ const EMBEDDED: [(&str, &str); 4] = [
     (
         "samples/acme-ap-northeast-1.yaml",
         include_str!("../../samples/acme-ap-northeast-1.yaml"),
+    ),
+    (
+        "samples/accounts/samples.yaml",
+        include_str!("../../samples/accounts/samples.yaml"),
     ),
 ];
 
@@ -195,6 +199,9 @@ async fn run(
         .await?;
 
     let cloud = SimCloud::with_durations(VirtualClock::default(), scenario.durations.clone());
+    if let Some(account) = &scenario.account {
+        cloud.declare_account(account.clone());
+    }
     let clock = cloud.clock().clone();
     let live = Arc::new(LiveSim::start(cloud.clone(), speed));
 

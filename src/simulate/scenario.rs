@@ -5,7 +5,7 @@
 //!
 //! `docs/simulation.md` documents every step and expectation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::{KubeDuration, RegionRole};
-use crate::sim::{Op, SimDurations};
+use crate::sim::{Op, SimDurations, SimNetwork};
 
 /// A scenario ready to run: manifests loaded, durations resolved, steps in
 /// time order.
@@ -28,6 +28,9 @@ pub struct Scenario {
     pub deployment_ready_after: Duration,
     /// The simulated AWS durations: defaults with the scenario's overrides.
     pub durations: SimDurations,
+    /// The network the account already holds, per region; `None` leaves the
+    /// simulated account undeclared (it then holds whatever is named).
+    pub account: Option<BTreeMap<String, SimNetwork>>,
     pub steps: Vec<Step>,
     pub expectations: Vec<Expectation>,
 }
@@ -356,9 +359,20 @@ struct RawScenario {
     deployment_ready_after: Option<KubeDuration>,
     #[serde(default)]
     durations: std::collections::BTreeMap<String, KubeDuration>,
+    /// The account's network: inline (`{us-east-1: {subnetGroups: [...],
+    /// securityGroups: [...]}}`) or the path of a file that holds it.
+    #[serde(default)]
+    account: Option<RawAccount>,
     steps: Vec<RawStep>,
     #[serde(default)]
     expect: Vec<Expectation>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAccount {
+    File(String),
+    Inline(BTreeMap<String, SimNetwork>),
 }
 
 /// One step as written: `at` and exactly one action.
@@ -493,6 +507,17 @@ impl Scenario {
                 )));
             }
         }
+        let account = match raw.account {
+            None => None,
+            Some(RawAccount::Inline(regions)) => Some(regions),
+            Some(RawAccount::File(path)) => {
+                let text = read(&path).map_err(|e| error(format!("account {path}: {e}")))?;
+                Some(
+                    serde_saphyr::from_str(&text)
+                        .map_err(|e| error(format!("account {path}: {e}")))?,
+                )
+            }
+        };
         let mut applied: BTreeSet<String> = BTreeSet::new();
         let mut regions: BTreeSet<String> = BTreeSet::new();
         let mut steps = Vec::new();
@@ -552,6 +577,7 @@ impl Scenario {
                 .deployment_ready_after
                 .map_or(DEFAULT_DEPLOYMENT_READY_AFTER, |d| d.as_duration()),
             durations,
+            account,
             steps,
             expectations: raw.expect,
         })

@@ -19,8 +19,8 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::conditions::types;
 use crate::api::{DatabaseStatus, DeletionPolicy, ShopRegionSpec};
 pub use crate::cloud::CleanupOutcome;
+use crate::cloud::CloudError;
 use crate::cloud::executor::{self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service};
-use crate::cloud::{CloudError, SubnetGroupLookup};
 use crate::concern::Note;
 
 pub use cleanup::{CleanupAction, CleanupInput, CleanupPlan};
@@ -44,7 +44,6 @@ pub struct Observed {
     global: Option<GlobalCluster>,
     cluster: Option<Cluster>,
     instances: Vec<Instance>,
-    subnet_group: SubnetGroupLookup,
     version: VersionLookup,
 }
 
@@ -69,24 +68,16 @@ async fn observe(port: &dyn AuroraPort, spec: &ShopRegionSpec) -> Result<Observe
     Ok(observed)
 }
 
-/// The reads a create needs and a running cluster does not: whether the
-/// named subnet group exists, and the full version a major version stands
-/// for (only a new primary outside a global cluster takes the spec's
-/// version; everything else takes the global cluster's).
+/// The read a create needs and a running cluster does not: the full
+/// version a major version stands for (only a new primary outside a global
+/// cluster takes the spec's version; everything else takes the global
+/// cluster's). The subnet group was checked before any concern ran
+/// ([`crate::cloud::network`]).
 async fn observe_before_create(
     port: &dyn AuroraPort,
     spec: &ShopRegionSpec,
     observed: &mut Observed,
 ) -> Result<(), CloudError> {
-    if let Some(network) = &spec.database.network {
-        observed.subnet_group = match port
-            .describe_subnet_group(&network.subnet_group_name)
-            .await?
-        {
-            Some(_) => SubnetGroupLookup::Found,
-            None => SubnetGroupLookup::Missing,
-        };
-    }
     let engine = spec.database.engine;
     let version = &spec.database.engine_version;
     if observed.global.is_none()
@@ -133,7 +124,6 @@ impl Service for Aurora<'_> {
             global: observed.global.as_ref(),
             cluster: observed.cluster.as_ref(),
             instances: &observed.instances,
-            subnet_group: &observed.subnet_group,
             version: &observed.version,
             master_password: self.master_password,
         })

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::api::{ShopRegionSpec, SpecError};
 use crate::cloud::executor::{CloudPlan, Step};
 use crate::cloud::tags::tags_to_add;
-use crate::cloud::{SubnetGroupLookup, arn_region, requeue};
+use crate::cloud::{arn_region, requeue};
 
 use super::names::{
     Ownership, VersionMatch, cluster_id, compare_version, global_cluster_id, instance_id,
@@ -47,7 +47,6 @@ pub mod reason {
     pub const CLUSTER_IN_ANOTHER_GLOBAL_CLUSTER: &str = "ClusterInAnotherGlobalCluster";
     pub const KMS_KEY_IN_ANOTHER_REGION: &str = "KmsKeyInAnotherRegion";
     pub const CLUSTER_NOT_ENCRYPTED: &str = "ClusterNotEncrypted";
-    pub const SUBNET_GROUP_NOT_FOUND: &str = "SubnetGroupNotFound";
     pub const SUBNET_GROUP_MISMATCH: &str = "SubnetGroupMismatch";
     pub const ENGINE_VERSION_NOT_FOUND: &str = "EngineVersionNotFound";
 
@@ -80,7 +79,6 @@ pub struct AuroraPlanInput<'a> {
     pub cluster: Option<&'a Cluster>,
     /// Its instances, oldest first.
     pub instances: &'a [Instance],
-    pub subnet_group: &'a SubnetGroupLookup,
     pub version: &'a VersionLookup,
     /// The password a new primary is created with; `None` until the
     /// operator has stored it.
@@ -390,23 +388,6 @@ fn sorted(ids: &[String]) -> Vec<String> {
     ids
 }
 
-/// A subnet group the account does not hold would fail the create (or,
-/// on some endpoints, fall back to nothing useful): say which field names
-/// it before anything is created.
-fn check_subnet_group(input: &AuroraPlanInput) -> Option<AuroraPlan> {
-    let network = input.spec.database.network.as_ref()?;
-    (*input.subnet_group == SubnetGroupLookup::Missing).then(|| {
-        spec_error(
-            reason::SUBNET_GROUP_NOT_FOUND,
-            "spec.database.network.subnetGroupName",
-            format!(
-                "DB subnet group {:?} does not exist in {}; create it (subnets of the shop's VPC in this region) or name an existing one",
-                network.subnet_group_name, input.spec.region
-            ),
-        )
-    })
-}
-
 /// The primary's create, with the engine version resolved and the master
 /// password stored first.
 fn create_primary(
@@ -451,9 +432,6 @@ fn plan_without_cluster(input: &AuroraPlanInput) -> AuroraPlan {
         .first()
         .map(String::as_str)
         .unwrap_or("?");
-    if let Some(error) = check_subnet_group(input) {
-        return error;
-    }
     let Some(global) = input.global else {
         if is_first_in_order(spec) {
             return create_primary(input, &spec.database.engine_version, None);
@@ -1037,7 +1015,6 @@ pub(crate) mod tests {
             global,
             cluster,
             instances,
-            subnet_group: &SubnetGroupLookup::NotLooked,
             version: &VersionLookup::NotNeeded,
             master_password: Some(&password),
         })
@@ -1045,7 +1022,6 @@ pub(crate) mod tests {
 
     fn before_create(
         spec: &ShopRegionSpec,
-        subnet_group: SubnetGroupLookup,
         version: VersionLookup,
         master_password: Option<&MasterPassword>,
     ) -> AuroraPlan {
@@ -1054,7 +1030,6 @@ pub(crate) mod tests {
             global: None,
             cluster: None,
             instances: &[],
-            subnet_group: &subnet_group,
             version: &version,
             master_password,
         })
@@ -1081,7 +1056,6 @@ pub(crate) mod tests {
         let password = MasterPassword::new("pw-0123456789abcdef");
         let AuroraAction::CreatePrimaryCluster { request } = only_step(before_create(
             &spec,
-            SubnetGroupLookup::Found,
             VersionLookup::Default("16.6".into()),
             Some(&password),
         )) else {
@@ -1110,20 +1084,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_subnet_group_the_account_lacks_is_a_terminal_error_naming_field_and_group() {
-        let spec = networked("us-east-1");
-        let error = terminal(before_create(
-            &spec,
-            SubnetGroupLookup::Missing,
-            VersionLookup::NotNeeded,
-            None,
-        ));
-        assert_eq!(error.reason, reason::SUBNET_GROUP_NOT_FOUND);
-        assert_eq!(error.field, "spec.database.network.subnetGroupName");
-        assert!(error.message.contains("acme-private") && error.message.contains("us-east-1"));
-    }
-
-    #[test]
     fn a_secondary_names_its_own_network_and_no_credentials() {
         let spec = networked("eu-west-1");
         let g = global(GlobalClusterStatus::Available, Some("us-east-1"), &[]);
@@ -1141,12 +1101,7 @@ pub(crate) mod tests {
     #[test]
     fn a_major_version_the_region_does_not_offer_is_a_terminal_error() {
         let spec = acme("us-east-1");
-        let error = terminal(before_create(
-            &spec,
-            SubnetGroupLookup::NotLooked,
-            VersionLookup::NoSuchVersion,
-            None,
-        ));
+        let error = terminal(before_create(&spec, VersionLookup::NoSuchVersion, None));
         assert_eq!(error.reason, reason::ENGINE_VERSION_NOT_FOUND);
         assert_eq!(error.field, "spec.database.engineVersion");
     }
@@ -1157,7 +1112,6 @@ pub(crate) mod tests {
         assert_eq!(
             wait_reason(before_create(
                 &spec,
-                SubnetGroupLookup::NotLooked,
                 VersionLookup::Default("16.6".into()),
                 None
             )),

@@ -24,7 +24,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::conditions::types;
 use crate::api::{CacheStatus, DeletionPolicy, ShopRegionSpec};
 use crate::cloud::executor::{self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service};
-use crate::cloud::{CleanupOutcome, CloudError, SubnetGroupLookup};
+use crate::cloud::{CleanupOutcome, CloudError};
 use crate::concern::Note;
 
 pub use auth::{CacheAuth, auth_from_secret, check_auth_token};
@@ -51,7 +51,6 @@ pub struct Observed {
     global: Option<GlobalReplicationGroup>,
     group: Option<ReplicationGroup>,
     tags: Tags,
-    subnet_group: SubnetGroupLookup,
 }
 
 async fn observe(
@@ -68,25 +67,10 @@ async fn observe(
         Some(g) => port.list_tags(&g.arn).await?,
         None => Tags::new(),
     };
-    // Only a create needs it; a running group is in its subnet group.
-    let subnet_group = match (&group, &spec.cache.network) {
-        (None, Some(network)) => {
-            if port
-                .cache_subnet_group_exists(&network.subnet_group_name)
-                .await?
-            {
-                SubnetGroupLookup::Found
-            } else {
-                SubnetGroupLookup::Missing
-            }
-        }
-        _ => SubnetGroupLookup::NotLooked,
-    };
     Ok(Observed {
         global,
         group,
         tags,
-        subnet_group,
     })
 }
 
@@ -126,7 +110,6 @@ impl Service for ElastiCache<'_> {
             global: observed.global.as_ref(),
             replication_group: observed.group.as_ref(),
             tags: &observed.tags,
-            subnet_group: &observed.subnet_group,
         })
     }
 

@@ -11,10 +11,10 @@
 use std::time::Duration;
 
 use crate::api::{ShopRegionSpec, SpecError};
+use crate::cloud::arn_region;
 use crate::cloud::executor::{CloudPlan, Step};
 use crate::cloud::requeue;
 use crate::cloud::tags::tags_to_add;
-use crate::cloud::{SubnetGroupLookup, arn_region};
 
 use super::auth::CacheAuth;
 use super::names::{
@@ -59,7 +59,6 @@ pub mod reason {
     pub const OUTSIDE_GLOBAL_DATASTORE: &str = "ReplicationGroupOutsideGlobalDatastore";
     pub const IN_ANOTHER_GLOBAL_DATASTORE: &str = "ReplicationGroupInAnotherGlobalDatastore";
     pub const ANOTHER_MEMBER_IN_REGION: &str = "AnotherMemberInRegion";
-    pub const SUBNET_GROUP_NOT_FOUND: &str = "SubnetGroupNotFound";
     pub const KMS_KEY_IN_ANOTHER_REGION: &str = "KmsKeyInAnotherRegion";
 
     // Not terminal.
@@ -77,7 +76,6 @@ pub struct CachePlanInput<'a> {
     pub replication_group: Option<&'a ReplicationGroup>,
     /// The replication group's tags; empty when it does not exist.
     pub tags: &'a Tags,
-    pub subnet_group: &'a SubnetGroupLookup,
 }
 
 /// What the plan says for this region's replication group.
@@ -489,28 +487,9 @@ fn create_request(
     }
 }
 
-/// A subnet group the account does not hold: say which field names it
-/// before anything is created.
-fn check_subnet_group(input: &CachePlanInput) -> Option<CachePlan> {
-    let network = input.spec.cache.network.as_ref()?;
-    (*input.subnet_group == SubnetGroupLookup::Missing).then(|| {
-        spec_error(
-            reason::SUBNET_GROUP_NOT_FOUND,
-            "spec.cache.network.subnetGroupName",
-            format!(
-                "cache subnet group {:?} does not exist in {}; create it (subnets of the shop's VPC in this region) or name an existing one",
-                network.subnet_group_name, input.spec.region
-            ),
-        )
-    })
-}
-
 fn plan_without_group(input: &CachePlanInput) -> CachePlan {
     let spec = input.spec;
     let suffix = global_suffix(spec);
-    if let Some(error) = check_subnet_group(input) {
-        return error;
-    }
     let Some(global) = input.global else {
         // Both paths end in a create that needs the token: say what is
         // missing now, while the user can fix it before the primary exists.
@@ -945,7 +924,6 @@ pub(crate) mod tests {
             global,
             replication_group: group,
             tags,
-            subnet_group: &SubnetGroupLookup::NotLooked,
         })
     }
 
@@ -1273,22 +1251,6 @@ pub(crate) mod tests {
                 .unwrap()
                 .contains(":eu-west-1:")
         );
-    }
-
-    #[test]
-    fn a_cache_subnet_group_the_account_lacks_is_a_terminal_error_naming_field_and_group() {
-        let spec = networked("us-east-1");
-        let error = terminal(plan(&CachePlanInput {
-            spec: &spec,
-            auth: &CacheAuth::Disabled,
-            global: None,
-            replication_group: None,
-            tags: &Tags::new(),
-            subnet_group: &SubnetGroupLookup::Missing,
-        }));
-        assert_eq!(error.reason, reason::SUBNET_GROUP_NOT_FOUND);
-        assert_eq!(error.field, "spec.cache.network.subnetGroupName");
-        assert!(error.message.contains("acme-cache"));
     }
 
     #[test]

@@ -339,36 +339,6 @@ async fn a_major_version_the_region_lacks_is_terminal_and_creates_nothing() {
 }
 
 #[tokio::test]
-async fn a_subnet_group_the_account_lacks_stalls_before_anything_is_created() {
-    let sim = SimCloud::new(VirtualClock::default());
-    sim.declare_account(std::collections::BTreeMap::from([(
-        "us-east-1".to_string(),
-        crate::sim::SimNetwork {
-            subnet_groups: ["acme-private".to_string()].into(),
-            security_groups: ["sg-0aaa0000000000000".to_string()].into(),
-        },
-    )]));
-    let mut spec = acme("us-east-1");
-    spec.database.network = Some(crate::api::DatabaseNetwork {
-        subnet_group_name: "acme-typo".into(),
-        security_group_ids: vec!["sg-0aaa0000000000000".into()],
-        port: None,
-    });
-    let outcome = reconcile(sim.aurora("us-east-1").as_ref(), &spec, sim.clock().now()).await;
-    let error = outcome.terminal.expect("a terminal spec error");
-    assert_eq!(error.reason, reason::SUBNET_GROUP_NOT_FOUND);
-    assert_eq!(error.field, "spec.database.network.subnetGroupName");
-    assert!(error.message.contains("acme-typo"));
-    assert_eq!(sim.mutating_calls(), 0);
-
-    spec.database.network.as_mut().unwrap().subnet_group_name = "acme-private".into();
-    reconcile(sim.aurora("us-east-1").as_ref(), &spec, sim.clock().now()).await;
-    let cluster = sim.cluster("us-east-1", "acme-us-east-1").expect("created");
-    assert_eq!(cluster.subnet_group.as_deref(), Some("acme-private"));
-    assert_eq!(cluster.security_group_ids, vec!["sg-0aaa0000000000000"]);
-}
-
-#[tokio::test]
 async fn a_request_aws_refuses_for_the_spec_is_terminal_and_names_the_field() {
     let sim = SimCloud::new(VirtualClock::default());
     let mut spec = acme("us-east-1");

@@ -408,7 +408,6 @@ async fn an_unmanaged_group_is_adopted_only_when_the_spec_says_so() {
         global: None,
         replication_group: None,
         tags: &Tags::new(),
-        subnet_group: &crate::cloud::SubnetGroupLookup::NotLooked,
     }) else {
         panic!("a first region without a group plans its creation");
     };
