@@ -588,8 +588,10 @@ async fn a_secondary_is_created_naming_only_its_global_datastore_and_no_shape() 
         num_node_groups: None,
         cluster_mode_enabled: None,
         replicas_per_node_group: 0,
-        automatic_failover_enabled: Some(false),
-        multi_az_enabled: Some(false),
+        automatic_failover_enabled: None,
+        multi_az_enabled: None,
+        transit_encryption_enabled: None,
+        at_rest_encryption_enabled: None,
         auth_token: None,
         ..primary_request(None)
     };
@@ -612,10 +614,6 @@ async fn a_secondary_is_created_naming_only_its_global_datastore_and_no_shape() 
             ),
             ("GlobalReplicationGroupId", GLOBAL),
             ("ReplicasPerNodeGroup", "0"),
-            ("AutomaticFailoverEnabled", "false"),
-            ("MultiAZEnabled", "false"),
-            ("TransitEncryptionEnabled", "true"),
-            ("AtRestEncryptionEnabled", "true"),
             ("Tags.Tag.1.Key", "shopfleet.io/managed-by"),
             ("Tags.Tag.1.Value", "shopfleet"),
             ("Tags.Tag.2.Key", "shopfleet.io/shop"),

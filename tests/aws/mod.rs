@@ -34,7 +34,7 @@ pub fn credentials() -> SharedCredentialsProvider {
 /// The cloud the operator would build, pointed at moto. One attempt: moto
 /// answers an unimplemented call with HTTP 500, which the SDK retries.
 pub struct Emulated {
-    pub cloud: AwsCloud,
+    pub cloud: Arc<AwsCloud>,
     /// Keeps the server up for the test.
     _moto: Arc<Moto>,
 }
@@ -51,11 +51,45 @@ impl Emulated {
             ..AwsOptions::default()
         })
         .await;
-        Self { cloud, _moto: moto }
+        Self {
+            cloud: Arc::new(cloud),
+            _moto: moto,
+        }
     }
 
     pub fn aurora(&self, region: &str) -> Arc<dyn AuroraPort> {
         self.cloud.aurora(region)
+    }
+
+    /// Runs `script` with boto3 (from moto's own virtualenv) against this
+    /// moto, in `region`; `ec2`, `rds` and `elasticache` are clients, and
+    /// the script's `result` is returned as JSON. For what the operator
+    /// never does itself but a real account holds: a VPC, its subnets,
+    /// subnet groups, security groups, parameter groups.
+    pub fn boto3(&self, region: &str, script: &str) -> serde_json::Value {
+        let program = format!(
+            "import boto3, json\n\
+             kw = dict(endpoint_url={endpoint:?}, region_name={region:?}, \
+             aws_access_key_id='AKIDSHOPFLEETTEST', aws_secret_access_key='x')\n\
+             ec2 = boto3.client('ec2', **kw)\n\
+             rds = boto3.client('rds', **kw)\n\
+             elasticache = boto3.client('elasticache', **kw)\n\
+             result = None\n\
+             {script}\n\
+             print(json.dumps(result, default=str))\n",
+            endpoint = self._moto.endpoint,
+        );
+        let output = std::process::Command::new(moto::python())
+            .arg("-c")
+            .arg(&program)
+            .output()
+            .expect("moto's python runs");
+        assert!(
+            output.status.success(),
+            "boto3 failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("the script printed JSON")
     }
 
     pub fn elasticache(&self, region: &str) -> Arc<dyn ElastiCachePort> {

@@ -202,6 +202,13 @@ fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// The Python beside the moto server in use: its virtualenv has boto3,
+/// which moto depends on.
+pub fn python() -> PathBuf {
+    let server = std::env::var_os("SHOPFLEET_MOTO_SERVER").map_or_else(venv_server, PathBuf::from);
+    server.with_file_name("python")
+}
+
 fn venv_server() -> PathBuf {
     venv().join("bin/moto_server")
 }

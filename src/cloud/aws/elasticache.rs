@@ -522,6 +522,7 @@ mod tests {
         "elasticache:DisassociateGlobalReplicationGroup",
         "elasticache:FailoverGlobalReplicationGroup",
         "elasticache:DescribeReplicationGroups",
+        "elasticache:DescribeCacheSubnetGroups",
         "elasticache:CreateReplicationGroup",
         "elasticache:ModifyReplicationGroup",
         "elasticache:DeleteReplicationGroup",
@@ -532,6 +533,15 @@ mod tests {
         "elasticache:AddTagsToResource",
         "cloudwatch:GetMetricData",
     ];
+
+    #[test]
+    fn every_elasticache_call_of_the_adapter_has_its_iam_action() {
+        crate::cloud::aws::assert_calls_are_granted(
+            include_str!("elasticache.rs"),
+            "elasticache",
+            IAM_ACTIONS,
+        );
+    }
 
     #[test]
     fn the_documented_iam_policy_grants_exactly_the_elasticache_calls() {

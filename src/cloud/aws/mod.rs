@@ -279,6 +279,50 @@ fn documented_actions(first_sid: &str, prefixes: &[&str]) -> std::collections::B
         .collect()
 }
 
+/// The SDK operations an adapter's source calls on its client field
+/// `client` (`self.rds\n    .describe_db_clusters()` → `describedbclusters`):
+/// lowercase and without underscores, to compare with IAM action names
+/// whatever the SDK's casing of acronyms.
+#[cfg(test)]
+fn sdk_operations(source: &str, client: &str) -> std::collections::BTreeSet<String> {
+    let needle = format!(".{client}");
+    let mut operations = std::collections::BTreeSet::new();
+    let mut rest = source;
+    while let Some(at) = rest.find(&needle) {
+        rest = &rest[at + needle.len()..];
+        let after = rest.trim_start();
+        let Some(call) = after.strip_prefix('.') else {
+            continue;
+        };
+        let name: String = call
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if call[name.len()..].starts_with("()") {
+            operations.insert(name.replace('_', ""));
+        }
+    }
+    operations
+}
+
+/// Every SDK operation of `source` on `client` has its IAM action among
+/// `actions` (`service:Action`): a call added without its permission fails.
+#[cfg(test)]
+fn assert_calls_are_granted(source: &str, client: &str, actions: &[&str]) {
+    let granted: std::collections::BTreeSet<String> = actions
+        .iter()
+        .filter_map(|a| a.split_once(':'))
+        .map(|(_, action)| action.to_ascii_lowercase())
+        .collect();
+    let called = sdk_operations(source, client);
+    assert!(!called.is_empty(), "no call on .{client} found");
+    let missing: Vec<&String> = called.difference(&granted).collect();
+    assert!(
+        missing.is_empty(),
+        "calls without their IAM action in IAM_ACTIONS and docs/aws-iam.md: {missing:?}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

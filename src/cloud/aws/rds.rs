@@ -554,9 +554,17 @@ mod tests {
         "rds:AddTagsToResource",
         "rds:DescribeDBInstances",
         "rds:CreateDBInstance",
+        "rds:ModifyDBInstance",
         "rds:DeleteDBInstance",
+        "rds:DescribeDBSubnetGroups",
+        "rds:DescribeDBEngineVersions",
         "cloudwatch:GetMetricData",
     ];
+
+    #[test]
+    fn every_rds_call_of_the_adapter_has_its_iam_action() {
+        crate::cloud::aws::assert_calls_are_granted(include_str!("rds.rs"), "rds", IAM_ACTIONS);
+    }
 
     #[test]
     fn the_documented_iam_policy_grants_exactly_the_aurora_calls() {
