@@ -380,6 +380,9 @@ impl<'a> Pass<'a> {
             spec,
             auth: &auth,
             previous: previous.and_then(|s| s.cache.as_ref()),
+            rolled_auth: previous
+                .and_then(|s| s.orders.as_ref())
+                .and_then(|o| o.cache_auth_token.as_deref()),
             now,
         });
         let cache = self.act_and_report(&cache, upstream).await?;

@@ -242,6 +242,7 @@ async fn modify_turns_failover_and_multi_az_off_at_once() {
             replication_group_id: "ec-modify".into(),
             automatic_failover_enabled: Some(false),
             multi_az_enabled: Some(false),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -21,9 +21,10 @@ use aws_smithy_http_client::test_util::capture_request;
 use aws_smithy_types::body::SdkBody;
 use k8s_openapi::jiff::Timestamp;
 use shopfleet::cloud::elasticache::{
-    AuthToken, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest, ElastiCachePort,
-    Endpoint, GlobalMemberStatus, GlobalReplicationGroup, GlobalReplicationGroupInfo,
-    GlobalReplicationGroupMember, GlobalReplicationGroupStatus, NodeGroup, NodeGroupMember,
+    AuthToken, AuthTokenUpdateStrategy, CreateGlobalReplicationGroupRequest,
+    CreateReplicationGroupRequest, ElastiCachePort, Endpoint, GlobalMemberStatus,
+    GlobalReplicationGroup, GlobalReplicationGroupInfo, GlobalReplicationGroupMember,
+    GlobalReplicationGroupStatus, ModifyReplicationGroupRequest, NodeGroup, NodeGroupMember,
     ReplicationGroup, ReplicationGroupStatus, Tags,
 };
 use shopfleet::cloud::{Cloud, CloudError, TransientKind};
@@ -407,6 +408,40 @@ async fn deleting_a_global_datastore_keeps_its_primary_group() {
             ("RetainPrimaryReplicationGroup", "true"),
         ])
     );
+}
+
+#[tokio::test]
+async fn an_auth_token_rotation_sends_the_token_with_rotate_then_set_applied_immediately() {
+    for (strategy, word) in [
+        (AuthTokenUpdateStrategy::Rotate, "ROTATE"),
+        (AuthTokenUpdateStrategy::Set, "SET"),
+    ] {
+        let (result, request) = capture(
+            "eu-west-1",
+            ok("ModifyReplicationGroup", &group_xml("modifying", 1)),
+            async |port| {
+                port.modify_replication_group(&ModifyReplicationGroupRequest {
+                    replication_group_id: "acme-eu-west-1".into(),
+                    auth_token: Some((AuthToken::new(TOKEN), strategy)),
+                    ..ModifyReplicationGroupRequest::default()
+                })
+                .await
+            },
+        )
+        .await;
+        result.unwrap();
+        assert_eq!(
+            sent(&request).params,
+            params([
+                ("Action", "ModifyReplicationGroup"),
+                ("Version", "2015-02-02"),
+                ("ReplicationGroupId", "acme-eu-west-1"),
+                ("ApplyImmediately", "true"),
+                ("AuthToken", TOKEN),
+                ("AuthTokenUpdateStrategy", word),
+            ])
+        );
+    }
 }
 
 #[tokio::test]

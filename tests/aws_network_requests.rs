@@ -322,6 +322,8 @@ fn cache_plan(spec: &ShopRegionSpec, global: Option<&GlobalReplicationGroup>) ->
         global,
         replication_group: None,
         tags: &Tags::new(),
+        recorded_auth: None,
+        rolled_auth: None,
     });
     only_step(plan)
 }

@@ -510,6 +510,21 @@ pub struct CacheNetwork {
     pub security_group_ids: Vec<String>,
 }
 
+/// Which Redis AUTH token the replication group accepts, by fingerprint: a
+/// truncated SHA-256 of the token salted with the replication group's
+/// identifier, so that status never holds the token.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthTokenStatus {
+    /// The token the group accepts alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<String>,
+    /// A new token added with `ROTATE`: the group accepts it and `applied`
+    /// until the order pods run with it, then it is `SET` and alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotating_to: Option<String>,
+}
+
 /// A key of a Secret in the ShopRegion's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretKeyRef {
@@ -760,6 +775,11 @@ pub struct OrdersStatus {
     /// True while the region holds extra capacity for a lost region.
     #[serde(default)]
     pub absorbing: bool,
+    /// Fingerprint of the Redis AUTH token every order pod runs with, once
+    /// a rollout with it has completed (the cache waits for it before it
+    /// retires the previous token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_auth_token: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -815,6 +835,9 @@ pub struct CacheStatus {
     pub reader_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag_seconds: Option<f64>,
+    /// The Redis AUTH token's rotation, by fingerprint (never the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<AuthTokenStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }

@@ -151,9 +151,10 @@ pub trait Service: Sync {
     fn converged_message(&self, status: &Self::Status) -> String;
     /// Events for a change of role since the status reported last time.
     fn role_change(&self, status: &Self::Status) -> Vec<Note>;
-    /// A wait on something the user must fix: what the status and the
-    /// Events say of it. Nothing by default.
-    fn waiting_on_user(&self, _first: &Self::Step, _status: &mut Self::Status) -> Option<Note> {
+    /// What the status and the Events say of the first step once the steps
+    /// went through: a wait on something the user must fix, or the effect
+    /// of a call that AWS does not show back. Nothing by default.
+    fn after_steps(&self, _first: &Self::Step, _status: &mut Self::Status) -> Option<Note> {
         None
     }
 }
@@ -303,7 +304,7 @@ async fn act<S: Service>(
     };
     let mut status = service.status(&after, Depth::Progress).await;
     let first = steps.first().expect("a plan with steps has at least one");
-    events.extend(service.waiting_on_user(first, &mut status));
+    events.extend(service.after_steps(first, &mut status));
     events.extend(service.role_change(&status));
     CloudOutcome {
         status,

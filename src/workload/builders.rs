@@ -36,6 +36,10 @@ pub const FIELD_MANAGER: &str = "shopfleet";
 /// endpoints as AWS names them): the ConfigMap mounted as files, which the
 /// kubelet refreshes without a restart.
 pub const TOPOLOGY_MOUNT_PATH: &str = "/etc/shopfleet/topology";
+/// On the pod template: the fingerprint of the Redis AUTH token its pods
+/// read at start. A new token changes it, so the pods roll to the new token
+/// while the replication group accepts both.
+pub const CACHE_AUTH_TOKEN_ANNOTATION: &str = "shopfleet.io/cache-auth-token";
 /// The port of the cache primary behind the stable name: ElastiCache's
 /// default, which the operator never changes.
 pub const CACHE_PORT: u16 = 6379;
@@ -330,6 +334,23 @@ pub fn order_env(inputs: &WorkloadInputs<'_>) -> Vec<EnvVar> {
     // The master Secret is the same in every region and through every
     // failover (secondaries replicate the primary's users), so its name is
     // stable too. Not optional: a pod without credentials cannot serve.
+    let cache_auth = region
+        .spec
+        .cache
+        .auth_secret_ref
+        .iter()
+        .map(|reference| EnvVar {
+            name: keys::CACHE_AUTH_TOKEN.to_string(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: reference.name.clone(),
+                    key: reference.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
     let credentials = topology.database_master_secret.iter().flat_map(|secret| {
         [
             (keys::DATABASE_USERNAME, "username"),
@@ -356,6 +377,7 @@ pub fn order_env(inputs: &WorkloadInputs<'_>) -> Vec<EnvVar> {
             ..EnvVar::default()
         })
         .chain(credentials)
+        .chain(cache_auth)
         .filter(|env| !own.iter().any(|e| e.name == env.name))
         .chain(own.iter().cloned())
         .collect()
@@ -434,6 +456,9 @@ pub fn deployment(inputs: &WorkloadInputs<'_>) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(common_labels(region)),
+                    annotations: inputs.topology.cache_auth_token.as_ref().map(|token| {
+                        BTreeMap::from([(CACHE_AUTH_TOKEN_ANNOTATION.to_string(), token.clone())])
+                    }),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -899,6 +924,52 @@ mod tests {
         let rolling = strategy.rolling_update.as_ref().unwrap();
         assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
         assert_eq!(rolling.max_surge, Some(IntOrString::String("25%".into())));
+    }
+
+    #[test]
+    fn pods_take_their_credentials_from_secrets_and_a_new_cache_token_rolls_them() {
+        let mut f = us_east_1();
+        f.region.spec.cache.auth_secret_ref = Some(crate::api::SecretKeyRef {
+            name: "acme-redis-auth".into(),
+            key: "token".into(),
+        });
+        f.topology.database_master_secret = Some("acme-database-master".into());
+        f.topology.cache_auth_token = Some("00aa00aa00aa00aa".into());
+        let d = deployment(&f.inputs());
+        let env = container(&d).env.clone().unwrap();
+        let from_secret = |name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value_from.as_ref())
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|r| (r.name.clone(), r.key.clone()))
+        };
+        assert_eq!(
+            from_secret("DATABASE_PASSWORD"),
+            Some(("acme-database-master".into(), "password".into()))
+        );
+        assert_eq!(
+            from_secret("DATABASE_USERNAME"),
+            Some(("acme-database-master".into(), "username".into()))
+        );
+        assert_eq!(
+            from_secret("CACHE_AUTH_TOKEN"),
+            Some(("acme-redis-auth".into(), "token".into()))
+        );
+        let template = |f: &Fixture| deployment(&f.inputs()).spec.template;
+        let before = template(&f);
+        assert_eq!(
+            before
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[CACHE_AUTH_TOKEN_ANNOTATION],
+            "00aa00aa00aa00aa"
+        );
+        f.topology.cache_auth_token = Some("11bb11bb11bb11bb".into());
+        assert_ne!(template(&f), before, "a new token rolls the pods");
     }
 
     #[test]

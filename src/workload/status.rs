@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition};
 
-use super::builders::CONTAINER_NAME;
+use super::builders::{CACHE_AUTH_TOKEN_ANNOTATION, CONTAINER_NAME};
 use super::capacity::Capacity;
 use crate::api::OrdersStatus;
 use crate::api::conditions::{Desired, Status, types};
@@ -75,6 +75,21 @@ pub fn workload_status(
     let ready = dstatus.ready_replicas.unwrap_or(0);
     let available = dstatus.available_replicas.unwrap_or(0);
     let updated = dstatus.updated_replicas.unwrap_or(0);
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let observed_generation = dstatus.observed_generation.unwrap_or(0);
+    // Every pod runs the template's token once the rollout is complete.
+    let rolled_out = observed_generation >= generation
+        && updated >= desired
+        && dstatus.replicas.unwrap_or(0) == updated
+        && available >= desired;
+    let cache_auth_token = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CACHE_AUTH_TOKEN_ANNOTATION))
+        .filter(|_| rolled_out)
+        .cloned();
     let status = OrdersStatus {
         image,
         desired_replicas: desired,
@@ -83,11 +98,10 @@ pub fn workload_status(
         min_replicas: min,
         max_replicas: capacity.max_replicas,
         absorbing,
+        cache_auth_token,
     };
 
     let conditions = dstatus.conditions.as_deref().unwrap_or_default();
-    let generation = deployment.metadata.generation.unwrap_or(0);
-    let observed_generation = dstatus.observed_generation.unwrap_or(0);
     let ready_min = capacity.min_replicas;
 
     let condition = if let Some(pull) = image_pull_failure(conditions) {
@@ -230,6 +244,7 @@ mod tests {
     use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
     use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use std::collections::BTreeMap;
 
     const CAPACITY: Capacity = Capacity {
         min_replicas: 13,
@@ -332,7 +347,39 @@ mod tests {
                 min_replicas: 13,
                 max_replicas: 75,
                 absorbing: false,
+                ..Default::default()
             }
+        );
+    }
+
+    #[test]
+    fn the_cache_token_counts_as_rolled_out_only_once_every_pod_runs_it() {
+        let with_token = |replicas: i32, updated: i32, available: i32| {
+            let mut d = deployment(replicas, available, complete());
+            d.spec.template.metadata = Some(ObjectMeta {
+                annotations: Some(BTreeMap::from([(
+                    CACHE_AUTH_TOKEN_ANNOTATION.to_string(),
+                    "00aa00aa00aa00aa".to_string(),
+                )])),
+                ..ObjectMeta::default()
+            });
+            let status = d.status.as_mut().unwrap();
+            status.updated_replicas = Some(updated);
+            status.replicas = Some(replicas.max(updated) + (replicas - updated));
+            workload_status(Some(&d), &CAPACITY, false)
+                .0
+                .cache_auth_token
+        };
+        assert_eq!(with_token(20, 20, 20).as_deref(), Some("00aa00aa00aa00aa"));
+        assert_eq!(
+            with_token(20, 12, 20),
+            None,
+            "old pods still run the old token"
+        );
+        assert_eq!(
+            with_token(20, 20, 15),
+            None,
+            "new pods not all available yet"
         );
     }
 

@@ -20,6 +20,8 @@ pub mod keys {
     pub const DATABASE_MASTER_SECRET: &str = "DATABASE_MASTER_SECRET";
     pub const DATABASE_USERNAME: &str = "DATABASE_USERNAME";
     pub const DATABASE_PASSWORD: &str = "DATABASE_PASSWORD";
+    /// The Redis AUTH token, from `spec.cache.authSecretRef`.
+    pub const CACHE_AUTH_TOKEN: &str = "CACHE_AUTH_TOKEN";
 }
 
 /// What the pods of one region must know about the fleet. The endpoints stay
@@ -35,6 +37,10 @@ pub struct Topology {
     pub cache_primary_endpoint: Option<String>,
     pub cache_reader_endpoint: Option<String>,
     pub database_master_secret: Option<String>,
+    /// Fingerprint of the Redis AUTH token the pods should run with: the
+    /// one being rotated in, else the one applied. Not in the ConfigMap: it
+    /// is the pod template's, so that a new token rolls the pods.
+    pub cache_auth_token: Option<String>,
 }
 
 impl Topology {
@@ -57,6 +63,10 @@ impl Topology {
         if let Some(c) = cache {
             topology.cache_primary_endpoint = c.primary_endpoint.clone();
             topology.cache_reader_endpoint = c.reader_endpoint.clone();
+            topology.cache_auth_token = c
+                .auth_token
+                .as_ref()
+                .and_then(|a| a.rotating_to.clone().or_else(|| a.applied.clone()));
         }
         topology
     }
@@ -74,6 +84,7 @@ impl Topology {
             cache_primary_endpoint: None,
             cache_reader_endpoint: None,
             database_master_secret: None,
+            cache_auth_token: None,
         }
     }
 

@@ -14,12 +14,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_elasticache::types::{self as ec, ClusterMode, Tag};
+use aws_sdk_elasticache::types::{self as ec, AuthTokenUpdateStrategyType, ClusterMode, Tag};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cloud::CloudError;
 use crate::cloud::elasticache::port::{
-    CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
+    AuthTokenUpdateStrategy, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
     DeleteReplicationGroupRequest, ElastiCachePort, Endpoint, GlobalReplicationGroup,
     GlobalReplicationGroupInfo, GlobalReplicationGroupMember, ModifyReplicationGroupRequest,
     NodeGroup, NodeGroupMember, ReplicationGroup, Tags,
@@ -399,6 +399,18 @@ impl ElastiCachePort for AwsElastiCache {
             .apply_immediately(true)
             .set_automatic_failover_enabled(request.automatic_failover_enabled)
             .set_multi_az_enabled(request.multi_az_enabled)
+            .set_auth_token(
+                request
+                    .auth_token
+                    .as_ref()
+                    .map(|(token, _)| token.expose().to_string()),
+            )
+            .set_auth_token_update_strategy(request.auth_token.as_ref().map(|(_, strategy)| {
+                match strategy {
+                    AuthTokenUpdateStrategy::Rotate => AuthTokenUpdateStrategyType::Rotate,
+                    AuthTokenUpdateStrategy::Set => AuthTokenUpdateStrategyType::Set,
+                }
+            }))
             .send()
             .await
             .map_err(|e| self.classify(e))?;

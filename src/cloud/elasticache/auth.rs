@@ -7,9 +7,11 @@
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::api::SecretKeyRef;
+use sha2::{Digest, Sha256};
 
-use super::port::AuthToken;
+use crate::api::{AuthTokenStatus, SecretKeyRef};
+
+use super::port::{AuthToken, AuthTokenUpdateStrategy};
 
 /// Condition reasons while the token cannot be used. None is terminal: the
 /// Secret is not part of the spec, and the user may create or fix it at any
@@ -18,6 +20,7 @@ pub mod reason {
     pub const AUTH_SECRET_MISSING: &str = "AuthSecretMissing";
     pub const AUTH_SECRET_KEY_MISSING: &str = "AuthSecretKeyMissing";
     pub const AUTH_TOKEN_INVALID: &str = "AuthTokenInvalid";
+    pub const ROTATING_AUTH_TOKEN: &str = "RotatingAuthToken";
 }
 
 /// What the cache concern knows about Redis AUTH for this region.
@@ -99,6 +102,149 @@ pub fn check_auth_token(token: &str) -> Result<(), &'static str> {
         );
     }
     Ok(())
+}
+
+/// A token's fingerprint for status and pod templates: 16 hex digits of
+/// SHA-256 over the replication group's identifier and the token. Never the
+/// token; the salt keeps one token's fingerprint from matching across
+/// groups. AWS requires tokens of 16 characters or more, which keeps a
+/// fingerprint from being guessed back.
+pub fn fingerprint(replication_group_id: &str, token: &AuthToken) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"shopfleet-redis-auth\0");
+    hash.update(replication_group_id.as_bytes());
+    hash.update(b"\0");
+    hash.update(token.expose().as_bytes());
+    hex::encode(&hash.finalize()[..8])
+}
+
+/// Where a rotation stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The group accepts the Secret's token alone (or the group was just
+    /// seen for the first time, created with it or adopted).
+    Settled(AuthTokenStatus),
+    /// `ModifyReplicationGroup` with `call` brings the group to `then`.
+    Call {
+        call: AuthTokenUpdateStrategy,
+        then: AuthTokenStatus,
+    },
+    /// Both tokens are accepted; the order pods are still rolling out to the
+    /// new one, and the old one stays until they all run with it.
+    WaitingForPods(AuthTokenStatus),
+}
+
+/// Pure: the rotation step for the Secret's token `desired` (a fingerprint),
+/// given what status recorded and the token every order pod runs with
+/// (`rolled`). A token changed again mid-rotation is rotated in at once:
+/// AWS keeps at most two, dropping the oldest, and the pods only ever run
+/// the newest.
+pub fn next_rotation(
+    desired: &str,
+    recorded: Option<&AuthTokenStatus>,
+    rolled: Option<&str>,
+) -> Rotation {
+    let Some(recorded) = recorded.filter(|r| r.applied.is_some() || r.rotating_to.is_some()) else {
+        return Rotation::Settled(AuthTokenStatus {
+            applied: Some(desired.to_string()),
+            rotating_to: None,
+        });
+    };
+    match recorded.rotating_to.as_deref() {
+        Some(rotating) if rotating == desired && rolled == Some(desired) => Rotation::Call {
+            call: AuthTokenUpdateStrategy::Set,
+            then: AuthTokenStatus {
+                applied: Some(desired.to_string()),
+                rotating_to: None,
+            },
+        },
+        Some(rotating) if rotating == desired => Rotation::WaitingForPods(recorded.clone()),
+        None if recorded.applied.as_deref() == Some(desired) => Rotation::Settled(recorded.clone()),
+        _ => Rotation::Call {
+            call: AuthTokenUpdateStrategy::Rotate,
+            then: AuthTokenStatus {
+                applied: recorded.applied.clone(),
+                rotating_to: Some(desired.to_string()),
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    fn state(applied: Option<&str>, rotating_to: Option<&str>) -> AuthTokenStatus {
+        AuthTokenStatus {
+            applied: applied.map(Into::into),
+            rotating_to: rotating_to.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_group_seen_first_is_recorded_with_the_secrets_token_and_no_call() {
+        assert_eq!(
+            next_rotation("aa", None, None),
+            Rotation::Settled(state(Some("aa"), None))
+        );
+    }
+
+    #[test]
+    fn a_changed_secret_rotates_then_waits_for_the_pods_then_sets() {
+        let settled = state(Some("aa"), None);
+        assert_eq!(
+            next_rotation("bb", Some(&settled), Some("aa")),
+            Rotation::Call {
+                call: AuthTokenUpdateStrategy::Rotate,
+                then: state(Some("aa"), Some("bb"))
+            }
+        );
+        let rotating = state(Some("aa"), Some("bb"));
+        assert_eq!(
+            next_rotation("bb", Some(&rotating), Some("aa")),
+            Rotation::WaitingForPods(rotating.clone()),
+            "the old token stays while pods still use it"
+        );
+        assert_eq!(
+            next_rotation("bb", Some(&rotating), Some("bb")),
+            Rotation::Call {
+                call: AuthTokenUpdateStrategy::Set,
+                then: state(Some("bb"), None)
+            }
+        );
+        assert_eq!(
+            next_rotation("bb", Some(&state(Some("bb"), None)), Some("bb")),
+            Rotation::Settled(state(Some("bb"), None))
+        );
+    }
+
+    #[test]
+    fn a_token_changed_again_mid_rotation_is_rotated_in_at_once() {
+        assert_eq!(
+            next_rotation("cc", Some(&state(Some("aa"), Some("bb"))), Some("bb")),
+            Rotation::Call {
+                call: AuthTokenUpdateStrategy::Rotate,
+                then: state(Some("aa"), Some("cc"))
+            }
+        );
+    }
+
+    #[test]
+    fn fingerprints_depend_on_token_and_group_and_never_contain_the_token() {
+        let token = AuthToken::new("correct-horse-battery-staple");
+        let a = fingerprint("acme-us-east-1", &token);
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, fingerprint("acme-us-east-1", &token));
+        assert_ne!(a, fingerprint("acme-eu-west-1", &token));
+        assert_ne!(
+            a,
+            fingerprint(
+                "acme-us-east-1",
+                &AuthToken::new("correct-horse-battery-stable")
+            )
+        );
+        assert!(!a.contains("horse"));
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::types;
-use crate::api::{CacheStatus, DeletionPolicy, ShopRegionSpec};
+use crate::api::{AuthTokenStatus, CacheStatus, DeletionPolicy, ShopRegionSpec};
 use crate::cloud::executor::{self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service};
 use crate::cloud::{CleanupOutcome, CloudError};
 use crate::concern::Note;
@@ -31,11 +31,12 @@ pub use auth::{CacheAuth, auth_from_secret, check_auth_token};
 pub use cleanup::{CacheCleanupAction, CacheCleanupInput, CacheCleanupPlan};
 pub use plan::{CacheAction, CachePlan, CachePlanInput, reason};
 pub use port::{
-    AuthToken, AutomaticFailoverStatus, CreateGlobalReplicationGroupRequest,
-    CreateReplicationGroupRequest, DeleteReplicationGroupRequest, ElastiCachePort, Endpoint,
-    GlobalMemberStatus, GlobalReplicationGroup, GlobalReplicationGroupInfo,
-    GlobalReplicationGroupMember, GlobalReplicationGroupStatus, ModifyReplicationGroupRequest,
-    NodeGroup, NodeGroupMember, NodeRole, ReplicationGroup, ReplicationGroupStatus, Tags,
+    AuthToken, AuthTokenUpdateStrategy, AutomaticFailoverStatus,
+    CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
+    DeleteReplicationGroupRequest, ElastiCachePort, Endpoint, GlobalMemberStatus,
+    GlobalReplicationGroup, GlobalReplicationGroupInfo, GlobalReplicationGroupMember,
+    GlobalReplicationGroupStatus, ModifyReplicationGroupRequest, NodeGroup, NodeGroupMember,
+    NodeRole, ReplicationGroup, ReplicationGroupStatus, Tags,
 };
 
 /// The ElastiCache handle of any region: the cache concern reads the
@@ -84,12 +85,36 @@ pub struct ElastiCache<'a> {
     pub spec: &'a ShopRegionSpec,
     pub auth: &'a CacheAuth,
     pub previous: Option<&'a CacheStatus>,
+    /// The AUTH token fingerprint every order pod runs with
+    /// (`status.orders.cacheAuthToken`).
+    pub rolled_auth: Option<&'a str>,
     pub now: Timestamp,
 }
 
 impl ElastiCache<'_> {
     fn port(&self) -> Arc<dyn ElastiCachePort> {
         (self.ports)(&self.spec.region)
+    }
+
+    /// What status records of the AUTH token before this pass's calls: the
+    /// rotation as recorded, or, for a group seen first, the Secret's
+    /// token. A call's effect is recorded by [`Service::after_steps`]
+    /// once AWS took it.
+    fn auth_token_state(&self, observed: &Observed) -> Option<AuthTokenStatus> {
+        let recorded = self.previous.and_then(|p| p.auth_token.as_ref());
+        let (Some(group), CacheAuth::Token(token)) = (&observed.group, self.auth) else {
+            return recorded.cloned();
+        };
+        if !group.auth_token_enabled {
+            return None;
+        }
+        let desired = auth::fingerprint(&group.id, token);
+        Some(
+            match auth::next_rotation(&desired, recorded, self.rolled_auth) {
+                auth::Rotation::Settled(state) | auth::Rotation::WaitingForPods(state) => state,
+                auth::Rotation::Call { .. } => recorded.cloned().unwrap_or_default(),
+            },
+        )
     }
 }
 
@@ -110,6 +135,8 @@ impl Service for ElastiCache<'_> {
             global: observed.global.as_ref(),
             replication_group: observed.group.as_ref(),
             tags: &observed.tags,
+            recorded_auth: self.previous.and_then(|p| p.auth_token.as_ref()),
+            rolled_auth: self.rolled_auth,
         })
     }
 
@@ -128,7 +155,10 @@ impl Service for ElastiCache<'_> {
                 primary_endpoint(self.ports, self.spec, observed, self.previous).await
             }
         };
-        status_of(self.spec, observed, endpoint, lag)
+        CacheStatus {
+            auth_token: self.auth_token_state(observed),
+            ..status_of(self.spec, observed, endpoint, lag)
+        }
     }
 
     fn last_known(&self) -> CacheStatus {
@@ -158,7 +188,12 @@ impl Service for ElastiCache<'_> {
 
     /// The AUTH Secret is the user's to fix: the status says what is wrong,
     /// and an Event says it once per new problem, not on every poll.
-    fn waiting_on_user(&self, first: &CacheAction, status: &mut CacheStatus) -> Option<Note> {
+    fn after_steps(&self, first: &CacheAction, status: &mut CacheStatus) -> Option<Note> {
+        if let CacheAction::UpdateAuthToken { then, .. } = first {
+            // Only reached once AWS took the call.
+            status.auth_token = Some(then.clone());
+            return None;
+        }
         let CacheAction::Wait {
             reason, message, ..
         } = first
@@ -198,6 +233,7 @@ pub async fn reconcile_from(
         spec,
         auth,
         previous,
+        rolled_auth: None,
         now,
     })
     .await
@@ -235,7 +271,8 @@ async fn execute(port: &dyn ElastiCachePort, action: &CacheAction) -> Result<(),
                     .map(drop)
             }
         }
-        CacheAction::ConfigureFailover { request } => {
+        CacheAction::ConfigureFailover { request }
+        | CacheAction::UpdateAuthToken { request, .. } => {
             port.modify_replication_group(request).await.map(drop)
         }
         CacheAction::TagForAdoption { resource_arn, tags }
@@ -343,6 +380,7 @@ fn status_of(
             .and_then(ReplicationGroup::read_endpoint)
             .map(Endpoint::to_host_port),
         replication_lag_seconds: lag.map(|l| l.as_secs_f64()),
+        auth_token: None,
         last_error: None,
     }
 }

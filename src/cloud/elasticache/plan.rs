@@ -10,22 +10,22 @@
 
 use std::time::Duration;
 
-use crate::api::{ShopRegionSpec, SpecError};
+use crate::api::{AuthTokenStatus, ShopRegionSpec, SpecError};
 use crate::cloud::arn_region;
 use crate::cloud::executor::{CloudPlan, Step};
 use crate::cloud::requeue;
 use crate::cloud::tags::tags_to_add;
 
-use super::auth::CacheAuth;
+use super::auth::{CacheAuth, Rotation, fingerprint, next_rotation};
 use super::names::{
     Ownership, check_global_node_type, engine_version_satisfied, global_suffix,
     normalise_node_type, ownership, replication_group_id, resource_tags, suffix_of,
 };
 use super::port::{
-    AuthToken, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
-    GlobalMemberStatus, GlobalReplicationGroup, GlobalReplicationGroupMember,
-    GlobalReplicationGroupStatus, ModifyReplicationGroupRequest, ReplicationGroup,
-    ReplicationGroupStatus, Tags,
+    AuthToken, AuthTokenUpdateStrategy, CreateGlobalReplicationGroupRequest,
+    CreateReplicationGroupRequest, GlobalMemberStatus, GlobalReplicationGroup,
+    GlobalReplicationGroupMember, GlobalReplicationGroupStatus, ModifyReplicationGroupRequest,
+    ReplicationGroup, ReplicationGroupStatus, Tags,
 };
 
 /// A Global Datastore holds one primary and at most two secondaries.
@@ -76,6 +76,10 @@ pub struct CachePlanInput<'a> {
     pub replication_group: Option<&'a ReplicationGroup>,
     /// The replication group's tags; empty when it does not exist.
     pub tags: &'a Tags,
+    /// The AUTH token rotation as status recorded it.
+    pub recorded_auth: Option<&'a AuthTokenStatus>,
+    /// The AUTH token fingerprint every order pod runs with.
+    pub rolled_auth: Option<&'a str>,
 }
 
 /// What the plan says for this region's replication group.
@@ -113,6 +117,12 @@ pub enum CacheAction {
         resource_arn: String,
         tags: Tags,
     },
+    /// A step of an AUTH token rotation; `then` is what status records
+    /// once AWS took it.
+    UpdateAuthToken {
+        request: ModifyReplicationGroupRequest,
+        then: AuthTokenStatus,
+    },
     /// Nothing to do until AWS finishes something, another region acts, or
     /// the user supplies the AUTH token.
     Wait {
@@ -134,6 +144,7 @@ impl Step for CacheAction {
             Self::ConfigureFailover { .. } => reason::CONFIGURING_FAILOVER,
             Self::TagForAdoption { .. } => reason::ADOPTING,
             Self::UpdateTags { .. } => reason::UPDATING_TAGS,
+            Self::UpdateAuthToken { .. } => reason::ROTATING_AUTH_TOKEN,
             Self::Wait { reason, .. } => reason,
         }
     }
@@ -186,6 +197,18 @@ impl Step for CacheAction {
                 "tagging {resource_arn} with {}",
                 tags.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
+            Self::UpdateAuthToken { request, then } => match &request.auth_token {
+                Some((_, AuthTokenUpdateStrategy::Set)) => format!(
+                    "retiring the previous Redis AUTH token of {}: every order pod runs with the new one ({})",
+                    request.replication_group_id,
+                    then.applied.as_deref().unwrap_or("?")
+                ),
+                _ => format!(
+                    "adding the new Redis AUTH token ({}) to {} beside the previous one, which stays valid until every order pod runs with the new one",
+                    then.rotating_to.as_deref().unwrap_or("?"),
+                    request.replication_group_id
+                ),
+            },
             Self::Wait { message, .. } => message.clone(),
         }
     }
@@ -200,6 +223,10 @@ impl Step for CacheAction {
             Self::ConfigureFailover { .. } => "ConfiguringCacheFailover",
             Self::TagForAdoption { .. } => "AdoptingReplicationGroup",
             Self::UpdateTags { .. } => "UpdatingTags",
+            Self::UpdateAuthToken { request, .. } => match &request.auth_token {
+                Some((_, AuthTokenUpdateStrategy::Set)) => "AuthTokenSet",
+                _ => "AuthTokenRotating",
+            },
             Self::Wait { .. } => return None,
         })
     }
@@ -220,6 +247,7 @@ impl Step for CacheAction {
             Self::CreateGlobalDatastore { .. } => Some("spec.cache.globalReplicationGroupSuffix"),
             Self::ChangeReplicas { .. } => Some("spec.cache.replicasPerShard"),
             Self::UpdateTags { .. } => Some("spec.tags"),
+            Self::UpdateAuthToken { .. } => Some("spec.cache.authSecretRef"),
             Self::ConfigureFailover { .. } | Self::TagForAdoption { .. } | Self::Wait { .. } => {
                 None
             }
@@ -691,6 +719,9 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
         }
         return step(action);
     }
+    if let Some(plan) = plan_auth_token(input, group) {
+        return plan;
+    }
     let missing_tags = tags_to_add(spec, input.tags);
     if !missing_tags.is_empty() {
         return step(CacheAction::UpdateTags {
@@ -705,6 +736,11 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
             global.id, global.status
         ));
     }
+    if let Some(to) = input.recorded_auth.and_then(|a| a.rotating_to.as_deref()) {
+        notes.push(format!(
+            "the Redis AUTH token rotation to {to} waits for every order pod to run with it; both tokens are valid until then"
+        ));
+    }
     if let Some(wanted) = &spec.cache.engine_version
         && !engine_version_satisfied(wanted, &global.engine_version)
     {
@@ -714,6 +750,42 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
         ));
     }
     CachePlan::Converged { notes }
+}
+
+/// The AUTH token of a running group: rotated when the Secret's value
+/// changes, ROTATE first (old and new both valid), SET once every order pod
+/// runs with the new one. A Secret that cannot be read changes nothing: the
+/// group keeps the token it has and the condition says what is wrong.
+fn plan_auth_token(input: &CachePlanInput, group: &ReplicationGroup) -> Option<CachePlan> {
+    if !group.auth_token_enabled {
+        return None;
+    }
+    let token = match input.auth {
+        CacheAuth::Disabled => return None,
+        CacheAuth::Unavailable { reason, message } => {
+            return Some(wait(
+                reason,
+                requeue::AUTH_UNAVAILABLE,
+                format!(
+                    "{message}; replication group {} keeps its current token",
+                    group.id
+                ),
+            ));
+        }
+        CacheAuth::Token(token) => token,
+    };
+    let desired = fingerprint(&group.id, token);
+    match next_rotation(&desired, input.recorded_auth, input.rolled_auth) {
+        Rotation::Settled(_) | Rotation::WaitingForPods(_) => None,
+        Rotation::Call { call, then } => Some(step(CacheAction::UpdateAuthToken {
+            request: ModifyReplicationGroupRequest {
+                replication_group_id: group.id.clone(),
+                auth_token: Some((token.clone(), call)),
+                ..ModifyReplicationGroupRequest::default()
+            },
+            then,
+        })),
+    }
 }
 
 fn in_another_global(group: &ReplicationGroup, other: &str, suffix: &str) -> CachePlan {
@@ -804,6 +876,7 @@ fn configure_failover(group: &ReplicationGroup, on: bool) -> CacheAction {
             replication_group_id: group.id.clone(),
             automatic_failover_enabled: Some(on),
             multi_az_enabled: Some(on),
+            ..ModifyReplicationGroupRequest::default()
         },
     }
 }
@@ -924,6 +997,8 @@ pub(crate) mod tests {
             global,
             replication_group: group,
             tags,
+            recorded_auth: None,
+            rolled_auth: None,
         })
     }
 
@@ -1112,7 +1187,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn an_existing_group_does_not_need_the_auth_token() {
+    fn an_existing_group_keeps_its_token_and_says_why_when_the_secret_is_gone() {
+        // New order pods could not start without the token (their
+        // environment takes it from the Secret): not Ready, but no call.
         let (mut spec, mut g, mut rg) = converged_primary();
         spec.cache.auth_secret_ref = with_auth("us-east-1").cache.auth_secret_ref;
         g.auth_token_enabled = true;
@@ -1122,9 +1199,62 @@ pub(crate) mod tests {
             message: "gone".into(),
         };
         assert_eq!(
-            run_with(&spec, &missing, Some(&g), Some(&rg), &resource_tags(&spec)),
-            CachePlan::Converged { notes: vec![] }
+            wait_reason(run_with(
+                &spec,
+                &missing,
+                Some(&g),
+                Some(&rg),
+                &resource_tags(&spec)
+            )),
+            reason::AUTH_SECRET_MISSING
         );
+    }
+
+    #[test]
+    fn a_changed_token_is_rotated_then_set_once_the_pods_run_it() {
+        let (mut spec, mut g, mut rg) = converged_primary();
+        spec.cache.auth_secret_ref = with_auth("us-east-1").cache.auth_secret_ref;
+        g.auth_token_enabled = true;
+        rg.auth_token_enabled = true;
+        let new = AuthToken::new("n3w-Token-9876543210");
+        let new_fp = fingerprint(&rg.id, &new);
+        let auth = CacheAuth::Token(new.clone());
+        let recorded = AuthTokenStatus {
+            applied: Some("0123456789abcdef".into()),
+            rotating_to: None,
+        };
+        let tags = resource_tags(&spec);
+        let plan_with = |recorded: &AuthTokenStatus, rolled: Option<&str>| {
+            plan(&CachePlanInput {
+                spec: &spec,
+                auth: &auth,
+                global: Some(&g),
+                replication_group: Some(&rg),
+                tags: &tags,
+                recorded_auth: Some(recorded),
+                rolled_auth: rolled,
+            })
+        };
+        let CacheAction::UpdateAuthToken { request, then } = only_step(plan_with(&recorded, None))
+        else {
+            panic!("expected a ROTATE");
+        };
+        assert_eq!(
+            request.auth_token,
+            Some((new.clone(), AuthTokenUpdateStrategy::Rotate))
+        );
+        assert_eq!(then.rotating_to.as_deref(), Some(new_fp.as_str()));
+        let CacheAction::UpdateAuthToken { request, then } =
+            only_step(plan_with(&then, Some(&new_fp)))
+        else {
+            panic!("expected a SET");
+        };
+        assert_eq!(
+            request.auth_token,
+            Some((new, AuthTokenUpdateStrategy::Set))
+        );
+        assert_eq!(then.applied.as_deref(), Some(new_fp.as_str()));
+        assert_eq!(then.rotating_to, None);
     }
 
     #[test]
@@ -1576,6 +1706,7 @@ pub(crate) mod tests {
                     replication_group_id: "acme-us-east-1".into(),
                     automatic_failover_enabled: Some(false),
                     multi_az_enabled: Some(false),
+                    ..Default::default()
                 }
             }
         );

@@ -248,6 +248,19 @@ pub struct ModifyReplicationGroupRequest {
     pub replication_group_id: String,
     pub automatic_failover_enabled: Option<bool>,
     pub multi_az_enabled: Option<bool>,
+    /// A new AUTH token and how it takes effect (needs encryption in
+    /// transit, and Redis OSS 5.0.6 or later).
+    pub auth_token: Option<(AuthToken, AuthTokenUpdateStrategy)>,
+}
+
+/// `AuthTokenUpdateStrategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthTokenUpdateStrategy {
+    /// The group accepts the new token beside the previous one (at most
+    /// two; the oldest goes).
+    Rotate,
+    /// Only the token of the last `Rotate` from now on.
+    Set,
 }
 
 /// `DeleteReplicationGroup` (never `RetainPrimaryCluster`).

@@ -13,7 +13,8 @@ use k8s_openapi::jiff::Timestamp;
 use crate::cloud::elasticache::check_auth_token;
 use crate::cloud::elasticache::names::check_global_node_type;
 use crate::cloud::elasticache::port::{
-    AutomaticFailoverStatus, CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
+    AuthToken, AuthTokenUpdateStrategy, AutomaticFailoverStatus,
+    CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
     DeleteReplicationGroupRequest, ElastiCachePort, Endpoint, GlobalMemberStatus,
     GlobalReplicationGroup, GlobalReplicationGroupInfo, GlobalReplicationGroupMember,
     GlobalReplicationGroupStatus, ModifyReplicationGroupRequest, NodeGroup, NodeGroupMember,
@@ -148,6 +149,14 @@ pub(crate) struct SimGroup {
     multi_az: bool,
     tags: Tags,
     created_at: Timestamp,
+    /// The AUTH tokens the group accepts (at most two), oldest first, as
+    /// digests: the simulation keeps no token.
+    #[serde(default)]
+    tokens: Vec<String>,
+    /// The last `ROTATE` added the first token of a group that had none:
+    /// unauthenticated connections still work until `SET`.
+    #[serde(default)]
+    token_optional: bool,
 }
 
 /// A completion scheduled by a long operation.
@@ -240,6 +249,55 @@ fn value(message: impl Into<String>) -> CloudError {
 }
 
 /// ElastiCache's rules for a replication group identifier.
+/// A token as the simulation keeps it.
+fn token_digest(token: &AuthToken) -> String {
+    crate::cloud::elasticache::auth::fingerprint("sim", token)
+}
+
+/// AWS's rules for `AuthTokenUpdateStrategy`: in-transit encryption is
+/// required; `ROTATE` adds a token (at most two, the oldest goes); `SET` is
+/// allowed only after a `ROTATE`, with that same token, which is then the
+/// only one. Returns the tokens after the call and whether the token is
+/// still optional.
+fn next_tokens(
+    group: &SimGroup,
+    token: &AuthToken,
+    strategy: AuthTokenUpdateStrategy,
+) -> Result<(Vec<String>, bool), CloudError> {
+    if !group.transit {
+        return Err(combination(
+            "The AUTH token can be modified only when TransitEncryptionEnabled is true.",
+        ));
+    }
+    check_auth_token(token.expose()).map_err(|why| value(format!("Invalid AuthToken: {why}.")))?;
+    let digest = token_digest(token);
+    match strategy {
+        AuthTokenUpdateStrategy::Rotate => {
+            let mut tokens = group.tokens.clone();
+            let optional = tokens.is_empty();
+            tokens.push(digest);
+            if tokens.len() > 2 {
+                tokens.remove(0);
+            }
+            Ok((tokens, optional))
+        }
+        AuthTokenUpdateStrategy::Set => {
+            let rotated = group.tokens.len() == 2 || group.token_optional;
+            if !rotated {
+                return Err(combination(
+                    "AuthTokenUpdateStrategy SET is allowed only after a ROTATE.",
+                ));
+            }
+            if group.tokens.last() != Some(&digest) {
+                return Err(value(
+                    "AuthTokenUpdateStrategy SET must use the token of the last ROTATE.",
+                ));
+            }
+            Ok((vec![digest], false))
+        }
+    }
+}
+
 fn check_group_id(id: &str) -> Result<(), CloudError> {
     let valid = (1..=40).contains(&id.len())
         && id.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -649,6 +707,8 @@ impl World {
             replicas: request.replicas_per_node_group,
             cluster_enabled,
             auth: request.auth_token.is_some(),
+            tokens: request.auth_token.iter().map(token_digest).collect(),
+            token_optional: false,
             transit: request.transit_encryption_enabled == Some(true),
             at_rest: request.at_rest_encryption_enabled == Some(true),
             automatic_failover: if request.automatic_failover_enabled == Some(true) {
@@ -760,6 +820,8 @@ impl World {
             replicas: request.replicas_per_node_group,
             cluster_enabled: g.cluster_enabled,
             auth: g.auth,
+            tokens: request.auth_token.iter().map(token_digest).collect(),
+            token_optional: false,
             transit: g.transit,
             at_rest: g.at_rest,
             automatic_failover: primary.map_or(AutomaticFailoverStatus::Disabled, |p| {
@@ -1036,8 +1098,23 @@ impl World {
         if multi_az && !failover {
             return Err(combination("Multi-AZ requires automatic failover."));
         }
+        let tokens = match &request.auth_token {
+            Some((token, strategy)) => Some(next_tokens(g, token, *strategy)?),
+            None => None,
+        };
         let changes = failover != (g.automatic_failover == AutomaticFailoverStatus::Enabled)
-            || multi_az != g.multi_az;
+            || multi_az != g.multi_az
+            || tokens.is_some();
+        if let Some((tokens, optional)) = tokens {
+            let g = self
+                .elasticache
+                .groups
+                .get_mut(&key)
+                .expect("checked above");
+            g.tokens = tokens;
+            g.token_optional = optional;
+            g.auth = true;
+        }
         if changes {
             let g = self
                 .elasticache

@@ -369,6 +369,115 @@ async fn a_fleet_with_auth_converges_with_every_member_using_auth() {
     assert_eq!(global.members.len(), 3);
 }
 
+/// One pass of one region's cache concern with the token `auth` and the
+/// token its order pods run with.
+async fn rotation_pass(
+    sim: &SimCloud,
+    spec: &ShopRegionSpec,
+    auth: &CacheAuth,
+    previous: &CacheStatus,
+    rolled: Option<&str>,
+) -> CacheOutcome {
+    let ports = |region: &str| sim.elasticache(region);
+    crate::cloud::executor::reconcile(&ElastiCache {
+        ports: &ports,
+        spec,
+        auth,
+        previous: Some(previous),
+        rolled_auth: rolled,
+        now: sim.clock().now(),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_new_auth_token_is_rotated_in_kept_beside_the_old_until_the_pods_run_it_then_set() {
+    let sim = SimCloud::new(VirtualClock::default());
+    let specs: Vec<ShopRegionSpec> = REGIONS.iter().map(|r| with_auth(r)).collect();
+    let old = CacheAuth::Token(AuthToken::new(TOKEN));
+    let (outcomes, _) = converge_with(&sim, &specs, &old, |_, _| {}).await;
+    let spec = &specs[0];
+    let group = names::replication_group_id(spec);
+    let old_fp = auth::fingerprint(&group, &AuthToken::new(TOKEN));
+    let settled = outcomes[0].status.clone();
+    assert_eq!(
+        settled.auth_token.as_ref().unwrap().applied.as_deref(),
+        Some(old_fp.as_str()),
+        "the token the group was created with is recorded, by fingerprint"
+    );
+
+    const NEW: &str = "n3w-Token-9876543210";
+    let new = CacheAuth::Token(AuthToken::new(NEW));
+    let new_fp = auth::fingerprint(&group, &AuthToken::new(NEW));
+    let modifies = || sim.call_count(Op::ModifyReplicationGroup);
+    let before = modifies();
+
+    let rotated = rotation_pass(&sim, spec, &new, &settled, Some(&old_fp)).await;
+    assert_eq!(modifies(), before + 1);
+    assert_eq!(rotated.events[0].reason, "AuthTokenRotating");
+    let state = rotated.status.auth_token.clone().unwrap();
+    assert_eq!(state.applied.as_deref(), Some(old_fp.as_str()));
+    assert_eq!(state.rotating_to.as_deref(), Some(new_fp.as_str()));
+    let text = format!("{rotated:?}");
+    assert!(
+        !text.contains(NEW) && !text.contains(TOKEN),
+        "never the token itself"
+    );
+
+    sim.clock().advance(Duration::from_secs(600));
+    let waiting = rotation_pass(&sim, spec, &new, &rotated.status, Some(&old_fp)).await;
+    assert_eq!(
+        modifies(),
+        before + 1,
+        "no SET while pods run the old token"
+    );
+    assert_eq!(waiting.condition.status, Status::True);
+    assert!(
+        waiting
+            .condition
+            .message
+            .contains("waits for every order pod")
+    );
+
+    let set = rotation_pass(&sim, spec, &new, &waiting.status, Some(&new_fp)).await;
+    assert_eq!(modifies(), before + 2);
+    assert_eq!(set.events[0].reason, "AuthTokenSet");
+    let state = set.status.auth_token.clone().unwrap();
+    assert_eq!(state.applied.as_deref(), Some(new_fp.as_str()));
+    assert_eq!(state.rotating_to, None);
+
+    sim.clock().advance(Duration::from_secs(600));
+    let after = rotation_pass(&sim, spec, &new, &set.status, Some(&new_fp)).await;
+    assert_eq!(modifies(), before + 2, "a settled token makes no call");
+    assert_eq!(after.condition.status, Status::True);
+}
+
+#[tokio::test]
+async fn an_unreadable_auth_secret_changes_nothing_on_a_running_group_and_says_why() {
+    let sim = SimCloud::new(VirtualClock::default());
+    let specs: Vec<ShopRegionSpec> = REGIONS.iter().map(|r| with_auth(r)).collect();
+    let token = CacheAuth::Token(AuthToken::new(TOKEN));
+    let (outcomes, _) = converge_with(&sim, &specs, &token, |_, _| {}).await;
+    let before = sim.mutating_calls();
+    let missing = CacheAuth::Unavailable {
+        reason: auth::reason::AUTH_SECRET_KEY_MISSING,
+        message: "Secret shop/acme-redis-auth has no key \"token\"".into(),
+    };
+    let outcome = rotation_pass(&sim, &specs[0], &missing, &outcomes[0].status, None).await;
+    assert_eq!(outcome.condition.status, Status::False);
+    assert_eq!(
+        outcome.condition.reason,
+        auth::reason::AUTH_SECRET_KEY_MISSING
+    );
+    assert!(
+        outcome
+            .condition
+            .message
+            .contains("keeps its current token")
+    );
+    assert_eq!(sim.mutating_calls(), before, "nothing half-changed");
+}
+
 #[tokio::test]
 async fn a_request_aws_refuses_for_the_spec_is_terminal_and_names_the_field() {
     let sim = SimCloud::new(VirtualClock::default());
@@ -408,6 +517,8 @@ async fn an_unmanaged_group_is_adopted_only_when_the_spec_says_so() {
         global: None,
         replication_group: None,
         tags: &Tags::new(),
+        recorded_auth: None,
+        rolled_auth: None,
     }) else {
         panic!("a first region without a group plans its creation");
     };

@@ -557,6 +557,7 @@ async fn replica_counts_change_one_call_at_a_time_within_awss_bounds() {
         replication_group_id: "p".into(),
         automatic_failover_enabled: Some(false),
         multi_az_enabled: Some(false),
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -580,6 +581,7 @@ async fn replica_counts_change_one_call_at_a_time_within_awss_bounds() {
             replication_group_id: "p".into(),
             automatic_failover_enabled: Some(true),
             multi_az_enabled: Some(true),
+            ..Default::default()
         })
         .await
         .unwrap_err(),
