@@ -360,9 +360,11 @@ impl<'a> Pass<'a> {
         let now = cloud.clock().now();
         let port = cloud.aurora(&spec.region);
         let master = database_master(self.ctx, &self.namespace, spec).await?;
+        let raised = self.raised_shape(upstream);
+        let effective = aurora::capacity::effective_spec(spec, raised.as_ref());
         let database = CloudConcern(Aurora {
             port: port.as_ref(),
-            spec,
+            spec: &effective,
             previous: previous.and_then(|s| s.database.as_ref()),
             now,
             master_password: master.as_ref(),
@@ -387,6 +389,24 @@ impl<'a> Pass<'a> {
         });
         let cache = self.act_and_report(&cache, upstream).await?;
         Ok(vec![database, cache])
+    }
+
+    /// The database shape this region holds for a lost writer: while it
+    /// absorbs, and only if the last failover moved the writer here.
+    fn raised_shape(&self, upstream: &Upstream) -> Option<aurora::capacity::RaisedShape> {
+        if !upstream.absorbing {
+            return None;
+        }
+        let spec = &self.region.spec;
+        let record = self.region.status.as_ref()?.last_failover.as_ref()?;
+        // A cache-follow record after the failover moves the cache primary
+        // the same way, from the lost region to this one.
+        if record.to != spec.region {
+            return None;
+        }
+        let peers = self.ctx.peers(&spec.shop);
+        let lost = peers.iter().find(|p| p.spec.region == record.from)?;
+        aurora::capacity::raised_shape(spec, &lost.spec.database, &record.from)
     }
 
     /// Runs a concern up to its act, storing its checkpoint first, and

@@ -10,7 +10,7 @@ use shopfleet::simulate::record::EntryKind;
 use shopfleet::simulate::{self, Pace, Report, Scenario, render};
 
 /// Every file in `samples/scenarios/`, each run by a test below.
-const SHIPPED: [&str; 11] = [
+const SHIPPED: [&str; 12] = [
     "bootstrap",
     "bad-spec",
     "throttling-storm",
@@ -22,6 +22,7 @@ const SHIPPED: [&str; 11] = [
     "health-check-flapping",
     "survivor-partition",
     "lagging-first-candidate",
+    "capacity-follows-writer",
 ];
 
 fn scenario_path(name: &str) -> PathBuf {
@@ -113,6 +114,39 @@ fn bootstrap_brings_the_fleet_up_with_one_writer() {
     assert_eq!(
         at("WritersChanged") - at("CreatingWriterInstance"),
         shipped("bootstrap").durations.instance_create
+    );
+}
+
+#[test]
+fn the_promoted_region_takes_the_lost_writers_shape_while_it_absorbs_then_its_own() {
+    let report = passes("capacity-follows-writer");
+    let eu_readers: Vec<(u64, &str)> = report
+        .record
+        .timeline
+        .iter()
+        .filter(|e| {
+            e.shop_region.as_deref() == Some("acme-eu-west-1")
+                && e.reason == "CreatingReaderInstance"
+        })
+        .map(|e| (e.at.as_secs(), e.message.as_str()))
+        .collect();
+    let outage = 75 * 60;
+    let recovered = 120 * 60;
+    let raised: Vec<_> = eu_readers
+        .iter()
+        .filter(|(at, _)| (outage..recovered).contains(at))
+        .collect();
+    assert!(
+        !raised.is_empty() && raised.iter().all(|(_, m)| m.contains("db.r6g.2xlarge")),
+        "while absorbing, readers of the lost writer's class: {eu_readers:?}"
+    );
+    let back: Vec<_> = eu_readers
+        .iter()
+        .filter(|(at, _)| *at >= recovered)
+        .collect();
+    assert!(
+        !back.is_empty() && back.iter().all(|(_, m)| m.contains("db.r6g.large")),
+        "once whole, its own class again: {eu_readers:?}"
     );
 }
 

@@ -157,6 +157,11 @@ pub trait Service: Sync {
     fn after_steps(&self, _first: &Self::Step, _status: &mut Self::Status) -> Option<Note> {
         None
     }
+    /// Warnings about a converged region that the user should act on (a
+    /// spec that undercuts what runs). Nothing by default.
+    fn converged_warnings(&self, _observed: &Self::Observed) -> Vec<Note> {
+        Vec::new()
+    }
 }
 
 /// What one reconcile of a cloud concern found and did.
@@ -251,8 +256,10 @@ async fn carry_out<S: Service>(
                 message.push_str("; ");
                 message.push_str(note);
             }
+            let mut events = service.role_change(&status);
+            events.extend(service.converged_warnings(&observed));
             CloudOutcome {
-                events: service.role_change(&status),
+                events,
                 condition: Desired::new(S::CONDITION, Status::True, reason::AVAILABLE, message),
                 status,
                 requeue_after: Some(requeue::STEADY),

@@ -6,6 +6,7 @@
 //! [`AuroraPort`], its pure plan ([`plan::plan`]), its calls and its status.
 //! [`cleanup()`] runs the deletion plan the same way.
 
+pub mod capacity;
 pub mod cleanup;
 pub mod credentials;
 pub mod names;
@@ -161,6 +162,27 @@ impl Service for Aurora<'_> {
 
     fn role_change(&self, status: &DatabaseStatus) -> Vec<Note> {
         role_change(self.previous, status)
+    }
+
+    /// The writer keeps its class when a Git change asks for a smaller one
+    /// (only readers are replaced): say so, so that the change is not taken
+    /// for done.
+    fn converged_warnings(&self, observed: &Observed) -> Vec<Note> {
+        let wanted = &self.spec.database.instance_class;
+        observed
+            .instances
+            .iter()
+            .filter(|i| i.is_writer && capacity::is_downgrade(wanted, &i.class))
+            .map(|writer| {
+                Note::warning(
+                    reason::WRITER_CLASS_ABOVE_SPEC,
+                    format!(
+                        "writer instance {} runs {} and carries the shop's writes; the spec asks for the smaller {wanted}, which shopfleet does not apply to a writer (readers are replaced). Lower it after a switchover, or keep the class",
+                        writer.id, writer.class
+                    ),
+                )
+            })
+            .collect()
     }
 }
 

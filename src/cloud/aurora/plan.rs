@@ -54,6 +54,8 @@ pub mod reason {
     pub const RECONFIGURING: &str = "Reconfiguring";
     pub const UPDATING_TAGS: &str = "UpdatingTags";
     pub const WAITING_FOR_MASTER_SECRET: &str = "WaitingForMasterSecret";
+    /// Event: the spec lowers a writer's instance class.
+    pub const WRITER_CLASS_ABOVE_SPEC: &str = "WriterClassAboveSpec";
 }
 
 /// The full engine version a new primary is created with. AWS documents a
