@@ -322,6 +322,7 @@ fn cache_plan(spec: &ShopRegionSpec, global: Option<&GlobalReplicationGroup>) ->
         global,
         replication_group: None,
         tags: &Tags::new(),
+        security_groups: None,
         recorded_auth: None,
         rolled_auth: None,
     });
@@ -468,6 +469,75 @@ async fn a_cache_subnet_group_lookup_names_the_group() {
             ("Action", "DescribeCacheSubnetGroups"),
             ("Version", "2015-02-02"),
             ("CacheSubnetGroupName", "acme-orders-cache"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn the_security_groups_of_a_replication_group_are_read_from_one_of_its_nodes() {
+    let sent = captured(
+        "eu-west-1",
+        query_ok(
+            CACHE,
+            "DescribeCacheClusters",
+            "<CacheClusters><CacheCluster><CacheClusterId>acme-eu-west-1-001</CacheClusterId>\
+             <SecurityGroups><member><SecurityGroupId>sg-0bbb</SecurityGroupId><Status>active</Status></member>\
+             <member><SecurityGroupId>sg-0aaa</SecurityGroupId><Status>active</Status></member></SecurityGroups>\
+             </CacheCluster></CacheClusters>",
+        ),
+        async |cloud| {
+            let groups = cloud
+                .elasticache("eu-west-1")
+                .node_security_groups("acme-eu-west-1-001")
+                .await
+                .unwrap();
+            assert_eq!(groups, vec!["sg-0aaa", "sg-0bbb"]);
+        },
+    )
+    .await;
+    assert_eq!(
+        sent,
+        params([
+            ("Action", "DescribeCacheClusters"),
+            ("Version", "2015-02-02"),
+            ("CacheClusterId", "acme-eu-west-1-001"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn cache_security_groups_change_in_place_applied_immediately() {
+    let sent = captured(
+        "eu-west-1",
+        query_ok(
+            CACHE,
+            "ModifyReplicationGroup",
+            &group_xml("acme-eu-west-1"),
+        ),
+        async |cloud| {
+            cloud
+                .elasticache("eu-west-1")
+                .modify_replication_group(
+                    &shopfleet::cloud::elasticache::ModifyReplicationGroupRequest {
+                        replication_group_id: "acme-eu-west-1".into(),
+                        security_group_ids: Some(vec!["sg-0aaa".into(), "sg-0bbb".into()]),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+    assert_eq!(
+        sent,
+        params([
+            ("Action", "ModifyReplicationGroup"),
+            ("Version", "2015-02-02"),
+            ("ReplicationGroupId", "acme-eu-west-1"),
+            ("ApplyImmediately", "true"),
+            ("SecurityGroupIds.SecurityGroupId.1", "sg-0aaa"),
+            ("SecurityGroupIds.SecurityGroupId.2", "sg-0bbb"),
         ])
     );
 }

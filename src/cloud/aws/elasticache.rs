@@ -310,6 +310,28 @@ impl ElastiCachePort for AwsElastiCache {
             .map_err(|e| self.classify(e))
     }
 
+    async fn node_security_groups(
+        &self,
+        cache_cluster_id: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        let output = self
+            .elasticache
+            .describe_cache_clusters()
+            .cache_cluster_id(cache_cluster_id)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let mut ids: Vec<String> = output
+            .cache_clusters()
+            .iter()
+            .flat_map(|c| c.security_groups())
+            .filter_map(|g| g.security_group_id().map(str::to_string))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
     async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError> {
         match self
             .elasticache
@@ -399,6 +421,7 @@ impl ElastiCachePort for AwsElastiCache {
             .apply_immediately(true)
             .set_automatic_failover_enabled(request.automatic_failover_enabled)
             .set_multi_az_enabled(request.multi_az_enabled)
+            .set_security_group_ids(request.security_group_ids.clone())
             .set_auth_token(
                 request
                     .auth_token
@@ -535,6 +558,7 @@ mod tests {
         "elasticache:FailoverGlobalReplicationGroup",
         "elasticache:DescribeReplicationGroups",
         "elasticache:DescribeCacheSubnetGroups",
+        "elasticache:DescribeCacheClusters",
         "elasticache:CreateReplicationGroup",
         "elasticache:ModifyReplicationGroup",
         "elasticache:DeleteReplicationGroup",

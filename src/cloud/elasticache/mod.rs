@@ -52,6 +52,9 @@ pub struct Observed {
     global: Option<GlobalReplicationGroup>,
     group: Option<ReplicationGroup>,
     tags: Tags,
+    /// The nodes' security groups, read only when the spec names some and
+    /// the group is available to be changed.
+    security_groups: Option<Vec<String>>,
 }
 
 async fn observe(
@@ -68,10 +71,26 @@ async fn observe(
         Some(g) => port.list_tags(&g.arn).await?,
         None => Tags::new(),
     };
+    let wants_groups = spec
+        .cache
+        .network
+        .as_ref()
+        .is_some_and(|n| !n.security_group_ids.is_empty());
+    let node = group
+        .as_ref()
+        .filter(|g| g.status == ReplicationGroupStatus::Available)
+        .and_then(|g| g.node_groups.first())
+        .and_then(|n| n.members.first())
+        .map(|m| m.cache_cluster_id.clone());
+    let security_groups = match node.filter(|_| wants_groups) {
+        Some(node) => Some(port.node_security_groups(&node).await?),
+        None => None,
+    };
     Ok(Observed {
         global,
         group,
         tags,
+        security_groups,
     })
 }
 
@@ -135,6 +154,7 @@ impl Service for ElastiCache<'_> {
             global: observed.global.as_ref(),
             replication_group: observed.group.as_ref(),
             tags: &observed.tags,
+            security_groups: observed.security_groups.as_deref(),
             recorded_auth: self.previous.and_then(|p| p.auth_token.as_ref()),
             rolled_auth: self.rolled_auth,
         })
@@ -272,7 +292,8 @@ async fn execute(port: &dyn ElastiCachePort, action: &CacheAction) -> Result<(),
             }
         }
         CacheAction::ConfigureFailover { request }
-        | CacheAction::UpdateAuthToken { request, .. } => {
+        | CacheAction::UpdateAuthToken { request, .. }
+        | CacheAction::ReconfigureSecurityGroups { request } => {
             port.modify_replication_group(request).await.map(drop)
         }
         CacheAction::TagForAdoption { resource_arn, tags }

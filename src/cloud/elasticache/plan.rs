@@ -63,6 +63,7 @@ pub mod reason {
 
     // Not terminal.
     pub const UPDATING_TAGS: &str = "UpdatingTags";
+    pub const RECONFIGURING: &str = "Reconfiguring";
 }
 
 /// What the plan looks at. The region is `spec.region`.
@@ -76,6 +77,8 @@ pub struct CachePlanInput<'a> {
     pub replication_group: Option<&'a ReplicationGroup>,
     /// The replication group's tags; empty when it does not exist.
     pub tags: &'a Tags,
+    /// The security groups the group's nodes are in; `None` when not read.
+    pub security_groups: Option<&'a [String]>,
     /// The AUTH token rotation as status recorded it.
     pub recorded_auth: Option<&'a AuthTokenStatus>,
     /// The AUTH token fingerprint every order pod runs with.
@@ -117,6 +120,10 @@ pub enum CacheAction {
         resource_arn: String,
         tags: Tags,
     },
+    /// `ModifyReplicationGroup` with the spec's security groups.
+    ReconfigureSecurityGroups {
+        request: ModifyReplicationGroupRequest,
+    },
     /// A step of an AUTH token rotation; `then` is what status records
     /// once AWS took it.
     UpdateAuthToken {
@@ -145,6 +152,7 @@ impl Step for CacheAction {
             Self::TagForAdoption { .. } => reason::ADOPTING,
             Self::UpdateTags { .. } => reason::UPDATING_TAGS,
             Self::UpdateAuthToken { .. } => reason::ROTATING_AUTH_TOKEN,
+            Self::ReconfigureSecurityGroups { .. } => reason::RECONFIGURING,
             Self::Wait { reason, .. } => reason,
         }
     }
@@ -197,6 +205,15 @@ impl Step for CacheAction {
                 "tagging {resource_arn} with {}",
                 tags.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
+            Self::ReconfigureSecurityGroups { request } => format!(
+                "changing the security groups of {} to {}",
+                request.replication_group_id,
+                request
+                    .security_group_ids
+                    .clone()
+                    .unwrap_or_default()
+                    .join(", ")
+            ),
             Self::UpdateAuthToken { request, then } => match &request.auth_token {
                 Some((_, AuthTokenUpdateStrategy::Set)) => format!(
                     "retiring the previous Redis AUTH token of {}: every order pod runs with the new one ({})",
@@ -223,6 +240,7 @@ impl Step for CacheAction {
             Self::ConfigureFailover { .. } => "ConfiguringCacheFailover",
             Self::TagForAdoption { .. } => "AdoptingReplicationGroup",
             Self::UpdateTags { .. } => "UpdatingTags",
+            Self::ReconfigureSecurityGroups { .. } => "ReconfiguringReplicationGroup",
             Self::UpdateAuthToken { request, .. } => match &request.auth_token {
                 Some((_, AuthTokenUpdateStrategy::Set)) => "AuthTokenSet",
                 _ => "AuthTokenRotating",
@@ -248,6 +266,7 @@ impl Step for CacheAction {
             Self::ChangeReplicas { .. } => Some("spec.cache.replicasPerShard"),
             Self::UpdateTags { .. } => Some("spec.tags"),
             Self::UpdateAuthToken { .. } => Some("spec.cache.authSecretRef"),
+            Self::ReconfigureSecurityGroups { .. } => Some("spec.cache.network.securityGroupIds"),
             Self::ConfigureFailover { .. } | Self::TagForAdoption { .. } | Self::Wait { .. } => {
                 None
             }
@@ -722,6 +741,9 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
     if let Some(plan) = plan_auth_token(input, group) {
         return plan;
     }
+    if let Some(plan) = plan_security_groups(input, group) {
+        return plan;
+    }
     let missing_tags = tags_to_add(spec, input.tags);
     if !missing_tags.is_empty() {
         return step(CacheAction::UpdateTags {
@@ -750,6 +772,30 @@ fn plan_with_group(input: &CachePlanInput, group: &ReplicationGroup) -> CachePla
         ));
     }
     CachePlan::Converged { notes }
+}
+
+/// The nodes' security groups, changed in place (`ApplyImmediately`) when
+/// the spec names others.
+fn plan_security_groups(input: &CachePlanInput, group: &ReplicationGroup) -> Option<CachePlan> {
+    let current = input.security_groups?;
+    let mut wanted = input
+        .spec
+        .cache
+        .network
+        .as_ref()?
+        .security_group_ids
+        .clone();
+    wanted.sort();
+    wanted.dedup();
+    (wanted != current).then(|| {
+        step(CacheAction::ReconfigureSecurityGroups {
+            request: ModifyReplicationGroupRequest {
+                replication_group_id: group.id.clone(),
+                security_group_ids: Some(wanted),
+                ..ModifyReplicationGroupRequest::default()
+            },
+        })
+    })
 }
 
 /// The AUTH token of a running group: rotated when the Secret's value
@@ -997,6 +1043,7 @@ pub(crate) mod tests {
             global,
             replication_group: group,
             tags,
+            security_groups: None,
             recorded_auth: None,
             rolled_auth: None,
         })
@@ -1211,6 +1258,45 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn changed_cache_security_groups_are_modified_in_place() {
+        let (mut spec, g, rg) = converged_primary();
+        spec.cache.network = Some(crate::api::CacheNetwork {
+            subnet_group_name: "acme-cache".into(),
+            security_group_ids: vec!["sg-0bbb0000000000002".into(), "sg-0aaa0000000000002".into()],
+        });
+        let tags = resource_tags(&spec);
+        let running = vec!["sg-0aaa0000000000002".to_string()];
+        let plan_with = |current: &[String]| {
+            plan(&CachePlanInput {
+                spec: &spec,
+                auth: &CacheAuth::Disabled,
+                global: Some(&g),
+                replication_group: Some(&rg),
+                tags: &tags,
+                security_groups: Some(current),
+                recorded_auth: None,
+                rolled_auth: None,
+            })
+        };
+        let CacheAction::ReconfigureSecurityGroups { request } = only_step(plan_with(&running))
+        else {
+            panic!("expected ReconfigureSecurityGroups");
+        };
+        assert_eq!(
+            request.security_group_ids,
+            Some(vec![
+                "sg-0aaa0000000000002".into(),
+                "sg-0bbb0000000000002".into()
+            ])
+        );
+        let both = vec![
+            "sg-0aaa0000000000002".to_string(),
+            "sg-0bbb0000000000002".to_string(),
+        ];
+        assert!(matches!(plan_with(&both), CachePlan::Converged { .. }));
+    }
+
+    #[test]
     fn a_changed_token_is_rotated_then_set_once_the_pods_run_it() {
         let (mut spec, mut g, mut rg) = converged_primary();
         spec.cache.auth_secret_ref = with_auth("us-east-1").cache.auth_secret_ref;
@@ -1231,6 +1317,7 @@ pub(crate) mod tests {
                 global: Some(&g),
                 replication_group: Some(&rg),
                 tags: &tags,
+                security_groups: None,
                 recorded_auth: Some(recorded),
                 rolled_auth: rolled,
             })

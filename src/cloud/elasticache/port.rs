@@ -251,6 +251,8 @@ pub struct ModifyReplicationGroupRequest {
     /// A new AUTH token and how it takes effect (needs encryption in
     /// transit, and Redis OSS 5.0.6 or later).
     pub auth_token: Option<(AuthToken, AuthTokenUpdateStrategy)>,
+    /// Replaces the VPC security groups of every node.
+    pub security_group_ids: Option<Vec<String>>,
 }
 
 /// `AuthTokenUpdateStrategy`.
@@ -366,6 +368,12 @@ pub trait ElastiCachePort: Send + Sync {
 
     /// `ListTagsForResource`.
     async fn list_tags(&self, resource_arn: &str) -> Result<Tags, CloudError>;
+
+    /// `DescribeCacheClusters` of one node of a replication group: the VPC
+    /// security groups its nodes are in, sorted (every node of a group has
+    /// the group's).
+    async fn node_security_groups(&self, cache_cluster_id: &str)
+    -> Result<Vec<String>, CloudError>;
 
     /// `AddTagsToResource`.
     async fn add_tags(&self, resource_arn: &str, tags: &Tags) -> Result<(), CloudError>;

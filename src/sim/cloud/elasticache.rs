@@ -157,6 +157,9 @@ pub(crate) struct SimGroup {
     /// unauthenticated connections still work until `SET`.
     #[serde(default)]
     token_optional: bool,
+    /// The VPC security groups of the nodes, sorted.
+    #[serde(default)]
+    security_groups: Vec<String>,
 }
 
 /// A completion scheduled by a long operation.
@@ -249,6 +252,13 @@ fn value(message: impl Into<String>) -> CloudError {
 }
 
 /// ElastiCache's rules for a replication group identifier.
+fn sorted(ids: &[String]) -> Vec<String> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// A token as the simulation keeps it.
 fn token_digest(token: &AuthToken) -> String {
     crate::cloud::elasticache::auth::fingerprint("sim", token)
@@ -709,6 +719,7 @@ impl World {
             auth: request.auth_token.is_some(),
             tokens: request.auth_token.iter().map(token_digest).collect(),
             token_optional: false,
+            security_groups: sorted(&request.security_group_ids),
             transit: request.transit_encryption_enabled == Some(true),
             at_rest: request.at_rest_encryption_enabled == Some(true),
             automatic_failover: if request.automatic_failover_enabled == Some(true) {
@@ -822,6 +833,7 @@ impl World {
             auth: g.auth,
             tokens: request.auth_token.iter().map(token_digest).collect(),
             token_optional: false,
+            security_groups: sorted(&request.security_group_ids),
             transit: g.transit,
             at_rest: g.at_rest,
             automatic_failover: primary.map_or(AutomaticFailoverStatus::Disabled, |p| {
@@ -1102,9 +1114,27 @@ impl World {
             Some((token, strategy)) => Some(next_tokens(g, token, *strategy)?),
             None => None,
         };
+        if let Some(groups) = &request.security_group_ids
+            && let Some(id) = self.account.missing_security_group(region, groups)
+        {
+            return Err(value(format!("Invalid security group, groupId= {id}")));
+        }
+        let new_groups = request
+            .security_group_ids
+            .as_deref()
+            .map(sorted)
+            .filter(|groups| *groups != g.security_groups);
         let changes = failover != (g.automatic_failover == AutomaticFailoverStatus::Enabled)
             || multi_az != g.multi_az
-            || tokens.is_some();
+            || tokens.is_some()
+            || new_groups.is_some();
+        if let Some(groups) = new_groups {
+            self.elasticache
+                .groups
+                .get_mut(&key)
+                .expect("checked above")
+                .security_groups = groups;
+        }
         if let Some((tokens, optional)) = tokens {
             let g = self
                 .elasticache
@@ -1415,6 +1445,34 @@ impl ElastiCachePort for SimElastiCachePort {
                     now,
                 )
             })
+    }
+
+    async fn node_security_groups(
+        &self,
+        cache_cluster_id: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call(region, Op::DescribeCacheClusters, |w, _| {
+            w.elasticache
+                .groups
+                .iter()
+                .filter(|((r, _), _)| r == region)
+                .find(|((_, id), _)| {
+                    w.elasticache.group_view(region, id).is_some_and(|view| {
+                        view.node_groups
+                            .iter()
+                            .flat_map(|n| &n.members)
+                            .any(|m| m.cache_cluster_id == cache_cluster_id)
+                    })
+                })
+                .map(|(_, g)| g.security_groups.clone())
+                .ok_or_else(|| {
+                    CloudError::not_found(
+                        "CacheClusterNotFound",
+                        format!("CacheCluster {cache_cluster_id} not found."),
+                    )
+                })
+        })
     }
 
     async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError> {

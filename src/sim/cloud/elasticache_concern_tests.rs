@@ -517,6 +517,7 @@ async fn an_unmanaged_group_is_adopted_only_when_the_spec_says_so() {
         global: None,
         replication_group: None,
         tags: &Tags::new(),
+        security_groups: None,
         recorded_auth: None,
         rolled_auth: None,
     }) else {

@@ -242,6 +242,7 @@ pub enum Op {
     DecreaseReplicaCount,
     ListTagsForResource,
     DescribeCacheSubnetGroups,
+    DescribeCacheClusters,
     /// ElastiCache's `AddTagsToResource` (the RDS one is
     /// [`Op::AddTagsToResource`]); both report the same name.
     CacheAddTagsToResource,
@@ -249,7 +250,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation; keep in step with the enum (`from_name` reads it).
-    pub const ALL: [Op; 32] = [
+    pub const ALL: [Op; 33] = [
         Op::DescribeGlobalClusters,
         Op::CreateGlobalCluster,
         Op::DeleteGlobalCluster,
@@ -281,6 +282,7 @@ impl Op {
         Op::DecreaseReplicaCount,
         Op::ListTagsForResource,
         Op::DescribeCacheSubnetGroups,
+        Op::DescribeCacheClusters,
         Op::CacheAddTagsToResource,
     ];
 
@@ -323,6 +325,7 @@ impl Op {
             Op::DecreaseReplicaCount => "DecreaseReplicaCount",
             Op::ListTagsForResource => "ListTagsForResource",
             Op::DescribeCacheSubnetGroups => "DescribeCacheSubnetGroups",
+            Op::DescribeCacheClusters => "DescribeCacheClusters",
             Op::CacheAddTagsToResource => "AddTagsToResource",
         }
     }
@@ -344,6 +347,7 @@ impl Op {
             | Op::DecreaseReplicaCount
             | Op::ListTagsForResource
             | Op::DescribeCacheSubnetGroups
+            | Op::DescribeCacheClusters
             | Op::CacheAddTagsToResource => "elasticache",
             _ => "rds",
         }
@@ -362,6 +366,7 @@ impl Op {
                 | Op::DescribeReplicationGroups
                 | Op::ListTagsForResource
                 | Op::DescribeCacheSubnetGroups
+                | Op::DescribeCacheClusters
         )
     }
 }
