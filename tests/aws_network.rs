@@ -234,3 +234,46 @@ async fn a_shop_region_naming_a_missing_subnet_group_stalls_and_nothing_is_creat
     assert_eq!(left, serde_json::json!([]), "nothing was created");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn the_replication_group_is_created_in_the_named_cache_subnet_group_with_the_user_tags() {
+    use shopfleet::cloud::elasticache::{CacheAction, CacheAuth, CachePlanInput, Tags};
+    let moto = Emulated::start().await;
+    let (group, _) = account_network(&moto, "us-east-1", "cachenet");
+    let mut spec = spec("cachenet", "us-east-1", &group);
+    spec.cache.network = Some(shopfleet::api::CacheNetwork {
+        subnet_group_name: "cachenet-cache".into(),
+        security_group_ids: vec![group],
+    });
+    let plan = shopfleet::cloud::elasticache::plan::plan(&CachePlanInput {
+        spec: &spec,
+        auth: &CacheAuth::Disabled,
+        global: None,
+        replication_group: None,
+        tags: &Tags::new(),
+        security_groups: None,
+        recorded_auth: None,
+        rolled_auth: None,
+    });
+    let shopfleet::cloud::executor::CloudPlan::Steps(steps) = plan else {
+        panic!("a new region plans its creation: {plan:?}");
+    };
+    let CacheAction::CreatePrimaryReplicationGroup { request } = &steps[0] else {
+        panic!("expected CreatePrimaryReplicationGroup: {steps:?}");
+    };
+    assert_eq!(
+        request.cache_subnet_group_name.as_deref(),
+        Some("cachenet-cache")
+    );
+    let port = moto.elasticache("us-east-1");
+    let created = port.create_replication_group(request).await.unwrap();
+    // moto reports no subnet group or security groups for a group's nodes
+    // (tests/aws_network_requests.rs fixes those parameters); the tags it
+    // keeps.
+    let tags = port.list_tags(&created.arn).await.unwrap();
+    assert_eq!(tags.get("cost-center").map(String::as_str), Some("shop-42"));
+    assert_eq!(
+        tags.get("shopfleet.io/shop").map(String::as_str),
+        Some("cachenet")
+    );
+}
