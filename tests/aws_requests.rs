@@ -530,3 +530,52 @@ fn forms_are_percent_decoded() {
     assert_eq!(parsed["Target"], "arn:aws:rds");
     assert_eq!(parsed["Name"], "a b");
 }
+
+/// A region's clusters come in pages: the adapter asks for AWS's largest
+/// page and follows the marker until AWS gives none.
+#[tokio::test]
+async fn every_cluster_of_a_region_is_read_by_following_the_marker() {
+    let cluster = |id: &str| {
+        format!(
+            "<DBCluster><DBClusterIdentifier>{id}</DBClusterIdentifier>\
+             <DBClusterArn>arn:aws:rds:eu-west-1:123456789012:cluster:{id}</DBClusterArn>\
+             <Status>available</Status><Engine>aurora-postgresql</Engine><EngineVersion>16.6</EngineVersion></DBCluster>"
+        )
+    };
+    let replay = replayed(vec![
+        rds_ok(
+            "DescribeDBClusters",
+            &format!(
+                "<Marker>page-2</Marker><DBClusters>{}</DBClusters>",
+                cluster("acme-eu-west-1")
+            ),
+        ),
+        rds_ok(
+            "DescribeDBClusters",
+            &format!("<DBClusters>{}</DBClusters>", cluster("globex-eu-west-1")),
+        ),
+    ]);
+    let cloud = cloud_over(SharedHttpClient::new(replay.clone()), 1).await;
+    let clusters = cloud.aurora("eu-west-1").describe_clusters().await.unwrap();
+    let ids: Vec<&str> = clusters.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["acme-eu-west-1", "globex-eu-west-1"]);
+    let requests: Vec<_> = replay.actual_requests().collect();
+    assert_eq!(requests.len(), 2, "one request a page");
+    assert_eq!(
+        form(requests[0].body().bytes().unwrap()),
+        params([
+            ("Action", "DescribeDBClusters"),
+            ("Version", "2014-10-31"),
+            ("MaxRecords", "100"),
+        ])
+    );
+    assert_eq!(
+        form(requests[1].body().bytes().unwrap()),
+        params([
+            ("Action", "DescribeDBClusters"),
+            ("Version", "2014-10-31"),
+            ("MaxRecords", "100"),
+            ("Marker", "page-2"),
+        ])
+    );
+}

@@ -219,6 +219,9 @@ impl AuroraPort for SpyAurora {
     async fn describe_cluster(&self, id: &str) -> Result<Option<Cluster>, CloudError> {
         self.inner.describe_cluster(id).await
     }
+    async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
+        self.inner.describe_clusters().await
+    }
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError> {
         self.inner.create_cluster(request).await
     }

@@ -9,6 +9,7 @@ pub mod aws;
 pub mod elasticache;
 mod error;
 pub mod executor;
+pub mod shared;
 
 pub use error::{CloudError, TransientKind};
 

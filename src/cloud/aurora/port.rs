@@ -17,6 +17,10 @@ pub use crate::cloud::aws::status::{
     ClusterStatus, GlobalClusterStatus, GlobalFailoverStatus, InstanceStatus,
 };
 
+/// The page size of a describe of every resource in a region: AWS's
+/// largest for `DescribeDBClusters` and `DescribeReplicationGroups`.
+pub const DESCRIBE_PAGE: usize = 100;
+
 /// `DescribeGlobalClusters` → `GlobalCluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GlobalCluster {
@@ -223,6 +227,11 @@ pub trait AuroraPort: Send + Sync {
 
     /// `None` when the cluster does not exist in this region.
     async fn describe_cluster(&self, id: &str) -> Result<Option<Cluster>, CloudError>;
+
+    /// Every cluster of this region, page after page of
+    /// [`DESCRIBE_PAGE`]: one observation of the region shared by every
+    /// shop's health sampler, whatever the number of shops.
+    async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError>;
 
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError>;
 

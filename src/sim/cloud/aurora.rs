@@ -15,7 +15,7 @@ use crate::cloud::aurora::port::{
 };
 use crate::cloud::{CloudError, arn_region};
 
-use super::{ACCOUNT, Op, SimCloud, World};
+use super::{ACCOUNT, Op, SimCloud, World, page_of};
 
 /// A failover or switchover the simulated AWS carried out.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -1481,6 +1481,20 @@ impl AuroraPort for SimAuroraPort {
         self.cloud.call(region, Op::DescribeDBClusters, |w, _| {
             Ok(w.aurora.cluster_view(region, id))
         })
+    }
+
+    async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call_pages(
+            region,
+            Op::DescribeDBClusters,
+            |c| &c.id,
+            |w, after| {
+                page_of(&w.aurora.clusters, region, after, |id| {
+                    w.aurora.cluster_view(region, id)
+                })
+            },
+        )
     }
 
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError> {

@@ -13,6 +13,7 @@ mod aurora;
 mod elasticache;
 mod persist;
 
+use crate::cloud::aurora::port::DESCRIBE_PAGE;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -397,6 +398,23 @@ fn fault_region(fault: &Fault) -> &str {
     }
 }
 
+/// Up to a page of the resources of `region` in `map` (keyed by region
+/// and id) whose id comes after `after`, in id order, as `view` shows them.
+pub(crate) fn page_of<V, T>(
+    map: &BTreeMap<(String, String), V>,
+    region: &str,
+    after: Option<&str>,
+    view: impl Fn(&str) -> Option<T>,
+) -> Vec<T> {
+    let start = (region.to_string(), after.unwrap_or_default().to_string());
+    map.range(start..)
+        .take_while(|((r, _), _)| r == region)
+        .filter(|((_, id), _)| Some(id.as_str()) != after)
+        .take(DESCRIBE_PAGE)
+        .filter_map(|((_, id), _)| view(id))
+        .collect()
+}
+
 /// One call, as the call log keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallRecord {
@@ -770,6 +788,28 @@ impl SimCloud {
 
     /// Runs one API call: applies due completions, logs the call, applies
     /// faults, then the operation.
+    /// Every item of a region's listing, one call of `op` per page of
+    /// [`DESCRIBE_PAGE`], as AWS answers a paginated describe: the call log
+    /// and the faults count pages. `page` lists up to a page after an id.
+    pub(crate) fn call_pages<T>(
+        &self,
+        region: &str,
+        op: Op,
+        id_of: fn(&T) -> &str,
+        page: impl Fn(&World, Option<&str>) -> Vec<T>,
+    ) -> Result<Vec<T>, CloudError> {
+        let mut items: Vec<T> = Vec::new();
+        loop {
+            let after = items.last().map(|item| id_of(item).to_string());
+            let next = self.call(region, op, |w, _| Ok(page(w, after.as_deref())))?;
+            let full = next.len() == DESCRIBE_PAGE;
+            items.extend(next);
+            if !full {
+                return Ok(items);
+            }
+        }
+    }
+
     pub(crate) fn call<T>(
         &self,
         region: &str,
