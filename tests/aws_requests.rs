@@ -579,3 +579,81 @@ async fn every_cluster_of_a_region_is_read_by_following_the_marker() {
         ])
     );
 }
+
+/// Every shop's secondary in a region is read in one GetMetricData: one
+/// query per cluster, each answer given to its own cluster.
+#[tokio::test]
+async fn the_lags_of_many_clusters_are_one_request_with_a_query_each() {
+    let now = Timestamp::from_second(1_767_225_600).unwrap();
+    let t = now.as_second() as f64;
+    let answer = Cbor::map([(
+        "MetricDataResults",
+        Cbor::Array(vec![
+            Cbor::map([
+                ("Id", Cbor::text("lag1")),
+                ("Timestamps", Cbor::Array(vec![Cbor::Timestamp(t - 60.0)])),
+                ("Values", Cbor::Array(vec![Cbor::Float(250.0)])),
+                ("StatusCode", Cbor::text("Complete")),
+            ]),
+            Cbor::map([
+                ("Id", Cbor::text("lag0")),
+                ("Timestamps", Cbor::Array(vec![])),
+                ("Values", Cbor::Array(vec![])),
+                ("StatusCode", Cbor::text("Complete")),
+            ]),
+        ]),
+    )]);
+    let clusters = ["acme-eu-west-1".to_string(), "globex-eu-west-1".to_string()];
+    let (result, request) = capture(
+        "eu-west-1",
+        cbor_response(200, &answer, None),
+        async |port| port.replication_lags(&clusters, now).await,
+    )
+    .await;
+    let lags = result.unwrap();
+    assert_eq!(lags["acme-eu-west-1"], None, "no data point, no reading");
+    assert_eq!(lags["globex-eu-west-1"], Some(Duration::from_millis(250)));
+    let query = |id: &str, cluster: &str| {
+        Cbor::map([
+            ("Id", Cbor::text(id)),
+            ("ReturnData", Cbor::Bool(true)),
+            (
+                "MetricStat",
+                Cbor::map([
+                    ("Period", Cbor::Int(60)),
+                    ("Stat", Cbor::text("Maximum")),
+                    (
+                        "Metric",
+                        Cbor::map([
+                            ("Namespace", Cbor::text("AWS/RDS")),
+                            ("MetricName", Cbor::text("AuroraGlobalDBReplicationLag")),
+                            (
+                                "Dimensions",
+                                Cbor::Array(vec![Cbor::map([
+                                    ("Name", Cbor::text("DBClusterIdentifier")),
+                                    ("Value", Cbor::text(cluster)),
+                                ])]),
+                            ),
+                        ]),
+                    ),
+                ]),
+            ),
+        ])
+    };
+    let body = Cbor::decode(request.body().bytes().expect("an in-memory body"));
+    assert_eq!(
+        body,
+        Cbor::map([
+            ("StartTime", Cbor::Timestamp(t - 300.0)),
+            ("EndTime", Cbor::Timestamp(t)),
+            ("ScanBy", Cbor::text("TimestampDescending")),
+            (
+                "MetricDataQueries",
+                Cbor::Array(vec![
+                    query("lag0", "acme-eu-west-1"),
+                    query("lag1", "globex-eu-west-1"),
+                ]),
+            ),
+        ])
+    );
+}

@@ -222,6 +222,13 @@ impl AuroraPort for SpyAurora {
     async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
         self.inner.describe_clusters().await
     }
+    async fn replication_lags(
+        &self,
+        cluster_ids: &[String],
+        now: Timestamp,
+    ) -> Result<std::collections::BTreeMap<String, Option<Duration>>, CloudError> {
+        self.inner.replication_lags(cluster_ids, now).await
+    }
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError> {
         self.inner.create_cluster(request).await
     }

@@ -326,18 +326,26 @@ impl Sampler {
             let mut probed =
                 futures::future::join_all(targets.iter().zip(lag_due).map(|(t, due)| async move {
                     let observation = this.observations.of(&t.region, round).await;
-                    sample_region(
-                        this.cloud.as_ref(),
-                        this.probe.as_ref(),
-                        &observation,
-                        t,
-                        due,
-                        now,
-                    )
-                    .await
+                    // A due lag comes from the region's read of this minute
+                    // (CloudWatch publishes one point a minute).
+                    let lag = if due {
+                        let minute = round_of(origin, now, LAG_READ_INTERVAL);
+                        this.observations
+                            .lags(&t.region, minute, &t.cluster_id, || {
+                                this.secondaries_in(&t.region)
+                            })
+                            .await
+                            .lag(&t.cluster_id)
+                            .ok()
+                            .flatten()
+                    } else {
+                        None
+                    };
+                    sample_region(this.probe.as_ref(), &observation, t, lag, now).await
                 }))
                 .await;
-            self.corroborate(&shop, &targets, &mut probed, now).await;
+            self.corroborate(&shop, &targets, &mut probed, round, now)
+                .await;
             if self.fold(&shop, &targets, probed, interval, now) {
                 // The controller is gone when nobody listens: nothing to do.
                 let _ = self.trigger.unbounded_send(shop.clone());
@@ -380,6 +388,7 @@ impl Sampler {
         shop_name: &str,
         targets: &[Target],
         probed: &mut [Probed],
+        round: Timestamp,
         now: Timestamp,
     ) {
         let Some(writer) = targets.iter().position(|t| t.writer) else {
@@ -402,16 +411,20 @@ impl Sampler {
                 })
                 .collect()
         };
+        // Read in this round, shared with every other shop whose writer
+        // looks bad in it: a region outage hits them all at once.
         let reads = futures::future::join_all(replicated.iter().map(|i| {
             let target = &targets[*i];
-            let aurora = self.cloud.aurora(&target.region);
-            async move { aurora.replication_lag(&target.cluster_id, now).await }
+            self.observations
+                .lags(&target.region, round, &target.cluster_id, || {
+                    self.secondaries_in(&target.region)
+                })
         }))
         .await;
         let mut seen = Vec::new();
         for (i, read) in replicated.into_iter().zip(reads) {
             let region = &targets[i].region;
-            seen.push(match read {
+            seen.push(match read.lag(&targets[i].cluster_id) {
                 Ok(Some(lag)) => {
                     probed[i].lag = Some(LagSample { lag, at: now });
                     (region.clone(), Signal::Up)
@@ -424,6 +437,19 @@ impl Sampler {
             });
         }
         probed[writer].sample.vantage = Some(replication_seen(&seen));
+    }
+
+    /// The clusters of `region` that some shop samples as a secondary: the
+    /// lags one read of the region answers for.
+    fn secondaries_in(&self, region: &str) -> Vec<String> {
+        let names: Vec<String> = self.lock().keys().cloned().collect();
+        names
+            .iter()
+            .filter_map(|shop| self.targets(shop))
+            .flatten()
+            .filter(|t| t.region == region && !t.writer)
+            .map(|t| t.cluster_id)
+            .collect()
     }
 
     /// For each target, whether this round reads its lag (a secondary whose
@@ -574,21 +600,12 @@ pub fn replication_seen(seen: &[(String, Signal)]) -> Signal {
 
 /// One probe round of one region.
 async fn sample_region(
-    cloud: &dyn Cloud,
     probe: &dyn Probe,
     observation: &RegionObservation,
     target: &Target,
-    read_lag: bool,
+    lag: Option<Duration>,
     now: Timestamp,
 ) -> Probed {
-    let lag = if read_lag {
-        cloud
-            .aurora(&target.region)
-            .replication_lag(&target.cluster_id, now)
-            .await
-    } else {
-        Ok(None)
-    };
     let cluster = observation.cluster(&target.cluster_id);
     let group = observation.group(&target.group_id);
     let database = database_signal(cluster.map(|c| c.map(|c| &c.status)));
@@ -630,7 +647,7 @@ async fn sample_region(
             vantage: None,
         },
         endpoint,
-        lag: lag.ok().flatten().map(|lag| LagSample { lag, at: now }),
+        lag: lag.map(|lag| LagSample { lag, at: now }),
     }
 }
 

@@ -21,6 +21,9 @@ pub use crate::cloud::aws::status::{
 /// largest for `DescribeDBClusters` and `DescribeReplicationGroups`.
 pub const DESCRIBE_PAGE: usize = 100;
 
+/// The most metrics one CloudWatch `GetMetricData` call reads.
+pub const METRIC_QUERIES_PER_CALL: usize = 500;
+
 /// `DescribeGlobalClusters` → `GlobalCluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GlobalCluster {
@@ -260,4 +263,14 @@ pub trait AuroraPort: Send + Sync {
         cluster_id: &str,
         now: Timestamp,
     ) -> Result<Option<Duration>, CloudError>;
+
+    /// The lag of each of `cluster_ids` (clusters of this region), as
+    /// [`Self::replication_lag`] reads one, in one `GetMetricData` per
+    /// [`METRIC_QUERIES_PER_CALL`] clusters: one read for every shop of the
+    /// region. A cluster without a data point is `None`.
+    async fn replication_lags(
+        &self,
+        cluster_ids: &[String],
+        now: Timestamp,
+    ) -> Result<std::collections::BTreeMap<String, Option<Duration>>, CloudError>;
 }

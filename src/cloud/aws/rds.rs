@@ -457,6 +457,22 @@ impl AuroraPort for RdsAurora {
         )
         .await
     }
+
+    async fn replication_lags(
+        &self,
+        cluster_ids: &[String],
+        now: Timestamp,
+    ) -> Result<std::collections::BTreeMap<String, Option<Duration>>, CloudError> {
+        let lags = cloudwatch::replication_lags(
+            &self.cloudwatch,
+            &self.region,
+            &cloudwatch::AURORA_LAG,
+            cluster_ids,
+            now,
+        )
+        .await?;
+        Ok(cluster_ids.iter().cloned().zip(lags).collect())
+    }
 }
 
 #[cfg(test)]

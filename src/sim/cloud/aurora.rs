@@ -11,7 +11,7 @@ use crate::cloud::aurora::port::{
     AuroraPort, Cluster, ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest,
     CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus,
     GlobalFailoverState, GlobalFailoverStatus, GlobalMember, Instance, InstanceStatus,
-    ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
+    METRIC_QUERIES_PER_CALL, ModifyClusterRequest, ModifyGlobalClusterRequest, Tags,
 };
 use crate::cloud::{CloudError, arn_region};
 
@@ -1560,5 +1560,26 @@ impl AuroraPort for SimAuroraPort {
         self.cloud.call(region, Op::GetMetricData, |w, _| {
             w.replication_lag(region, cluster_id)
         })
+    }
+
+    async fn replication_lags(
+        &self,
+        cluster_ids: &[String],
+        _now: Timestamp,
+    ) -> Result<BTreeMap<String, Option<Duration>>, CloudError> {
+        let region = self.region.as_str();
+        let mut lags = BTreeMap::new();
+        // One call per batch, as CloudWatch answers; a cluster it has no
+        // data points for (gone, the writer, not replicating) is `None`.
+        for batch in cluster_ids.chunks(METRIC_QUERIES_PER_CALL) {
+            let answered = self.cloud.call(region, Op::GetMetricData, |w, _| {
+                Ok(batch
+                    .iter()
+                    .map(|id| (id.clone(), w.replication_lag(region, id).ok().flatten()))
+                    .collect::<Vec<_>>())
+            })?;
+            lags.extend(answered);
+        }
+        Ok(lags)
     }
 }
