@@ -49,6 +49,35 @@ fn global_cluster_xml(status: &str, deletion_protection: bool, version: &str) ->
     )
 }
 
+/// The GetMetricData query `id` for the Aurora lag of `cluster`, as sent.
+fn aurora_lag_query(id: &str, cluster: &str) -> Cbor {
+    Cbor::map([
+        ("Id", Cbor::text(id)),
+        ("ReturnData", Cbor::Bool(true)),
+        (
+            "MetricStat",
+            Cbor::map([
+                ("Period", Cbor::Int(60)),
+                ("Stat", Cbor::text("Maximum")),
+                (
+                    "Metric",
+                    Cbor::map([
+                        ("Namespace", Cbor::text("AWS/RDS")),
+                        ("MetricName", Cbor::text("AuroraGlobalDBReplicationLag")),
+                        (
+                            "Dimensions",
+                            Cbor::Array(vec![Cbor::map([
+                                ("Name", Cbor::text("DBClusterIdentifier")),
+                                ("Value", Cbor::text(cluster)),
+                            ])]),
+                        ),
+                    ]),
+                ),
+            ]),
+        ),
+    ])
+}
+
 /// Runs `call` against a port of `region` whose client captures the one
 /// request it sends and answers `response`.
 async fn capture<T>(
@@ -261,31 +290,7 @@ async fn replication_lag_asks_cloudwatch_for_the_worst_lag_per_minute_of_the_las
             ("ScanBy", Cbor::text("TimestampDescending")),
             (
                 "MetricDataQueries",
-                Cbor::Array(vec![Cbor::map([
-                    ("Id", Cbor::text("lag0")),
-                    ("ReturnData", Cbor::Bool(true)),
-                    (
-                        "MetricStat",
-                        Cbor::map([
-                            ("Period", Cbor::Int(60)),
-                            ("Stat", Cbor::text("Maximum")),
-                            (
-                                "Metric",
-                                Cbor::map([
-                                    ("Namespace", Cbor::text("AWS/RDS")),
-                                    ("MetricName", Cbor::text("AuroraGlobalDBReplicationLag")),
-                                    (
-                                        "Dimensions",
-                                        Cbor::Array(vec![Cbor::map([
-                                            ("Name", Cbor::text("DBClusterIdentifier")),
-                                            ("Value", Cbor::text("acme-eu-west-1")),
-                                        ])]),
-                                    ),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                ])]),
+                Cbor::Array(vec![aurora_lag_query("lag0", "acme-eu-west-1")]),
             ),
         ])
     );
@@ -613,33 +618,6 @@ async fn the_lags_of_many_clusters_are_one_request_with_a_query_each() {
     let lags = result.unwrap();
     assert_eq!(lags["acme-eu-west-1"], None, "no data point, no reading");
     assert_eq!(lags["globex-eu-west-1"], Some(Duration::from_millis(250)));
-    let query = |id: &str, cluster: &str| {
-        Cbor::map([
-            ("Id", Cbor::text(id)),
-            ("ReturnData", Cbor::Bool(true)),
-            (
-                "MetricStat",
-                Cbor::map([
-                    ("Period", Cbor::Int(60)),
-                    ("Stat", Cbor::text("Maximum")),
-                    (
-                        "Metric",
-                        Cbor::map([
-                            ("Namespace", Cbor::text("AWS/RDS")),
-                            ("MetricName", Cbor::text("AuroraGlobalDBReplicationLag")),
-                            (
-                                "Dimensions",
-                                Cbor::Array(vec![Cbor::map([
-                                    ("Name", Cbor::text("DBClusterIdentifier")),
-                                    ("Value", Cbor::text(cluster)),
-                                ])]),
-                            ),
-                        ]),
-                    ),
-                ]),
-            ),
-        ])
-    };
     let body = Cbor::decode(request.body().bytes().expect("an in-memory body"));
     assert_eq!(
         body,
@@ -650,8 +628,8 @@ async fn the_lags_of_many_clusters_are_one_request_with_a_query_each() {
             (
                 "MetricDataQueries",
                 Cbor::Array(vec![
-                    query("lag0", "acme-eu-west-1"),
-                    query("lag1", "globex-eu-west-1"),
+                    aurora_lag_query("lag0", "acme-eu-west-1"),
+                    aurora_lag_query("lag1", "globex-eu-west-1"),
                 ]),
             ),
         ])

@@ -584,6 +584,14 @@ fn merge_patch(field: &str, value: Value) -> Value {
         .fold(value, |inner, key| json!({ key: inner }))
 }
 
+/// The final state of the recorder `key` names, if any.
+fn state_of(
+    states: &mut BTreeMap<String, FinalState>,
+    key: Option<String>,
+) -> Option<&mut FinalState> {
+    key.and_then(|key| states.get_mut(&key))
+}
+
 /// What the run ends with, per recorder: each shop's ShopRegions, AWS
 /// resources and writers; the Kubernetes writes and AWS calls are the
 /// operator's, every shop together.
@@ -630,9 +638,7 @@ async fn final_states(
         .map(|key| (key.clone(), fresh.clone()))
         .collect();
     for region in &regions {
-        if let Some(s) =
-            (recorders.key_of_shop(Some(&region.spec.shop))).and_then(|key| states.get_mut(&key))
-        {
+        if let Some(s) = state_of(&mut states, recorders.key_of_shop(Some(&region.spec.shop))) {
             s.regions.push(summarize_region(region));
             s.readers_wanted
                 .insert(region.name_any(), region.spec.database.readers);
@@ -652,9 +658,7 @@ async fn final_states(
                     .and_then(|c| c.tags.get(tags::SHOP).cloned())
             })
         });
-        if let Some(s) =
-            (recorders.key_of_shop(shop.as_deref())).and_then(|key| states.get_mut(&key))
-        {
+        if let Some(s) = state_of(&mut states, recorders.key_of_shop(shop.as_deref())) {
             s.aws.global_clusters.push(GlobalClusterSummary {
                 id,
                 shop,
@@ -668,9 +672,7 @@ async fn final_states(
             .cluster(&region, &id)
             .and_then(|c| c.tags.get(tags::SHOP).cloned());
         let instances = cloud.instances(&region, &id).len();
-        if let Some(s) =
-            (recorders.key_of_shop(shop.as_deref())).and_then(|key| states.get_mut(&key))
-        {
+        if let Some(s) = state_of(&mut states, recorders.key_of_shop(shop.as_deref())) {
             s.aws.clusters.push(ClusterSummary {
                 region,
                 id,
@@ -680,9 +682,7 @@ async fn final_states(
         }
     }
     for (region, id) in cloud.writers() {
-        if let Some(s) =
-            (recorders.key_of_cluster(&region, &id)).and_then(|key| states.get_mut(&key))
-        {
+        if let Some(s) = state_of(&mut states, recorders.key_of_cluster(&region, &id)) {
             s.aws.writers.push(region);
         }
     }
