@@ -318,23 +318,23 @@ impl Recorders {
                 .map_or_else(|| format!("{shop}-global"), str::to_string);
             shop_of_global.insert(global, shop.to_string());
         }
-        let named = match action {
-            Action::Apply { name, .. } | Action::Delete { name } => Some(name.as_str()),
-            Action::Set { names, .. } => names.first().map(String::as_str),
+        // The shops whose ShopRegions the step names; `None`: it acts on a
+        // region or the world, so on every shop.
+        let named: Option<BTreeSet<String>> = match action {
+            Action::Apply { name, .. } | Action::Delete { name } => {
+                Some(self.key_of_name(name).into_iter().collect())
+            }
+            Action::Set { names, .. } => Some(
+                names
+                    .iter()
+                    .filter_map(|name| self.key_of_name(name))
+                    .collect(),
+            ),
             _ => None,
         };
-        match named {
-            Some(name) => {
-                if let Some(key) = self.key_of_name(name)
-                    && let Some(recorder) = self.recorders.get_mut(&key)
-                {
-                    recorder.step(at, action);
-                }
-            }
-            None => {
-                for recorder in self.recorders.values_mut() {
-                    recorder.step(at, action);
-                }
+        for (key, recorder) in &mut self.recorders {
+            if named.as_ref().is_none_or(|keys| keys.contains(key)) {
+                recorder.step(at, action);
             }
         }
     }
@@ -685,6 +685,47 @@ mod tests {
         assert!(
             matches!(&for_two[1], Expectation::AtEnd(a) if a.shop_region == "acme-2-us-east-1")
         );
+    }
+
+    #[test]
+    fn a_step_is_recorded_for_the_shops_it_names_and_a_region_step_for_all() {
+        let start = Timestamp::from_second(1_700_000_000).unwrap();
+        let shops = ["acme".to_string(), "globex".to_string()];
+        let mut recorders = Recorders::new(start, &shops);
+        for (name, shop) in [("acme-eu-west-1", "acme"), ("globex-eu-west-1", "globex")] {
+            recorders.step(
+                Duration::ZERO,
+                &Action::Apply {
+                    file: format!("{name}.yaml"),
+                    name: name.into(),
+                    object: json!({"metadata": {"name": name}, "spec": {"shop": shop, "region": "eu-west-1"}}),
+                },
+            );
+        }
+        recorders.step(
+            secs(60),
+            &Action::Set {
+                names: vec!["acme-eu-west-1".into(), "globex-eu-west-1".into()],
+                field: "spec.failover.mode".into(),
+                value: json!("Manual"),
+            },
+        );
+        recorders.step(
+            secs(120),
+            &Action::Outage {
+                region: "eu-west-1".into(),
+            },
+        );
+        for shop in shops {
+            let reasons: Vec<String> = recorders
+                .get_mut(&shop)
+                .unwrap()
+                .entries_since(0)
+                .iter()
+                .map(|e| e.reason.clone())
+                .collect();
+            assert_eq!(reasons, ["apply", "set", "outage"], "{shop}");
+        }
     }
 
     fn secs(s: u64) -> Duration {
