@@ -455,6 +455,13 @@ pub(crate) struct World {
     /// The call log is the run's own record, not the world's state.
     #[serde(skip)]
     calls: Vec<CallRecord>,
+    /// Calls by operation since the start (or the last clear), whatever
+    /// the log keeps.
+    #[serde(skip)]
+    counts: BTreeMap<&'static str, CallCount>,
+    /// How many calls the log keeps, the newest; every call when `None`.
+    #[serde(skip)]
+    log_limit: Option<usize>,
     /// Completions scheduled by long operations, applied when due.
     pending: Vec<Pending>,
     seq: u64,
@@ -501,6 +508,8 @@ impl SimCloud {
                 faults: Vec::new(),
                 outages: BTreeMap::new(),
                 calls: Vec::new(),
+                counts: BTreeMap::new(),
+                log_limit: None,
                 pending: Vec::new(),
                 seq: 0,
                 aurora: aurora::AuroraWorld::default(),
@@ -660,33 +669,56 @@ impl SimCloud {
         self.lock().pending.iter().map(|p| p.at).min()
     }
 
+    /// The calls the log keeps (every call unless [`Self::keep_calls`]
+    /// limited it).
     pub fn calls(&self) -> Vec<CallRecord> {
         self.lock().calls.clone()
     }
 
+    /// Keeps only the newest `limit` calls in the log; the counts go on.
+    /// A long-running operator (`run --cloud simulated`) would otherwise
+    /// hold every call it ever made: its memory would grow with its age.
+    pub fn keep_calls(&self, limit: usize) {
+        let mut world = self.lock();
+        world.log_limit = Some(limit);
+        world.trim_log();
+    }
+
     pub fn call_count(&self, op: Op) -> usize {
-        self.lock().calls.iter().filter(|c| c.op == op).count()
+        self.lock().counts.get(op.name()).map_or(0, |c| c.calls)
     }
 
     pub fn mutating_calls(&self) -> usize {
-        self.lock().calls.iter().filter(|c| c.mutating).count()
+        self.lock()
+            .counts
+            .values()
+            .filter(|c| c.mutating)
+            .map(|c| c.calls)
+            .sum()
     }
 
     pub fn read_calls(&self) -> usize {
-        self.lock().calls.iter().filter(|c| !c.mutating).count()
+        self.lock()
+            .counts
+            .values()
+            .filter(|c| !c.mutating)
+            .map(|c| c.calls)
+            .sum()
     }
 
     /// Calls by operation name, for reports.
     pub fn calls_by_op(&self) -> BTreeMap<&'static str, usize> {
-        let mut counts = BTreeMap::new();
-        for call in &self.lock().calls {
-            *counts.entry(call.op.name()).or_insert(0) += 1;
-        }
-        counts
+        self.lock()
+            .counts
+            .iter()
+            .map(|(name, c)| (*name, c.calls))
+            .collect()
     }
 
     pub fn clear_calls(&self) {
-        self.lock().calls.clear();
+        let mut world = self.lock();
+        world.calls.clear();
+        world.counts.clear();
     }
 
     /// The global cluster as an observer with perfect sight sees it: no
@@ -842,6 +874,12 @@ impl SimCloud {
             mutating: op.is_mutating(),
             error: result.as_ref().err().map(CloudError::metric_label),
         });
+        let count = world.counts.entry(op.name()).or_insert(CallCount {
+            calls: 0,
+            mutating: op.is_mutating(),
+        });
+        count.calls += 1;
+        world.trim_log();
         if op.is_mutating() {
             self.save(&world, now);
         }
@@ -849,7 +887,26 @@ impl SimCloud {
     }
 }
 
+/// How many calls of one operation were made.
+#[derive(Clone, Copy, Debug)]
+struct CallCount {
+    calls: usize,
+    mutating: bool,
+}
+
 impl World {
+    /// Drops the oldest calls beyond the log's limit, half the limit at a
+    /// time so that trimming costs little per call.
+    fn trim_log(&mut self) {
+        if let Some(limit) = self.log_limit
+            && self.calls.len() > limit
+        {
+            let keep = limit / 2;
+            let drop = self.calls.len() - keep;
+            self.calls.drain(..drop);
+        }
+    }
+
     /// Whether the network between `a` and `b` is cut.
     fn partitioned(&self, a: &str, b: &str) -> bool {
         self.faults.iter().any(|f| {
