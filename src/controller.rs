@@ -228,6 +228,10 @@ pub fn next_status(
 async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let key = object_key(&region);
+    // A ShopRegion being deleted is not counted: its count goes with it.
+    if region.metadata.deletion_timestamp.is_none() {
+        ctx.metrics.count_reconcile_of(&key);
+    }
     let namespace = region
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;

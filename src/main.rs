@@ -133,6 +133,11 @@ struct RunArgs {
     identity: Option<String>,
 }
 
+/// With `--cloud simulated`: how many of the simulated cloud's latest calls
+/// the process keeps in its log (the counts cover every call).
+#[cfg(feature = "simulation")]
+const SIM_CALL_LOG: usize = 1_000;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -211,6 +216,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("{} is not a simulated account", path.display()))?;
                 cloud.declare_account(regions);
             }
+            // A running operator reads the call counts, never the log of
+            // each call: keep a short tail, so memory does not grow with
+            // the operator's age.
+            cloud.keep_calls(SIM_CALL_LOG);
             let sim = Arc::new(LiveSim::start(cloud, args.sim_speed));
             let control = args.sim_control.then(|| {
                 warn!("the simulated cloud's control endpoint is on (/sim/*)");

@@ -236,6 +236,10 @@ pub struct Metrics {
     /// The shops with failover series, so that they can be summed and
     /// removed (a `Family` cannot be iterated).
     known_shops: std::sync::Mutex<std::collections::HashSet<ShopLabels>>,
+    /// Reconciles of each live ShopRegion, by `namespace/name`, for tests
+    /// and measurements in the process (not exported: the total and the
+    /// conditions already tell an operator what it needs).
+    reconciles_by_object: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -339,6 +343,7 @@ impl Default for Metrics {
             conditions,
             aws_requests,
             known_shops: Default::default(),
+            reconciles_by_object: Default::default(),
         }
     }
 }
@@ -372,6 +377,26 @@ impl Metrics {
                 .get_or_create(&ErrorLabels { category })
                 .inc();
         }
+    }
+
+    /// Counts a reconcile of the ShopRegion `key` (`namespace/name`).
+    pub fn count_reconcile_of(&self, key: &str) {
+        *self
+            .reconciles_by_object
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default() += 1;
+    }
+
+    /// Reconciles of one ShopRegion so far (0 once it is deleted).
+    pub fn reconciles_of(&self, namespace: &str, name: &str) -> u64 {
+        self.reconciles_by_object
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&format!("{namespace}/{name}"))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn reconciles_total(&self) -> u64 {
@@ -570,6 +595,10 @@ impl Metrics {
         self.replication_lag_budget.remove(&key);
         self.replication_lag.remove(&key);
         self.failover_refused.remove(labels);
+        self.reconciles_by_object
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&format!("{}/{}", labels.namespace, labels.name));
         if last_of_shop {
             let shop = labels.shop();
             for kind in FAILOVER_KINDS {
@@ -983,11 +1012,15 @@ mod tests {
         ));
         assert!(text.contains("shopfleet_failover_refused{namespace=\"shop\",name=\"acme-eu-west-1\",shop=\"acme\",region=\"eu-west-1\"} 1"));
 
+        metrics.count_reconcile_of("shop/acme-eu-west-1");
+        assert_eq!(metrics.reconciles_of("shop", "acme-eu-west-1"), 1);
+
         metrics.forget_shopregion(&labels, true);
         let text = metrics.encode();
         assert!(
             !text.contains("acme"),
             "series of a deleted ShopRegion remain:\n{text}"
         );
+        assert_eq!(metrics.reconciles_of("shop", "acme-eu-west-1"), 0);
     }
 }

@@ -398,3 +398,34 @@ async fn an_unreadable_server_error_is_transient() {
     assert_eq!(error.metric_label(), "server_error");
     assert_eq!(error.code(), "HTTP500");
 }
+
+/// What every shop's health sampler reads of a region in one round: all
+/// its replication groups, page after page (AWS's pages hold 100).
+#[tokio::test]
+async fn every_replication_group_of_a_region_is_described_page_after_page() {
+    let aws = aws::Emulated::start().await;
+    // A region no other test of this binary uses: its listing is ours.
+    let region = aws.elasticache("sa-east-1");
+    let mut created: Vec<String> = (0..105).map(|n| format!("paged-{n:03}")).collect();
+    for id in &created {
+        region.create_replication_group(&primary(id)).await.unwrap();
+    }
+    let mut described: Vec<String> = region
+        .describe_replication_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    described.sort();
+    created.sort();
+    assert_eq!(described, created);
+    assert!(
+        aws.elasticache("ca-central-1")
+            .describe_replication_groups()
+            .await
+            .unwrap()
+            .is_empty(),
+        "an empty region lists nothing"
+    );
+}

@@ -378,3 +378,34 @@ async fn a_global_cluster_with_members_is_not_deleted_and_an_empty_one_is() {
         None
     );
 }
+
+/// What every shop's health sampler reads of a region in one round: all
+/// its clusters, page after page (AWS's pages hold 100).
+#[tokio::test]
+async fn every_cluster_of_a_region_is_described_page_after_page() {
+    let aws = aws::Emulated::start().await;
+    // A region no other test of this binary uses: its listing is ours.
+    let region = aws.aurora("sa-east-1");
+    let mut created: Vec<String> = (0..105).map(|n| format!("paged-{n:03}")).collect();
+    for id in &created {
+        region.create_cluster(&primary(id)).await.unwrap();
+    }
+    let mut described: Vec<String> = region
+        .describe_clusters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    described.sort();
+    created.sort();
+    assert_eq!(described, created);
+    assert!(
+        aws.aurora("ca-central-1")
+            .describe_clusters()
+            .await
+            .unwrap()
+            .is_empty(),
+        "an empty region lists nothing"
+    );
+}

@@ -49,6 +49,35 @@ fn global_cluster_xml(status: &str, deletion_protection: bool, version: &str) ->
     )
 }
 
+/// The GetMetricData query `id` for the Aurora lag of `cluster`, as sent.
+fn aurora_lag_query(id: &str, cluster: &str) -> Cbor {
+    Cbor::map([
+        ("Id", Cbor::text(id)),
+        ("ReturnData", Cbor::Bool(true)),
+        (
+            "MetricStat",
+            Cbor::map([
+                ("Period", Cbor::Int(60)),
+                ("Stat", Cbor::text("Maximum")),
+                (
+                    "Metric",
+                    Cbor::map([
+                        ("Namespace", Cbor::text("AWS/RDS")),
+                        ("MetricName", Cbor::text("AuroraGlobalDBReplicationLag")),
+                        (
+                            "Dimensions",
+                            Cbor::Array(vec![Cbor::map([
+                                ("Name", Cbor::text("DBClusterIdentifier")),
+                                ("Value", Cbor::text(cluster)),
+                            ])]),
+                        ),
+                    ]),
+                ),
+            ]),
+        ),
+    ])
+}
+
 /// Runs `call` against a port of `region` whose client captures the one
 /// request it sends and answers `response`.
 async fn capture<T>(
@@ -261,31 +290,7 @@ async fn replication_lag_asks_cloudwatch_for_the_worst_lag_per_minute_of_the_las
             ("ScanBy", Cbor::text("TimestampDescending")),
             (
                 "MetricDataQueries",
-                Cbor::Array(vec![Cbor::map([
-                    ("Id", Cbor::text("lag0")),
-                    ("ReturnData", Cbor::Bool(true)),
-                    (
-                        "MetricStat",
-                        Cbor::map([
-                            ("Period", Cbor::Int(60)),
-                            ("Stat", Cbor::text("Maximum")),
-                            (
-                                "Metric",
-                                Cbor::map([
-                                    ("Namespace", Cbor::text("AWS/RDS")),
-                                    ("MetricName", Cbor::text("AuroraGlobalDBReplicationLag")),
-                                    (
-                                        "Dimensions",
-                                        Cbor::Array(vec![Cbor::map([
-                                            ("Name", Cbor::text("DBClusterIdentifier")),
-                                            ("Value", Cbor::text("acme-eu-west-1")),
-                                        ])]),
-                                    ),
-                                ]),
-                            ),
-                        ]),
-                    ),
-                ])]),
+                Cbor::Array(vec![aurora_lag_query("lag0", "acme-eu-west-1")]),
             ),
         ])
     );
@@ -529,4 +534,104 @@ fn forms_are_percent_decoded() {
     let parsed = form(b"Action=X&Target=arn%3Aaws%3Ards&Name=a+b");
     assert_eq!(parsed["Target"], "arn:aws:rds");
     assert_eq!(parsed["Name"], "a b");
+}
+
+/// A region's clusters come in pages: the adapter asks for AWS's largest
+/// page and follows the marker until AWS gives none.
+#[tokio::test]
+async fn every_cluster_of_a_region_is_read_by_following_the_marker() {
+    let cluster = |id: &str| {
+        format!(
+            "<DBCluster><DBClusterIdentifier>{id}</DBClusterIdentifier>\
+             <DBClusterArn>arn:aws:rds:eu-west-1:123456789012:cluster:{id}</DBClusterArn>\
+             <Status>available</Status><Engine>aurora-postgresql</Engine><EngineVersion>16.6</EngineVersion></DBCluster>"
+        )
+    };
+    let replay = replayed(vec![
+        rds_ok(
+            "DescribeDBClusters",
+            &format!(
+                "<Marker>page-2</Marker><DBClusters>{}</DBClusters>",
+                cluster("acme-eu-west-1")
+            ),
+        ),
+        rds_ok(
+            "DescribeDBClusters",
+            &format!("<DBClusters>{}</DBClusters>", cluster("globex-eu-west-1")),
+        ),
+    ]);
+    let cloud = cloud_over(SharedHttpClient::new(replay.clone()), 1).await;
+    let clusters = cloud.aurora("eu-west-1").describe_clusters().await.unwrap();
+    let ids: Vec<&str> = clusters.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["acme-eu-west-1", "globex-eu-west-1"]);
+    let requests: Vec<_> = replay.actual_requests().collect();
+    assert_eq!(requests.len(), 2, "one request a page");
+    assert_eq!(
+        form(requests[0].body().bytes().unwrap()),
+        params([
+            ("Action", "DescribeDBClusters"),
+            ("Version", "2014-10-31"),
+            ("MaxRecords", "100"),
+        ])
+    );
+    assert_eq!(
+        form(requests[1].body().bytes().unwrap()),
+        params([
+            ("Action", "DescribeDBClusters"),
+            ("Version", "2014-10-31"),
+            ("MaxRecords", "100"),
+            ("Marker", "page-2"),
+        ])
+    );
+}
+
+/// Every shop's secondary in a region is read in one GetMetricData: one
+/// query per cluster, each answer given to its own cluster.
+#[tokio::test]
+async fn the_lags_of_many_clusters_are_one_request_with_a_query_each() {
+    let now = Timestamp::from_second(1_767_225_600).unwrap();
+    let t = now.as_second() as f64;
+    let answer = Cbor::map([(
+        "MetricDataResults",
+        Cbor::Array(vec![
+            Cbor::map([
+                ("Id", Cbor::text("lag1")),
+                ("Timestamps", Cbor::Array(vec![Cbor::Timestamp(t - 60.0)])),
+                ("Values", Cbor::Array(vec![Cbor::Float(250.0)])),
+                ("StatusCode", Cbor::text("Complete")),
+            ]),
+            Cbor::map([
+                ("Id", Cbor::text("lag0")),
+                ("Timestamps", Cbor::Array(vec![])),
+                ("Values", Cbor::Array(vec![])),
+                ("StatusCode", Cbor::text("Complete")),
+            ]),
+        ]),
+    )]);
+    let clusters = ["acme-eu-west-1".to_string(), "globex-eu-west-1".to_string()];
+    let (result, request) = capture(
+        "eu-west-1",
+        cbor_response(200, &answer, None),
+        async |port| port.replication_lags(&clusters, now).await,
+    )
+    .await;
+    let lags = result.unwrap();
+    assert_eq!(lags["acme-eu-west-1"], None, "no data point, no reading");
+    assert_eq!(lags["globex-eu-west-1"], Some(Duration::from_millis(250)));
+    let body = Cbor::decode(request.body().bytes().expect("an in-memory body"));
+    assert_eq!(
+        body,
+        Cbor::map([
+            ("StartTime", Cbor::Timestamp(t - 300.0)),
+            ("EndTime", Cbor::Timestamp(t)),
+            ("ScanBy", Cbor::text("TimestampDescending")),
+            (
+                "MetricDataQueries",
+                Cbor::Array(vec![
+                    aurora_lag_query("lag0", "acme-eu-west-1"),
+                    aurora_lag_query("lag1", "globex-eu-west-1"),
+                ]),
+            ),
+        ])
+    );
 }

@@ -33,7 +33,7 @@ use shopfleet::cloud::aurora::port::{
 use shopfleet::cloud::elasticache::ElastiCachePort;
 use shopfleet::cloud::{Cloud, CloudError};
 use shopfleet::failover::sampler::probe_interval;
-use shopfleet::probe::Probe;
+use shopfleet::probe::{Probe, Signal};
 use shopfleet::sim::{Fault, LiveSim, Op, SimCloud, VirtualClock};
 use shopfleet::workload::plan_capacity;
 
@@ -218,6 +218,16 @@ impl AuroraPort for SpyAurora {
     }
     async fn describe_cluster(&self, id: &str) -> Result<Option<Cluster>, CloudError> {
         self.inner.describe_cluster(id).await
+    }
+    async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
+        self.inner.describe_clusters().await
+    }
+    async fn replication_lags(
+        &self,
+        cluster_ids: &[String],
+        now: Timestamp,
+    ) -> Result<std::collections::BTreeMap<String, Option<Duration>>, CloudError> {
+        self.inner.replication_lags(cluster_ids, now).await
     }
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError> {
         self.inner.create_cluster(request).await
@@ -1056,4 +1066,173 @@ async fn a_region_that_loses_the_race_gets_aws_refusal_and_adopts_the_winner() {
         "no second attempt by anyone"
     );
     f.stop().await;
+}
+
+/// The simulated cloud, except that the database endpoint of one shop in
+/// one region refuses connections while `broken`: a health verdict of that
+/// shop changes, and of no other.
+struct OneShopEndpointDown {
+    sim: Arc<LiveSim>,
+    region: &'static str,
+    /// Endpoints are named after the shop's cluster, `<shop>-<region>…`.
+    prefix: &'static str,
+    broken: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Probe for OneShopEndpointDown {
+    async fn tcp(&self, region: &str, endpoint: &str) -> Signal {
+        if self.broken.load(Ordering::SeqCst)
+            && region == self.region
+            && endpoint.starts_with(self.prefix)
+        {
+            return Signal::Down(format!("{endpoint} refuses connections"));
+        }
+        self.sim.probe().tcp(region, endpoint).await
+    }
+
+    async fn http(&self, region: &str, url: &str) -> Signal {
+        self.sim.probe().http(region, url).await
+    }
+}
+
+struct OneShopDownCloud(Arc<OneShopEndpointDown>);
+
+impl Cloud for OneShopDownCloud {
+    fn aurora(&self, region: &str) -> Arc<dyn AuroraPort> {
+        self.0.sim.aurora(region)
+    }
+    fn elasticache(&self, region: &str) -> Arc<dyn ElastiCachePort> {
+        self.0.sim.elasticache(region)
+    }
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.0.sim.clock()
+    }
+    fn speed(&self) -> u32 {
+        self.0.sim.speed()
+    }
+    fn probe(&self) -> Arc<dyn Probe> {
+        self.0.clone()
+    }
+}
+
+/// Polls every 100 ms of (paused) time until `check` holds; fails after
+/// `limit`.
+async fn poll_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A platform team hosts two shops in one operator. When a health verdict
+/// of one shop changes, the operator reconciles that shop's ShopRegions,
+/// and none of the other's: with a thousand shops, a region outage would
+/// otherwise reconcile every ShopRegion once per shop.
+#[tokio::test(start_paused = true)]
+async fn a_verdict_change_of_one_shop_reconciles_none_of_another_shops_shopregions() {
+    let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
+    let broken = Arc::new(AtomicBool::new(false));
+    let cloud = OneShopDownCloud(Arc::new(OneShopEndpointDown {
+        sim: sim.clone(),
+        region: AP,
+        prefix: "acme-",
+        broken: broken.clone(),
+    }));
+    let h = Harness::in_process_with(Some(Arc::new(cloud))).await;
+    for region in REGIONS {
+        h.create(&sample(&format!("samples/acme-{region}.yaml")))
+            .await
+            .unwrap();
+    }
+    // globex: one region, eu-west-1, beside acme's.
+    let mut globex = sample("samples/acme-eu-west-1.yaml");
+    globex.metadata.name = Some("globex-eu-west-1".into());
+    globex.spec.shop = "globex".into();
+    globex.spec.failover.order = vec![EU.into()];
+    h.create(&globex).await.unwrap();
+    let ap_verdict = async || {
+        h.regions()
+            .get(&name(US))
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.health.into_iter().find(|h| h.region == AP))
+            .map(|h| h.verdict)
+    };
+    let ready = |name: String| {
+        let h = &h;
+        async move || {
+            h.regions()
+                .get(&name)
+                .await
+                .is_ok_and(|r| is_true(&r, types::READY))
+        }
+    };
+    for shop_region in [name(US), name(EU), name(AP), "globex-eu-west-1".into()] {
+        poll_until(
+            "the fleet Ready",
+            Duration::from_secs(3 * 3600),
+            ready(shop_region),
+        )
+        .await;
+    }
+    poll_until(
+        "ap-northeast-1 judged Healthy",
+        Duration::from_secs(600),
+        async || ap_verdict().await == Some(HealthVerdict::Healthy),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+
+    // How often globex is reconciled with nothing to do: its own polls.
+    let globex_reconciles = || h.metrics.reconciles_of(&h.namespace, "globex-eu-west-1");
+    let acme_reconciles = || REGIONS.map(|r| h.metrics.reconciles_of(&h.namespace, &name(r)));
+    let next_globex = async || {
+        let before = globex_reconciles();
+        poll_until(
+            "a reconcile of globex",
+            Duration::from_secs(600),
+            async || globex_reconciles() > before,
+        )
+        .await;
+        tokio::time::Instant::now()
+    };
+    let first = next_globex().await;
+    let period = next_globex().await - first;
+
+    // Right after one of those polls, acme's ap-northeast-1 endpoint stops
+    // answering, until acme's verdict on it changes.
+    let globex_before = globex_reconciles();
+    let acme_before = acme_reconciles();
+    broken.store(true, Ordering::SeqCst);
+    let broke = tokio::time::Instant::now();
+    poll_until(
+        "acme's verdict on ap-northeast-1 to change",
+        Duration::from_secs(120),
+        async || ap_verdict().await != Some(HealthVerdict::Healthy),
+    )
+    .await;
+    let window = broke.elapsed();
+    assert!(
+        window + Duration::from_secs(1) < period,
+        "the verdict took {window:?} to change, globex polls every {period:?}: the test cannot tell a trigger from a poll"
+    );
+    let acme_after = acme_reconciles();
+    for (i, region) in REGIONS.iter().enumerate() {
+        assert!(
+            acme_after[i] > acme_before[i],
+            "acme's ShopRegion in {region} was not reconciled on its shop's verdict change"
+        );
+    }
+    assert_eq!(
+        globex_reconciles(),
+        globex_before,
+        "globex was reconciled on acme's verdict change"
+    );
+    h.stop().await;
 }

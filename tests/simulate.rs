@@ -10,7 +10,7 @@ use shopfleet::simulate::record::EntryKind;
 use shopfleet::simulate::{self, Pace, Report, Scenario, render};
 
 /// Every file in `samples/scenarios/`, each run by a test below.
-const SHIPPED: [&str; 12] = [
+const SHIPPED: [&str; 13] = [
     "bootstrap",
     "bad-spec",
     "throttling-storm",
@@ -23,6 +23,7 @@ const SHIPPED: [&str; 12] = [
     "survivor-partition",
     "lagging-first-candidate",
     "capacity-follows-writer",
+    "fleet-region-outage",
 ];
 
 fn scenario_path(name: &str) -> PathBuf {
@@ -215,6 +216,53 @@ fn region_outage_rto_is_the_confirmed_loss_window_plus_aws_promotion_and_rpo_is_
         "the pods reach the writer without a restart"
     );
     assert_eq!(f.rollouts_after_ready, 0, "{f:#?}");
+}
+
+/// Ten shops in one operator lose their writer region at once: each fails
+/// over on its own, with one writer per shop, and the slowest shop is as
+/// fast as one shop alone.
+#[test]
+fn every_shop_of_a_fleet_fails_over_on_its_own_with_one_writer_each() {
+    let report = passes("fleet-region-outage");
+    let fleet = report.fleet.as_ref().expect("a fleet run");
+    let f = &fleet.figures;
+    assert_eq!(f.shops, 10);
+    assert_eq!(f.writer_changes, 10, "one failover per shop: {f:#?}");
+    assert_eq!(f.max_concurrent_writers_in_a_shop, 1);
+    assert_eq!(f.rto.measured, 10);
+    let single = passes("region-outage");
+    assert_eq!(
+        f.rto.worst,
+        single.figures.rto,
+        "the slowest shop of ten takes what one shop alone takes\n{}",
+        render::text(&report)
+    );
+    assert_eq!(f.detection.worst, single.figures.detection);
+}
+
+/// Two shops have two writers between them: `singleWriter` holds per shop.
+#[test]
+fn single_writer_holds_per_shop_when_a_run_has_two_shops() {
+    let report = run(&inline(
+        "name: two-shops\nrunFor: 1h10m\nshops: [acme, globex]\nsteps:\n  - at: 0s\n    apply: acme-us-east-1.yaml\n  - at: 0s\n    apply: acme-eu-west-1.yaml\n  - at: 0s\n    apply: acme-ap-northeast-1.yaml\nexpect:\n  - singleWriter\n  - writerAtEnd: us-east-1\n  - atEnd: {shopRegion: acme-us-east-1, role: Primary, ready: true}\n",
+    ));
+    assert!(report.passed(), "{}", render::text(&report));
+    assert!(
+        report.verdicts[0]
+            .detail
+            .contains("holds for all 2 shop(s)"),
+        "{:?}",
+        report.verdicts[0]
+    );
+    assert_eq!(report.fleet.as_ref().unwrap().shown_shop, "acme");
+    assert!(
+        report
+            .record
+            .regions
+            .iter()
+            .all(|r| r.shop_region.starts_with("acme-")),
+        "the shown shop's table holds its own ShopRegions only"
+    );
 }
 
 #[test]

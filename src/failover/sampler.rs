@@ -10,12 +10,19 @@
 //! reconcile reads the verdicts with [`Sampler::view`] and writes
 //! `status.health` only when they differ from what is stored.
 //!
-//! One sample of a region: `DescribeDBClusters` and
-//! `DescribeReplicationGroups` in that region (an unreachable API is no
-//! data, never healthy), TCP to the region's own cluster endpoint, GET of
-//! its health URL if the spec lists one, and the secondary's replication lag
-//! from CloudWatch (the RPO estimate of a promotion, kept when AWS stops
-//! reporting it).
+//! One sample of a region: the status of the shop's cluster and
+//! replication group there, from the round's shared observation of the
+//! region (`DescribeDBClusters` and `DescribeReplicationGroups` of every
+//! resource of the region, read once a round for every shop: see
+//! [`crate::cloud::shared`]; an unreachable or throttled API is no data,
+//! never healthy and never down), TCP to the region's own cluster
+//! endpoint, GET of its health URL if the spec lists one, and the
+//! secondary's replication lag from CloudWatch (the RPO estimate of a
+//! promotion, kept when AWS stops reporting it).
+//!
+//! Rounds keep one beat for every shop: they fall on a grid of
+//! [`probe_interval`] from the first registration, so that the shops'
+//! samplers ask about a region in the same round and share its read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +40,7 @@ use super::observe::LagSample;
 use crate::api::{AuroraEngine, ShopRegion, ShopRegionSpec};
 use crate::cloud::aurora::names as aurora_names;
 use crate::cloud::elasticache::names as cache_names;
+use crate::cloud::shared::{RegionObservation, SharedObservations};
 use crate::cloud::{Cloud, real_delay};
 use crate::probe::{Probe, Signal, endpoint_address};
 use crate::telemetry::Metrics;
@@ -67,6 +75,20 @@ pub struct Sampler {
     metrics: Arc<Metrics>,
     trigger: UnboundedSender<String>,
     shops: Mutex<HashMap<String, Shop>>,
+    /// The regions' observations of the current round, shared by the shops.
+    observations: SharedObservations,
+    /// Where the grid of rounds starts: the first registration.
+    origin: Mutex<Option<Timestamp>>,
+}
+
+/// The start of the round `now` falls in: rounds are `interval` apart from
+/// `origin` on.
+pub fn round_of(origin: Timestamp, now: Timestamp, interval: Duration) -> Timestamp {
+    let since = crate::clock::elapsed(origin, now);
+    let step = interval.as_nanos().max(1);
+    let rounds = since.as_nanos() / step;
+    let offset = u64::try_from(rounds * step).unwrap_or(u64::MAX);
+    crate::clock::after(origin, Duration::from_nanos(offset))
 }
 
 #[derive(Default)]
@@ -176,10 +198,12 @@ impl Sampler {
     ) -> Arc<Self> {
         Arc::new(Self {
             probe: cloud.probe(),
+            observations: SharedObservations::new(cloud.clone()),
             cloud,
             metrics,
             trigger,
             shops: Mutex::new(HashMap::new()),
+            origin: Mutex::new(None),
         })
     }
 
@@ -202,6 +226,10 @@ impl Sampler {
                 .collect(),
         };
         let shop_name = region.spec.shop.clone();
+        self.origin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| self.cloud.clock().now());
         let mut shops = self.lock();
         let shop = shops.entry(shop_name.clone()).or_default();
         if shop.registrations.get(key) != Some(&registration) {
@@ -287,20 +315,44 @@ impl Sampler {
             };
             let interval = probe_interval(speed);
             let now = self.cloud.clock().now();
+            let origin = *self
+                .origin
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(now);
+            let round = round_of(origin, now, interval);
             let lag_due = self.ask_for_lag(&shop, &targets, now);
+            let this = &self;
             let mut probed =
-                futures::future::join_all(targets.iter().zip(lag_due).map(|(t, due)| {
-                    sample_region(self.cloud.as_ref(), self.probe.as_ref(), t, due, now)
+                futures::future::join_all(targets.iter().zip(lag_due).map(|(t, due)| async move {
+                    let observation = this.observations.of(&t.region, round).await;
+                    // A due lag comes from the region's read of this minute
+                    // (CloudWatch publishes one point a minute).
+                    let lag = if due {
+                        let minute = round_of(origin, now, LAG_READ_INTERVAL);
+                        this.observations
+                            .lags(&t.region, minute, &t.cluster_id, || {
+                                this.secondaries_in(&t.region)
+                            })
+                            .await
+                            .lag(&t.cluster_id)
+                            .ok()
+                            .flatten()
+                    } else {
+                        None
+                    };
+                    sample_region(this.probe.as_ref(), &observation, t, lag, now).await
                 }))
                 .await;
-            self.corroborate(&shop, &targets, &mut probed, now).await;
+            self.corroborate(&shop, &targets, &mut probed, round, now)
+                .await;
             if self.fold(&shop, &targets, probed, interval, now) {
                 // The controller is gone when nobody listens: nothing to do.
                 let _ = self.trigger.unbounded_send(shop.clone());
             }
-            // The next round is due `interval` of cloud time after this one.
-            // Sleep in slices, so that a simulation changing speed is
-            // followed at once.
+            // The next round is due `interval` of cloud time after this
+            // one's start on the grid. Sleep in slices, so that a simulation
+            // changing speed is followed at once.
             loop {
                 let current = self.cloud.speed();
                 if current != speed {
@@ -309,7 +361,10 @@ impl Sampler {
                     // the old pace: let the reconciles compute them again.
                     let _ = self.trigger.unbounded_send(shop.clone());
                 }
-                let next = crate::clock::after(now, probe_interval(speed));
+                let next = crate::clock::after(
+                    round_of(origin, now, probe_interval(speed)),
+                    probe_interval(speed),
+                );
                 let remaining = crate::clock::elapsed(self.cloud.clock().now(), next);
                 if remaining.is_zero() {
                     break;
@@ -333,6 +388,7 @@ impl Sampler {
         shop_name: &str,
         targets: &[Target],
         probed: &mut [Probed],
+        round: Timestamp,
         now: Timestamp,
     ) {
         let Some(writer) = targets.iter().position(|t| t.writer) else {
@@ -355,16 +411,20 @@ impl Sampler {
                 })
                 .collect()
         };
+        // Read in this round, shared with every other shop whose writer
+        // looks bad in it: a region outage hits them all at once.
         let reads = futures::future::join_all(replicated.iter().map(|i| {
             let target = &targets[*i];
-            let aurora = self.cloud.aurora(&target.region);
-            async move { aurora.replication_lag(&target.cluster_id, now).await }
+            self.observations
+                .lags(&target.region, round, &target.cluster_id, || {
+                    self.secondaries_in(&target.region)
+                })
         }))
         .await;
         let mut seen = Vec::new();
         for (i, read) in replicated.into_iter().zip(reads) {
             let region = &targets[i].region;
-            seen.push(match read {
+            seen.push(match read.lag(&targets[i].cluster_id) {
                 Ok(Some(lag)) => {
                     probed[i].lag = Some(LagSample { lag, at: now });
                     (region.clone(), Signal::Up)
@@ -377,6 +437,19 @@ impl Sampler {
             });
         }
         probed[writer].sample.vantage = Some(replication_seen(&seen));
+    }
+
+    /// The clusters of `region` that some shop samples as a secondary: the
+    /// lags one read of the region answers for.
+    fn secondaries_in(&self, region: &str) -> Vec<String> {
+        let names: Vec<String> = self.lock().keys().cloned().collect();
+        names
+            .iter()
+            .filter_map(|shop| self.targets(shop))
+            .flatten()
+            .filter(|t| t.region == region && !t.writer)
+            .map(|t| t.cluster_id)
+            .collect()
     }
 
     /// For each target, whether this round reads its lag (a secondary whose
@@ -527,34 +600,23 @@ pub fn replication_seen(seen: &[(String, Signal)]) -> Signal {
 
 /// One probe round of one region.
 async fn sample_region(
-    cloud: &dyn Cloud,
     probe: &dyn Probe,
+    observation: &RegionObservation,
     target: &Target,
-    read_lag: bool,
+    lag: Option<Duration>,
     now: Timestamp,
 ) -> Probed {
-    let aurora = cloud.aurora(&target.region);
-    let cache = cloud.elasticache(&target.region);
-    let (cluster, group, lag) = tokio::join!(
-        aurora.describe_cluster(&target.cluster_id),
-        cache.describe_replication_group(&target.group_id),
-        async {
-            if read_lag {
-                aurora.replication_lag(&target.cluster_id, now).await
-            } else {
-                Ok(None)
-            }
-        }
-    );
-    let database = database_signal(cluster.as_ref().map(|c| c.as_ref().map(|c| &c.status)));
-    let cache_state = cache_signal(group.as_ref().map(|g| g.as_ref().map(|g| &g.status)));
+    let cluster = observation.cluster(&target.cluster_id);
+    let group = observation.group(&target.group_id);
+    let database = database_signal(cluster.map(|c| c.map(|c| &c.status)));
+    let cache_state = cache_signal(group.map(|g| g.map(|g| &g.status)));
     // The region's own endpoint: the writer endpoint of the writer, the
     // reader endpoint of a secondary; remembered for when the API is down.
     let described = cluster.ok().flatten().and_then(|c| {
         if target.writer {
-            c.writer_endpoint
+            c.writer_endpoint.clone()
         } else {
-            c.reader_endpoint
+            c.reader_endpoint.clone()
         }
     });
     let endpoint = described
@@ -585,7 +647,7 @@ async fn sample_region(
             vantage: None,
         },
         endpoint,
-        lag: lag.ok().flatten().map(|lag| LagSample { lag, at: now }),
+        lag: lag.map(|lag| LagSample { lag, at: now }),
     }
 }
 
@@ -671,6 +733,51 @@ mod tests {
             view.health["us-east-1"],
             Health::unknown(),
             "the last ShopRegion gone, the verdicts go too"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hundred_shops_cost_the_aws_reads_of_one() {
+        use crate::sim::cloud::Op;
+        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
+        let (tx, _rx) = futures::channel::mpsc::unbounded();
+        let sampler = Sampler::new(sim.clone(), Arc::new(Metrics::default()), tx);
+        // The first shop starts the grid; the others register later, in
+        // the middle of a round, and join its beat.
+        sampler.register("shop/acme-eu-west-1", &acme_region("eu-west-1"));
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        for n in 1..100 {
+            let mut region = acme_region("eu-west-1");
+            region.spec.shop = format!("shop-{n}");
+            sampler.register(&format!("shop/shop-{n}-eu-west-1"), &region);
+        }
+        let before = (
+            sim.cloud().call_count(Op::DescribeDBClusters),
+            sim.cloud().call_count(Op::DescribeReplicationGroups),
+        );
+        // Twelve rounds of 5 s, from the next one on.
+        tokio::time::sleep(Duration::from_millis(2_500 + 12 * 5_000 - 1)).await;
+        let clusters = sim.cloud().call_count(Op::DescribeDBClusters) - before.0;
+        let groups = sim.cloud().call_count(Op::DescribeReplicationGroups) - before.1;
+        // One read of each of the three regions a round, and one page: no
+        // cluster exists yet.
+        assert_eq!(clusters, 3 * 12, "DescribeDBClusters");
+        assert_eq!(groups, 3 * 12, "DescribeReplicationGroups");
+    }
+
+    #[test]
+    fn rounds_fall_on_one_grid_from_the_first_registration() {
+        let origin = Timestamp::from_second(1_700_000_000).unwrap();
+        let at = |ms: u64| crate::clock::after(origin, Duration::from_millis(ms));
+        let five = Duration::from_secs(5);
+        assert_eq!(round_of(origin, at(0), five), origin);
+        assert_eq!(round_of(origin, at(4_999), five), origin);
+        assert_eq!(round_of(origin, at(5_000), five), at(5_000));
+        assert_eq!(round_of(origin, at(12_345), five), at(10_000));
+        // Before the origin (a clock that moved back): the origin's round.
+        assert_eq!(
+            round_of(origin, Timestamp::from_second(1_600_000_000).unwrap(), five),
+            origin
         );
     }
 }

@@ -17,6 +17,7 @@
 
 pub mod expect;
 pub mod figures;
+pub mod fleet;
 pub mod record;
 pub mod render;
 pub mod scenario;
@@ -34,6 +35,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use kube::client::ClientBuilder;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,9 +52,9 @@ pub use record::{Entry, Record};
 pub use scenario::{Action, Expectation, Scenario, ScenarioError, Step};
 pub use timing::ClockCheck;
 
+use fleet::{FleetFigures, Recorders};
 use record::{
-    AwsCalls, AwsInventory, ClusterSummary, FinalState, GlobalClusterSummary, Recorder,
-    summarize_region,
+    AwsCalls, AwsInventory, ClusterSummary, FinalState, GlobalClusterSummary, summarize_region,
 };
 
 /// The namespace every ShopRegion of a scenario lives in.
@@ -129,6 +131,18 @@ pub struct Report {
     pub wall_time: Duration,
     /// The simulated AWS durations the run used, by name.
     pub durations: Vec<(&'static str, Duration)>,
+    /// The fleet form: `record` and `figures` are then those of one shop
+    /// (the first), `verdicts` the fleet's.
+    pub fleet: Option<FleetReport>,
+}
+
+/// What a fleet run adds to its report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetReport {
+    /// The shop whose timeline, table and figures the report shows.
+    pub shown_shop: String,
+    pub figures: FleetFigures,
 }
 
 impl Report {
@@ -234,13 +248,13 @@ async fn run(
     // Time zero is now, once everything is up: at a paced speed, setting
     // up takes virtual time that belongs to no step.
     let origin = tokio::time::Instant::now();
-    let mut recorder = Recorder::new(clock.now());
+    let mut recorders = Recorders::new(clock.now(), &scenario.shops);
     let mut next_step = 0;
     let mut failing_images: Vec<String> = Vec::new();
     let mut shown = 0;
     let deadline = |virtual_offset: Duration| origin + virtual_offset / speed;
     loop {
-        let now = recorder.offset(clock.now());
+        let now = recorders.offset(clock.now());
         while let Some(step) = scenario.steps.get(next_step)
             && step.at <= now
         {
@@ -250,27 +264,22 @@ async fn run(
                 &cloud,
                 &server,
                 &mut failing_images,
-                &mut recorder,
+                &mut recorders,
                 now,
             )
             .await?;
             next_step += 1;
         }
         while let Ok(observation) = rx.try_recv() {
-            let at = recorder.offset(clock.now());
-            observe(&mut recorder, at, observation);
+            let at = recorders.offset(clock.now());
+            observe(&mut recorders, at, observation);
         }
-        let now = recorder.offset(clock.now());
-        let writers = cloud
-            .writers()
-            .into_iter()
-            .map(|(region, _)| region)
-            .collect();
-        recorder.aws(now, writers, &cloud.failovers());
-        for entry in recorder.entries_since(shown) {
+        let now = recorders.offset(clock.now());
+        recorders.aws(now, &cloud.writers(), &cloud.failovers());
+        for entry in recorders.shown_entries_since(shown) {
             progress(entry);
         }
-        shown = recorder.entry_count();
+        shown = recorders.shown().entry_count();
         if now >= scenario.run_for {
             break;
         }
@@ -279,29 +288,65 @@ async fn run(
             wake = wake.min(deadline(step.at));
         }
         if let Some(due) = cloud.next_completion() {
-            wake = wake.min(deadline(recorder.offset(due)));
+            wake = wake.min(deadline(recorders.offset(due)));
         }
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             Some(observation) = rx.recv() => {
-                let at = recorder.offset(clock.now());
-                observe(&mut recorder, at, observation);
+                let at = recorders.offset(clock.now());
+                observe(&mut recorders, at, observation);
             }
         }
     }
-    let end = recorder.offset(clock.now());
+    let end = recorders.offset(clock.now());
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
     for watch in watches {
         watch.abort();
     }
-    let last = final_state(&user, &cloud, &metrics).await?;
+    let mut last = final_states(&user, &cloud, &metrics, &recorders).await?;
     server.shutdown().await;
 
-    let record = recorder.finish(end, last);
-    let figures = figures::figures(&record);
-    let verdicts = expect::evaluate(&scenario.expectations, &record, &figures);
+    let several = recorders.keys().count() > 1;
+    let mut runs: Vec<(String, Record, Figures, Vec<Option<Verdict>>)> = recorders
+        .into_inner()
+        .into_iter()
+        .map(|(shop, recorder)| {
+            let record = recorder.finish(end, last.remove(&shop).unwrap_or_default());
+            let figures = figures::figures(&record);
+            let verdicts = scenario
+                .expectations_for(&shop)
+                .into_iter()
+                .map(|e| {
+                    e.map(|e| {
+                        expect::evaluate(std::slice::from_ref(&e), &record, &figures).remove(0)
+                    })
+                })
+                .collect();
+            (shop, record, figures, verdicts)
+        })
+        .collect();
+    let fleet = several.then(|| {
+        let per_shop: Vec<(String, Figures)> = runs
+            .iter()
+            .map(|(shop, _, figures, _)| (shop.clone(), figures.clone()))
+            .collect();
+        FleetReport {
+            shown_shop: runs[0].0.clone(),
+            figures: fleet::fleet_figures(&per_shop),
+        }
+    });
+    let fleet_verdicts = fleet.as_ref().map(|f| {
+        let per_shop: Vec<(String, Vec<Option<Verdict>>)> = runs
+            .iter()
+            .map(|(shop, _, _, verdicts)| (shop.clone(), verdicts.clone()))
+            .collect();
+        fleet::fleet_verdicts(&scenario.expectations, &per_shop, &f.figures)
+    });
+    // The one shop's run, or the shown shop's.
+    let (_, record, figures, verdicts) = runs.swap_remove(0);
+    let verdicts = verdicts.into_iter().flatten().collect();
     Ok(Report {
         scenario: scenario.name.clone(),
         description: scenario.description.clone(),
@@ -309,14 +354,39 @@ async fn run(
         pace,
         record,
         figures,
-        verdicts,
+        verdicts: fleet_verdicts.unwrap_or(verdicts),
         clock: requests.check(pace),
         wall_time: wall.elapsed(),
         durations: scenario.durations.fields(),
+        fleet,
     })
 }
 
-fn observe(recorder: &mut Recorder, at: Duration, observation: Observation) {
+/// Hands an observation to the recorder of the shop it is about.
+fn observe(recorders: &mut Recorders, at: Duration, observation: Observation) {
+    let shop_label = |labels: &BTreeMap<String, String>| {
+        recorders.key_of_shop(
+            labels
+                .get(crate::workload::builders::labels::SHOP)
+                .map(String::as_str),
+        )
+    };
+    let key = match &observation {
+        Observation::ShopRegion(object) => recorders.key_of_shop(Some(&object.spec.shop)),
+        Observation::ShopRegionDeleted(name) => recorders.key_of_name(name),
+        Observation::Event(event) => recorders.key_of_name(
+            event
+                .regarding
+                .as_ref()
+                .and_then(|r| r.name.as_deref())
+                .unwrap_or_default(),
+        ),
+        Observation::Deployment(object) => shop_label(object.labels()),
+        Observation::CachePrimaryName(object) => shop_label(object.labels()),
+    };
+    let Some(recorder) = key.and_then(|key| recorders.get_mut(&key)) else {
+        return;
+    };
     match observation {
         Observation::ShopRegion(object) => recorder.shop_region(at, &object),
         Observation::ShopRegionDeleted(name) => recorder.shop_region_deleted(at, &name),
@@ -401,10 +471,10 @@ async fn carry_out(
     cloud: &SimCloud,
     server: &kubesim::ApiServer,
     failing_images: &mut Vec<String>,
-    recorder: &mut Recorder,
+    recorders: &mut Recorders,
     now: Duration,
 ) -> anyhow::Result<()> {
-    recorder.step(now, &step.action);
+    recorders.step(now, &step.action);
     let raw: Api<DynamicObject> = Api::namespaced_with(
         user.clone(),
         NAMESPACE,
@@ -419,7 +489,7 @@ async fn carry_out(
                     &Patch::Apply(object),
                 )
                 .await;
-            refused(applied, recorder, now, name)?;
+            refused(applied, recorders, now, name)?;
         }
         Action::Delete { name } => match raw.delete(name, &Default::default()).await {
             Ok(_) | Err(kube::Error::Api(_)) => {}
@@ -435,7 +505,7 @@ async fn carry_out(
                 let changed = raw
                     .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await;
-                refused(changed, recorder, now, name)?;
+                refused(changed, recorders, now, name)?;
             }
         }
         Action::Outage { region } => cloud.inject(Fault::RegionOutage {
@@ -494,14 +564,19 @@ async fn carry_out(
 /// it); any other failure ends the run.
 fn refused<T>(
     result: Result<T, kube::Error>,
-    recorder: &mut Recorder,
+    recorders: &mut Recorders,
     now: Duration,
     name: &str,
 ) -> anyhow::Result<()> {
     match result {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if (400..500).contains(&status.code) => {
-            recorder.rejected(now, name, &status.message);
+            if let Some(recorder) = recorders
+                .key_of_name(name)
+                .and_then(|key| recorders.get_mut(&key))
+            {
+                recorder.rejected(now, name, &status.message);
+            }
             Ok(())
         }
         Err(e) => Err(e.into()),
@@ -516,62 +591,27 @@ fn merge_patch(field: &str, value: Value) -> Value {
         .fold(value, |inner, key| json!({ key: inner }))
 }
 
-async fn final_state(
+/// The final state of the recorder `key` names, if any.
+fn state_of(
+    states: &mut BTreeMap<String, FinalState>,
+    key: Option<String>,
+) -> Option<&mut FinalState> {
+    key.and_then(|key| states.get_mut(&key))
+}
+
+/// What the run ends with, per recorder: each shop's ShopRegions, AWS
+/// resources and writers; the Kubernetes writes and AWS calls are the
+/// operator's, every shop together.
+async fn final_states(
     user: &Client,
     cloud: &SimCloud,
     metrics: &Metrics,
-) -> anyhow::Result<FinalState> {
+    recorders: &Recorders,
+) -> anyhow::Result<BTreeMap<String, FinalState>> {
     let regions = Api::<ShopRegion>::namespaced(user.clone(), NAMESPACE)
         .list(&Default::default())
         .await?
         .items;
-    let mut summaries: Vec<_> = regions.iter().map(summarize_region).collect();
-    summaries.sort_by(|a, b| a.shop_region.cmp(&b.shop_region));
-    let readers_wanted = regions
-        .iter()
-        .map(|r| (r.name_any(), r.spec.database.readers))
-        .collect();
-    let global_clusters = cloud
-        .all_global_clusters()
-        .into_iter()
-        .map(|id| {
-            let view = cloud.global_cluster(&id);
-            let writer_region = view
-                .as_ref()
-                .and_then(|g| g.writer().map(|m| m.region.clone()));
-            let members = view.as_ref().map_or(0, |g| g.members.len());
-            let shop = view.as_ref().and_then(|g| {
-                g.members.iter().find_map(|m| {
-                    let (_, id) = m.cluster_arn.rsplit_once(":cluster:")?;
-                    cloud
-                        .cluster(&m.region, id)
-                        .and_then(|c| c.tags.get(tags::SHOP).cloned())
-                })
-            });
-            GlobalClusterSummary {
-                id,
-                shop,
-                writer_region,
-                members,
-            }
-        })
-        .collect();
-    let clusters = cloud
-        .all_clusters()
-        .into_iter()
-        .map(|(region, id)| {
-            let shop = cloud
-                .cluster(&region, &id)
-                .and_then(|c| c.tags.get(tags::SHOP).cloned());
-            let instances = cloud.instances(&region, &id).len();
-            ClusterSummary {
-                region,
-                id,
-                shop,
-                instances,
-            }
-        })
-        .collect();
     let calls = cloud.calls();
     let successful_creates = calls
         .iter()
@@ -582,16 +622,10 @@ async fn final_state(
     for call in &calls {
         *by_operation.entry(call.op.name().to_string()).or_insert(0) += 1;
     }
-    let mut writers: Vec<String> = cloud.writers().into_iter().map(|(r, _)| r).collect();
-    writers.sort();
-    Ok(FinalState {
-        regions: summaries,
-        readers_wanted,
+    let fresh = FinalState {
         aws: AwsInventory {
-            global_clusters,
-            clusters,
             successful_creates,
-            writers,
+            ..Default::default()
         },
         kube_writes: ["create", "update", "patch", "delete"]
             .into_iter()
@@ -604,7 +638,66 @@ async fn final_state(
             failed: calls.iter().filter(|c| c.error.is_some()).count(),
             by_operation,
         },
-    })
+        ..Default::default()
+    };
+    let mut states: BTreeMap<String, FinalState> = recorders
+        .keys()
+        .map(|key| (key.clone(), fresh.clone()))
+        .collect();
+    for region in &regions {
+        if let Some(s) = state_of(&mut states, recorders.key_of_shop(Some(&region.spec.shop))) {
+            s.regions.push(summarize_region(region));
+            s.readers_wanted
+                .insert(region.name_any(), region.spec.database.readers);
+        }
+    }
+    for id in cloud.all_global_clusters() {
+        let view = cloud.global_cluster(&id);
+        let writer_region = view
+            .as_ref()
+            .and_then(|g| g.writer().map(|m| m.region.clone()));
+        let members = view.as_ref().map_or(0, |g| g.members.len());
+        let shop = view.as_ref().and_then(|g| {
+            g.members.iter().find_map(|m| {
+                let (_, id) = m.cluster_arn.rsplit_once(":cluster:")?;
+                cloud
+                    .cluster(&m.region, id)
+                    .and_then(|c| c.tags.get(tags::SHOP).cloned())
+            })
+        });
+        if let Some(s) = state_of(&mut states, recorders.key_of_shop(shop.as_deref())) {
+            s.aws.global_clusters.push(GlobalClusterSummary {
+                id,
+                shop,
+                writer_region,
+                members,
+            });
+        }
+    }
+    for (region, id) in cloud.all_clusters() {
+        let shop = cloud
+            .cluster(&region, &id)
+            .and_then(|c| c.tags.get(tags::SHOP).cloned());
+        let instances = cloud.instances(&region, &id).len();
+        if let Some(s) = state_of(&mut states, recorders.key_of_shop(shop.as_deref())) {
+            s.aws.clusters.push(ClusterSummary {
+                region,
+                id,
+                shop,
+                instances,
+            });
+        }
+    }
+    for (region, id) in cloud.writers() {
+        if let Some(s) = state_of(&mut states, recorders.key_of_cluster(&region, &id)) {
+            s.aws.writers.push(region);
+        }
+    }
+    for s in states.values_mut() {
+        s.regions.sort_by(|a, b| a.shop_region.cmp(&b.shop_region));
+        s.aws.writers.sort();
+    }
+    Ok(states)
 }
 
 #[cfg(test)]

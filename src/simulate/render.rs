@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::record::{AwsInventory, Entry, RegionSummary};
 use super::scenario::format_duration;
-use super::{ClockCheck, Figures, Pace, Report, Verdict};
+use super::{ClockCheck, Figures, FleetReport, Pace, Report, Verdict};
 use crate::api::conditions::types;
 
 /// `h:mm:ss.s` of virtual time, fixed width for a column.
@@ -304,10 +304,38 @@ pub fn verdicts_text(verdicts: &[Verdict]) -> String {
     out
 }
 
+/// The fleet's figures over its shops (the fleet form).
+pub fn fleet_text(fleet: &FleetReport) -> String {
+    let f = &fleet.figures;
+    let mut out = String::new();
+    let mut line = |label: &str, value: String| {
+        let _ = writeln!(out, "  {label:<24} {value}");
+    };
+    line("shops", f.shops.to_string());
+    line("every shop Ready", f.fleet_ready.text());
+    line("detection", f.detection.text());
+    line("RTO", f.rto.text());
+    line("data at risk (RPO)", f.rpo.text());
+    line("operator-added", f.operator_added.text());
+    line("writer changes", f.writer_changes.to_string());
+    line(
+        "writers at once (max)",
+        format!("{} in one shop", f.max_concurrent_writers_in_a_shop),
+    );
+    out
+}
+
 /// Everything after the timeline.
 pub fn closing_text(report: &Report) -> String {
+    let fleet = report.fleet.as_ref().map_or(String::new(), |fleet| {
+        format!(
+            "\nfleet (the table and figures below are shop {}'s; expectations hold per shop)\n{}",
+            fleet.shown_shop,
+            fleet_text(fleet)
+        )
+    });
     format!(
-        "\n{}\nfigures\n{}\nexpectations\n{}",
+        "{fleet}\n{}\nfigures\n{}\nexpectations\n{}",
         summary_table(&report.record.regions),
         figures_text(report),
         verdicts_text(&report.verdicts)
@@ -336,6 +364,10 @@ struct JsonReport<'a> {
     run_for_seconds: f64,
     passed: bool,
     expectations: &'a [Verdict],
+    /// The fleet form only: figures over the shops, and the shop whose
+    /// figures, regions and timeline the rest of the document shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<&'a FleetReport>,
     figures: &'a Figures,
     regions: &'a [RegionSummary],
     aws: &'a AwsInventory,
@@ -353,6 +385,7 @@ pub fn json(report: &Report) -> String {
         run_for_seconds: report.run_for.as_secs_f64(),
         passed: report.passed(),
         expectations: &report.verdicts,
+        fleet: report.fleet.as_ref(),
         figures: &report.figures,
         regions: &report.record.regions,
         aws: &report.record.aws,

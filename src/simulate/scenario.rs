@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::fleet::Fleet;
 use crate::api::{KubeDuration, RegionRole};
 use crate::sim::{Op, SimDurations, SimNetwork};
 
@@ -32,7 +33,43 @@ pub struct Scenario {
     /// simulated account undeclared (it then holds whatever is named).
     pub account: Option<BTreeMap<String, SimNetwork>>,
     pub steps: Vec<Step>,
+    /// As written: in the fleet form, they name the template shop's
+    /// ShopRegions and hold per shop ([`Fleet::expectations_for`]).
     pub expectations: Vec<Expectation>,
+    /// The fleet form (`shops:`): the steps are already expanded to every
+    /// shop. `None` runs the manifests as written.
+    pub fleet: Option<Fleet>,
+    /// Every shop the run applies ShopRegions of, in order of appearance.
+    /// With more than one, each shop is recorded and checked on its own.
+    pub shops: Vec<String>,
+    /// ShopRegion name → shop, for every ShopRegion applied.
+    pub shop_of: std::collections::BTreeMap<String, String>,
+}
+
+impl Scenario {
+    /// The expectations as they apply to `shop`, one per expectation of
+    /// the scenario: in the fleet form each names the shop's own copies;
+    /// otherwise an expectation about one ShopRegion is about its shop
+    /// alone (`None` for the others).
+    pub fn expectations_for(&self, shop: &str) -> Vec<Option<Expectation>> {
+        if let Some(fleet) = &self.fleet {
+            return fleet
+                .expectations_for(&self.expectations, shop)
+                .into_iter()
+                .map(Some)
+                .collect();
+        }
+        self.expectations
+            .iter()
+            .map(|e| {
+                let about = e
+                    .shop_region()
+                    .and_then(|name| self.shop_of.get(name))
+                    .is_none_or(|owner| self.shops.len() <= 1 || owner == shop);
+                about.then(|| e.clone())
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -298,6 +335,19 @@ pub struct AtEndExpectation {
     pub ready: Option<bool>,
 }
 
+impl Expectation {
+    /// The ShopRegion the expectation is about, if it names one.
+    pub fn shop_region(&self) -> Option<&str> {
+        match self {
+            Expectation::Stalled(s) => Some(&s.shop_region),
+            Expectation::Rejected(r) => Some(&r.shop_region),
+            Expectation::AtEnd(a) => Some(&a.shop_region),
+            Expectation::Event(e) => e.shop_region.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Expectation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -366,6 +416,17 @@ struct RawScenario {
     steps: Vec<RawStep>,
     #[serde(default)]
     expect: Vec<Expectation>,
+    /// The fleet form: this many shops, or these shops, each a renamed
+    /// copy of the one shop the manifests describe.
+    #[serde(default)]
+    shops: Option<RawShops>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawShops {
+    Count(usize),
+    Names(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -569,6 +630,35 @@ impl Scenario {
             check_expectation(expectation, &applied, &regions)
                 .map_err(|m| error(format!("expect {}: {m}", index + 1)))?;
         }
+        let fleet = match raw.shops {
+            None => None,
+            Some(shops) => {
+                let fleet = fleet_of(shops, &steps).map_err(error)?;
+                steps = steps
+                    .into_iter()
+                    .flat_map(|step| {
+                        let at = step.at;
+                        fleet
+                            .expand(step.action)
+                            .into_iter()
+                            .map(move |action| Step { at, action })
+                    })
+                    .collect();
+                Some(fleet)
+            }
+        };
+        let mut shops: Vec<String> = Vec::new();
+        let mut shop_of = std::collections::BTreeMap::new();
+        for step in &steps {
+            if let Action::Apply { name, object, .. } = &step.action
+                && let Some(shop) = object.pointer("/spec/shop").and_then(Value::as_str)
+            {
+                if !shops.iter().any(|s| s == shop) {
+                    shops.push(shop.to_string());
+                }
+                shop_of.insert(name.clone(), shop.to_string());
+            }
+        }
         Ok(Scenario {
             name: raw.name,
             description: raw.description.trim().to_string(),
@@ -580,7 +670,45 @@ impl Scenario {
             account,
             steps,
             expectations: raw.expect,
+            fleet,
+            shops,
+            shop_of,
         })
+    }
+}
+
+/// The fleet a `shops:` field asks for: the manifests must all describe
+/// one shop, the template, and be named after it.
+fn fleet_of(shops: RawShops, steps: &[Step]) -> Result<Fleet, String> {
+    let mut templates = BTreeSet::new();
+    for step in steps {
+        if let Action::Apply { name, object, .. } = &step.action {
+            let shop = object
+                .pointer("/spec/shop")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("shops: the manifest of {name} names no spec.shop"))?;
+            if !name.starts_with(&format!("{shop}-")) {
+                return Err(format!(
+                    "shops: {name} is not named <shop>-…, so its copies cannot be named per shop"
+                ));
+            }
+            templates.insert(shop.to_string());
+        }
+    }
+    let template = match templates.len() {
+        1 => templates.pop_first().expect("one"),
+        0 => return Err("shops: no step applies a ShopRegion to copy".into()),
+        _ => {
+            return Err(format!(
+                "shops: the manifests describe {} shops ({}); the fleet form copies one",
+                templates.len(),
+                templates.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    };
+    match shops {
+        RawShops::Count(n) => Fleet::numbered(&template, n),
+        RawShops::Names(names) => Fleet::named(&template, names),
     }
 }
 
@@ -1089,5 +1217,83 @@ mod tests {
             join_lexically("samples/scenarios", "../acme-us-east-1.yaml"),
             "samples/acme-us-east-1.yaml"
         );
+    }
+
+    /// Two manifests of one shop and one of another, read by name.
+    fn shop_manifest(file: &str) -> Result<String, String> {
+        let (name, shop, region) = match file {
+            "acme-us.yaml" => ("acme-us-east-1", "acme", "us-east-1"),
+            "acme-eu.yaml" => ("acme-eu-west-1", "acme", "eu-west-1"),
+            "globex-eu.yaml" => ("globex-eu-west-1", "globex", "eu-west-1"),
+            other => return Err(format!("no such file {other}")),
+        };
+        Ok(format!(
+            "kind: ShopRegion\nmetadata:\n  name: {name}\nspec:\n  shop: {shop}\n  region: {region}\n"
+        ))
+    }
+
+    fn parse_shops(text: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(text, "fleet.yaml", shop_manifest)
+    }
+
+    const FLEET: &str = "name: f\nrunFor: 1h\nsteps:\n  - at: 0s\n    apply: acme-us.yaml\n  - at: 0s\n    apply: acme-eu.yaml\n  - at: 10m\n    outage: us-east-1\n  - at: 20m\n    delete: acme-eu-west-1\nexpect:\n  - singleWriter\n  - atEnd: {shopRegion: acme-us-east-1, ready: true}\n";
+
+    #[test]
+    fn shops_n_copies_every_step_on_a_shopregion_per_shop_and_keeps_region_steps_once() {
+        let scenario = parse_shops(&format!("{FLEET}shops: 3\n")).unwrap();
+        let fleet = scenario.fleet.as_ref().unwrap();
+        assert_eq!(fleet.template, "acme");
+        assert_eq!(scenario.shops, ["acme-1", "acme-2", "acme-3"]);
+        let kinds: Vec<&str> = scenario.steps.iter().map(|s| s.action.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "apply", "apply", "apply", "apply", "apply", "apply", "outage", "delete", "delete",
+                "delete"
+            ]
+        );
+        assert_eq!(scenario.shop_of["acme-2-eu-west-1"], "acme-2");
+        let Action::Apply { object, .. } = &scenario.steps[1].action else {
+            panic!("an apply")
+        };
+        assert_eq!(object["spec"]["shop"], "acme-2");
+        let for_three = scenario.expectations_for("acme-3");
+        assert_eq!(
+            for_three[1].as_ref().and_then(Expectation::shop_region),
+            Some("acme-3-us-east-1")
+        );
+    }
+
+    #[test]
+    fn shops_may_be_listed_by_name() {
+        let scenario = parse_shops(&format!("{FLEET}shops: [acme, initech]\n")).unwrap();
+        assert_eq!(scenario.shops, ["acme", "initech"]);
+        assert!(scenario.shop_of.contains_key("initech-us-east-1"));
+    }
+
+    #[test]
+    fn the_fleet_form_copies_exactly_one_shop() {
+        let two = "name: f\nrunFor: 1h\nshops: 2\nsteps:\n  - at: 0s\n    apply: acme-us.yaml\n  - at: 0s\n    apply: globex-eu.yaml\n";
+        let message = parse_shops(two).unwrap_err().to_string();
+        assert!(
+            message.contains("describe 2 shops (acme, globex)"),
+            "{message}"
+        );
+        let message = parse_shops(&format!("{FLEET}shops: 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("shops: between 1"), "{message}");
+    }
+
+    #[test]
+    fn without_shops_an_expectation_about_a_shopregion_is_about_its_own_shop() {
+        let text = "name: f\nrunFor: 1h\nsteps:\n  - at: 0s\n    apply: acme-us.yaml\n  - at: 0s\n    apply: globex-eu.yaml\nexpect:\n  - singleWriter\n  - atEnd: {shopRegion: globex-eu-west-1, role: Primary}\n";
+        let scenario = parse_shops(text).unwrap();
+        assert_eq!(scenario.fleet, None);
+        assert_eq!(scenario.shops, ["acme", "globex"]);
+        let for_acme = scenario.expectations_for("acme");
+        assert_eq!(for_acme[0], Some(Expectation::SingleWriter));
+        assert_eq!(for_acme[1], None);
+        assert!(scenario.expectations_for("globex")[1].is_some());
     }
 }

@@ -17,6 +17,13 @@ pub use crate::cloud::aws::status::{
     ClusterStatus, GlobalClusterStatus, GlobalFailoverStatus, InstanceStatus,
 };
 
+/// The page size of a describe of every resource in a region: AWS's
+/// largest for `DescribeDBClusters` and `DescribeReplicationGroups`.
+pub const DESCRIBE_PAGE: usize = 100;
+
+/// The most metrics one CloudWatch `GetMetricData` call reads.
+pub const METRIC_QUERIES_PER_CALL: usize = 500;
+
 /// `DescribeGlobalClusters` → `GlobalCluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GlobalCluster {
@@ -286,6 +293,11 @@ pub trait AuroraPort: Send + Sync {
     /// `None` when the cluster does not exist in this region.
     async fn describe_cluster(&self, id: &str) -> Result<Option<Cluster>, CloudError>;
 
+    /// Every cluster of this region, page after page of
+    /// [`DESCRIBE_PAGE`]: one observation of the region shared by every
+    /// shop's health sampler, whatever the number of shops.
+    async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError>;
+
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError>;
 
     async fn modify_cluster(&self, request: &ModifyClusterRequest) -> Result<Cluster, CloudError>;
@@ -327,4 +339,14 @@ pub trait AuroraPort: Send + Sync {
         cluster_id: &str,
         now: Timestamp,
     ) -> Result<Option<Duration>, CloudError>;
+
+    /// The lag of each of `cluster_ids` (clusters of this region), as
+    /// [`Self::replication_lag`] reads one, in one `GetMetricData` per
+    /// [`METRIC_QUERIES_PER_CALL`] clusters: one read for every shop of the
+    /// region. A cluster without a data point is `None`.
+    async fn replication_lags(
+        &self,
+        cluster_ids: &[String],
+        now: Timestamp,
+    ) -> Result<std::collections::BTreeMap<String, Option<Duration>>, CloudError>;
 }

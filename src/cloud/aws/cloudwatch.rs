@@ -68,7 +68,7 @@ const PERIOD_SECONDS: i32 = 60;
 /// The worst lag of each minute.
 const STATISTIC: &str = "Maximum";
 /// GetMetricData takes at most 500 queries per request.
-const MAX_QUERIES: usize = 500;
+const MAX_QUERIES: usize = crate::cloud::aurora::port::METRIC_QUERIES_PER_CALL;
 
 fn query_id(index: usize) -> String {
     format!("lag{index}")
@@ -108,6 +108,55 @@ pub(crate) async fn replication_lag(
     sources: &[String],
     now: Timestamp,
 ) -> Result<Option<Duration>, CloudError> {
+    let results = metric_data(client, region, metric, sources, now).await?;
+    Ok(latest_lag(metric, &results))
+}
+
+/// The current lag of each of `sources` apart, in one request per 500 of
+/// them (the same queries as [`replication_lag`], one per source).
+pub(crate) async fn replication_lags(
+    client: &aws_sdk_cloudwatch::Client,
+    region: &str,
+    metric: &LagMetric,
+    sources: &[String],
+    now: Timestamp,
+) -> Result<Vec<Option<Duration>>, CloudError> {
+    let results = metric_data(client, region, metric, sources, now).await?;
+    Ok(lags_by_source(metric, sources.len(), &results))
+}
+
+/// The lag of each of `count` sources, from the results of their queries
+/// (query `lag<i>` reads source `i`).
+pub(crate) fn lags_by_source(
+    metric: &LagMetric,
+    count: usize,
+    results: &[MetricDataResult],
+) -> Vec<Option<Duration>> {
+    let mut by_source: Vec<Vec<MetricDataResult>> = vec![Vec::new(); count];
+    for result in results {
+        if let Some(index) = result
+            .id()
+            .and_then(|id| id.strip_prefix("lag"))
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| *i < count)
+        {
+            by_source[index].push(result.clone());
+        }
+    }
+    by_source
+        .iter()
+        .map(|results| latest_lag(metric, results))
+        .collect()
+}
+
+/// The results of one query per source, 500 queries a request.
+async fn metric_data(
+    client: &aws_sdk_cloudwatch::Client,
+    region: &str,
+    metric: &LagMetric,
+    sources: &[String],
+    now: Timestamp,
+) -> Result<Vec<MetricDataResult>, CloudError> {
     let end = now.as_millisecond();
     let start = end - i64::try_from(WINDOW.as_millis()).expect("five minutes fit an i64");
     let mut results = Vec::new();
@@ -130,7 +179,7 @@ pub(crate) async fn replication_lag(
             .map_err(|e| classify(region, e))?;
         results.extend(output.metric_data_results().iter().cloned());
     }
-    Ok(latest_lag(metric, &results))
+    Ok(results)
 }
 
 /// The worst value of the newest minute any series has a point for,
@@ -226,6 +275,24 @@ mod tests {
         assert_eq!(
             latest_lag(&ELASTICACHE_LAG, &nodes),
             Some(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn each_source_of_a_batch_gets_its_own_lag() {
+        let results = [
+            result(2, &[(660, 40_000.0)]),
+            result(0, &[(600, 900.0), (660, 150.0)]),
+            // A query id this batch did not send is ignored.
+            result(7, &[(660, 1.0)]),
+        ];
+        assert_eq!(
+            lags_by_source(&AURORA_LAG, 3, &results),
+            [
+                Some(Duration::from_millis(150)),
+                None,
+                Some(Duration::from_secs(40))
+            ]
         );
     }
 

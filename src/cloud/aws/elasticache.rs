@@ -364,6 +364,21 @@ impl ElastiCachePort for AwsElastiCache {
             .map(replication_group))
     }
 
+    async fn describe_replication_groups(&self) -> Result<Vec<ReplicationGroup>, CloudError> {
+        let mut pages = self
+            .elasticache
+            .describe_replication_groups()
+            .max_records(crate::cloud::aurora::port::DESCRIBE_PAGE as i32)
+            .into_paginator()
+            .send();
+        let mut groups = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify(e))?;
+            groups.extend(page.replication_groups().iter().map(replication_group));
+        }
+        Ok(groups)
+    }
+
     async fn create_replication_group(
         &self,
         request: &CreateReplicationGroupRequest,

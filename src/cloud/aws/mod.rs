@@ -82,7 +82,11 @@ pub struct AwsOptions {
     /// still signed into each request.
     pub endpoint_url: Option<String>,
     /// Attempts per call, the first included. Throttling and 5xx answers are
-    /// retried with exponential backoff and jitter (the SDK's standard mode).
+    /// retried with exponential backoff and jitter, within the SDK's retry
+    /// budget (a token bucket: when retries keep failing, calls stop being
+    /// retried), and in the SDK's adaptive mode: once a region's API
+    /// throttles, its client sends no faster than the rate AWS accepts, for
+    /// every shop at once (one client per region and service).
     pub max_attempts: u32,
     /// Time to open a connection.
     pub connect_timeout: Duration,
@@ -191,7 +195,7 @@ impl AwsCloud {
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(options.http_client.unwrap_or_else(https_client))
-            .retry_config(RetryConfig::standard().with_max_attempts(options.max_attempts.max(1)))
+            .retry_config(RetryConfig::adaptive().with_max_attempts(options.max_attempts.max(1)))
             .timeout_config(timeouts)
             // Every client names its region; this one only serves the
             // credential providers (the STS call behind IRSA). The IRSA and
@@ -369,10 +373,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_sdk_retries_in_standard_mode_within_the_timeouts() {
+    async fn the_sdk_retries_in_adaptive_mode_within_the_timeouts() {
         let cloud = cloud().await;
         let retry = cloud.base.retry_config().expect("retry config is set");
-        assert_eq!(retry.mode(), aws_config::retry::RetryMode::Standard);
+        assert_eq!(retry.mode(), aws_config::retry::RetryMode::Adaptive);
         assert_eq!(retry.max_attempts(), 3);
         let timeouts = cloud.base.timeout_config().expect("timeouts are set");
         assert_eq!(timeouts.operation_timeout(), Some(Duration::from_secs(60)));

@@ -300,6 +300,21 @@ impl AuroraPort for RdsAurora {
         Ok(self.describe_db_cluster(id).await?.as_ref().map(cluster))
     }
 
+    async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
+        let mut pages = self
+            .rds
+            .describe_db_clusters()
+            .max_records(crate::cloud::aurora::port::DESCRIBE_PAGE as i32)
+            .into_paginator()
+            .send();
+        let mut clusters = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify(e))?;
+            clusters.extend(page.db_clusters().iter().map(cluster));
+        }
+        Ok(clusters)
+    }
+
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError> {
         let mut call = self
             .rds
@@ -529,6 +544,22 @@ impl AuroraPort for RdsAurora {
             now,
         )
         .await
+    }
+
+    async fn replication_lags(
+        &self,
+        cluster_ids: &[String],
+        now: Timestamp,
+    ) -> Result<std::collections::BTreeMap<String, Option<Duration>>, CloudError> {
+        let lags = cloudwatch::replication_lags(
+            &self.cloudwatch,
+            &self.region,
+            &cloudwatch::AURORA_LAG,
+            cluster_ids,
+            now,
+        )
+        .await?;
+        Ok(cluster_ids.iter().cloned().zip(lags).collect())
     }
 }
 

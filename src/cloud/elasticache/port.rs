@@ -335,6 +335,11 @@ pub trait ElastiCachePort: Send + Sync {
         id: &str,
     ) -> Result<Option<ReplicationGroup>, CloudError>;
 
+    /// Every replication group of this region, page after page of
+    /// [`crate::cloud::aurora::port::DESCRIBE_PAGE`]: one observation of
+    /// the region shared by every shop's health sampler.
+    async fn describe_replication_groups(&self) -> Result<Vec<ReplicationGroup>, CloudError>;
+
     async fn create_replication_group(
         &self,
         request: &CreateReplicationGroupRequest,

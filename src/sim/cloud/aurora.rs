@@ -11,11 +11,12 @@ use crate::cloud::aurora::port::{
     AuroraPort, Cluster, ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest,
     CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus,
     GlobalFailoverState, GlobalFailoverStatus, GlobalMember, Instance, InstanceStatus,
-    ModifyClusterRequest, ModifyGlobalClusterRequest, ModifyInstanceRequest, SubnetGroup, Tags,
+    METRIC_QUERIES_PER_CALL, ModifyClusterRequest, ModifyGlobalClusterRequest,
+    ModifyInstanceRequest, SubnetGroup, Tags,
 };
 use crate::cloud::{CloudError, arn_region};
 
-use super::{ACCOUNT, Op, SimCloud, World};
+use super::{ACCOUNT, Op, SimCloud, World, page_of};
 
 /// A failover or switchover the simulated AWS carried out.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -1620,6 +1621,20 @@ impl AuroraPort for SimAuroraPort {
         })
     }
 
+    async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call_pages(
+            region,
+            Op::DescribeDBClusters,
+            |c| &c.id,
+            |w, after| {
+                page_of(&w.aurora.clusters, region, after, |id| {
+                    w.aurora.cluster_view(region, id)
+                })
+            },
+        )
+    }
+
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError> {
         let region = self.region.as_str();
         self.cloud.call(region, Op::CreateDBCluster, |w, now| {
@@ -1714,5 +1729,26 @@ impl AuroraPort for SimAuroraPort {
         self.cloud.call(region, Op::GetMetricData, |w, _| {
             w.replication_lag(region, cluster_id)
         })
+    }
+
+    async fn replication_lags(
+        &self,
+        cluster_ids: &[String],
+        _now: Timestamp,
+    ) -> Result<BTreeMap<String, Option<Duration>>, CloudError> {
+        let region = self.region.as_str();
+        let mut lags = BTreeMap::new();
+        // One call per batch, as CloudWatch answers; a cluster it has no
+        // data points for (gone, the writer, not replicating) is `None`.
+        for batch in cluster_ids.chunks(METRIC_QUERIES_PER_CALL) {
+            let answered = self.cloud.call(region, Op::GetMetricData, |w, _| {
+                Ok(batch
+                    .iter()
+                    .map(|id| (id.clone(), w.replication_lag(region, id).ok().flatten()))
+                    .collect::<Vec<_>>())
+            })?;
+            lags.extend(answered);
+        }
+        Ok(lags)
     }
 }

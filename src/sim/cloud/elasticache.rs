@@ -22,7 +22,7 @@ use crate::cloud::elasticache::port::{
 };
 use crate::cloud::{CloudError, arn_region};
 
-use super::{ACCOUNT, Op, SimCloud, World};
+use super::{ACCOUNT, Op, SimCloud, World, page_of};
 
 /// A `FailoverGlobalReplicationGroup` the simulated AWS carried out.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -1492,6 +1492,20 @@ impl ElastiCachePort for SimElastiCachePort {
             .call(region, Op::DescribeReplicationGroups, |w, _| {
                 Ok(w.elasticache.group_view(region, id))
             })
+    }
+
+    async fn describe_replication_groups(&self) -> Result<Vec<ReplicationGroup>, CloudError> {
+        let region = self.region.as_str();
+        self.cloud.call_pages(
+            region,
+            Op::DescribeReplicationGroups,
+            |g| &g.id,
+            |w, after| {
+                page_of(&w.elasticache.groups, region, after, |id| {
+                    w.elasticache.group_view(region, id)
+                })
+            },
+        )
     }
 
     async fn create_replication_group(

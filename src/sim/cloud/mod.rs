@@ -13,6 +13,7 @@ mod aurora;
 mod elasticache;
 mod persist;
 
+use crate::cloud::aurora::port::DESCRIBE_PAGE;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -418,6 +419,23 @@ fn fault_region(fault: &Fault) -> &str {
     }
 }
 
+/// Up to a page of the resources of `region` in `map` (keyed by region
+/// and id) whose id comes after `after`, in id order, as `view` shows them.
+pub(crate) fn page_of<V, T>(
+    map: &BTreeMap<(String, String), V>,
+    region: &str,
+    after: Option<&str>,
+    view: impl Fn(&str) -> Option<T>,
+) -> Vec<T> {
+    let start = (region.to_string(), after.unwrap_or_default().to_string());
+    map.range(start..)
+        .take_while(|((r, _), _)| r == region)
+        .filter(|((_, id), _)| Some(id.as_str()) != after)
+        .take(DESCRIBE_PAGE)
+        .filter_map(|((_, id), _)| view(id))
+        .collect()
+}
+
 /// One call, as the call log keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallRecord {
@@ -458,6 +476,13 @@ pub(crate) struct World {
     /// The call log is the run's own record, not the world's state.
     #[serde(skip)]
     calls: Vec<CallRecord>,
+    /// Calls by operation since the start (or the last clear), whatever
+    /// the log keeps.
+    #[serde(skip)]
+    counts: BTreeMap<&'static str, CallCount>,
+    /// How many calls the log keeps, the newest; every call when `None`.
+    #[serde(skip)]
+    log_limit: Option<usize>,
     /// Completions scheduled by long operations, applied when due.
     pending: Vec<Pending>,
     seq: u64,
@@ -552,6 +577,8 @@ impl SimCloud {
                 faults: Vec::new(),
                 outages: BTreeMap::new(),
                 calls: Vec::new(),
+                counts: BTreeMap::new(),
+                log_limit: None,
                 pending: Vec::new(),
                 seq: 0,
                 aurora: aurora::AuroraWorld::default(),
@@ -723,33 +750,56 @@ impl SimCloud {
         self.lock().pending.iter().map(|p| p.at).min()
     }
 
+    /// The calls the log keeps (every call unless [`Self::keep_calls`]
+    /// limited it).
     pub fn calls(&self) -> Vec<CallRecord> {
         self.lock().calls.clone()
     }
 
+    /// Keeps only the newest `limit` calls in the log; the counts go on.
+    /// A long-running operator (`run --cloud simulated`) would otherwise
+    /// hold every call it ever made: its memory would grow with its age.
+    pub fn keep_calls(&self, limit: usize) {
+        let mut world = self.lock();
+        world.log_limit = Some(limit);
+        world.trim_log();
+    }
+
     pub fn call_count(&self, op: Op) -> usize {
-        self.lock().calls.iter().filter(|c| c.op == op).count()
+        self.lock().counts.get(op.name()).map_or(0, |c| c.calls)
     }
 
     pub fn mutating_calls(&self) -> usize {
-        self.lock().calls.iter().filter(|c| c.mutating).count()
+        self.lock()
+            .counts
+            .values()
+            .filter(|c| c.mutating)
+            .map(|c| c.calls)
+            .sum()
     }
 
     pub fn read_calls(&self) -> usize {
-        self.lock().calls.iter().filter(|c| !c.mutating).count()
+        self.lock()
+            .counts
+            .values()
+            .filter(|c| !c.mutating)
+            .map(|c| c.calls)
+            .sum()
     }
 
     /// Calls by operation name, for reports.
     pub fn calls_by_op(&self) -> BTreeMap<&'static str, usize> {
-        let mut counts = BTreeMap::new();
-        for call in &self.lock().calls {
-            *counts.entry(call.op.name()).or_insert(0) += 1;
-        }
-        counts
+        self.lock()
+            .counts
+            .iter()
+            .map(|(name, c)| (*name, c.calls))
+            .collect()
     }
 
     pub fn clear_calls(&self) {
-        self.lock().calls.clear();
+        let mut world = self.lock();
+        world.calls.clear();
+        world.counts.clear();
     }
 
     /// The global cluster as an observer with perfect sight sees it: no
@@ -851,6 +901,28 @@ impl SimCloud {
 
     /// Runs one API call: applies due completions, logs the call, applies
     /// faults, then the operation.
+    /// Every item of a region's listing, one call of `op` per page of
+    /// [`DESCRIBE_PAGE`], as AWS answers a paginated describe: the call log
+    /// and the faults count pages. `page` lists up to a page after an id.
+    pub(crate) fn call_pages<T>(
+        &self,
+        region: &str,
+        op: Op,
+        id_of: fn(&T) -> &str,
+        page: impl Fn(&World, Option<&str>) -> Vec<T>,
+    ) -> Result<Vec<T>, CloudError> {
+        let mut items: Vec<T> = Vec::new();
+        loop {
+            let after = items.last().map(|item| id_of(item).to_string());
+            let next = self.call(region, op, |w, _| Ok(page(w, after.as_deref())))?;
+            let full = next.len() == DESCRIBE_PAGE;
+            items.extend(next);
+            if !full {
+                return Ok(items);
+            }
+        }
+    }
+
     pub(crate) fn call<T>(
         &self,
         region: &str,
@@ -883,6 +955,12 @@ impl SimCloud {
             mutating: op.is_mutating(),
             error: result.as_ref().err().map(CloudError::metric_label),
         });
+        let count = world.counts.entry(op.name()).or_insert(CallCount {
+            calls: 0,
+            mutating: op.is_mutating(),
+        });
+        count.calls += 1;
+        world.trim_log();
         if op.is_mutating() {
             self.save(&world, now);
         }
@@ -890,7 +968,26 @@ impl SimCloud {
     }
 }
 
+/// How many calls of one operation were made.
+#[derive(Clone, Copy, Debug)]
+struct CallCount {
+    calls: usize,
+    mutating: bool,
+}
+
 impl World {
+    /// Drops the oldest calls beyond the log's limit, half the limit at a
+    /// time so that trimming costs little per call.
+    fn trim_log(&mut self) {
+        if let Some(limit) = self.log_limit
+            && self.calls.len() > limit
+        {
+            let keep = limit / 2;
+            let drop = self.calls.len() - keep;
+            self.calls.drain(..drop);
+        }
+    }
+
     /// Whether the network between `a` and `b` is cut.
     fn partitioned(&self, a: &str, b: &str) -> bool {
         self.faults.iter().any(|f| {

@@ -881,3 +881,18 @@ async fn a_global_upgrade_waits_for_every_member_to_be_available_and_reachable()
         "not_found"
     );
 }
+
+#[tokio::test]
+async fn a_bounded_call_log_keeps_its_newest_calls_and_counts_them_all() {
+    let sim = SimCloud::new(VirtualClock::default());
+    sim.keep_calls(10);
+    let port = sim.aurora("eu-west-1");
+    for _ in 0..25 {
+        port.describe_cluster("acme-eu-west-1").await.unwrap();
+    }
+    assert!(sim.calls().len() <= 10, "{} calls kept", sim.calls().len());
+    assert_eq!(sim.call_count(Op::DescribeDBClusters), 25);
+    assert_eq!(sim.read_calls(), 25);
+    assert_eq!(sim.mutating_calls(), 0);
+    assert_eq!(sim.calls_by_op().get("DescribeDBClusters"), Some(&25));
+}
