@@ -190,25 +190,12 @@ fn default_versions(engine: &str) -> Option<&'static [(&'static str, &'static st
 /// minor); Aurora PostgreSQL needs a full version, so `16` is refused as
 /// an unknown version.
 fn resolve_version(engine: &str, requested: &str) -> Result<String, CloudError> {
-    let defaults: &[(&str, &str)] = match engine {
-        "aurora-postgresql" => &[
-            ("17", "17.4"),
-            ("16", "16.6"),
-            ("15", "15.10"),
-            ("14", "14.15"),
-            ("13", "13.18"),
-        ],
-        "aurora-mysql" => &[
-            ("8.0", "8.0.mysql_aurora.3.08.0"),
-            ("5.7", "5.7.mysql_aurora.2.12.4"),
-        ],
-        other => {
-            return Err(CloudError::refused(
-                "InvalidParameterValue",
-                format!("Invalid DB engine: {other}"),
-            ));
-        }
-    };
+    let defaults = default_versions(engine).ok_or_else(|| {
+        CloudError::refused(
+            "InvalidParameterValue",
+            format!("Invalid DB engine: {engine}"),
+        )
+    })?;
     if let Some((_, full)) = defaults.iter().find(|(major, _)| *major == requested)
         && engine == "aurora-mysql"
     {
