@@ -838,6 +838,10 @@ pub struct CacheStatus {
     /// The Redis AUTH token's rotation, by fingerprint (never the token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<AuthTokenStatus>,
+    /// The VPC security groups the nodes were last seen in (or set to);
+    /// AWS is asked again only when the spec names others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_group_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }

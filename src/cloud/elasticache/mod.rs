@@ -57,9 +57,13 @@ pub struct Observed {
     security_groups: Option<Vec<String>>,
 }
 
+/// `known_groups`: the security groups status recorded; the nodes are read
+/// (`DescribeCacheClusters`, which no shared view serves) only when the
+/// spec names others. `None`: never (a deletion does not need them).
 async fn observe(
     port: &dyn ElastiCachePort,
     spec: &ShopRegionSpec,
+    known_groups: Option<&[String]>,
 ) -> Result<Observed, CloudError> {
     // AWS chose the Global Datastore's prefix: list and match the suffix.
     let globals = port.describe_global_replication_groups(None).await?;
@@ -71,11 +75,15 @@ async fn observe(
         Some(g) => port.list_tags(&g.arn).await?,
         None => Tags::new(),
     };
-    let wants_groups = spec
-        .cache
-        .network
-        .as_ref()
-        .is_some_and(|n| !n.security_group_ids.is_empty());
+    let wants_groups = match (known_groups, spec.cache.network.as_ref()) {
+        (Some(known), Some(network)) => {
+            let mut wanted = network.security_group_ids.clone();
+            wanted.sort();
+            wanted.dedup();
+            !wanted.is_empty() && wanted != known
+        }
+        _ => false,
+    };
     let node = group
         .as_ref()
         .filter(|g| g.status == ReplicationGroupStatus::Available)
@@ -144,7 +152,10 @@ impl Service for ElastiCache<'_> {
     const CONDITION: &'static str = types::CACHE_READY;
 
     async fn observe(&self) -> Result<Observed, CloudError> {
-        observe(self.port().as_ref(), self.spec).await
+        let known = self
+            .previous
+            .map_or(&[][..], |p| p.security_group_ids.as_slice());
+        observe(self.port().as_ref(), self.spec, Some(known)).await
     }
 
     fn plan(&self, observed: &Observed) -> CachePlan {
@@ -177,6 +188,11 @@ impl Service for ElastiCache<'_> {
         };
         CacheStatus {
             auth_token: self.auth_token_state(observed),
+            security_group_ids: observed.security_groups.clone().unwrap_or_else(|| {
+                self.previous
+                    .map(|p| p.security_group_ids.clone())
+                    .unwrap_or_default()
+            }),
             ..status_of(self.spec, observed, endpoint, lag)
         }
     }
@@ -209,10 +225,17 @@ impl Service for ElastiCache<'_> {
     /// The AUTH Secret is the user's to fix: the status says what is wrong,
     /// and an Event says it once per new problem, not on every poll.
     fn after_steps(&self, first: &CacheAction, status: &mut CacheStatus) -> Option<Note> {
-        if let CacheAction::UpdateAuthToken { then, .. } = first {
-            // Only reached once AWS took the call.
-            status.auth_token = Some(then.clone());
-            return None;
+        // Only reached once AWS took the call.
+        match first {
+            CacheAction::UpdateAuthToken { then, .. } => {
+                status.auth_token = Some(then.clone());
+                return None;
+            }
+            CacheAction::ReconfigureSecurityGroups { request } => {
+                status.security_group_ids = request.security_group_ids.clone().unwrap_or_default();
+                return None;
+            }
+            _ => {}
         }
         let CacheAction::Wait {
             reason, message, ..
@@ -402,6 +425,7 @@ fn status_of(
             .map(Endpoint::to_host_port),
         replication_lag_seconds: lag.map(|l| l.as_secs_f64()),
         auth_token: None,
+        security_group_ids: Vec::new(),
         last_error: None,
     }
 }
@@ -452,7 +476,7 @@ pub async fn cleanup(
     if spec.cache.deletion_policy == DeletionPolicy::Retain {
         return CleanupOutcome::Done;
     }
-    let observed = match observe(port, spec).await {
+    let observed = match observe(port, spec, None).await {
         Ok(observed) => observed,
         Err(error) => return executor::deletion_failed(&error),
     };

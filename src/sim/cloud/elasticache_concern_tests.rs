@@ -479,6 +479,52 @@ async fn an_unreadable_auth_secret_changes_nothing_on_a_running_group_and_says_w
 }
 
 #[tokio::test]
+async fn security_groups_are_read_from_aws_only_until_they_match_the_spec() {
+    let sim = SimCloud::new(VirtualClock::default());
+    let specs: Vec<ShopRegionSpec> = REGIONS
+        .iter()
+        .map(|r| {
+            let mut spec = acme(r);
+            spec.cache.network = Some(crate::api::CacheNetwork {
+                subnet_group_name: "acme-orders-cache".into(),
+                security_group_ids: vec![format!("sg-0{}", "a".repeat(16))],
+            });
+            spec
+        })
+        .collect();
+    let (outcomes, _) = converge_with(&sim, &specs, &CacheAuth::Disabled, |_, _| {}).await;
+    let reads = || sim.call_count(Op::DescribeCacheClusters);
+    let previous: Vec<Option<CacheStatus>> =
+        outcomes.iter().map(|o| Some(o.status.clone())).collect();
+    let before = reads();
+    let again = pass_with(&sim, &specs, &CacheAuth::Disabled, &previous).await;
+    assert!(again.iter().all(|o| o.condition.status == Status::True));
+    assert_eq!(
+        reads(),
+        before,
+        "a converged fleet whose groups match reads none"
+    );
+
+    let mut changed = specs.clone();
+    changed[0]
+        .cache
+        .network
+        .as_mut()
+        .unwrap()
+        .security_group_ids = vec![format!("sg-0{}", "b".repeat(16))];
+    let previous: Vec<Option<CacheStatus>> = again.iter().map(|o| Some(o.status.clone())).collect();
+    let outcome = pass_with(&sim, &changed[..1], &CacheAuth::Disabled, &previous[..1])
+        .await
+        .remove(0);
+    assert_eq!(reads(), before + 1, "a changed spec is checked against AWS");
+    assert_eq!(outcome.condition.reason, reason::RECONFIGURING);
+    assert_eq!(
+        outcome.status.security_group_ids,
+        vec![format!("sg-0{}", "b".repeat(16))]
+    );
+}
+
+#[tokio::test]
 async fn a_request_aws_refuses_for_the_spec_is_terminal_and_names_the_field() {
     let sim = SimCloud::new(VirtualClock::default());
     let mut spec = acme("us-east-1");
