@@ -99,6 +99,18 @@ fn only_step<A: std::fmt::Debug>(plan: shopfleet::cloud::executor::CloudPlan<A>)
     }
 }
 
+/// What `CreateDBCluster` of `request` sends in `region`.
+async fn create_cluster_sent(
+    region: &str,
+    request: &shopfleet::cloud::aurora::CreateClusterRequest,
+) -> BTreeMap<String, String> {
+    let answer = query_ok(RDS, "CreateDBCluster", &cluster_xml(&request.cluster_id));
+    captured(region, answer, async |cloud| {
+        cloud.aurora(region).create_cluster(request).await.unwrap();
+    })
+    .await
+}
+
 fn cluster_xml(id: &str) -> String {
     format!(
         "<DBCluster><DBClusterIdentifier>{id}</DBClusterIdentifier><Status>creating</Status>\
@@ -151,18 +163,7 @@ async fn the_primary_cluster_is_created_in_its_network_with_the_resolved_version
     else {
         panic!("expected CreatePrimaryCluster");
     };
-    let sent = captured(
-        "us-east-1",
-        query_ok(RDS, "CreateDBCluster", &cluster_xml("acme-us-east-1")),
-        async |cloud| {
-            cloud
-                .aurora("us-east-1")
-                .create_cluster(&request)
-                .await
-                .unwrap();
-        },
-    )
-    .await;
+    let sent = create_cluster_sent("us-east-1", &request).await;
     assert_eq!(
         sent,
         params([
@@ -227,18 +228,7 @@ async fn a_secondary_cluster_sends_its_own_network_the_global_version_and_no_cre
     else {
         panic!("expected CreateSecondaryCluster");
     };
-    let sent = captured(
-        "eu-west-1",
-        query_ok(RDS, "CreateDBCluster", &cluster_xml("acme-eu-west-1")),
-        async |cloud| {
-            cloud
-                .aurora("eu-west-1")
-                .create_cluster(&request)
-                .await
-                .unwrap();
-        },
-    )
-    .await;
+    let sent = create_cluster_sent("eu-west-1", &request).await;
     assert!(!sent.contains_key("MasterUsername") && !sent.contains_key("MasterUserPassword"));
     assert!(!sent.contains_key("ManageMasterUserPassword"));
     assert_eq!(sent["GlobalClusterIdentifier"], "acme-global");
