@@ -30,6 +30,7 @@ use crate::api::{ShopRegion, ShopRegionSpec, ShopRegionStatus, validate};
 use crate::cloud::aurora::{self, Aurora, MasterPassword};
 use crate::cloud::elasticache::{self, CacheAuth, ElastiCache};
 use crate::cloud::executor::CloudConcern;
+use crate::cloud::view::SharedView;
 use crate::cloud::{CleanupOutcome, Cloud, network, real_delay, requeue};
 use crate::concern::{
     self, Again, Checkpoint, Concern, Note, Publish, Report, Upstream, assemble, summarize,
@@ -142,15 +143,18 @@ impl Context {
         }
     }
 
+    /// Every read of `cloud`, the samplers' and the reconciles', goes
+    /// through one [`SharedView`]: the AWS reads do not grow with the fleet.
     pub fn with_cloud(mut self, cloud: Arc<dyn Cloud>) -> Self {
+        let view = Arc::new(SharedView::new(cloud));
         let (trigger, changes) = futures::channel::mpsc::unbounded();
         self.failover = Some(Arc::new(Runtime::new(
-            cloud.clone(),
+            view.clone(),
             self.metrics.clone(),
             trigger,
         )));
         self.verdicts_changed = Mutex::new(Some(changes));
-        self.cloud = Some(cloud);
+        self.cloud = Some(view);
         self
     }
 

@@ -28,7 +28,7 @@ use shopfleet::clock::Clock;
 use shopfleet::cloud::aurora::port::{
     AuroraPort, Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
     DeleteClusterRequest, GlobalCluster, Instance, ModifyClusterRequest,
-    ModifyGlobalClusterRequest, ModifyInstanceRequest, SubnetGroup, Tags,
+    ModifyGlobalClusterRequest, ModifyInstanceRequest, RegionInstance, SubnetGroup, Tags,
 };
 use shopfleet::cloud::elasticache::ElastiCachePort;
 use shopfleet::cloud::{Cloud, CloudError};
@@ -221,6 +221,12 @@ impl AuroraPort for SpyAurora {
     }
     async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
         self.inner.describe_clusters().await
+    }
+    async fn describe_global_clusters(&self) -> Result<Vec<GlobalCluster>, CloudError> {
+        self.inner.describe_global_clusters().await
+    }
+    async fn describe_instances(&self) -> Result<Vec<RegionInstance>, CloudError> {
+        self.inner.describe_instances().await
     }
     async fn replication_lags(
         &self,

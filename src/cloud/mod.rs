@@ -10,7 +10,7 @@ pub mod elasticache;
 mod error;
 pub mod executor;
 pub mod network;
-pub mod shared;
+pub mod view;
 
 pub use error::{CloudError, TransientKind};
 

@@ -40,6 +40,7 @@ use crate::api::{
 };
 use crate::clock::elapsed;
 use crate::cloud::Cloud;
+use crate::cloud::view::SharedView;
 use crate::concern::{
     Again, AppliedRole, Checkpoint, Concern, Note, Publish, Report, StatusPart, Upstream,
 };
@@ -68,12 +69,12 @@ pub struct RefusalKey {
 
 impl Runtime {
     pub fn new(
-        cloud: Arc<dyn Cloud>,
+        view: Arc<SharedView>,
         metrics: Arc<Metrics>,
         trigger: UnboundedSender<String>,
     ) -> Self {
         Self {
-            sampler: Sampler::new(cloud, metrics.clone(), trigger),
+            sampler: Sampler::new(view, metrics.clone(), trigger),
             metrics,
             written: Mutex::new(HashMap::new()),
             refusals: Mutex::new(HashMap::new()),

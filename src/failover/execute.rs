@@ -50,12 +50,12 @@ pub async fn read_cache(
     spec: &ShopRegionSpec,
     target: &str,
 ) -> CacheView {
-    let globals = match port.describe_global_replication_groups(None).await {
-        Ok(globals) => globals,
+    let suffix = cache_names::global_suffix(spec);
+    let global = match port.global_replication_group(&suffix).await {
+        Ok(global) => global,
         Err(error) => return CacheView::Unknown(error.to_string()),
     };
-    let suffix = cache_names::global_suffix(spec);
-    let Some(global) = cache_names::find_global(&globals, &suffix) else {
+    let Some(global) = global else {
         return CacheView::NotApplicable(format!(
             "the shop has no Global Datastore <prefix>-{suffix}"
         ));

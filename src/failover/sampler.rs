@@ -40,7 +40,7 @@ use super::observe::LagSample;
 use crate::api::{AuroraEngine, ShopRegion, ShopRegionSpec};
 use crate::cloud::aurora::names as aurora_names;
 use crate::cloud::elasticache::names as cache_names;
-use crate::cloud::shared::{RegionObservation, SharedObservations};
+use crate::cloud::view::{RegionObservation, SharedView};
 use crate::cloud::{Cloud, real_delay};
 use crate::probe::{Probe, Signal, endpoint_address};
 use crate::telemetry::Metrics;
@@ -75,8 +75,8 @@ pub struct Sampler {
     metrics: Arc<Metrics>,
     trigger: UnboundedSender<String>,
     shops: Mutex<HashMap<String, Shop>>,
-    /// The regions' observations of the current round, shared by the shops.
-    observations: SharedObservations,
+    /// The shared observation of every region, which `cloud` reads through.
+    view: Arc<SharedView>,
     /// Where the grid of rounds starts: the first registration.
     origin: Mutex<Option<Timestamp>>,
 }
@@ -192,13 +192,14 @@ impl Sampler {
     /// `trigger` receives the shop's name whenever one of its verdicts
     /// changes.
     pub fn new(
-        cloud: Arc<dyn Cloud>,
+        view: Arc<SharedView>,
         metrics: Arc<Metrics>,
         trigger: UnboundedSender<String>,
     ) -> Arc<Self> {
+        let cloud: Arc<dyn Cloud> = view.clone();
         Arc::new(Self {
             probe: cloud.probe(),
-            observations: SharedObservations::new(cloud.clone()),
+            view,
             cloud,
             metrics,
             trigger,
@@ -325,15 +326,17 @@ impl Sampler {
             let this = &self;
             let mut probed =
                 futures::future::join_all(targets.iter().zip(lag_due).map(|(t, due)| async move {
-                    let observation = this.observations.of(&t.region, round).await;
                     // A due lag comes from the region's read of this minute
                     // (CloudWatch publishes one point a minute).
                     let lag = if due {
                         let minute = round_of(origin, now, LAG_READ_INTERVAL);
-                        this.observations
-                            .lags(&t.region, minute, &t.cluster_id, || {
-                                this.secondaries_in(&t.region)
-                            })
+                        this.view
+                            .database_lags(
+                                &t.region,
+                                &t.cluster_id,
+                                || this.secondaries_in(&t.region),
+                                Some(minute),
+                            )
                             .await
                             .lag(&t.cluster_id)
                             .ok()
@@ -341,7 +344,7 @@ impl Sampler {
                     } else {
                         None
                     };
-                    sample_region(this.probe.as_ref(), &observation, t, lag, now).await
+                    sample_region(this.probe.as_ref(), &this.view, t, lag, round, now).await
                 }))
                 .await;
             self.corroborate(&shop, &targets, &mut probed, round, now)
@@ -415,10 +418,12 @@ impl Sampler {
         // looks bad in it: a region outage hits them all at once.
         let reads = futures::future::join_all(replicated.iter().map(|i| {
             let target = &targets[*i];
-            self.observations
-                .lags(&target.region, round, &target.cluster_id, || {
-                    self.secondaries_in(&target.region)
-                })
+            self.view.database_lags(
+                &target.region,
+                &target.cluster_id,
+                || self.secondaries_in(&target.region),
+                Some(round),
+            )
         }))
         .await;
         let mut seen = Vec::new();
@@ -598,30 +603,21 @@ pub fn replication_seen(seen: &[(String, Signal)]) -> Signal {
     }
 }
 
-/// One probe round of one region.
+/// One probe round of one region. AWS's view of the region comes from the
+/// shared observation, up to [`crate::cloud::view::MAX_AGE`] old while the
+/// data plane answers; when a probe fails, from a read of this round, so
+/// that a lost region's API is seen unreachable in the round its endpoints
+/// stop answering (detection waits for no older read).
 async fn sample_region(
     probe: &dyn Probe,
-    observation: &RegionObservation,
+    view: &SharedView,
     target: &Target,
     lag: Option<Duration>,
+    round: Timestamp,
     now: Timestamp,
 ) -> Probed {
-    let cluster = observation.cluster(&target.cluster_id);
-    let group = observation.group(&target.group_id);
-    let database = database_signal(cluster.map(|c| c.map(|c| &c.status)));
-    let cache_state = cache_signal(group.map(|g| g.map(|g| &g.status)));
-    // The region's own endpoint: the writer endpoint of the writer, the
-    // reader endpoint of a secondary; remembered for when the API is down.
-    let described = cluster.ok().flatten().and_then(|c| {
-        if target.writer {
-            c.writer_endpoint.clone()
-        } else {
-            c.reader_endpoint.clone()
-        }
-    });
-    let endpoint = described
-        .map(|host| endpoint_address(&host, target.engine))
-        .or_else(|| target.endpoint.clone());
+    let shared = view.observe(&target.region, None).await;
+    let endpoint = region_endpoint(&shared, target);
     let (tcp, http) = tokio::join!(
         async {
             match &endpoint {
@@ -636,6 +632,16 @@ async fn sample_region(
             }
         }
     );
+    let data_plane_failed = matches!(tcp, Signal::Down(_)) || matches!(http, Some(Signal::Down(_)));
+    let observation = if data_plane_failed && shared.taken_at() < round {
+        view.observe(&target.region, Some(round)).await
+    } else {
+        shared
+    };
+    let cluster = observation.cluster(&target.cluster_id);
+    let group = observation.group(&target.group_id);
+    let database = database_signal(cluster.map(|c| c.map(|c| &c.status)));
+    let cache_state = cache_signal(group.map(|g| g.map(|g| &g.status)));
     Probed {
         region: target.region.clone(),
         sample: Sample {
@@ -649,6 +655,22 @@ async fn sample_region(
         endpoint,
         lag: lag.map(|lag| LagSample { lag, at: now }),
     }
+}
+
+/// The region's own endpoint: the writer endpoint of the writer, the
+/// reader endpoint of a secondary; remembered for when the API is down.
+fn region_endpoint(observation: &RegionObservation, target: &Target) -> Option<String> {
+    let cluster = observation.cluster(&target.cluster_id);
+    let described = cluster.ok().flatten().and_then(|c| {
+        if target.writer {
+            c.writer_endpoint.clone()
+        } else {
+            c.reader_endpoint.clone()
+        }
+    });
+    described
+        .map(|host| endpoint_address(&host, target.engine))
+        .or_else(|| target.endpoint.clone())
 }
 
 #[cfg(all(test, feature = "simulation"))]
@@ -670,7 +692,11 @@ mod tests {
     async fn regions_never_sampled_are_unknown() {
         let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
         let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(sim.clone(), Arc::new(Metrics::default()), tx);
+        let sampler = Sampler::new(
+            Arc::new(SharedView::new(sim.clone())),
+            Arc::new(Metrics::default()),
+            tx,
+        );
         let view = sampler.view(
             "acme",
             &["us-east-1".to_string()],
@@ -684,22 +710,28 @@ mod tests {
         use crate::sim::cloud::Op;
         let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
         let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(sim.clone(), Arc::new(Metrics::default()), tx);
+        let sampler = Sampler::new(
+            Arc::new(SharedView::new(sim.clone())),
+            Arc::new(Metrics::default()),
+            tx,
+        );
         sampler.register("shop/acme-eu-west-1", &acme_region("eu-west-1"));
         // 24 health rounds of 5 s; the three regions' lags are due at 0, 60
         // and 120 s only.
         tokio::time::sleep(Duration::from_secs(2 * 60 + 1)).await;
-        let rounds = sim.cloud().call_count(Op::DescribeDBClusters);
         let lag_reads = sim.cloud().call_count(Op::GetMetricData);
-        assert!(rounds >= 3 * 24, "{rounds} describe calls");
-        assert_eq!(lag_reads, 3 * 3, "{lag_reads} lag reads in {rounds} probes");
+        assert_eq!(lag_reads, 3 * 3, "{lag_reads} lag reads in 24 rounds");
     }
 
     #[tokio::test]
     async fn a_region_without_a_cluster_becomes_unhealthy_and_the_change_is_signalled() {
         let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 100));
         let (tx, mut rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(sim.clone(), Arc::new(Metrics::default()), tx);
+        let sampler = Sampler::new(
+            Arc::new(SharedView::new(sim.clone())),
+            Arc::new(Metrics::default()),
+            tx,
+        );
         let region = acme_region("eu-west-1");
         sampler.register("shop/acme-eu-west-1", &region);
         use futures::StreamExt;
@@ -741,7 +773,11 @@ mod tests {
         use crate::sim::cloud::Op;
         let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
         let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(sim.clone(), Arc::new(Metrics::default()), tx);
+        let sampler = Sampler::new(
+            Arc::new(SharedView::new(sim.clone())),
+            Arc::new(Metrics::default()),
+            tx,
+        );
         // The first shop starts the grid; the others register later, in
         // the middle of a round, and join its beat.
         sampler.register("shop/acme-eu-west-1", &acme_region("eu-west-1"));
@@ -759,10 +795,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2_500 + 12 * 5_000 - 1)).await;
         let clusters = sim.cloud().call_count(Op::DescribeDBClusters) - before.0;
         let groups = sim.cloud().call_count(Op::DescribeReplicationGroups) - before.1;
-        // One read of each of the three regions a round, and one page: no
-        // cluster exists yet.
-        assert_eq!(clusters, 3 * 12, "DescribeDBClusters");
-        assert_eq!(groups, 3 * 12, "DescribeReplicationGroups");
+        // One read of each of the three regions per shared read's age (at
+        // 30 and 60 s), not one per shop nor one per round; one page each:
+        // no cluster exists yet.
+        assert_eq!(clusters, 3 * 2, "DescribeDBClusters");
+        assert_eq!(groups, 3 * 2, "DescribeReplicationGroups");
     }
 
     #[test]

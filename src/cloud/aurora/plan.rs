@@ -946,6 +946,7 @@ pub(crate) mod tests {
             tags: resource_tags(spec),
             global_cluster_id: None,
             members: vec![],
+            writer: None,
             created_at: None,
             subnet_group: Some("default".into()),
             security_group_ids: vec![],

@@ -99,6 +99,9 @@ pub struct Cluster {
     pub global_cluster_id: Option<String>,
     /// Identifiers of the cluster's instances (`DBClusterMembers`).
     pub members: Vec<String>,
+    /// The member whose `IsClusterWriter` is set: the instance taking this
+    /// cluster's writes (none in a secondary of a global cluster).
+    pub writer: Option<String>,
     pub created_at: Option<Timestamp>,
     /// `DBSubnetGroup`: the subnet group (and so the VPC) the cluster is in.
     pub subnet_group: Option<String>,
@@ -122,6 +125,36 @@ pub struct Instance {
     pub tags: Tags,
     /// The instance's DB parameter group (`DBParameterGroups`, first).
     pub parameter_group: Option<String>,
+}
+
+/// One instance of a region-wide `DescribeDBInstances`: the writer flag
+/// lives on the cluster (`DBClusterMembers`), so `instance.is_writer` is
+/// false until [`instances_of`] joins it with its cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionInstance {
+    pub cluster_id: String,
+    pub instance: Instance,
+}
+
+/// The instances of `cluster` among `all` (a region's, oldest first), in
+/// that order, with the writer flag the cluster reports.
+pub fn instances_of<'a>(
+    cluster: &Cluster,
+    all: impl IntoIterator<Item = &'a RegionInstance>,
+) -> Vec<Instance> {
+    all.into_iter()
+        .filter(|i| i.cluster_id == cluster.id)
+        .map(|i| Instance {
+            is_writer: cluster.writer.as_deref() == Some(i.instance.id.as_str()),
+            ..i.instance.clone()
+        })
+        .collect()
+}
+
+/// Oldest first, by creation time then identifier; an instance still being
+/// created has no creation time yet and is the newest.
+pub fn oldest_first<T>(instances: &mut [(Option<Timestamp>, T)], id: impl Fn(&T) -> &str) {
+    instances.sort_by(|(a, ai), (b, bi)| (a.is_none(), a, id(ai)).cmp(&(b.is_none(), b, id(bi))));
 }
 
 /// `DescribeDBSubnetGroups` → `DBSubnetGroup`.
@@ -290,6 +323,10 @@ pub trait AuroraPort: Send + Sync {
         target_cluster_arn: &str,
     ) -> Result<(), CloudError>;
 
+    /// Every global cluster of the account, page after page of
+    /// [`DESCRIBE_PAGE`] (every regional endpoint serves them all).
+    async fn describe_global_clusters(&self) -> Result<Vec<GlobalCluster>, CloudError>;
+
     /// `None` when the cluster does not exist in this region.
     async fn describe_cluster(&self, id: &str) -> Result<Option<Cluster>, CloudError>;
 
@@ -309,6 +346,10 @@ pub trait AuroraPort: Send + Sync {
 
     /// The instances of a cluster, oldest first.
     async fn list_instances(&self, cluster_id: &str) -> Result<Vec<Instance>, CloudError>;
+
+    /// Every instance of this region, oldest first, page after page of
+    /// [`DESCRIBE_PAGE`]: see [`RegionInstance`] for the writer flag.
+    async fn describe_instances(&self) -> Result<Vec<RegionInstance>, CloudError>;
 
     async fn create_instance(
         &self,

@@ -132,21 +132,53 @@ pub(crate) fn lags_by_source(
     count: usize,
     results: &[MetricDataResult],
 ) -> Vec<Option<Duration>> {
-    let mut by_source: Vec<Vec<MetricDataResult>> = vec![Vec::new(); count];
+    let owners: Vec<usize> = (0..count).collect();
+    lags_by_owner(metric, &owners, count, results)
+}
+
+/// The lag of each of `count` owners whose sources are the queries:
+/// query `lag<i>` reads a source of owner `owners[i]` (the nodes of one
+/// replication group), and an owner's lag is read from all of its sources'
+/// results together, as [`replication_lag`] reads them.
+pub(crate) fn lags_by_owner(
+    metric: &LagMetric,
+    owners: &[usize],
+    count: usize,
+    results: &[MetricDataResult],
+) -> Vec<Option<Duration>> {
+    let mut by_owner: Vec<Vec<MetricDataResult>> = vec![Vec::new(); count];
     for result in results {
-        if let Some(index) = result
+        if let Some(owner) = result
             .id()
             .and_then(|id| id.strip_prefix("lag"))
             .and_then(|i| i.parse::<usize>().ok())
-            .filter(|i| *i < count)
+            .and_then(|i| owners.get(i).copied())
+            .filter(|owner| *owner < count)
         {
-            by_source[index].push(result.clone());
+            by_owner[owner].push(result.clone());
         }
     }
-    by_source
+    by_owner
         .iter()
         .map(|results| latest_lag(metric, results))
         .collect()
+}
+
+/// The current lag of each of `count` owners of `sources` (`(owner,
+/// source)`, e.g. a replication group and one of its nodes), in one request
+/// per 500 sources.
+pub(crate) async fn replication_lags_of_owners(
+    client: &aws_sdk_cloudwatch::Client,
+    region: &str,
+    metric: &LagMetric,
+    sources: &[(usize, String)],
+    count: usize,
+    now: Timestamp,
+) -> Result<Vec<Option<Duration>>, CloudError> {
+    let names: Vec<String> = sources.iter().map(|(_, s)| s.clone()).collect();
+    let owners: Vec<usize> = sources.iter().map(|(o, _)| *o).collect();
+    let results = metric_data(client, region, metric, &names, now).await?;
+    Ok(lags_by_owner(metric, &owners, count, &results))
 }
 
 /// The results of one query per source, 500 queries a request.
@@ -293,6 +325,21 @@ mod tests {
                 None,
                 Some(Duration::from_secs(40))
             ]
+        );
+    }
+
+    #[test]
+    fn a_groups_lag_is_the_newest_minute_of_its_own_nodes_only() {
+        // Group 0 has nodes lag0 and lag1; group 1 has lag2.
+        let results = [
+            result(0, &[(600, 2.0)]),
+            result(1, &[(660, 1.0)]),
+            result(2, &[(600, 9.0)]),
+        ];
+        let lags = lags_by_owner(&ELASTICACHE_LAG, &[0, 0, 1], 2, &results);
+        assert_eq!(
+            lags,
+            vec![Some(Duration::from_secs(1)), Some(Duration::from_secs(9))]
         );
     }
 

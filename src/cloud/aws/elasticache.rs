@@ -10,7 +10,7 @@
 //! operator's logging drops those events
 //! ([`crate::telemetry::without_request_bodies`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -556,6 +556,28 @@ impl ElastiCachePort for AwsElastiCache {
             now,
         )
         .await
+    }
+
+    async fn replication_lags(
+        &self,
+        groups: &[ReplicationGroup],
+        now: Timestamp,
+    ) -> Result<BTreeMap<String, Option<Duration>>, CloudError> {
+        let sources: Vec<(usize, String)> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(owner, g)| g.nodes().into_iter().map(move |node| (owner, node)))
+            .collect();
+        let lags = cloudwatch::replication_lags_of_owners(
+            &self.cloudwatch,
+            &self.region,
+            &cloudwatch::ELASTICACHE_LAG,
+            &sources,
+            groups.len(),
+            now,
+        )
+        .await?;
+        Ok(groups.iter().map(|g| g.id.clone()).zip(lags).collect())
     }
 }
 

@@ -10,8 +10,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::cloud::aurora::port::{
     AuroraPort, Cluster, CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest,
-    DeleteClusterRequest, GlobalCluster, GlobalFailoverState, GlobalMember, Instance,
-    ModifyClusterRequest, ModifyGlobalClusterRequest, ModifyInstanceRequest, SubnetGroup, Tags,
+    DESCRIBE_PAGE, DeleteClusterRequest, GlobalCluster, GlobalFailoverState, GlobalMember,
+    Instance, ModifyClusterRequest, ModifyGlobalClusterRequest, ModifyInstanceRequest,
+    RegionInstance, SubnetGroup, Tags, oldest_first,
 };
 use crate::cloud::{CloudError, arn_region};
 
@@ -106,6 +107,11 @@ fn cluster(c: &rds::DbCluster) -> Cluster {
             .iter()
             .filter_map(|m| m.db_instance_identifier().map(str::to_string))
             .collect(),
+        writer: c
+            .db_cluster_members()
+            .iter()
+            .find(|m| m.is_cluster_writer() == Some(true))
+            .and_then(|m| m.db_instance_identifier().map(str::to_string)),
         created_at: c.cluster_create_time().and_then(timestamp),
         subnet_group: c.db_subnet_group().map(str::to_string),
         security_group_ids: {
@@ -300,11 +306,26 @@ impl AuroraPort for RdsAurora {
         Ok(self.describe_db_cluster(id).await?.as_ref().map(cluster))
     }
 
+    async fn describe_global_clusters(&self) -> Result<Vec<GlobalCluster>, CloudError> {
+        let mut pages = self
+            .rds
+            .describe_global_clusters()
+            .max_records(DESCRIBE_PAGE as i32)
+            .into_paginator()
+            .send();
+        let mut globals = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify(e))?;
+            globals.extend(page.global_clusters().iter().map(global_cluster));
+        }
+        Ok(globals)
+    }
+
     async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
         let mut pages = self
             .rds
             .describe_db_clusters()
-            .max_records(crate::cloud::aurora::port::DESCRIBE_PAGE as i32)
+            .max_records(DESCRIBE_PAGE as i32)
             .into_paginator()
             .send();
         let mut clusters = Vec::new();
@@ -429,10 +450,37 @@ impl AuroraPort for RdsAurora {
                 )
             })
             .collect();
-        // Oldest first. An instance still being created has no creation
-        // time yet: it is the newest.
-        instances
-            .sort_by(|(a, ai), (b, bi)| (a.is_none(), a, &ai.id).cmp(&(b.is_none(), b, &bi.id)));
+        oldest_first(&mut instances, |i| &i.id);
+        Ok(instances.into_iter().map(|(_, i)| i).collect())
+    }
+
+    async fn describe_instances(&self) -> Result<Vec<RegionInstance>, CloudError> {
+        let mut pages = self
+            .rds
+            .describe_db_instances()
+            .max_records(DESCRIBE_PAGE as i32)
+            .into_paginator()
+            .send();
+        let mut instances = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.classify(e))?;
+            instances.extend(
+                page.db_instances()
+                    .iter()
+                    // Aurora's instances only: a region also holds others.
+                    .filter_map(|i| {
+                        let cluster_id = i.db_cluster_identifier()?.to_string();
+                        Some((
+                            i.instance_create_time().and_then(timestamp),
+                            RegionInstance {
+                                cluster_id,
+                                instance: instance(i, false),
+                            },
+                        ))
+                    }),
+            );
+        }
+        oldest_first(&mut instances, |i| &i.instance.id);
         Ok(instances.into_iter().map(|(_, i)| i).collect())
     }
 

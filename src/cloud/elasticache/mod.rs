@@ -66,8 +66,9 @@ async fn observe(
     known_groups: Option<&[String]>,
 ) -> Result<Observed, CloudError> {
     // AWS chose the Global Datastore's prefix: list and match the suffix.
-    let globals = port.describe_global_replication_groups(None).await?;
-    let global = names::find_global(&globals, &names::global_suffix(spec)).cloned();
+    let global = port
+        .global_replication_group(&names::global_suffix(spec))
+        .await?;
     let group = port
         .describe_replication_group(&names::replication_group_id(spec))
         .await?;

@@ -7,6 +7,7 @@
 //! them), so a region that cannot be reached cannot act on the Global
 //! Datastore either.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -180,6 +181,21 @@ impl ReplicationGroup {
     pub fn automatic_failover_on(&self) -> bool {
         self.automatic_failover.is_on()
     }
+
+    /// The nodes (cache clusters) of every shard, sorted: the sources of
+    /// the group's per-node CloudWatch metrics.
+    pub fn nodes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = self
+            .node_groups
+            .iter()
+            .flat_map(|g| &g.members)
+            .map(|m| m.cache_cluster_id.clone())
+            .filter(|id| !id.is_empty())
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
 }
 
 /// `NodeGroup`: one shard.
@@ -297,6 +313,16 @@ pub trait ElastiCachePort: Send + Sync {
         id: Option<&str>,
     ) -> Result<Vec<GlobalReplicationGroup>, CloudError>;
 
+    /// The Global Datastore whose id ends in `-{suffix}` (AWS chose the
+    /// prefix), as [`super::names::find_global`] picks it among all of them.
+    async fn global_replication_group(
+        &self,
+        suffix: &str,
+    ) -> Result<Option<GlobalReplicationGroup>, CloudError> {
+        let all = self.describe_global_replication_groups(None).await?;
+        Ok(super::names::find_global(&all, suffix).cloned())
+    }
+
     async fn create_global_replication_group(
         &self,
         request: &CreateGlobalReplicationGroupRequest,
@@ -392,6 +418,17 @@ pub trait ElastiCachePort: Send + Sync {
         replication_group_id: &str,
         now: Timestamp,
     ) -> Result<Option<Duration>, CloudError>;
+
+    /// The lag of each of `groups` (described groups of this region: their
+    /// nodes are the metric's sources), as [`Self::replication_lag`] reads
+    /// one, in one `GetMetricData` per
+    /// [`crate::cloud::aurora::port::METRIC_QUERIES_PER_CALL`] nodes: one
+    /// read for every shop of the region.
+    async fn replication_lags(
+        &self,
+        groups: &[ReplicationGroup],
+        now: Timestamp,
+    ) -> Result<BTreeMap<String, Option<Duration>>, CloudError>;
 }
 
 #[cfg(test)]

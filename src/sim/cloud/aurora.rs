@@ -12,11 +12,11 @@ use crate::cloud::aurora::port::{
     CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus,
     GlobalFailoverState, GlobalFailoverStatus, GlobalMember, Instance, InstanceStatus,
     METRIC_QUERIES_PER_CALL, ModifyClusterRequest, ModifyGlobalClusterRequest,
-    ModifyInstanceRequest, SubnetGroup, Tags,
+    ModifyInstanceRequest, RegionInstance, SubnetGroup, Tags,
 };
 use crate::cloud::{CloudError, arn_region};
 
-use super::{ACCOUNT, Op, SimCloud, World, page_of};
+use super::{ACCOUNT, DESCRIBE_PAGE, Op, SimCloud, World, page_of};
 
 /// A failover or switchover the simulated AWS carried out.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -348,6 +348,7 @@ impl AuroraWorld {
                 .iter()
                 .map(|i| i.id.clone())
                 .collect(),
+            writer: c.writer_instance.clone().filter(|_| self.cluster_writes(c)),
             created_at: Some(c.created_at),
             // AWS reports the default group of an account's default VPC.
             subnet_group: Some(c.subnet_group.clone().unwrap_or_else(|| "default".into())),
@@ -365,6 +366,47 @@ impl AuroraWorld {
         })
     }
 
+    /// A page of a region-wide `DescribeDBInstances`, by identifier after
+    /// `after`, each with its creation order; no writer flag (AWS keeps it
+    /// on the cluster).
+    fn instances_page(&self, region: &str, after: Option<&str>) -> Vec<(u64, RegionInstance)> {
+        page_of(&self.instances, region, after, |id| {
+            let i = self.instances.get(&Self::key(region, id))?;
+            let cluster = self.clusters.get(&Self::key(region, &i.cluster_id))?;
+            Some((
+                i.seq,
+                RegionInstance {
+                    cluster_id: i.cluster_id.clone(),
+                    instance: self.instance_view(region, cluster, i, false),
+                },
+            ))
+        })
+    }
+
+    fn instance_view(
+        &self,
+        region: &str,
+        cluster: &SimCluster,
+        i: &SimInstance,
+        is_writer: bool,
+    ) -> Instance {
+        Instance {
+            id: i.id.clone(),
+            arn: instance_arn(region, &i.id),
+            status: i.status.clone(),
+            class: i.class.clone(),
+            is_writer,
+            tags: i.tags.clone(),
+            parameter_group: Some(i.parameter_group.clone().unwrap_or_else(|| {
+                format!(
+                    "default.{}{}",
+                    cluster.engine,
+                    major_of(&cluster.engine_version)
+                )
+            })),
+        }
+    }
+
     pub(crate) fn instances_view(&self, region: &str, cluster_id: &str) -> Vec<Instance> {
         let Some(cluster) = self.clusters.get(&Self::key(region, cluster_id)) else {
             return Vec::new();
@@ -372,20 +414,9 @@ impl AuroraWorld {
         let writes = self.cluster_writes(cluster);
         self.cluster_instances(region, cluster_id)
             .into_iter()
-            .map(|i| Instance {
-                id: i.id.clone(),
-                arn: instance_arn(region, &i.id),
-                status: i.status.clone(),
-                class: i.class.clone(),
-                is_writer: writes && cluster.writer_instance.as_deref() == Some(i.id.as_str()),
-                tags: i.tags.clone(),
-                parameter_group: Some(i.parameter_group.clone().unwrap_or_else(|| {
-                    format!(
-                        "default.{}{}",
-                        cluster.engine,
-                        major_of(&cluster.engine_version)
-                    )
-                })),
+            .map(|i| {
+                let is_writer = writes && cluster.writer_instance.as_deref() == Some(i.id.as_str());
+                self.instance_view(region, cluster, i, is_writer)
             })
             .collect()
     }
@@ -1608,6 +1639,23 @@ impl AuroraPort for SimAuroraPort {
         })
     }
 
+    async fn describe_global_clusters(&self) -> Result<Vec<GlobalCluster>, CloudError> {
+        self.cloud.call_pages(
+            &self.region,
+            Op::DescribeGlobalClusters,
+            |g| &g.id,
+            |w, after| {
+                w.aurora
+                    .globals
+                    .keys()
+                    .filter(|id| after.is_none_or(|after| id.as_str() > after))
+                    .take(DESCRIBE_PAGE)
+                    .filter_map(|id| w.aurora.global_view(id))
+                    .collect()
+            },
+        )
+    }
+
     async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
         let region = self.region.as_str();
         self.cloud.call_pages(
@@ -1655,6 +1703,18 @@ impl AuroraPort for SimAuroraPort {
         self.cloud.call(region, Op::DescribeDBInstances, |w, _| {
             Ok(w.aurora.instances_view(region, cluster_id))
         })
+    }
+
+    async fn describe_instances(&self) -> Result<Vec<RegionInstance>, CloudError> {
+        let region = self.region.as_str();
+        let mut all = self.cloud.call_pages(
+            region,
+            Op::DescribeDBInstances,
+            |(_, i): &(u64, RegionInstance)| &i.instance.id,
+            |w, after| w.aurora.instances_page(region, after),
+        )?;
+        all.sort_by_key(|(seq, _)| *seq);
+        Ok(all.into_iter().map(|(_, i)| i).collect())
     }
 
     async fn create_instance(

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::cloud::aurora::port::METRIC_QUERIES_PER_CALL;
 use crate::cloud::elasticache::check_auth_token;
 use crate::cloud::elasticache::names::check_global_node_type;
 use crate::cloud::elasticache::port::{
@@ -22,7 +23,7 @@ use crate::cloud::elasticache::port::{
 };
 use crate::cloud::{CloudError, arn_region};
 
-use super::{ACCOUNT, Op, SimCloud, World, page_of};
+use super::{ACCOUNT, DESCRIBE_PAGE, Op, SimCloud, World, page_of};
 
 /// A `FailoverGlobalReplicationGroup` the simulated AWS carried out.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -373,7 +374,7 @@ impl CacheWorld {
         })
     }
 
-    fn global_view(&self, g: &SimGlobal) -> GlobalReplicationGroup {
+    pub(crate) fn global_view(&self, g: &SimGlobal) -> GlobalReplicationGroup {
         GlobalReplicationGroup {
             id: g.id.clone(),
             arn: global_arn(&g.id),
@@ -1380,14 +1381,33 @@ impl ElastiCachePort for SimElastiCachePort {
         // Every regional endpoint answers for every Global Datastore of the
         // account (a region about to join must see it), as the simulated
         // Aurora does for global clusters.
-        self.cloud
-            .call(&self.region, Op::DescribeGlobalReplicationGroups, |w, _| {
-                Ok(w.elasticache
-                    .global_views()
-                    .into_iter()
-                    .filter(|g| id.is_none_or(|id| g.id == id))
-                    .collect())
-            })
+        if let Some(id) = id {
+            return self
+                .cloud
+                .call(&self.region, Op::DescribeGlobalReplicationGroups, |w, _| {
+                    Ok(w.elasticache
+                        .globals
+                        .get(id)
+                        .map(|g| w.elasticache.global_view(g))
+                        .into_iter()
+                        .collect())
+                });
+        }
+        // Page after page, as AWS lists them.
+        self.cloud.call_pages(
+            &self.region,
+            Op::DescribeGlobalReplicationGroups,
+            |g| &g.id,
+            |w, after| {
+                w.elasticache
+                    .globals
+                    .iter()
+                    .filter(|(id, _)| after.is_none_or(|after| id.as_str() > after))
+                    .take(DESCRIBE_PAGE)
+                    .map(|(_, g)| w.elasticache.global_view(g))
+                    .collect()
+            },
+        )
     }
 
     async fn create_global_replication_group(
@@ -1602,5 +1622,46 @@ impl ElastiCachePort for SimElastiCachePort {
         self.cloud.call(region, Op::GetMetricData, |w, _| {
             w.cache_replication_lag(region, replication_group_id)
         })
+    }
+
+    async fn replication_lags(
+        &self,
+        groups: &[ReplicationGroup],
+        _now: Timestamp,
+    ) -> Result<BTreeMap<String, Option<Duration>>, CloudError> {
+        let region = self.region.as_str();
+        let mut lags = BTreeMap::new();
+        // One call per batch of nodes, as CloudWatch answers them; a group
+        // with no data point (gone, the primary, replication stopped) is
+        // `None`.
+        let mut batch: Vec<&ReplicationGroup> = Vec::new();
+        let mut nodes = 0;
+        let mut read = |batch: &mut Vec<&ReplicationGroup>| -> Result<(), CloudError> {
+            let answered = self.cloud.call(region, Op::GetMetricData, |w, _| {
+                Ok(batch
+                    .iter()
+                    .map(|g| {
+                        let lag = w.cache_replication_lag(region, &g.id).ok().flatten();
+                        (g.id.clone(), lag)
+                    })
+                    .collect::<Vec<_>>())
+            })?;
+            lags.extend(answered);
+            batch.clear();
+            Ok(())
+        };
+        for group in groups {
+            let count = group.nodes().len().max(1);
+            if nodes + count > METRIC_QUERIES_PER_CALL && !batch.is_empty() {
+                read(&mut batch)?;
+                nodes = 0;
+            }
+            batch.push(group);
+            nodes += count;
+        }
+        if !batch.is_empty() {
+            read(&mut batch)?;
+        }
+        Ok(lags)
     }
 }

@@ -1,0 +1,1361 @@
+//! One shared observation of each region and service, read at most every
+//! [`MAX_AGE`], serving every shop's health sampler and every reconcile.
+//!
+//! Asked one resource at a time, the AWS reads of a fleet grow with shops ×
+//! regions: every reconcile describes its global cluster, cluster,
+//! instances, replication group and Global Datastore, and every sampler
+//! round its cluster and group in every region. A thousand shops would send
+//! hundreds of describes a second to each region, far beyond what RDS and
+//! ElastiCache allow before they throttle, and the throttling would arrive
+//! during a region outage, when detection needs the reads most.
+//!
+//! [`SharedView`] is a [`Cloud`] in front of the real one. Per region it keeps the
+//! answer of one region-wide, paginated describe of each kind
+//! (`DescribeGlobalClusters`, `DescribeDBClusters`, `DescribeDBInstances`,
+//! `DescribeReplicationGroups`, `DescribeGlobalReplicationGroups`, and the
+//! replication lags in batched `GetMetricData`), read by the first caller
+//! once the previous one is [`MAX_AGE`] old and shared by every other. The
+//! reads per region then depend on the number of resources there divided by
+//! a page, not on how many shops ask, nor how often.
+//!
+//! A reconcile gets AWS's own answer, not the shared one, where the shared
+//! one could mislead it ([`from_snapshot`]):
+//! - for a resource this process changed since the shared read began (an
+//!   action's own result: a create, a failover, a modify);
+//! - for a resource the shared read shows in motion (creating, modifying,
+//!   failing over): a change under way is followed at the pace of the
+//!   reconcile that waits for it, not of the shared read.
+//!
+//! So a converged fleet is served from the shared reads alone, and a fleet
+//! in motion reads directly only what moves.
+//!
+//! A read that failed (throttled, region unreachable) answers with its error
+//! for [`FAILED_MAX_AGE`], for every resource of the region: one failing
+//! call per region and kind, not one per shop. The samplers turn it into
+//! "no data", never into "down" (see `failover::health::database_signal`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+
+use super::aurora::port::{
+    AuroraPort, Cluster, ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest,
+    CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus, Instance,
+    InstanceStatus, ModifyClusterRequest, ModifyGlobalClusterRequest, ModifyInstanceRequest,
+    RegionInstance, SubnetGroup, instances_of,
+};
+use super::elasticache::names::{find_global, suffix_of};
+use super::elasticache::port::{
+    CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
+    DeleteReplicationGroupRequest, ElastiCachePort, GlobalMemberStatus, GlobalReplicationGroup,
+    ModifyReplicationGroupRequest, ReplicationGroup, ReplicationGroupStatus,
+};
+use super::{Cloud, CloudError, Tags, arn_region};
+use crate::clock::{Clock, elapsed};
+use crate::probe::Probe;
+
+/// How old a shared read may be when it answers. A converged resource
+/// changes only when someone changes it (this process reads its own changes
+/// directly), so this bounds how late a change made elsewhere (the console,
+/// another tool, AWS maintenance) is seen, and the steady-state cost: a
+/// thousand shops are about 70 pages per region per interval.
+pub const MAX_AGE: Duration = Duration::from_secs(30);
+
+/// How long a failed shared read answers with its error before it is tried
+/// again: one sampling round.
+pub const FAILED_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// How old a replication lag may be. CloudWatch publishes the lag metrics
+/// at one-minute resolution: reading them more often costs API calls (and
+/// GetMetricData is billed per metric) for the same data points.
+pub const LAG_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// How long a resource whose lag was asked for stays in every batch of its
+/// region.
+const LAG_WANTED_FOR: Duration = Duration::from_secs(600);
+
+/// How old a Redis group's tags may be: no region-wide call lists them
+/// (`ListTagsForResource` is one call per group), and they change only when
+/// this process changes them or someone edits them by hand.
+pub const CACHE_TAGS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// One region-wide read, as it answered.
+#[derive(Debug)]
+pub struct Taken<T> {
+    /// When the read began: it shows no change made after this.
+    pub at: Timestamp,
+    pub result: Result<T, CloudError>,
+}
+
+/// Whether a shared read taken `at` may answer at `now`: younger than
+/// [`MAX_AGE`] ([`FAILED_MAX_AGE`] when it failed), and begun at or after
+/// `fresh_since` when the caller needs one that recent.
+pub fn answers(
+    at: Timestamp,
+    failed: bool,
+    now: Timestamp,
+    max_age: Duration,
+    fresh_since: Option<Timestamp>,
+) -> bool {
+    let max_age = if failed {
+        max_age.min(FAILED_MAX_AGE)
+    } else {
+        max_age
+    };
+    at <= now && elapsed(at, now) < max_age && fresh_since.is_none_or(|since| at >= since)
+}
+
+/// Whether a reconcile may be answered from a shared read taken `taken_at`
+/// about a resource this process last changed at `changed_at`, which the
+/// read shows `settled` (`None`: absent, or the read failed). AWS is asked
+/// directly for a resource changed since the read began, or in motion.
+pub fn from_snapshot(
+    taken_at: Timestamp,
+    changed_at: Option<Timestamp>,
+    settled: Option<bool>,
+) -> bool {
+    changed_at.is_none_or(|changed| taken_at > changed) && settled != Some(false)
+}
+
+/// No change under way: what a converged reconcile sees.
+fn global_cluster_settled(g: &GlobalCluster) -> bool {
+    g.status == GlobalClusterStatus::Available && g.failover.is_none()
+}
+
+fn cluster_settled(c: &Cluster) -> bool {
+    c.status == ClusterStatus::Available
+}
+
+fn instance_settled(i: &Instance) -> bool {
+    i.status == InstanceStatus::Available
+}
+
+fn group_settled(g: &ReplicationGroup) -> bool {
+    g.status == ReplicationGroupStatus::Available
+}
+
+fn global_group_settled(g: &GlobalReplicationGroup) -> bool {
+    g.status.is_settled()
+        && g.members
+            .iter()
+            .all(|m| m.status == GlobalMemberStatus::Associated)
+}
+
+/// What this process changed, so that its next read of it goes to AWS.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Changed {
+    GlobalCluster(String),
+    /// A regional resource: (region, identifier).
+    Cluster(String, String),
+    /// Instances added to or removed from a cluster: (region, cluster).
+    InstancesOf(String, String),
+    Instance(String, String),
+    Group(String, String),
+    /// A Global Datastore, by suffix (AWS chose the prefix).
+    GlobalGroup(String),
+    Tags(String),
+}
+
+/// One region-wide read of one kind, shared.
+struct Shared<T>(tokio::sync::Mutex<Option<Arc<Taken<T>>>>);
+
+impl<T> Default for Shared<T> {
+    fn default() -> Self {
+        Self(tokio::sync::Mutex::new(None))
+    }
+}
+
+impl<T> Shared<T> {
+    /// The current read if it answers, else a new one by `read` (callers
+    /// arriving meanwhile wait for it instead of making their own).
+    async fn get<F, Fut>(
+        &self,
+        clock: &dyn Clock,
+        max_age: Duration,
+        fresh_since: Option<Timestamp>,
+        read: F,
+    ) -> Arc<Taken<T>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
+        let mut current = self.0.lock().await;
+        let now = clock.now();
+        if let Some(taken) = current.as_ref()
+            && answers(taken.at, taken.result.is_err(), now, max_age, fresh_since)
+        {
+            return taken.clone();
+        }
+        let result = read().await;
+        let taken = Arc::new(Taken { at: now, result });
+        *current = Some(taken.clone());
+        taken
+    }
+}
+
+/// The lags of a region's secondaries, and which ones are asked for.
+#[derive(Default)]
+struct Lags {
+    read: Shared<BTreeMap<String, Option<Duration>>>,
+    /// Every resource asked for lately, with when: each read covers them all.
+    wanted: Mutex<BTreeMap<String, Timestamp>>,
+}
+
+impl Lags {
+    /// Records that `ids` are wanted at `now`; the ones still wanted.
+    fn want(&self, ids: impl IntoIterator<Item = String>, now: Timestamp) -> Vec<String> {
+        let mut wanted = lock(&self.wanted);
+        for id in ids {
+            wanted.insert(id, now);
+        }
+        wanted.retain(|_, asked| elapsed(*asked, now) < LAG_WANTED_FOR);
+        wanted.keys().cloned().collect()
+    }
+}
+
+#[derive(Default)]
+struct RegionState {
+    global_clusters: Shared<HashMap<String, GlobalCluster>>,
+    clusters: Shared<HashMap<String, Cluster>>,
+    instances: Shared<Vec<RegionInstance>>,
+    groups: Shared<HashMap<String, ReplicationGroup>>,
+    global_groups: Shared<Vec<GlobalReplicationGroup>>,
+    database_lags: Lags,
+    cache_lags: Lags,
+    cache_tags: Mutex<HashMap<String, (Timestamp, Tags)>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update leaves the maps consistent before it could panic.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct State {
+    cloud: Arc<dyn Cloud>,
+    regions: Mutex<HashMap<String, Arc<RegionState>>>,
+    changed: Mutex<HashMap<Changed, Timestamp>>,
+    /// Global Datastore ids learnt from this process's creates, by suffix:
+    /// a direct read of one names it instead of listing them all.
+    global_group_ids: Mutex<HashMap<String, String>>,
+}
+
+impl State {
+    fn now(&self) -> Timestamp {
+        self.cloud.clock().now()
+    }
+
+    fn region(&self, region: &str) -> Arc<RegionState> {
+        lock(&self.regions)
+            .entry(region.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn changed_at(&self, what: &Changed) -> Option<Timestamp> {
+        lock(&self.changed).get(what).copied()
+    }
+
+    /// Marks `what` as changed by this process now (after the call: a read
+    /// that began before its answer may not show it).
+    fn mark(&self, what: impl IntoIterator<Item = Changed>) {
+        let now = self.now();
+        let mut changed = lock(&self.changed);
+        // A mark older than any read that may still answer is spent.
+        changed.retain(|_, at| elapsed(*at, now) < MAX_AGE * 2);
+        for what in what {
+            changed.insert(what, now);
+        }
+    }
+}
+
+/// The shared observation in front of a cloud; a [`Cloud`] itself.
+pub struct SharedView {
+    state: Arc<State>,
+}
+
+/// What one sampling round reads of a region: its clusters and groups.
+#[derive(Debug)]
+pub struct RegionObservation {
+    clusters: Arc<Taken<HashMap<String, Cluster>>>,
+    groups: Arc<Taken<HashMap<String, ReplicationGroup>>>,
+}
+
+impl RegionObservation {
+    /// The cluster `id` as a describe of it would have answered: `None`
+    /// when the region has no such cluster.
+    pub fn cluster(&self, id: &str) -> Result<Option<&Cluster>, &CloudError> {
+        self.clusters.result.as_ref().map(|all| all.get(id))
+    }
+
+    /// The replication group `id`, as [`Self::cluster`].
+    pub fn group(&self, id: &str) -> Result<Option<&ReplicationGroup>, &CloudError> {
+        self.groups.result.as_ref().map(|all| all.get(id))
+    }
+
+    /// When the older of the two reads began.
+    pub fn taken_at(&self) -> Timestamp {
+        self.clusters.at.min(self.groups.at)
+    }
+}
+
+/// The replication lags of a region's secondaries, read at once.
+pub type LagObservation = Taken<BTreeMap<String, Option<Duration>>>;
+
+impl LagObservation {
+    /// The lag of `id`; `None` without a data point.
+    pub fn lag(&self, id: &str) -> Result<Option<Duration>, &CloudError> {
+        self.result
+            .as_ref()
+            .map(|all| all.get(id).copied().flatten())
+    }
+
+    /// Whether it answers for `id` (a failed read answers for all).
+    fn covers(&self, id: &str) -> bool {
+        self.result
+            .as_ref()
+            .map_or(true, |all| all.contains_key(id))
+    }
+}
+
+fn by_id<T>(items: Vec<T>, id: impl Fn(&T) -> &str) -> HashMap<String, T> {
+    items
+        .into_iter()
+        .map(|item| (id(&item).to_string(), item))
+        .collect()
+}
+
+/// The part of an RDS ARN after the resource type: `cluster:ID` → `ID`.
+fn rds_arn_id(arn: &str) -> Option<(&str, &str)> {
+    let mut fields = arn.splitn(7, ':');
+    let kind = fields.nth(5)?;
+    let id = fields.next()?;
+    Some((kind, id))
+}
+
+impl SharedView {
+    pub fn new(cloud: Arc<dyn Cloud>) -> Self {
+        Self {
+            state: Arc::new(State {
+                cloud,
+                regions: Mutex::new(HashMap::new()),
+                changed: Mutex::new(HashMap::new()),
+                global_group_ids: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The clusters and groups of `region` for a sampling round: the shared
+    /// reads, or new ones when they began before `fresh_since` (a sampler
+    /// whose data-plane probe failed needs to know whether AWS still
+    /// answers now, not [`MAX_AGE`] ago).
+    pub async fn observe(&self, region: &str, fresh_since: Option<Timestamp>) -> RegionObservation {
+        let (clusters, groups) = tokio::join!(
+            self.state.clusters(region, fresh_since),
+            self.state.groups(region, fresh_since)
+        );
+        RegionObservation { clusters, groups }
+    }
+
+    /// The Aurora replication lags of `region`, answering for `id`, read no
+    /// earlier than `fresh_since` (or [`LAG_MAX_AGE`] ago): one batch for
+    /// every cluster asked for lately, plus `id` and `also`.
+    pub async fn database_lags(
+        &self,
+        region: &str,
+        id: &str,
+        also: impl FnOnce() -> Vec<String>,
+        fresh_since: Option<Timestamp>,
+    ) -> Arc<LagObservation> {
+        self.state
+            .database_lags(region, id, also, fresh_since)
+            .await
+    }
+}
+
+impl State {
+    async fn clusters(
+        &self,
+        region: &str,
+        fresh_since: Option<Timestamp>,
+    ) -> Arc<Taken<HashMap<String, Cluster>>> {
+        let port = self.cloud.aurora(region);
+        self.region(region)
+            .clusters
+            .get(
+                self.cloud.clock().as_ref(),
+                MAX_AGE,
+                fresh_since,
+                || async { Ok(by_id(port.describe_clusters().await?, |c| &c.id)) },
+            )
+            .await
+    }
+
+    async fn groups(
+        &self,
+        region: &str,
+        fresh_since: Option<Timestamp>,
+    ) -> Arc<Taken<HashMap<String, ReplicationGroup>>> {
+        let port = self.cloud.elasticache(region);
+        self.region(region)
+            .groups
+            .get(
+                self.cloud.clock().as_ref(),
+                MAX_AGE,
+                fresh_since,
+                || async { Ok(by_id(port.describe_replication_groups().await?, |g| &g.id)) },
+            )
+            .await
+    }
+
+    async fn global_clusters(&self, region: &str) -> Arc<Taken<HashMap<String, GlobalCluster>>> {
+        let port = self.cloud.aurora(region);
+        self.region(region)
+            .global_clusters
+            .get(self.cloud.clock().as_ref(), MAX_AGE, None, || async {
+                Ok(by_id(port.describe_global_clusters().await?, |g| &g.id))
+            })
+            .await
+    }
+
+    async fn instances(&self, region: &str) -> Arc<Taken<Vec<RegionInstance>>> {
+        let port = self.cloud.aurora(region);
+        self.region(region)
+            .instances
+            .get(self.cloud.clock().as_ref(), MAX_AGE, None, || {
+                port.describe_instances()
+            })
+            .await
+    }
+
+    async fn global_groups(&self, region: &str) -> Arc<Taken<Vec<GlobalReplicationGroup>>> {
+        let port = self.cloud.elasticache(region);
+        self.region(region)
+            .global_groups
+            .get(self.cloud.clock().as_ref(), MAX_AGE, None, || {
+                port.describe_global_replication_groups(None)
+            })
+            .await
+    }
+
+    async fn database_lags(
+        &self,
+        region: &str,
+        id: &str,
+        also: impl FnOnce() -> Vec<String>,
+        fresh_since: Option<Timestamp>,
+    ) -> Arc<LagObservation> {
+        let state = self.region(region);
+        let now = self.now();
+        let wanted = state
+            .database_lags
+            .want(std::iter::once(id.to_string()), now);
+        let port = self.cloud.aurora(region);
+        let mut current = state.database_lags.read.0.lock().await;
+        if let Some(taken) = current.as_ref()
+            && answers(
+                taken.at,
+                taken.result.is_err(),
+                now,
+                LAG_MAX_AGE,
+                fresh_since,
+            )
+            && taken.covers(id)
+        {
+            return taken.clone();
+        }
+        let wanted = state
+            .database_lags
+            .want(also(), now)
+            .into_iter()
+            .chain(wanted);
+        let mut ids: Vec<String> = wanted.collect();
+        ids.sort();
+        ids.dedup();
+        let result = port.replication_lags(&ids, now).await;
+        let taken = Arc::new(Taken { at: now, result });
+        *current = Some(taken.clone());
+        taken
+    }
+
+    async fn cache_lags(&self, region: &str, id: &str) -> Arc<LagObservation> {
+        let state = self.region(region);
+        let now = self.now();
+        let wanted = state.cache_lags.want(std::iter::once(id.to_string()), now);
+        let groups = self.groups(region, None).await;
+        let port = self.cloud.elasticache(region);
+        let mut current = state.cache_lags.read.0.lock().await;
+        if let Some(taken) = current.as_ref()
+            && answers(taken.at, taken.result.is_err(), now, LAG_MAX_AGE, None)
+            && taken.covers(id)
+        {
+            return taken.clone();
+        }
+        let result = match &groups.result {
+            Ok(all) => {
+                let batch: Vec<ReplicationGroup> = wanted
+                    .iter()
+                    .filter_map(|id| all.get(id).cloned())
+                    .collect();
+                port.replication_lags(&batch, now).await.map(|mut lags| {
+                    // A group the region does not hold has no data point.
+                    for id in wanted {
+                        lags.entry(id).or_insert(None);
+                    }
+                    lags
+                })
+            }
+            Err(error) => Err(error.clone()),
+        };
+        let taken = Arc::new(Taken { at: now, result });
+        *current = Some(taken.clone());
+        taken
+    }
+}
+
+impl Cloud for SharedView {
+    fn aurora(&self, region: &str) -> Arc<dyn AuroraPort> {
+        Arc::new(ViewedAurora {
+            inner: self.state.cloud.aurora(region),
+            region: region.to_string(),
+            state: self.state.clone(),
+        })
+    }
+
+    fn elasticache(&self, region: &str) -> Arc<dyn ElastiCachePort> {
+        Arc::new(ViewedElastiCache {
+            inner: self.state.cloud.elasticache(region),
+            region: region.to_string(),
+            state: self.state.clone(),
+        })
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.state.cloud.clock()
+    }
+
+    fn speed(&self) -> u32 {
+        self.state.cloud.speed()
+    }
+
+    fn probe(&self) -> Arc<dyn Probe> {
+        self.state.cloud.probe()
+    }
+}
+
+/// The answer of a shared read about one resource, or `None` when AWS must
+/// be asked directly.
+fn served<'a, T, V>(
+    taken: &'a Taken<T>,
+    changed_at: Option<Timestamp>,
+    entry: impl FnOnce(&'a T) -> Option<&'a V>,
+    settled: impl FnOnce(&V) -> bool,
+) -> Option<Result<Option<&'a V>, CloudError>> {
+    match &taken.result {
+        Ok(all) => {
+            let found = entry(all);
+            from_snapshot(taken.at, changed_at, found.map(settled)).then_some(Ok(found))
+        }
+        Err(error) => from_snapshot(taken.at, changed_at, None).then(|| Err(error.clone())),
+    }
+}
+
+struct ViewedAurora {
+    inner: Arc<dyn AuroraPort>,
+    region: String,
+    state: Arc<State>,
+}
+
+impl ViewedAurora {
+    fn cluster_key(&self, id: &str) -> Changed {
+        Changed::Cluster(self.region.clone(), id.to_string())
+    }
+
+    /// What an RDS ARN names, as a change mark.
+    fn arn_key(&self, arn: &str) -> Option<Changed> {
+        let region = arn_region(arn).unwrap_or(&self.region).to_string();
+        match rds_arn_id(arn)? {
+            ("cluster", id) => Some(Changed::Cluster(region, id.to_string())),
+            ("db", id) => Some(Changed::Instance(region, id.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The instances of a cluster from the shared reads, when they agree
+    /// with each other and nothing of the cluster is changing.
+    async fn shared_instances(&self, cluster_id: &str) -> Option<Vec<Instance>> {
+        let clusters = self.state.clusters(&self.region, None).await;
+        let cluster = clusters.result.as_ref().ok()?.get(cluster_id)?;
+        if !from_snapshot(
+            clusters.at,
+            self.state.changed_at(&self.cluster_key(cluster_id)),
+            Some(cluster_settled(cluster)),
+        ) {
+            return None;
+        }
+        let all = self.state.instances(&self.region).await;
+        let instances = instances_of(cluster, all.result.as_ref().ok()?);
+        let changed = |i: &Instance| {
+            self.state
+                .changed_at(&Changed::Instance(self.region.clone(), i.id.clone()))
+        };
+        let members_agree = {
+            let mut listed: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+            let mut members: Vec<&str> = cluster.members.iter().map(String::as_str).collect();
+            listed.sort_unstable();
+            members.sort_unstable();
+            listed == members
+        };
+        let fresh = from_snapshot(
+            all.at,
+            self.state.changed_at(&Changed::InstancesOf(
+                self.region.clone(),
+                cluster_id.to_string(),
+            )),
+            Some(true),
+        ) && instances
+            .iter()
+            .all(|i| from_snapshot(all.at, changed(i), Some(instance_settled(i))));
+        (members_agree && fresh).then_some(instances)
+    }
+}
+
+#[async_trait]
+impl AuroraPort for ViewedAurora {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn describe_global_cluster(&self, id: &str) -> Result<Option<GlobalCluster>, CloudError> {
+        let taken = self.state.global_clusters(&self.region).await;
+        let changed = self
+            .state
+            .changed_at(&Changed::GlobalCluster(id.to_string()));
+        if let Some(answer) = served(&taken, changed, |all| all.get(id), global_cluster_settled) {
+            return answer.map(Option::<&GlobalCluster>::cloned);
+        }
+        self.inner.describe_global_cluster(id).await
+    }
+
+    async fn describe_global_clusters(&self) -> Result<Vec<GlobalCluster>, CloudError> {
+        let taken = self.state.global_clusters(&self.region).await;
+        taken
+            .result
+            .as_ref()
+            .map(|all| all.values().cloned().collect())
+            .map_err(Clone::clone)
+    }
+
+    async fn create_global_cluster(
+        &self,
+        request: &CreateGlobalClusterRequest,
+    ) -> Result<GlobalCluster, CloudError> {
+        let result = self.inner.create_global_cluster(request).await;
+        let mut marks = vec![Changed::GlobalCluster(request.global_cluster_id.clone())];
+        marks.extend(self.arn_key(&request.source_cluster_arn));
+        self.state.mark(marks);
+        result
+    }
+
+    async fn modify_global_cluster(
+        &self,
+        request: &ModifyGlobalClusterRequest,
+    ) -> Result<GlobalCluster, CloudError> {
+        let result = self.inner.modify_global_cluster(request).await;
+        self.state
+            .mark([Changed::GlobalCluster(request.global_cluster_id.clone())]);
+        result
+    }
+
+    async fn delete_global_cluster(&self, id: &str) -> Result<(), CloudError> {
+        let result = self.inner.delete_global_cluster(id).await;
+        self.state.mark([Changed::GlobalCluster(id.to_string())]);
+        result
+    }
+
+    async fn remove_from_global_cluster(
+        &self,
+        global_cluster_id: &str,
+        cluster_arn: &str,
+    ) -> Result<(), CloudError> {
+        let result = self
+            .inner
+            .remove_from_global_cluster(global_cluster_id, cluster_arn)
+            .await;
+        let mut marks = vec![Changed::GlobalCluster(global_cluster_id.to_string())];
+        marks.extend(self.arn_key(cluster_arn));
+        self.state.mark(marks);
+        result
+    }
+
+    async fn failover_global_cluster(
+        &self,
+        global_cluster_id: &str,
+        target_cluster_arn: &str,
+        allow_data_loss: bool,
+    ) -> Result<(), CloudError> {
+        let result = self
+            .inner
+            .failover_global_cluster(global_cluster_id, target_cluster_arn, allow_data_loss)
+            .await;
+        let mut marks = vec![Changed::GlobalCluster(global_cluster_id.to_string())];
+        marks.extend(self.arn_key(target_cluster_arn));
+        self.state.mark(marks);
+        result
+    }
+
+    async fn switchover_global_cluster(
+        &self,
+        global_cluster_id: &str,
+        target_cluster_arn: &str,
+    ) -> Result<(), CloudError> {
+        let result = self
+            .inner
+            .switchover_global_cluster(global_cluster_id, target_cluster_arn)
+            .await;
+        let mut marks = vec![Changed::GlobalCluster(global_cluster_id.to_string())];
+        marks.extend(self.arn_key(target_cluster_arn));
+        self.state.mark(marks);
+        result
+    }
+
+    async fn describe_cluster(&self, id: &str) -> Result<Option<Cluster>, CloudError> {
+        let taken = self.state.clusters(&self.region, None).await;
+        let changed = self.state.changed_at(&self.cluster_key(id));
+        if let Some(answer) = served(&taken, changed, |all| all.get(id), cluster_settled) {
+            return answer.map(Option::<&Cluster>::cloned);
+        }
+        self.inner.describe_cluster(id).await
+    }
+
+    async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
+        let taken = self.state.clusters(&self.region, None).await;
+        taken
+            .result
+            .as_ref()
+            .map(|all| all.values().cloned().collect())
+            .map_err(Clone::clone)
+    }
+
+    async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError> {
+        let result = self.inner.create_cluster(request).await;
+        let mut marks = vec![
+            self.cluster_key(&request.cluster_id),
+            Changed::InstancesOf(self.region.clone(), request.cluster_id.clone()),
+        ];
+        marks.extend(
+            request
+                .global_cluster_id
+                .iter()
+                .map(|g| Changed::GlobalCluster(g.clone())),
+        );
+        self.state.mark(marks);
+        result
+    }
+
+    async fn modify_cluster(&self, request: &ModifyClusterRequest) -> Result<Cluster, CloudError> {
+        let result = self.inner.modify_cluster(request).await;
+        self.state.mark([self.cluster_key(&request.cluster_id)]);
+        result
+    }
+
+    async fn delete_cluster(&self, request: &DeleteClusterRequest) -> Result<(), CloudError> {
+        let result = self.inner.delete_cluster(request).await;
+        self.state.mark([
+            self.cluster_key(&request.cluster_id),
+            Changed::InstancesOf(self.region.clone(), request.cluster_id.clone()),
+        ]);
+        result
+    }
+
+    async fn add_tags(&self, resource_arn: &str, tags: &Tags) -> Result<(), CloudError> {
+        let result = self.inner.add_tags(resource_arn, tags).await;
+        self.state.mark(self.arn_key(resource_arn));
+        result
+    }
+
+    async fn list_instances(&self, cluster_id: &str) -> Result<Vec<Instance>, CloudError> {
+        if let Some(instances) = self.shared_instances(cluster_id).await {
+            return Ok(instances);
+        }
+        self.inner.list_instances(cluster_id).await
+    }
+
+    async fn describe_instances(&self) -> Result<Vec<RegionInstance>, CloudError> {
+        let taken = self.state.instances(&self.region).await;
+        taken.result.clone()
+    }
+
+    async fn create_instance(
+        &self,
+        request: &CreateInstanceRequest,
+    ) -> Result<Instance, CloudError> {
+        let result = self.inner.create_instance(request).await;
+        self.state.mark([
+            Changed::InstancesOf(self.region.clone(), request.cluster_id.clone()),
+            Changed::Instance(self.region.clone(), request.instance_id.clone()),
+        ]);
+        result
+    }
+
+    async fn delete_instance(&self, instance_id: &str) -> Result<(), CloudError> {
+        let result = self.inner.delete_instance(instance_id).await;
+        self.state.mark([Changed::Instance(
+            self.region.clone(),
+            instance_id.to_string(),
+        )]);
+        result
+    }
+
+    async fn modify_instance(&self, request: &ModifyInstanceRequest) -> Result<(), CloudError> {
+        let result = self.inner.modify_instance(request).await;
+        self.state.mark([Changed::Instance(
+            self.region.clone(),
+            request.instance_id.clone(),
+        )]);
+        result
+    }
+
+    async fn describe_subnet_group(&self, name: &str) -> Result<Option<SubnetGroup>, CloudError> {
+        self.inner.describe_subnet_group(name).await
+    }
+
+    async fn default_engine_version(
+        &self,
+        engine: &str,
+        major: &str,
+    ) -> Result<Option<String>, CloudError> {
+        self.inner.default_engine_version(engine, major).await
+    }
+
+    async fn replication_lag(
+        &self,
+        cluster_id: &str,
+        _now: Timestamp,
+    ) -> Result<Option<Duration>, CloudError> {
+        let lags = self
+            .state
+            .database_lags(&self.region, cluster_id, Vec::new, None)
+            .await;
+        lags.lag(cluster_id).map_err(Clone::clone)
+    }
+
+    async fn replication_lags(
+        &self,
+        cluster_ids: &[String],
+        now: Timestamp,
+    ) -> Result<BTreeMap<String, Option<Duration>>, CloudError> {
+        self.inner.replication_lags(cluster_ids, now).await
+    }
+}
+
+struct ViewedElastiCache {
+    inner: Arc<dyn ElastiCachePort>,
+    region: String,
+    state: Arc<State>,
+}
+
+impl ViewedElastiCache {
+    fn group_key(&self, id: &str) -> Changed {
+        Changed::Group(self.region.clone(), id.to_string())
+    }
+
+    fn global_key(global_replication_group_id: &str) -> Option<Changed> {
+        suffix_of(global_replication_group_id).map(|s| Changed::GlobalGroup(s.to_string()))
+    }
+}
+
+#[async_trait]
+impl ElastiCachePort for ViewedElastiCache {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn describe_global_replication_groups(
+        &self,
+        id: Option<&str>,
+    ) -> Result<Vec<GlobalReplicationGroup>, CloudError> {
+        self.inner.describe_global_replication_groups(id).await
+    }
+
+    async fn global_replication_group(
+        &self,
+        suffix: &str,
+    ) -> Result<Option<GlobalReplicationGroup>, CloudError> {
+        let taken = self.state.global_groups(&self.region).await;
+        let changed = self
+            .state
+            .changed_at(&Changed::GlobalGroup(suffix.to_string()));
+        if let Some(answer) = served(
+            &taken,
+            changed,
+            |all| find_global(all, suffix),
+            global_group_settled,
+        ) {
+            return answer.map(Option::<&GlobalReplicationGroup>::cloned);
+        }
+        // Named when its id is known: one call instead of a listing of
+        // every Global Datastore of the account.
+        let known = taken
+            .result
+            .as_ref()
+            .ok()
+            .and_then(|all| find_global(all, suffix))
+            .map(|g| g.id.clone())
+            .or_else(|| lock(&self.state.global_group_ids).get(suffix).cloned());
+        if let Some(id) = known {
+            let named = self
+                .inner
+                .describe_global_replication_groups(Some(&id))
+                .await?;
+            if let Some(found) = find_global(&named, suffix)
+                && found.status != super::elasticache::port::GlobalReplicationGroupStatus::Deleting
+            {
+                return Ok(Some(found.clone()));
+            }
+        }
+        self.inner.global_replication_group(suffix).await
+    }
+
+    async fn create_global_replication_group(
+        &self,
+        request: &CreateGlobalReplicationGroupRequest,
+    ) -> Result<GlobalReplicationGroup, CloudError> {
+        let result = self.inner.create_global_replication_group(request).await;
+        if let Ok(created) = &result {
+            lock(&self.state.global_group_ids).insert(request.suffix.clone(), created.id.clone());
+        }
+        self.state.mark([
+            Changed::GlobalGroup(request.suffix.clone()),
+            self.group_key(&request.primary_replication_group_id),
+        ]);
+        result
+    }
+
+    async fn delete_global_replication_group(&self, id: &str) -> Result<(), CloudError> {
+        let result = self.inner.delete_global_replication_group(id).await;
+        self.state.mark(Self::global_key(id));
+        result
+    }
+
+    async fn disassociate_global_replication_group(
+        &self,
+        global_replication_group_id: &str,
+        replication_group_id: &str,
+        replication_group_region: &str,
+    ) -> Result<(), CloudError> {
+        let result = self
+            .inner
+            .disassociate_global_replication_group(
+                global_replication_group_id,
+                replication_group_id,
+                replication_group_region,
+            )
+            .await;
+        let mut marks: Vec<Changed> = Self::global_key(global_replication_group_id)
+            .into_iter()
+            .collect();
+        marks.push(Changed::Group(
+            replication_group_region.to_string(),
+            replication_group_id.to_string(),
+        ));
+        self.state.mark(marks);
+        result
+    }
+
+    async fn failover_global_replication_group(
+        &self,
+        global_replication_group_id: &str,
+        primary_region: &str,
+        primary_replication_group_id: &str,
+    ) -> Result<(), CloudError> {
+        let result = self
+            .inner
+            .failover_global_replication_group(
+                global_replication_group_id,
+                primary_region,
+                primary_replication_group_id,
+            )
+            .await;
+        let mut marks: Vec<Changed> = Self::global_key(global_replication_group_id)
+            .into_iter()
+            .collect();
+        marks.push(Changed::Group(
+            primary_region.to_string(),
+            primary_replication_group_id.to_string(),
+        ));
+        self.state.mark(marks);
+        result
+    }
+
+    async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError> {
+        self.inner.cache_subnet_group_exists(name).await
+    }
+
+    async fn describe_replication_group(
+        &self,
+        id: &str,
+    ) -> Result<Option<ReplicationGroup>, CloudError> {
+        let taken = self.state.groups(&self.region, None).await;
+        let changed = self.state.changed_at(&self.group_key(id));
+        if let Some(answer) = served(&taken, changed, |all| all.get(id), group_settled) {
+            return answer.map(Option::<&ReplicationGroup>::cloned);
+        }
+        self.inner.describe_replication_group(id).await
+    }
+
+    async fn describe_replication_groups(&self) -> Result<Vec<ReplicationGroup>, CloudError> {
+        let taken = self.state.groups(&self.region, None).await;
+        taken
+            .result
+            .as_ref()
+            .map(|all| all.values().cloned().collect())
+            .map_err(Clone::clone)
+    }
+
+    async fn create_replication_group(
+        &self,
+        request: &CreateReplicationGroupRequest,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let result = self.inner.create_replication_group(request).await;
+        let mut marks = vec![self.group_key(&request.replication_group_id)];
+        marks.extend(
+            request
+                .global_replication_group_id
+                .as_deref()
+                .and_then(Self::global_key),
+        );
+        self.state.mark(marks);
+        result
+    }
+
+    async fn modify_replication_group(
+        &self,
+        request: &ModifyReplicationGroupRequest,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let result = self.inner.modify_replication_group(request).await;
+        self.state
+            .mark([self.group_key(&request.replication_group_id)]);
+        result
+    }
+
+    async fn delete_replication_group(
+        &self,
+        request: &DeleteReplicationGroupRequest,
+    ) -> Result<(), CloudError> {
+        let result = self.inner.delete_replication_group(request).await;
+        self.state
+            .mark([self.group_key(&request.replication_group_id)]);
+        result
+    }
+
+    async fn increase_replica_count(
+        &self,
+        replication_group_id: &str,
+        new_replica_count: u8,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let result = self
+            .inner
+            .increase_replica_count(replication_group_id, new_replica_count)
+            .await;
+        self.state.mark([self.group_key(replication_group_id)]);
+        result
+    }
+
+    async fn decrease_replica_count(
+        &self,
+        replication_group_id: &str,
+        new_replica_count: u8,
+    ) -> Result<ReplicationGroup, CloudError> {
+        let result = self
+            .inner
+            .decrease_replica_count(replication_group_id, new_replica_count)
+            .await;
+        self.state.mark([self.group_key(replication_group_id)]);
+        result
+    }
+
+    async fn list_tags(&self, resource_arn: &str) -> Result<Tags, CloudError> {
+        let region = self.state.region(&self.region);
+        let now = self.state.now();
+        let changed = self
+            .state
+            .changed_at(&Changed::Tags(resource_arn.to_string()));
+        if let Some((at, tags)) = lock(&region.cache_tags).get(resource_arn)
+            && answers(*at, false, now, CACHE_TAGS_MAX_AGE, None)
+            && from_snapshot(*at, changed, Some(true))
+        {
+            return Ok(tags.clone());
+        }
+        let tags = self.inner.list_tags(resource_arn).await?;
+        lock(&region.cache_tags).insert(resource_arn.to_string(), (now, tags.clone()));
+        Ok(tags)
+    }
+
+    async fn node_security_groups(
+        &self,
+        cache_cluster_id: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        self.inner.node_security_groups(cache_cluster_id).await
+    }
+
+    async fn add_tags(&self, resource_arn: &str, tags: &Tags) -> Result<(), CloudError> {
+        let result = self.inner.add_tags(resource_arn, tags).await;
+        let region = self.state.region(&self.region);
+        lock(&region.cache_tags).remove(resource_arn);
+        // A listing begun before this answer must not be kept either.
+        self.state.mark([Changed::Tags(resource_arn.to_string())]);
+        result
+    }
+
+    async fn replication_lag(
+        &self,
+        replication_group_id: &str,
+        _now: Timestamp,
+    ) -> Result<Option<Duration>, CloudError> {
+        let lags = self
+            .state
+            .cache_lags(&self.region, replication_group_id)
+            .await;
+        lags.lag(replication_group_id).map_err(Clone::clone)
+    }
+
+    async fn replication_lags(
+        &self,
+        groups: &[ReplicationGroup],
+        now: Timestamp,
+    ) -> Result<BTreeMap<String, Option<Duration>>, CloudError> {
+        self.inner.replication_lags(groups, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + second).unwrap()
+    }
+
+    #[test]
+    fn a_shared_read_answers_until_it_is_too_old_or_older_than_asked() {
+        let thirty = Duration::from_secs(30);
+        assert!(answers(at(0), false, at(29), thirty, None));
+        assert!(!answers(at(0), false, at(30), thirty, None));
+        assert!(answers(at(10), false, at(12), thirty, Some(at(10))));
+        assert!(
+            !answers(at(9), false, at(12), thirty, Some(at(10))),
+            "a sampler whose probe failed needs a read of its own round"
+        );
+        assert!(
+            !answers(at(0), true, at(5), thirty, None),
+            "a failed read is tried again after one round"
+        );
+        assert!(answers(at(0), true, at(4), thirty, None));
+    }
+
+    #[test]
+    fn what_this_process_changed_or_what_moves_is_read_from_aws() {
+        assert!(from_snapshot(at(10), None, Some(true)));
+        assert!(
+            from_snapshot(at(10), None, None),
+            "absent: it does not exist"
+        );
+        assert!(from_snapshot(at(10), Some(at(5)), Some(true)));
+        assert!(
+            !from_snapshot(at(10), Some(at(10)), Some(true)),
+            "a read begun when the change was made may not show it"
+        );
+        assert!(!from_snapshot(at(10), Some(at(12)), None));
+        assert!(!from_snapshot(at(10), None, Some(false)), "in motion");
+    }
+
+    #[test]
+    fn rds_arns_name_their_resource() {
+        assert_eq!(
+            rds_arn_id("arn:aws:rds:eu-west-1:123456789012:cluster:acme-eu-west-1"),
+            Some(("cluster", "acme-eu-west-1"))
+        );
+        assert_eq!(
+            rds_arn_id("arn:aws:rds:eu-west-1:123456789012:db:acme-eu-west-1-1"),
+            Some(("db", "acme-eu-west-1-1"))
+        );
+        assert_eq!(rds_arn_id("not-an-arn"), None);
+    }
+}
+
+#[cfg(all(test, feature = "simulation"))]
+mod sim_tests {
+    use super::*;
+    use crate::sim::{Fault, LiveSim, Op, SimCloud, VirtualClock};
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn cluster(id: &str) -> CreateClusterRequest {
+        CreateClusterRequest {
+            cluster_id: id.into(),
+            engine: "aurora-postgresql".into(),
+            engine_version: "16.6".into(),
+            storage_encrypted: true,
+            master_username: Some("admin_user".into()),
+            master_user_password: Some(super::super::aurora::MasterPassword::new(
+                "sim-password-0123456789",
+            )),
+            ..Default::default()
+        }
+    }
+
+    fn instance(cluster: &str, id: &str) -> CreateInstanceRequest {
+        CreateInstanceRequest {
+            instance_id: id.into(),
+            cluster_id: cluster.into(),
+            class: "db.r6g.large".into(),
+            engine: "aurora-postgresql".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A view over a simulated cloud whose clock follows the (paused) test
+    /// runtime, with `shops` available clusters of two instances each in
+    /// eu-west-1.
+    async fn fleet(shops: usize) -> (SimCloud, SharedView) {
+        let sim = SimCloud::new(VirtualClock::default());
+        let view = SharedView::new(Arc::new(LiveSim::start(sim.clone(), 1)));
+        let eu = sim.aurora("eu-west-1");
+        for n in 0..shops {
+            let id = format!("shop-{n:04}");
+            eu.create_cluster(&cluster(&id)).await.unwrap();
+        }
+        tokio::time::advance(11 * MINUTE).await;
+        for n in 0..shops {
+            let id = format!("shop-{n:04}");
+            for slot in 0..2 {
+                eu.create_instance(&instance(&id, &format!("{id}-{slot}")))
+                    .await
+                    .unwrap();
+            }
+        }
+        tokio::time::advance(11 * MINUTE).await;
+        (sim, view)
+    }
+
+    fn reads(sim: &SimCloud) -> usize {
+        sim.call_count(Op::DescribeDBClusters) + sim.call_count(Op::DescribeDBInstances)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_converged_fleet_is_reconciled_from_one_paginated_read_of_each_kind() {
+        let (sim, view) = fleet(251).await;
+        let before = reads(&sim);
+        let eu = view.aurora("eu-west-1");
+        for n in 0..251 {
+            let id = format!("shop-{n:04}");
+            let found = eu.describe_cluster(&id).await.unwrap().expect("exists");
+            assert_eq!(found.id, id);
+            let instances = eu.list_instances(&id).await.unwrap();
+            assert_eq!(instances.len(), 2);
+            assert!(instances[0].is_writer, "the first instance took the writes");
+        }
+        // 251 clusters: three pages; 502 instances: six pages.
+        assert_eq!(reads(&sim) - before, 3 + 6);
+        assert_eq!(
+            eu.list_instances("shop-0007").await.unwrap(),
+            sim.aurora("eu-west-1")
+                .list_instances("shop-0007")
+                .await
+                .unwrap(),
+            "the shared read answers as AWS does, order and writer flag included"
+        );
+        // Past the shared read's age, one more read of each kind.
+        let before = reads(&sim);
+        tokio::time::advance(MAX_AGE).await;
+        eu.describe_cluster("shop-0001").await.unwrap();
+        eu.list_instances("shop-0001").await.unwrap();
+        assert_eq!(reads(&sim) - before, 3 + 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_action_s_own_result_is_read_from_aws_until_a_later_shared_read() {
+        let (sim, view) = fleet(3).await;
+        let eu = view.aurora("eu-west-1");
+        eu.describe_cluster("shop-0001").await.unwrap();
+        let described = sim.call_count(Op::DescribeDBClusters);
+        eu.modify_cluster(&ModifyClusterRequest {
+            cluster_id: "shop-0001".into(),
+            security_group_ids: Some(vec!["sg-0123456789abcdef0".into()]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let after = eu.describe_cluster("shop-0001").await.unwrap().unwrap();
+        assert_eq!(
+            after.security_group_ids,
+            vec!["sg-0123456789abcdef0".to_string()],
+            "the change is seen at once"
+        );
+        assert_eq!(sim.call_count(Op::DescribeDBClusters), described + 1);
+        // Another shop's cluster is still served by the shared read.
+        eu.describe_cluster("shop-0002").await.unwrap();
+        assert_eq!(sim.call_count(Op::DescribeDBClusters), described + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resource_in_motion_is_read_from_aws_at_every_ask() {
+        let sim = SimCloud::new(VirtualClock::default());
+        let view = SharedView::new(Arc::new(LiveSim::start(sim.clone(), 1)));
+        sim.aurora("eu-west-1")
+            .create_cluster(&cluster("shop"))
+            .await
+            .unwrap();
+        let eu = view.aurora("eu-west-1");
+        for _ in 0..3 {
+            let found = eu.describe_cluster("shop").await.unwrap().unwrap();
+            assert_eq!(found.status, ClusterStatus::Creating);
+        }
+        // One shared read, then one direct read per ask.
+        assert_eq!(sim.call_count(Op::DescribeDBClusters), 1 + 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_region_answers_every_shop_with_one_failed_read_a_round() {
+        let (sim, view) = fleet(20).await;
+        sim.inject(Fault::RegionOutage {
+            region: "eu-west-1".into(),
+        });
+        let before = sim.call_count(Op::DescribeDBClusters);
+        let eu = view.aurora("eu-west-1");
+        for n in 0..20 {
+            let error = eu
+                .describe_cluster(&format!("shop-{n:04}"))
+                .await
+                .expect_err("the region cannot be reached");
+            assert!(matches!(error, CloudError::RegionUnavailable { .. }));
+        }
+        assert_eq!(sim.call_count(Op::DescribeDBClusters) - before, 1);
+        tokio::time::advance(FAILED_MAX_AGE).await;
+        eu.describe_cluster("shop-0000").await.unwrap_err();
+        assert_eq!(sim.call_count(Op::DescribeDBClusters) - before, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sampler_whose_probe_failed_gets_a_read_of_its_own_round() {
+        let (sim, view) = fleet(1).await;
+        let first = view.observe("eu-west-1", None).await;
+        assert!(first.cluster("shop-0000").unwrap().is_some());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        sim.inject(Fault::RegionOutage {
+            region: "eu-west-1".into(),
+        });
+        let shared = view.observe("eu-west-1", None).await;
+        assert!(shared.cluster("shop-0000").is_ok(), "still the shared read");
+        let round = view.clock().now();
+        let fresh = view.observe("eu-west-1", Some(round)).await;
+        assert!(
+            fresh.cluster("shop-0000").is_err(),
+            "AWS does not answer now"
+        );
+    }
+}
