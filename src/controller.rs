@@ -28,6 +28,7 @@ use tracing::{error, info, warn};
 use crate::api::conditions::{self, Desired, Status, Transition, find, types};
 use crate::api::{ShopRegion, ShopRegionSpec, ShopRegionStatus, validate};
 use crate::cloud::aurora::{self, Aurora, MasterPassword};
+use crate::cloud::budget::RequestBudget;
 use crate::cloud::elasticache::{self, CacheAuth, ElastiCache};
 use crate::cloud::executor::CloudConcern;
 use crate::cloud::view::SharedView;
@@ -143,10 +144,11 @@ impl Context {
         }
     }
 
-    /// Every read of `cloud`, the samplers' and the reconciles', goes
-    /// through one [`SharedView`]: the AWS reads do not grow with the fleet.
-    pub fn with_cloud(mut self, cloud: Arc<dyn Cloud>) -> Self {
-        let view = Arc::new(SharedView::new(cloud));
+    /// Every call to `cloud`, the samplers' and the reconciles', goes
+    /// through one [`SharedView`] within `budget`: the AWS reads do not
+    /// grow with the fleet.
+    pub fn with_cloud(mut self, cloud: Arc<dyn Cloud>, budget: RequestBudget) -> Self {
+        let view = Arc::new(SharedView::new(cloud, budget));
         let (trigger, changes) = futures::channel::mpsc::unbounded();
         self.failover = Some(Arc::new(Runtime::new(
             view.clone(),

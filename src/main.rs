@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 
 use shopfleet::cloud::Cloud;
 use shopfleet::cloud::aws::{AwsCloud, AwsOptions};
+use shopfleet::cloud::budget::RequestBudget;
 use shopfleet::controller::{self, Context, Scope};
 #[cfg(feature = "simulation")]
 use shopfleet::sim::{LiveSim, SimCloud, VirtualClock};
@@ -119,6 +120,17 @@ struct RunArgs {
     #[cfg(feature = "simulation")]
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
     sim_speed: u32,
+    /// The most AWS requests a second this operator sends to one region,
+    /// all services together: reads beyond it wait their turn (up to 5 s,
+    /// then count as throttled without being sent); failovers and other
+    /// changes always go, and spend it too.
+    #[arg(
+        long,
+        env = "SHOPFLEET_AWS_REQUESTS_PER_SECOND",
+        default_value_t = shopfleet::cloud::budget::DEFAULT_PER_SECOND,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    aws_requests_per_second: u32,
     /// Port of /healthz, /readyz and /metrics.
     #[arg(long, default_value_t = 8080)]
     metrics_port: u16,
@@ -313,8 +325,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // share the client, the metrics and the cloud.
     let controllers = scopes.into_iter().map(|namespace| {
         let ctx = Arc::new(
-            Context::new(client.clone(), metrics.clone(), Some(identity.clone()))
-                .with_cloud(cloud.clone()),
+            Context::new(client.clone(), metrics.clone(), Some(identity.clone())).with_cloud(
+                cloud.clone(),
+                RequestBudget::new(args.aws_requests_per_second),
+            ),
         );
         controller::run(ctx, Scope { namespace }, wait_for(halt_rx.clone()))
     });

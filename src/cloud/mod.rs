@@ -6,6 +6,7 @@
 
 pub mod aurora;
 pub mod aws;
+pub mod budget;
 pub mod elasticache;
 mod error;
 pub mod executor;

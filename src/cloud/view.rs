@@ -44,17 +44,18 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::aurora::port::{
     AuroraPort, Cluster, ClusterStatus, CreateClusterRequest, CreateGlobalClusterRequest,
-    CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus, Instance,
-    InstanceStatus, ModifyClusterRequest, ModifyGlobalClusterRequest, ModifyInstanceRequest,
-    RegionInstance, SubnetGroup, instances_of,
+    CreateInstanceRequest, DESCRIBE_PAGE, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus,
+    Instance, InstanceStatus, METRIC_QUERIES_PER_CALL, ModifyClusterRequest,
+    ModifyGlobalClusterRequest, ModifyInstanceRequest, RegionInstance, SubnetGroup, instances_of,
 };
+use super::budget::{RequestBudget, Spend};
 use super::elasticache::names::{find_global, suffix_of};
 use super::elasticache::port::{
     CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
     DeleteReplicationGroupRequest, ElastiCachePort, GlobalMemberStatus, GlobalReplicationGroup,
     ModifyReplicationGroupRequest, ReplicationGroup, ReplicationGroupStatus,
 };
-use super::{Cloud, CloudError, Tags, arn_region};
+use super::{Cloud, CloudError, Tags, arn_region, real_delay};
 use crate::clock::{Clock, elapsed};
 use crate::probe::Probe;
 
@@ -161,36 +162,60 @@ enum Changed {
 }
 
 /// One region-wide read of one kind, shared.
-struct Shared<T>(tokio::sync::Mutex<Option<Arc<Taken<T>>>>);
+struct Shared<T> {
+    current: tokio::sync::Mutex<Option<Arc<Taken<T>>>>,
+    /// How many resources the last read that answered found: the pages the
+    /// next one costs the budget.
+    found: std::sync::atomic::AtomicUsize,
+}
 
 impl<T> Default for Shared<T> {
     fn default() -> Self {
-        Self(tokio::sync::Mutex::new(None))
+        Self {
+            current: tokio::sync::Mutex::new(None),
+            found: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 }
 
+/// The pages of a listing of `found` resources.
+fn pages(found: usize) -> u32 {
+    u32::try_from(found.div_ceil(DESCRIBE_PAGE).max(1)).unwrap_or(u32::MAX)
+}
+
 impl<T> Shared<T> {
+    fn pages(&self) -> u32 {
+        pages(self.found.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// The current read if it answers, else a new one by `read` (callers
-    /// arriving meanwhile wait for it instead of making their own).
+    /// arriving meanwhile wait for it instead of making their own), sent
+    /// within `region`'s budget.
     async fn get<F, Fut>(
         &self,
-        clock: &dyn Clock,
+        state: &State,
+        region: &str,
         max_age: Duration,
         fresh_since: Option<Timestamp>,
         read: F,
+        count: fn(&T) -> usize,
     ) -> Arc<Taken<T>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, CloudError>>,
     {
-        let mut current = self.0.lock().await;
-        let now = clock.now();
+        let mut current = self.current.lock().await;
+        let now = state.now();
         if let Some(taken) = current.as_ref()
             && answers(taken.at, taken.result.is_err(), now, max_age, fresh_since)
         {
             return taken.clone();
         }
-        let result = read().await;
+        let result = state.send(region, Spend::Read(self.pages()), read()).await;
+        if let Ok(found) = &result {
+            self.found
+                .store(count(found), std::sync::atomic::Ordering::Relaxed);
+        }
         let taken = Arc::new(Taken { at: now, result });
         *current = Some(taken.clone());
         taken
@@ -236,6 +261,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 struct State {
     cloud: Arc<dyn Cloud>,
+    budget: RequestBudget,
     regions: Mutex<HashMap<String, Arc<RegionState>>>,
     changed: Mutex<HashMap<Changed, Timestamp>>,
     /// Global Datastore ids learnt from this process's creates, by suffix:
@@ -246,6 +272,31 @@ struct State {
 impl State {
     fn now(&self) -> Timestamp {
         self.cloud.clock().now()
+    }
+
+    /// `call`, once the region's request budget lets it go.
+    async fn send<T>(
+        &self,
+        region: &str,
+        spend: Spend,
+        call: impl Future<Output = Result<T, CloudError>>,
+    ) -> Result<T, CloudError> {
+        let wait = self.budget.charge(region, spend, self.now())?;
+        if !wait.is_zero() {
+            tokio::time::sleep(real_delay(
+                wait,
+                self.cloud.speed(),
+                Duration::from_millis(1),
+            ))
+            .await;
+        }
+        call.await
+    }
+
+    /// The pages a listing of every Global Datastore costs, judged by the
+    /// last one.
+    fn global_groups_pages(&self, region: &str) -> Spend {
+        Spend::Read(self.region(region).global_groups.pages())
     }
 
     fn region(&self, region: &str) -> Arc<RegionState> {
@@ -321,6 +372,11 @@ impl LagObservation {
     }
 }
 
+/// The `GetMetricData` calls that read `queries` metrics.
+fn metric_calls(queries: usize) -> Spend {
+    Spend::Read(u32::try_from(queries.div_ceil(METRIC_QUERIES_PER_CALL).max(1)).unwrap_or(u32::MAX))
+}
+
 fn by_id<T>(items: Vec<T>, id: impl Fn(&T) -> &str) -> HashMap<String, T> {
     items
         .into_iter()
@@ -337,10 +393,12 @@ fn rds_arn_id(arn: &str) -> Option<(&str, &str)> {
 }
 
 impl SharedView {
-    pub fn new(cloud: Arc<dyn Cloud>) -> Self {
+    /// `budget`: the most requests a second this view sends to one region.
+    pub fn new(cloud: Arc<dyn Cloud>, budget: RequestBudget) -> Self {
         Self {
             state: Arc::new(State {
                 cloud,
+                budget,
                 regions: Mutex::new(HashMap::new()),
                 changed: Mutex::new(HashMap::new()),
                 global_group_ids: Mutex::new(HashMap::new()),
@@ -386,10 +444,12 @@ impl State {
         self.region(region)
             .clusters
             .get(
-                self.cloud.clock().as_ref(),
+                self,
+                region,
                 MAX_AGE,
                 fresh_since,
                 || async { Ok(by_id(port.describe_clusters().await?, |c| &c.id)) },
+                HashMap::len,
             )
             .await
     }
@@ -403,10 +463,12 @@ impl State {
         self.region(region)
             .groups
             .get(
-                self.cloud.clock().as_ref(),
+                self,
+                region,
                 MAX_AGE,
                 fresh_since,
                 || async { Ok(by_id(port.describe_replication_groups().await?, |g| &g.id)) },
+                HashMap::len,
             )
             .await
     }
@@ -415,9 +477,14 @@ impl State {
         let port = self.cloud.aurora(region);
         self.region(region)
             .global_clusters
-            .get(self.cloud.clock().as_ref(), MAX_AGE, None, || async {
-                Ok(by_id(port.describe_global_clusters().await?, |g| &g.id))
-            })
+            .get(
+                self,
+                region,
+                MAX_AGE,
+                None,
+                || async { Ok(by_id(port.describe_global_clusters().await?, |g| &g.id)) },
+                HashMap::len,
+            )
             .await
     }
 
@@ -425,9 +492,14 @@ impl State {
         let port = self.cloud.aurora(region);
         self.region(region)
             .instances
-            .get(self.cloud.clock().as_ref(), MAX_AGE, None, || {
-                port.describe_instances()
-            })
+            .get(
+                self,
+                region,
+                MAX_AGE,
+                None,
+                || port.describe_instances(),
+                Vec::len,
+            )
             .await
     }
 
@@ -435,9 +507,14 @@ impl State {
         let port = self.cloud.elasticache(region);
         self.region(region)
             .global_groups
-            .get(self.cloud.clock().as_ref(), MAX_AGE, None, || {
-                port.describe_global_replication_groups(None)
-            })
+            .get(
+                self,
+                region,
+                MAX_AGE,
+                None,
+                || port.describe_global_replication_groups(None),
+                Vec::len,
+            )
             .await
     }
 
@@ -454,7 +531,7 @@ impl State {
             .database_lags
             .want(std::iter::once(id.to_string()), now);
         let port = self.cloud.aurora(region);
-        let mut current = state.database_lags.read.0.lock().await;
+        let mut current = state.database_lags.read.current.lock().await;
         if let Some(taken) = current.as_ref()
             && answers(
                 taken.at,
@@ -475,7 +552,13 @@ impl State {
         let mut ids: Vec<String> = wanted.collect();
         ids.sort();
         ids.dedup();
-        let result = port.replication_lags(&ids, now).await;
+        let result = self
+            .send(
+                region,
+                metric_calls(ids.len()),
+                port.replication_lags(&ids, now),
+            )
+            .await;
         let taken = Arc::new(Taken { at: now, result });
         *current = Some(taken.clone());
         taken
@@ -487,7 +570,7 @@ impl State {
         let wanted = state.cache_lags.want(std::iter::once(id.to_string()), now);
         let groups = self.groups(region, None).await;
         let port = self.cloud.elasticache(region);
-        let mut current = state.cache_lags.read.0.lock().await;
+        let mut current = state.cache_lags.read.current.lock().await;
         if let Some(taken) = current.as_ref()
             && answers(taken.at, taken.result.is_err(), now, LAG_MAX_AGE, None)
             && taken.covers(id)
@@ -500,7 +583,14 @@ impl State {
                     .iter()
                     .filter_map(|id| all.get(id).cloned())
                     .collect();
-                port.replication_lags(&batch, now).await.map(|mut lags| {
+                let nodes = batch.iter().map(|g| g.nodes().len()).sum();
+                self.send(
+                    region,
+                    metric_calls(nodes),
+                    port.replication_lags(&batch, now),
+                )
+                .await
+                .map(|mut lags| {
                     // A group the region does not hold has no data point.
                     for id in wanted {
                         lags.entry(id).or_insert(None);
@@ -637,7 +727,13 @@ impl AuroraPort for ViewedAurora {
         if let Some(answer) = served(&taken, changed, |all| all.get(id), global_cluster_settled) {
             return answer.map(Option::<&GlobalCluster>::cloned);
         }
-        self.inner.describe_global_cluster(id).await
+        self.state
+            .send(
+                &self.region,
+                Spend::Read(1),
+                self.inner.describe_global_cluster(id),
+            )
+            .await
     }
 
     async fn describe_global_clusters(&self) -> Result<Vec<GlobalCluster>, CloudError> {
@@ -653,7 +749,14 @@ impl AuroraPort for ViewedAurora {
         &self,
         request: &CreateGlobalClusterRequest,
     ) -> Result<GlobalCluster, CloudError> {
-        let result = self.inner.create_global_cluster(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.create_global_cluster(request),
+            )
+            .await;
         let mut marks = vec![Changed::GlobalCluster(request.global_cluster_id.clone())];
         marks.extend(self.arn_key(&request.source_cluster_arn));
         self.state.mark(marks);
@@ -664,14 +767,28 @@ impl AuroraPort for ViewedAurora {
         &self,
         request: &ModifyGlobalClusterRequest,
     ) -> Result<GlobalCluster, CloudError> {
-        let result = self.inner.modify_global_cluster(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.modify_global_cluster(request),
+            )
+            .await;
         self.state
             .mark([Changed::GlobalCluster(request.global_cluster_id.clone())]);
         result
     }
 
     async fn delete_global_cluster(&self, id: &str) -> Result<(), CloudError> {
-        let result = self.inner.delete_global_cluster(id).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.delete_global_cluster(id),
+            )
+            .await;
         self.state.mark([Changed::GlobalCluster(id.to_string())]);
         result
     }
@@ -682,8 +799,13 @@ impl AuroraPort for ViewedAurora {
         cluster_arn: &str,
     ) -> Result<(), CloudError> {
         let result = self
-            .inner
-            .remove_from_global_cluster(global_cluster_id, cluster_arn)
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner
+                    .remove_from_global_cluster(global_cluster_id, cluster_arn),
+            )
             .await;
         let mut marks = vec![Changed::GlobalCluster(global_cluster_id.to_string())];
         marks.extend(self.arn_key(cluster_arn));
@@ -698,8 +820,16 @@ impl AuroraPort for ViewedAurora {
         allow_data_loss: bool,
     ) -> Result<(), CloudError> {
         let result = self
-            .inner
-            .failover_global_cluster(global_cluster_id, target_cluster_arn, allow_data_loss)
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.failover_global_cluster(
+                    global_cluster_id,
+                    target_cluster_arn,
+                    allow_data_loss,
+                ),
+            )
             .await;
         let mut marks = vec![Changed::GlobalCluster(global_cluster_id.to_string())];
         marks.extend(self.arn_key(target_cluster_arn));
@@ -713,8 +843,13 @@ impl AuroraPort for ViewedAurora {
         target_cluster_arn: &str,
     ) -> Result<(), CloudError> {
         let result = self
-            .inner
-            .switchover_global_cluster(global_cluster_id, target_cluster_arn)
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner
+                    .switchover_global_cluster(global_cluster_id, target_cluster_arn),
+            )
             .await;
         let mut marks = vec![Changed::GlobalCluster(global_cluster_id.to_string())];
         marks.extend(self.arn_key(target_cluster_arn));
@@ -728,7 +863,13 @@ impl AuroraPort for ViewedAurora {
         if let Some(answer) = served(&taken, changed, |all| all.get(id), cluster_settled) {
             return answer.map(Option::<&Cluster>::cloned);
         }
-        self.inner.describe_cluster(id).await
+        self.state
+            .send(
+                &self.region,
+                Spend::Read(1),
+                self.inner.describe_cluster(id),
+            )
+            .await
     }
 
     async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
@@ -741,7 +882,14 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError> {
-        let result = self.inner.create_cluster(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.create_cluster(request),
+            )
+            .await;
         let mut marks = vec![
             self.cluster_key(&request.cluster_id),
             Changed::InstancesOf(self.region.clone(), request.cluster_id.clone()),
@@ -757,13 +905,27 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn modify_cluster(&self, request: &ModifyClusterRequest) -> Result<Cluster, CloudError> {
-        let result = self.inner.modify_cluster(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.modify_cluster(request),
+            )
+            .await;
         self.state.mark([self.cluster_key(&request.cluster_id)]);
         result
     }
 
     async fn delete_cluster(&self, request: &DeleteClusterRequest) -> Result<(), CloudError> {
-        let result = self.inner.delete_cluster(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.delete_cluster(request),
+            )
+            .await;
         self.state.mark([
             self.cluster_key(&request.cluster_id),
             Changed::InstancesOf(self.region.clone(), request.cluster_id.clone()),
@@ -772,7 +934,14 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn add_tags(&self, resource_arn: &str, tags: &Tags) -> Result<(), CloudError> {
-        let result = self.inner.add_tags(resource_arn, tags).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.add_tags(resource_arn, tags),
+            )
+            .await;
         self.state.mark(self.arn_key(resource_arn));
         result
     }
@@ -781,7 +950,13 @@ impl AuroraPort for ViewedAurora {
         if let Some(instances) = self.shared_instances(cluster_id).await {
             return Ok(instances);
         }
-        self.inner.list_instances(cluster_id).await
+        self.state
+            .send(
+                &self.region,
+                Spend::Read(2),
+                self.inner.list_instances(cluster_id),
+            )
+            .await
     }
 
     async fn describe_instances(&self) -> Result<Vec<RegionInstance>, CloudError> {
@@ -793,7 +968,14 @@ impl AuroraPort for ViewedAurora {
         &self,
         request: &CreateInstanceRequest,
     ) -> Result<Instance, CloudError> {
-        let result = self.inner.create_instance(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.create_instance(request),
+            )
+            .await;
         self.state.mark([
             Changed::InstancesOf(self.region.clone(), request.cluster_id.clone()),
             Changed::Instance(self.region.clone(), request.instance_id.clone()),
@@ -802,7 +984,14 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn delete_instance(&self, instance_id: &str) -> Result<(), CloudError> {
-        let result = self.inner.delete_instance(instance_id).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.delete_instance(instance_id),
+            )
+            .await;
         self.state.mark([Changed::Instance(
             self.region.clone(),
             instance_id.to_string(),
@@ -811,7 +1000,14 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn modify_instance(&self, request: &ModifyInstanceRequest) -> Result<(), CloudError> {
-        let result = self.inner.modify_instance(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.modify_instance(request),
+            )
+            .await;
         self.state.mark([Changed::Instance(
             self.region.clone(),
             request.instance_id.clone(),
@@ -820,7 +1016,13 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn describe_subnet_group(&self, name: &str) -> Result<Option<SubnetGroup>, CloudError> {
-        self.inner.describe_subnet_group(name).await
+        self.state
+            .send(
+                &self.region,
+                Spend::Read(1),
+                self.inner.describe_subnet_group(name),
+            )
+            .await
     }
 
     async fn default_engine_version(
@@ -828,7 +1030,13 @@ impl AuroraPort for ViewedAurora {
         engine: &str,
         major: &str,
     ) -> Result<Option<String>, CloudError> {
-        self.inner.default_engine_version(engine, major).await
+        self.state
+            .send(
+                &self.region,
+                Spend::Read(1),
+                self.inner.default_engine_version(engine, major),
+            )
+            .await
     }
 
     async fn replication_lag(
@@ -878,7 +1086,13 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         id: Option<&str>,
     ) -> Result<Vec<GlobalReplicationGroup>, CloudError> {
-        self.inner.describe_global_replication_groups(id).await
+        self.state
+            .send(
+                &self.region,
+                Spend::Read(1),
+                self.inner.describe_global_replication_groups(id),
+            )
+            .await
     }
 
     async fn global_replication_group(
@@ -908,8 +1122,12 @@ impl ElastiCachePort for ViewedElastiCache {
             .or_else(|| lock(&self.state.global_group_ids).get(suffix).cloned());
         if let Some(id) = known {
             let named = self
-                .inner
-                .describe_global_replication_groups(Some(&id))
+                .state
+                .send(
+                    &self.region,
+                    Spend::Read(1),
+                    self.inner.describe_global_replication_groups(Some(&id)),
+                )
                 .await?;
             if let Some(found) = find_global(&named, suffix)
                 && found.status != super::elasticache::port::GlobalReplicationGroupStatus::Deleting
@@ -917,14 +1135,27 @@ impl ElastiCachePort for ViewedElastiCache {
                 return Ok(Some(found.clone()));
             }
         }
-        self.inner.global_replication_group(suffix).await
+        self.state
+            .send(
+                &self.region,
+                self.state.global_groups_pages(&self.region),
+                self.inner.global_replication_group(suffix),
+            )
+            .await
     }
 
     async fn create_global_replication_group(
         &self,
         request: &CreateGlobalReplicationGroupRequest,
     ) -> Result<GlobalReplicationGroup, CloudError> {
-        let result = self.inner.create_global_replication_group(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.create_global_replication_group(request),
+            )
+            .await;
         if let Ok(created) = &result {
             lock(&self.state.global_group_ids).insert(request.suffix.clone(), created.id.clone());
         }
@@ -936,7 +1167,14 @@ impl ElastiCachePort for ViewedElastiCache {
     }
 
     async fn delete_global_replication_group(&self, id: &str) -> Result<(), CloudError> {
-        let result = self.inner.delete_global_replication_group(id).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.delete_global_replication_group(id),
+            )
+            .await;
         self.state.mark(Self::global_key(id));
         result
     }
@@ -948,11 +1186,15 @@ impl ElastiCachePort for ViewedElastiCache {
         replication_group_region: &str,
     ) -> Result<(), CloudError> {
         let result = self
-            .inner
-            .disassociate_global_replication_group(
-                global_replication_group_id,
-                replication_group_id,
-                replication_group_region,
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.disassociate_global_replication_group(
+                    global_replication_group_id,
+                    replication_group_id,
+                    replication_group_region,
+                ),
             )
             .await;
         let mut marks: Vec<Changed> = Self::global_key(global_replication_group_id)
@@ -973,11 +1215,15 @@ impl ElastiCachePort for ViewedElastiCache {
         primary_replication_group_id: &str,
     ) -> Result<(), CloudError> {
         let result = self
-            .inner
-            .failover_global_replication_group(
-                global_replication_group_id,
-                primary_region,
-                primary_replication_group_id,
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.failover_global_replication_group(
+                    global_replication_group_id,
+                    primary_region,
+                    primary_replication_group_id,
+                ),
             )
             .await;
         let mut marks: Vec<Changed> = Self::global_key(global_replication_group_id)
@@ -992,7 +1238,13 @@ impl ElastiCachePort for ViewedElastiCache {
     }
 
     async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError> {
-        self.inner.cache_subnet_group_exists(name).await
+        self.state
+            .send(
+                &self.region,
+                Spend::Read(1),
+                self.inner.cache_subnet_group_exists(name),
+            )
+            .await
     }
 
     async fn describe_replication_group(
@@ -1004,7 +1256,13 @@ impl ElastiCachePort for ViewedElastiCache {
         if let Some(answer) = served(&taken, changed, |all| all.get(id), group_settled) {
             return answer.map(Option::<&ReplicationGroup>::cloned);
         }
-        self.inner.describe_replication_group(id).await
+        self.state
+            .send(
+                &self.region,
+                Spend::Read(1),
+                self.inner.describe_replication_group(id),
+            )
+            .await
     }
 
     async fn describe_replication_groups(&self) -> Result<Vec<ReplicationGroup>, CloudError> {
@@ -1020,7 +1278,14 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         request: &CreateReplicationGroupRequest,
     ) -> Result<ReplicationGroup, CloudError> {
-        let result = self.inner.create_replication_group(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.create_replication_group(request),
+            )
+            .await;
         let mut marks = vec![self.group_key(&request.replication_group_id)];
         marks.extend(
             request
@@ -1036,7 +1301,14 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         request: &ModifyReplicationGroupRequest,
     ) -> Result<ReplicationGroup, CloudError> {
-        let result = self.inner.modify_replication_group(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.modify_replication_group(request),
+            )
+            .await;
         self.state
             .mark([self.group_key(&request.replication_group_id)]);
         result
@@ -1046,7 +1318,14 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         request: &DeleteReplicationGroupRequest,
     ) -> Result<(), CloudError> {
-        let result = self.inner.delete_replication_group(request).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.delete_replication_group(request),
+            )
+            .await;
         self.state
             .mark([self.group_key(&request.replication_group_id)]);
         result
@@ -1058,8 +1337,13 @@ impl ElastiCachePort for ViewedElastiCache {
         new_replica_count: u8,
     ) -> Result<ReplicationGroup, CloudError> {
         let result = self
-            .inner
-            .increase_replica_count(replication_group_id, new_replica_count)
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner
+                    .increase_replica_count(replication_group_id, new_replica_count),
+            )
             .await;
         self.state.mark([self.group_key(replication_group_id)]);
         result
@@ -1071,8 +1355,13 @@ impl ElastiCachePort for ViewedElastiCache {
         new_replica_count: u8,
     ) -> Result<ReplicationGroup, CloudError> {
         let result = self
-            .inner
-            .decrease_replica_count(replication_group_id, new_replica_count)
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner
+                    .decrease_replica_count(replication_group_id, new_replica_count),
+            )
             .await;
         self.state.mark([self.group_key(replication_group_id)]);
         result
@@ -1090,7 +1379,14 @@ impl ElastiCachePort for ViewedElastiCache {
         {
             return Ok(tags.clone());
         }
-        let tags = self.inner.list_tags(resource_arn).await?;
+        let tags = self
+            .state
+            .send(
+                &self.region,
+                Spend::Read(1),
+                self.inner.list_tags(resource_arn),
+            )
+            .await?;
         lock(&region.cache_tags).insert(resource_arn.to_string(), (now, tags.clone()));
         Ok(tags)
     }
@@ -1099,11 +1395,24 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         cache_cluster_id: &str,
     ) -> Result<Vec<String>, CloudError> {
-        self.inner.node_security_groups(cache_cluster_id).await
+        self.state
+            .send(
+                &self.region,
+                Spend::Read(1),
+                self.inner.node_security_groups(cache_cluster_id),
+            )
+            .await
     }
 
     async fn add_tags(&self, resource_arn: &str, tags: &Tags) -> Result<(), CloudError> {
-        let result = self.inner.add_tags(resource_arn, tags).await;
+        let result = self
+            .state
+            .send(
+                &self.region,
+                Spend::Write,
+                self.inner.add_tags(resource_arn, tags),
+            )
+            .await;
         let region = self.state.region(&self.region);
         lock(&region.cache_tags).remove(resource_arn);
         // A listing begun before this answer must not be kept either.
@@ -1223,7 +1532,10 @@ mod sim_tests {
     /// eu-west-1.
     async fn fleet(shops: usize) -> (SimCloud, SharedView) {
         let sim = SimCloud::new(VirtualClock::default());
-        let view = SharedView::new(Arc::new(LiveSim::start(sim.clone(), 1)));
+        let view = SharedView::new(
+            Arc::new(LiveSim::start(sim.clone(), 1)),
+            RequestBudget::new(1000),
+        );
         let eu = sim.aurora("eu-west-1");
         for n in 0..shops {
             let id = format!("shop-{n:04}");
@@ -1305,7 +1617,10 @@ mod sim_tests {
     #[tokio::test(start_paused = true)]
     async fn a_resource_in_motion_is_read_from_aws_at_every_ask() {
         let sim = SimCloud::new(VirtualClock::default());
-        let view = SharedView::new(Arc::new(LiveSim::start(sim.clone(), 1)));
+        let view = SharedView::new(
+            Arc::new(LiveSim::start(sim.clone(), 1)),
+            RequestBudget::new(1000),
+        );
         sim.aurora("eu-west-1")
             .create_cluster(&cluster("shop"))
             .await
@@ -1317,6 +1632,50 @@ mod sim_tests {
         }
         // One shared read, then one direct read per ask.
         assert_eq!(sim.call_count(Op::DescribeDBClusters), 1 + 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_in_motion_reads_aws_no_faster_than_its_budget() {
+        let sim = SimCloud::new(VirtualClock::default());
+        let view = SharedView::new(
+            Arc::new(LiveSim::start(sim.clone(), 1)),
+            RequestBudget::new(10),
+        );
+        let eu = sim.aurora("eu-west-1");
+        for n in 0..150 {
+            eu.create_cluster(&cluster(&format!("shop-{n:04}")))
+                .await
+                .unwrap();
+        }
+        let start = view.clock().now();
+        let viewed = view.aurora("eu-west-1");
+        let asks = (0..150).map(|n| {
+            let viewed = viewed.clone();
+            async move { viewed.describe_cluster(&format!("shop-{n:04}")).await }
+        });
+        let answers = futures::future::join_all(asks).await;
+        let sent = sim.call_count(Op::DescribeDBClusters);
+        let refused = answers
+            .iter()
+            .filter(|a| a.as_ref().is_err_and(|e| e.metric_label() == "throttled"))
+            .count();
+        // Every cluster is creating: each ask is a direct read. A burst of
+        // 50, then 10 a second for the 5 s a read may wait: the others are
+        // refused without reaching AWS.
+        assert_eq!(sent + refused, 150 + 2, "the shared read is two pages more");
+        assert!((100..=102).contains(&sent), "{sent} sent");
+        assert!(crate::clock::elapsed(start, view.clock().now()) <= Duration::from_secs(6));
+        // A mutation is never held back by a spent budget.
+        eu.create_cluster(&cluster("late")).await.unwrap();
+        viewed
+            .delete_cluster(&DeleteClusterRequest {
+                cluster_id: "late".into(),
+                skip_final_snapshot: true,
+                final_snapshot_id: None,
+            })
+            .await
+            .expect_err("creating: refused by AWS, but sent");
+        assert_eq!(sim.call_count(Op::DeleteDBCluster), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -679,6 +679,7 @@ mod tests {
     use crate::api::HealthVerdict;
     use crate::api::fixtures::acme_region;
     use crate::clock::Clock;
+    use crate::cloud::budget::RequestBudget;
     use crate::sim::{LiveSim, SimCloud, VirtualClock};
 
     #[test]
@@ -693,7 +694,7 @@ mod tests {
         let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
         let (tx, _rx) = futures::channel::mpsc::unbounded();
         let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone())),
+            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
             Arc::new(Metrics::default()),
             tx,
         );
@@ -711,7 +712,7 @@ mod tests {
         let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
         let (tx, _rx) = futures::channel::mpsc::unbounded();
         let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone())),
+            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
             Arc::new(Metrics::default()),
             tx,
         );
@@ -728,7 +729,7 @@ mod tests {
         let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 100));
         let (tx, mut rx) = futures::channel::mpsc::unbounded();
         let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone())),
+            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
             Arc::new(Metrics::default()),
             tx,
         );
@@ -774,7 +775,7 @@ mod tests {
         let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
         let (tx, _rx) = futures::channel::mpsc::unbounded();
         let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone())),
+            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
             Arc::new(Metrics::default()),
             tx,
         );

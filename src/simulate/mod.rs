@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::ShopRegion;
 use crate::clock::Clock;
+use crate::cloud::budget::RequestBudget;
 use crate::cloud::tags;
 use crate::controller::{self, Context, Scope};
 use crate::sim::{Fault, LiveSim, SimCloud, VirtualClock};
@@ -225,7 +226,8 @@ async fn run(
         .with_layer(&requests)
         .build();
     let ctx = Arc::new(
-        Context::new(operator_client, metrics.clone(), Some("simulate".into())).with_cloud(live),
+        Context::new(operator_client, metrics.clone(), Some("simulate".into()))
+            .with_cloud(live, RequestBudget::default()),
     );
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let controller = tokio::spawn(controller::run(

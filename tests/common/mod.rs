@@ -82,7 +82,10 @@ impl Harness {
             Some("test".into()),
         );
         if let Some(cloud) = &self.cloud {
-            ctx = ctx.with_cloud(cloud.clone());
+            ctx = ctx.with_cloud(
+                cloud.clone(),
+                shopfleet::cloud::budget::RequestBudget::default(),
+            );
         }
         let (tx, rx) = oneshot::channel::<()>();
         let scope = Scope {
