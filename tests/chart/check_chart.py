@@ -283,6 +283,7 @@ def expected_args(values: dict) -> list[str]:
         args.append(f"--sim-speed={values['simSpeed']}")
     if values.get("awsEndpointUrl"):
         args.append(f"--aws-endpoint-url={values['awsEndpointUrl']}")
+    args.append(f"--aws-requests-per-second={values['awsRequestsPerSecond']}")
     args += [f"--log-format={values['logFormat']}", f"--metrics-port={values['metrics']['port']}"]
     if values.get("watchNamespaces"):
         args.append("--namespace=" + ",".join(values["watchNamespaces"]))
