@@ -893,3 +893,48 @@ async fn aws_error_answers_map_to_their_cloud_error_class() {
         "one attempt each"
     );
 }
+
+/// Every shop's Redis secondary in a region is read in one GetMetricData:
+/// one query per node of every group, each group's lag from its own nodes.
+#[tokio::test]
+async fn the_lags_of_many_groups_are_one_request_with_a_query_per_node() {
+    let now = Timestamp::from_second(1_767_225_600).unwrap();
+    let t = now.as_second() as f64;
+    let point = |id: &str, value: f64| {
+        Cbor::map([
+            ("Id", Cbor::text(id)),
+            ("Timestamps", Cbor::Array(vec![Cbor::Timestamp(t - 60.0)])),
+            ("Values", Cbor::Array(vec![Cbor::Float(value)])),
+            ("StatusCode", Cbor::text("Complete")),
+        ])
+    };
+    let metrics = Cbor::map([(
+        "MetricDataResults",
+        Cbor::Array(vec![point("lag0", 1.25), point("lag2", 4.0)]),
+    )]);
+    let acme = group_xml("available", 1);
+    let globex = acme.replace("acme-eu-west-1", "globex-eu-west-1");
+    let replay = replayed(vec![
+        ok(
+            "DescribeReplicationGroups",
+            &format!("<ReplicationGroups>{acme}{globex}</ReplicationGroups>"),
+        ),
+        cbor_response(200, &metrics, None),
+    ]);
+    let cloud = cloud_over(SharedHttpClient::new(replay.clone()), 1).await;
+    let port = cloud.elasticache("eu-west-1");
+    let groups = port.describe_replication_groups().await.unwrap();
+    let lags = port.replication_lags(&groups, now).await.unwrap();
+    assert_eq!(lags["acme-eu-west-1"], Some(Duration::from_millis(1250)));
+    assert_eq!(lags["globex-eu-west-1"], Some(Duration::from_secs(4)));
+
+    let requests: Vec<&HttpRequest> = replay.actual_requests().collect();
+    assert_eq!(requests.len(), 2, "one listing, one metric request");
+    let Cbor::Map(mut body) = Cbor::decode(requests[1].body().bytes().unwrap()) else {
+        panic!("a CBOR map");
+    };
+    let Some(Cbor::Array(queries)) = body.remove("MetricDataQueries") else {
+        panic!("no queries");
+    };
+    assert_eq!(queries.len(), 4, "two nodes of each of two groups");
+}

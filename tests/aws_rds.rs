@@ -18,7 +18,7 @@ mod aws;
 use shopfleet::cloud::CloudError;
 use shopfleet::cloud::aurora::{
     CreateClusterRequest, CreateGlobalClusterRequest, CreateInstanceRequest, DeleteClusterRequest,
-    InstanceStatus, MasterPassword, ModifyClusterRequest, Tags,
+    InstanceStatus, MasterPassword, ModifyClusterRequest, Tags, instances_of,
 };
 
 const ACCOUNT: &str = "123456789012";
@@ -164,6 +164,51 @@ async fn instances_are_listed_oldest_first_with_the_writer_flag_and_tags() {
 
     let cluster = us.describe_cluster("listing").await.unwrap().unwrap();
     assert_eq!(cluster.members, ["listing-0", "listing-1"]);
+}
+
+/// The shared read of a region's instances and global clusters: joined with
+/// the region's clusters, the same answer as each cluster's own listing.
+#[tokio::test]
+async fn the_region_wide_instance_listing_joined_with_its_clusters_is_each_cluster_s_listing() {
+    let aws = aws::Emulated::start().await;
+    // A region no other test of this binary uses: its listing is ours.
+    let region = aws.aurora("ap-south-1");
+    for id in ["joined-a", "joined-b"] {
+        region.create_cluster(&primary(id)).await.unwrap();
+        region.create_instance(&instance(id, 0)).await.unwrap();
+        region.create_instance(&instance(id, 1)).await.unwrap();
+    }
+    let all = region.describe_instances().await.unwrap();
+    let clusters = region.describe_clusters().await.unwrap();
+    for cluster in &clusters {
+        assert_eq!(
+            instances_of(cluster, &all),
+            region.list_instances(&cluster.id).await.unwrap(),
+            "{}",
+            cluster.id
+        );
+    }
+    let writer = clusters.iter().find(|c| c.id == "joined-a").unwrap();
+    assert_eq!(writer.writer.as_deref(), Some("joined-a-0"));
+
+    let us = aws.aurora("us-east-1");
+    us.create_cluster(&primary("joined-source")).await.unwrap();
+    us.create_global_cluster(&CreateGlobalClusterRequest {
+        global_cluster_id: "joined-global".into(),
+        source_cluster_arn: cluster_arn("us-east-1", "joined-source"),
+        deletion_protection: false,
+        tags: Tags::new(),
+    })
+    .await
+    .unwrap();
+    let globals = us.describe_global_clusters().await.unwrap();
+    assert!(
+        globals.iter().any(|g| g.id == "joined-global"
+            && g.members
+                .iter()
+                .any(|m| m.cluster_arn == cluster_arn("us-east-1", "joined-source"))),
+        "{globals:?}"
+    );
 }
 
 #[tokio::test]

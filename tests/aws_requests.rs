@@ -635,3 +635,60 @@ async fn the_lags_of_many_clusters_are_one_request_with_a_query_each() {
         ])
     );
 }
+
+/// The shared read of a region's instances: AWS's largest page, the marker
+/// followed, each instance with its cluster, oldest first; an instance of
+/// no cluster (RDS, not Aurora) is not one of ours to list.
+#[tokio::test]
+async fn every_instance_of_a_region_is_read_in_pages_oldest_first_with_its_cluster() {
+    let instance = |id: &str, cluster: Option<&str>, created: &str| {
+        format!(
+            "<DBInstance><DBInstanceIdentifier>{id}</DBInstanceIdentifier>\
+             <DBInstanceArn>arn:aws:rds:eu-west-1:123456789012:db:{id}</DBInstanceArn>\
+             {}<DBInstanceStatus>available</DBInstanceStatus>\
+             <DBInstanceClass>db.r6g.large</DBInstanceClass>\
+             <InstanceCreateTime>{created}</InstanceCreateTime></DBInstance>",
+            cluster
+                .map(|c| format!("<DBClusterIdentifier>{c}</DBClusterIdentifier>"))
+                .unwrap_or_default()
+        )
+    };
+    let replay = replayed(vec![
+        rds_ok(
+            "DescribeDBInstances",
+            &format!(
+                "<Marker>page-2</Marker><DBInstances>{}{}</DBInstances>",
+                instance("globex-1", Some("globex"), "2026-01-05T10:02:00Z"),
+                instance("legacy-mysql", None, "2020-01-01T00:00:00Z"),
+            ),
+        ),
+        rds_ok(
+            "DescribeDBInstances",
+            &format!(
+                "<DBInstances>{}</DBInstances>",
+                instance("acme-0", Some("acme"), "2026-01-05T10:01:00Z")
+            ),
+        ),
+    ]);
+    let cloud = cloud_over(SharedHttpClient::new(replay.clone()), 1).await;
+    let all = cloud
+        .aurora("eu-west-1")
+        .describe_instances()
+        .await
+        .unwrap();
+    let listed: Vec<(&str, &str)> = all
+        .iter()
+        .map(|i| (i.cluster_id.as_str(), i.instance.id.as_str()))
+        .collect();
+    assert_eq!(listed, [("acme", "acme-0"), ("globex", "globex-1")]);
+    let requests: Vec<_> = replay.actual_requests().collect();
+    assert_eq!(
+        form(requests[1].body().bytes().unwrap()),
+        params([
+            ("Action", "DescribeDBInstances"),
+            ("Version", "2014-10-31"),
+            ("MaxRecords", "100"),
+            ("Marker", "page-2"),
+        ])
+    );
+}

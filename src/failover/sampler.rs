@@ -11,11 +11,11 @@
 //! `status.health` only when they differ from what is stored.
 //!
 //! One sample of a region: the status of the shop's cluster and
-//! replication group there, from the round's shared observation of the
-//! region (`DescribeDBClusters` and `DescribeReplicationGroups` of every
-//! resource of the region, read once a round for every shop: see
-//! [`crate::cloud::shared`]; an unreachable or throttled API is no data,
-//! never healthy and never down), TCP to the region's own cluster
+//! replication group there, from the shared view of the region
+//! (`DescribeDBClusters` and `DescribeReplicationGroups` of every resource
+//! of the region, shared by every shop, and read in the round itself when a
+//! data-plane probe fails: see [`crate::cloud::view`]; an unreachable or
+//! throttled API is no data, never healthy and never down), TCP to the region's own cluster
 //! endpoint, GET of its health URL if the spec lists one, and the
 //! secondary's replication lag from CloudWatch (the RPO estimate of a
 //! promotion, kept when AWS stops reporting it).

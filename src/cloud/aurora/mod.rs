@@ -33,7 +33,7 @@ pub use port::{
     CreateInstanceRequest, DeleteClusterRequest, GlobalCluster, GlobalClusterStatus,
     GlobalFailoverState, GlobalFailoverStatus, GlobalMember, Instance, InstanceStatus,
     MasterPassword, ModifyClusterRequest, ModifyGlobalClusterRequest, ModifyInstanceRequest,
-    SubnetGroup, Tags,
+    RegionInstance, SubnetGroup, Tags, instances_of,
 };
 
 /// What one reconcile of the Aurora concern found and did.
