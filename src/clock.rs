@@ -35,6 +35,14 @@ pub fn after(at: Timestamp, by: Duration) -> Timestamp {
         .unwrap_or(Timestamp::MAX)
 }
 
+/// `at - by`, saturating at the start of time.
+pub fn before(at: Timestamp, by: Duration) -> Timestamp {
+    SignedDuration::try_from(by)
+        .ok()
+        .and_then(|by| at.checked_sub(by).ok())
+        .unwrap_or(Timestamp::MIN)
+}
+
 /// `30s`, `1.5s`, `10m`: for messages.
 pub fn fmt_duration(d: Duration) -> String {
     let millis = d.as_millis();

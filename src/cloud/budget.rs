@@ -8,11 +8,12 @@
 //! thousand shops coming up, or failing over at once), so that the operator
 //! slows itself down before AWS throttles everyone.
 //!
-//! Mutations are never held back: a failover must not wait behind reads.
-//! They spend the budget all the same. A read waits for its turn up to
-//! [`MAX_WAIT`], then fails as throttled without reaching AWS: a reconcile
-//! requeues as for AWS's own throttling, and a sampler takes it for "no
-//! data", never for "down".
+//! Reads are what grow with a fleet, so reads are what it counts. Changes
+//! are never held back nor counted: a thousand failovers in the same minute
+//! must not wait behind reads, nor starve the reads that follow them. A
+//! read waits for its turn up to [`MAX_WAIT`], then fails as throttled
+//! without reaching AWS: a reconcile requeues as for AWS's own throttling,
+//! and a sampler takes it for "no data", never for "down".
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,15 +33,6 @@ pub const DEFAULT_PER_SECOND: u32 = 10;
 /// How long a read waits for the budget before it fails as throttled.
 pub const MAX_WAIT: Duration = Duration::from_secs(5);
 
-/// What a call costs the budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Spend {
-    /// `n` read requests (a paginated describe costs one per page).
-    Read(u32),
-    /// A mutating call: never held back.
-    Write,
-}
-
 /// One region's bucket: `tokens` as of `at`, negative while calls queue.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bucket {
@@ -58,12 +50,12 @@ pub enum Turn {
 }
 
 /// The bucket after refilling at `per_second` (up to `burst`) until `now`
-/// and charging `spend`, and the caller's turn. Pure.
+/// and charging a read of `pages` requests, and the reader's turn. Pure.
 pub fn take(
     bucket: Option<Bucket>,
     per_second: u32,
     burst: u32,
-    spend: Spend,
+    pages: u32,
     now: Timestamp,
 ) -> (Bucket, Turn) {
     let rate = f64::from(per_second.max(1));
@@ -72,17 +64,14 @@ pub fn take(
         None => full,
         Some(b) => (b.tokens + elapsed(b.at, now).as_secs_f64() * rate).min(full),
     };
-    let cost = match spend {
-        Spend::Read(pages) => f64::from(pages.max(1)),
-        Spend::Write => 1.0,
-    };
+    let cost = f64::from(pages.max(1));
     let left = refilled - cost;
     let wait = if left >= 0.0 {
         Duration::ZERO
     } else {
         Duration::from_secs_f64(-left / rate)
     };
-    if matches!(spend, Spend::Read(_)) && wait > MAX_WAIT {
+    if wait > MAX_WAIT {
         return (
             Bucket {
                 tokens: refilled,
@@ -124,15 +113,10 @@ impl RequestBudget {
         self.per_second
     }
 
-    /// Charges `spend` to `region` at `now`: how long the caller waits (in
-    /// cloud time) before calling AWS, or the throttling error it fails
-    /// with instead.
-    pub fn charge(
-        &self,
-        region: &str,
-        spend: Spend,
-        now: Timestamp,
-    ) -> Result<Duration, CloudError> {
+    /// Charges a read of `pages` requests to `region` at `now`: how long
+    /// the reader waits (in cloud time) before calling AWS, or the
+    /// throttling error it fails with instead.
+    pub fn charge(&self, region: &str, pages: u32, now: Timestamp) -> Result<Duration, CloudError> {
         let mut regions = self.regions.lock().unwrap_or_else(|e| e.into_inner());
         // A burst of a few seconds' worth: a reconcile's handful of reads
         // never waits.
@@ -141,7 +125,7 @@ impl RequestBudget {
             regions.get(region).copied(),
             self.per_second,
             burst,
-            spend,
+            pages,
             now,
         );
         regions.insert(region.to_string(), bucket);
@@ -173,11 +157,11 @@ mod tests {
     fn a_full_bucket_lets_a_burst_through_at_once() {
         let mut bucket = None;
         for _ in 0..50 {
-            let (next, turn) = take(bucket, 10, 50, Spend::Read(1), at(0));
+            let (next, turn) = take(bucket, 10, 50, 1, at(0));
             assert_eq!(turn, Turn::After(Duration::ZERO));
             bucket = Some(next);
         }
-        let (_, turn) = take(bucket, 10, 50, Spend::Read(1), at(0));
+        let (_, turn) = take(bucket, 10, 50, 1, at(0));
         assert_eq!(turn, Turn::After(Duration::from_millis(100)));
     }
 
@@ -187,36 +171,25 @@ mod tests {
             tokens: 0.0,
             at: at(0),
         };
-        let (bucket, turn) = take(Some(empty), 10, 50, Spend::Read(10), at(0));
+        let (bucket, turn) = take(Some(empty), 10, 50, 10, at(0));
         assert_eq!(turn, Turn::After(Duration::from_secs(1)));
-        let (bucket, turn) = take(Some(bucket), 10, 50, Spend::Read(40), at(0));
+        let (bucket, turn) = take(Some(bucket), 10, 50, 40, at(0));
         assert_eq!(turn, Turn::After(Duration::from_secs(5)));
-        let (after_refusal, turn) = take(Some(bucket), 10, 50, Spend::Read(1), at(0));
+        let (after_refusal, turn) = take(Some(bucket), 10, 50, 1, at(0));
         assert_eq!(turn, Turn::Refused);
         assert_eq!(
             after_refusal.tokens, bucket.tokens,
             "a refused read costs nothing"
         );
         // A second later the queue has moved by ten requests.
-        let (_, turn) = take(Some(bucket), 10, 50, Spend::Read(1), at(1_000));
+        let (_, turn) = take(Some(bucket), 10, 50, 1, at(1_000));
         assert_eq!(turn, Turn::After(Duration::from_millis(4_100)));
     }
 
     #[test]
-    fn a_mutation_is_never_held_back_but_spends_the_budget() {
-        let spent = Bucket {
-            tokens: -100.0,
-            at: at(0),
-        };
-        let (bucket, turn) = take(Some(spent), 10, 50, Spend::Write, at(0));
-        assert!(matches!(turn, Turn::After(_)));
-        assert_eq!(bucket.tokens, -101.0);
-    }
-
-    #[test]
     fn the_bucket_refills_no_higher_than_its_burst() {
-        let (bucket, _) = take(None, 10, 50, Spend::Read(1), at(0));
-        let (bucket, _) = take(Some(bucket), 10, 50, Spend::Read(1), at(3_600_000));
+        let (bucket, _) = take(None, 10, 50, 1, at(0));
+        let (bucket, _) = take(Some(bucket), 10, 50, 1, at(3_600_000));
         assert_eq!(bucket.tokens, 49.0);
     }
 
@@ -224,22 +197,14 @@ mod tests {
     fn regions_have_budgets_of_their_own() {
         let budget = RequestBudget::new(1);
         for _ in 0..5 {
-            assert_eq!(
-                budget.charge("us-east-1", Spend::Read(1), at(0)),
-                Ok(Duration::ZERO)
-            );
+            assert_eq!(budget.charge("us-east-1", 1, at(0)), Ok(Duration::ZERO));
         }
         assert_eq!(
-            budget.charge("us-east-1", Spend::Read(1), at(0)),
+            budget.charge("us-east-1", 1, at(0)),
             Ok(Duration::from_secs(1))
         );
-        assert_eq!(
-            budget.charge("eu-west-1", Spend::Read(1), at(0)),
-            Ok(Duration::ZERO)
-        );
-        let refused = budget
-            .charge("us-east-1", Spend::Read(10), at(0))
-            .unwrap_err();
+        assert_eq!(budget.charge("eu-west-1", 1, at(0)), Ok(Duration::ZERO));
+        let refused = budget.charge("us-east-1", 10, at(0)).unwrap_err();
         assert!(
             refused
                 .to_string()

@@ -1,5 +1,5 @@
-//! One shared observation of each region and service, read at most every
-//! [`MAX_AGE`], serving every shop's health sampler and every reconcile.
+//! One shared observation of each region and service, serving every shop's
+//! health sampler and every reconcile.
 //!
 //! Asked one resource at a time, the AWS reads of a fleet grow with shops ×
 //! regions: every reconcile describes its global cluster, cluster,
@@ -9,33 +9,39 @@
 //! ElastiCache allow before they throttle, and the throttling would arrive
 //! during a region outage, when detection needs the reads most.
 //!
-//! [`SharedView`] is a [`Cloud`] in front of the real one. Per region it keeps the
-//! answer of one region-wide, paginated describe of each kind
+//! [`SharedView`] is a [`Cloud`] in front of the real one. Per region it
+//! keeps the answer of one region-wide, paginated listing of each kind
 //! (`DescribeGlobalClusters`, `DescribeDBClusters`, `DescribeDBInstances`,
 //! `DescribeReplicationGroups`, `DescribeGlobalReplicationGroups`, and the
 //! replication lags in batched `GetMetricData`), read by the first caller
-//! once the previous one is [`MAX_AGE`] old and shared by every other. The
-//! reads per region then depend on the number of resources there divided by
-//! a page, not on how many shops ask, nor how often.
+//! that needs a newer one and shared by every other. The reads per region
+//! then depend on the number of resources there divided by a page, not on
+//! how many shops ask.
 //!
-//! A reconcile gets AWS's own answer, not the shared one, where the shared
-//! one could mislead it ([`from_snapshot`]):
-//! - for a resource this process changed since the shared read began (an
-//!   action's own result: a create, a failover, a modify);
-//! - for a resource the shared read shows in motion (creating, modifying,
-//!   failing over): a change under way is followed at the pace of the
-//!   reconcile that waits for it, not of the shared read.
+//! How new a listing a read of one resource needs ([`need_for`]):
+//! - a settled resource: at most [`MAX_AGE`] old;
+//! - a resource this process changed (an action's own result: a create, a
+//!   failover, a modify): a listing begun after the change;
+//! - a resource the listing shows in motion (creating, modifying, failing
+//!   over): at most [`IN_MOTION_MAX_AGE`] old, so that a change under way
+//!   is followed closely.
 //!
-//! So a converged fleet is served from the shared reads alone, and a fleet
-//! in motion reads directly only what moves.
+//! A converged fleet is served by one listing of each kind per region every
+//! [`MAX_AGE`]. A fleet in motion, a thousand shops failing over in the same
+//! minute included, is served by listings back to back, each answering every
+//! shop whose change came before it began: never one read per shop.
 //!
-//! A read that failed (throttled, region unreachable) answers with its error
-//! for [`FAILED_MAX_AGE`], for every resource of the region: one failing
-//! call per region and kind, not one per shop. The samplers turn it into
-//! "no data", never into "down" (see `failover::health::database_signal`).
+//! A listing that failed (throttled, region unreachable) answers with its
+//! error for [`FAILED_MAX_AGE`], for every resource of the region: one
+//! failing call per region and kind, not one per shop. The samplers turn it
+//! into "no data", never into "down" (see `failover::health::database_signal`).
+//!
+//! Every read, shared or not, goes through the region's
+//! [`RequestBudget`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -48,7 +54,7 @@ use super::aurora::port::{
     Instance, InstanceStatus, METRIC_QUERIES_PER_CALL, ModifyClusterRequest,
     ModifyGlobalClusterRequest, ModifyInstanceRequest, RegionInstance, SubnetGroup, instances_of,
 };
-use super::budget::{RequestBudget, Spend};
+use super::budget::RequestBudget;
 use super::elasticache::names::{find_global, suffix_of};
 use super::elasticache::port::{
     CreateGlobalReplicationGroupRequest, CreateReplicationGroupRequest,
@@ -59,14 +65,17 @@ use super::{Cloud, CloudError, Tags, arn_region, real_delay};
 use crate::clock::{Clock, elapsed};
 use crate::probe::Probe;
 
-/// How old a shared read may be when it answers. A converged resource
+/// How old a listing may be for a settled resource. A converged resource
 /// changes only when someone changes it (this process reads its own changes
-/// directly), so this bounds how late a change made elsewhere (the console,
-/// another tool, AWS maintenance) is seen, and the steady-state cost: a
-/// thousand shops are about 70 pages per region per interval.
+/// in a newer listing), so this bounds how late a change made elsewhere
+/// (the console, another tool, AWS maintenance) is seen, and the steady
+/// cost: a thousand shops are about 70 pages per region per interval.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
 
-/// How long a failed shared read answers with its error before it is tried
+/// How old a listing may be for a resource in motion: one sampling round.
+pub const IN_MOTION_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// How long a failed listing answers with its error before it is tried
 /// again: one sampling round.
 pub const FAILED_MAX_AGE: Duration = Duration::from_secs(5);
 
@@ -84,42 +93,66 @@ const LAG_WANTED_FOR: Duration = Duration::from_secs(600);
 /// this process changes them or someone edits them by hand.
 pub const CACHE_TAGS_MAX_AGE: Duration = Duration::from_secs(3600);
 
-/// One region-wide read, as it answered.
+/// One listing, as it answered.
 #[derive(Debug)]
 pub struct Taken<T> {
-    /// When the read began: it shows no change made after this.
+    /// When it began: it shows no change made after this.
     pub at: Timestamp,
+    /// Its place in this process's order of listings and changes: it shows
+    /// every change of a smaller number.
+    pub seq: u64,
     pub result: Result<T, CloudError>,
 }
 
-/// Whether a shared read taken `at` may answer at `now`: younger than
-/// [`MAX_AGE`] ([`FAILED_MAX_AGE`] when it failed), and begun at or after
-/// `fresh_since` when the caller needs one that recent.
+/// How new a listing a caller needs, beyond [`MAX_AGE`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Need {
+    /// Begun at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Begun after the change of this number.
+    pub after: Option<u64>,
+}
+
+impl Need {
+    pub fn since(at: Timestamp) -> Self {
+        Self {
+            since: Some(at),
+            after: None,
+        }
+    }
+
+    /// Whether a listing begun `at`, numbered `seq`, is new enough.
+    pub fn met_by(&self, at: Timestamp, seq: u64) -> bool {
+        self.since.is_none_or(|since| at >= since) && self.after.is_none_or(|after| seq > after)
+    }
+}
+
+/// Whether a listing may answer at `now`: younger than `max_age`
+/// ([`FAILED_MAX_AGE`] when it failed), and as new as `need` asks.
 pub fn answers(
     at: Timestamp,
+    seq: u64,
     failed: bool,
     now: Timestamp,
     max_age: Duration,
-    fresh_since: Option<Timestamp>,
+    need: Need,
 ) -> bool {
     let max_age = if failed {
         max_age.min(FAILED_MAX_AGE)
     } else {
         max_age
     };
-    at <= now && elapsed(at, now) < max_age && fresh_since.is_none_or(|since| at >= since)
+    at <= now && elapsed(at, now) < max_age && need.met_by(at, seq)
 }
 
-/// Whether a reconcile may be answered from a shared read taken `taken_at`
-/// about a resource this process last changed at `changed_at`, which the
-/// read shows `settled` (`None`: absent, or the read failed). AWS is asked
-/// directly for a resource changed since the read began, or in motion.
-pub fn from_snapshot(
-    taken_at: Timestamp,
-    changed_at: Option<Timestamp>,
-    settled: Option<bool>,
-) -> bool {
-    changed_at.is_none_or(|changed| taken_at > changed) && settled != Some(false)
+/// What a read of one resource needs of the listing, given the number of
+/// this process's last change of it and whether the listing at hand shows
+/// it in motion.
+pub fn need_for(changed: Option<u64>, in_motion: bool, now: Timestamp) -> Need {
+    Need {
+        since: in_motion.then(|| crate::clock::before(now, IN_MOTION_MAX_AGE)),
+        after: changed,
+    }
 }
 
 /// No change under way: what a converged reconcile sees.
@@ -146,7 +179,8 @@ fn global_group_settled(g: &GlobalReplicationGroup) -> bool {
             .all(|m| m.status == GlobalMemberStatus::Associated)
 }
 
-/// What this process changed, so that its next read of it goes to AWS.
+/// What this process changed, so that its next read of it waits for a
+/// listing begun after the change.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Changed {
     GlobalCluster(String),
@@ -161,34 +195,33 @@ enum Changed {
     Tags(String),
 }
 
-/// One region-wide read of one kind, shared.
+/// A listing under way.
+type Listing<'a, T> = std::pin::Pin<Box<dyn Future<Output = Arc<Taken<T>>> + Send + 'a>>;
+
+/// One region-wide listing of one kind, shared.
 struct Shared<T> {
     current: tokio::sync::Mutex<Option<Arc<Taken<T>>>>,
-    /// How many resources the last read that answered found: the pages the
-    /// next one costs the budget.
-    found: std::sync::atomic::AtomicUsize,
+    /// How many resources the last listing found: the pages the next one
+    /// costs the budget.
+    found: AtomicUsize,
 }
 
 impl<T> Default for Shared<T> {
     fn default() -> Self {
         Self {
             current: tokio::sync::Mutex::new(None),
-            found: std::sync::atomic::AtomicUsize::new(0),
+            found: AtomicUsize::new(0),
         }
     }
 }
 
 /// The pages of a listing of `found` resources.
-fn pages(found: usize) -> u32 {
-    u32::try_from(found.div_ceil(DESCRIBE_PAGE).max(1)).unwrap_or(u32::MAX)
+fn pages(found: usize, per_page: usize) -> u32 {
+    u32::try_from(found.div_ceil(per_page).max(1)).unwrap_or(u32::MAX)
 }
 
 impl<T> Shared<T> {
-    fn pages(&self) -> u32 {
-        pages(self.found.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// The current read if it answers, else a new one by `read` (callers
+    /// The current listing if it answers, else a new one by `read` (callers
     /// arriving meanwhile wait for it instead of making their own), sent
     /// within `region`'s budget.
     async fn get<F, Fut>(
@@ -196,7 +229,7 @@ impl<T> Shared<T> {
         state: &State,
         region: &str,
         max_age: Duration,
-        fresh_since: Option<Timestamp>,
+        need: Need,
         read: F,
         count: fn(&T) -> usize,
     ) -> Arc<Taken<T>>
@@ -207,16 +240,28 @@ impl<T> Shared<T> {
         let mut current = self.current.lock().await;
         let now = state.now();
         if let Some(taken) = current.as_ref()
-            && answers(taken.at, taken.result.is_err(), now, max_age, fresh_since)
+            && answers(
+                taken.at,
+                taken.seq,
+                taken.result.is_err(),
+                now,
+                max_age,
+                need,
+            )
         {
             return taken.clone();
         }
-        let result = state.send(region, Spend::Read(self.pages()), read()).await;
+        let seq = state.next_seq();
+        let cost = pages(self.found.load(Ordering::Relaxed), DESCRIBE_PAGE);
+        let result = state.send(region, cost, read()).await;
         if let Ok(found) = &result {
-            self.found
-                .store(count(found), std::sync::atomic::Ordering::Relaxed);
+            self.found.store(count(found), Ordering::Relaxed);
         }
-        let taken = Arc::new(Taken { at: now, result });
+        let taken = Arc::new(Taken {
+            at: now,
+            seq,
+            result,
+        });
         *current = Some(taken.clone());
         taken
     }
@@ -251,7 +296,7 @@ struct RegionState {
     global_groups: Shared<Vec<GlobalReplicationGroup>>,
     database_lags: Lags,
     cache_lags: Lags,
-    cache_tags: Mutex<HashMap<String, (Timestamp, Tags)>>,
+    cache_tags: Mutex<HashMap<String, (Timestamp, u64, Tags)>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -263,10 +308,11 @@ struct State {
     cloud: Arc<dyn Cloud>,
     budget: RequestBudget,
     regions: Mutex<HashMap<String, Arc<RegionState>>>,
-    changed: Mutex<HashMap<Changed, Timestamp>>,
-    /// Global Datastore ids learnt from this process's creates, by suffix:
-    /// a direct read of one names it instead of listing them all.
-    global_group_ids: Mutex<HashMap<String, String>>,
+    /// This process's changes, by number, with when.
+    changed: Mutex<HashMap<Changed, (u64, Timestamp)>>,
+    /// Numbers listings and changes in the order they happen (the clock may
+    /// not move between them: a simulation on exact virtual time).
+    sequence: AtomicU64,
 }
 
 impl State {
@@ -274,14 +320,43 @@ impl State {
         self.cloud.clock().now()
     }
 
-    /// `call`, once the region's request budget lets it go.
+    fn next_seq(&self) -> u64 {
+        self.sequence.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn region(&self, region: &str) -> Arc<RegionState> {
+        lock(&self.regions)
+            .entry(region.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn changed(&self, what: &Changed) -> Option<u64> {
+        lock(&self.changed).get(what).map(|(seq, _)| *seq)
+    }
+
+    /// Marks `what` as changed by this process, after the call (a listing
+    /// begun before its answer may not show it), whatever AWS answered.
+    fn mark(&self, what: impl IntoIterator<Item = Changed>) {
+        let now = self.now();
+        let mut changed = lock(&self.changed);
+        // A change older than any listing that may still answer is shown
+        // by all of them.
+        changed.retain(|_, (_, at)| elapsed(*at, now) < MAX_AGE * 2);
+        for what in what {
+            changed.insert(what, (self.next_seq(), now));
+        }
+    }
+
+    /// `call` (a read of `pages` requests), once the region's budget lets
+    /// it go.
     async fn send<T>(
         &self,
         region: &str,
-        spend: Spend,
+        pages: u32,
         call: impl Future<Output = Result<T, CloudError>>,
     ) -> Result<T, CloudError> {
-        let wait = self.budget.charge(region, spend, self.now())?;
+        let wait = self.budget.charge(region, pages, self.now())?;
         if !wait.is_zero() {
             tokio::time::sleep(real_delay(
                 wait,
@@ -293,33 +368,219 @@ impl State {
         call.await
     }
 
-    /// The pages a listing of every Global Datastore costs, judged by the
-    /// last one.
-    fn global_groups_pages(&self, region: &str) -> Spend {
-        Spend::Read(self.region(region).global_groups.pages())
+    async fn clusters(&self, region: &str, need: Need) -> Arc<Taken<HashMap<String, Cluster>>> {
+        let port = self.cloud.aurora(region);
+        self.region(region)
+            .clusters
+            .get(
+                self,
+                region,
+                MAX_AGE,
+                need,
+                || async { Ok(by_id(port.describe_clusters().await?, |c| &c.id)) },
+                HashMap::len,
+            )
+            .await
     }
 
-    fn region(&self, region: &str) -> Arc<RegionState> {
-        lock(&self.regions)
-            .entry(region.to_string())
-            .or_default()
-            .clone()
+    async fn groups(
+        &self,
+        region: &str,
+        need: Need,
+    ) -> Arc<Taken<HashMap<String, ReplicationGroup>>> {
+        let port = self.cloud.elasticache(region);
+        self.region(region)
+            .groups
+            .get(
+                self,
+                region,
+                MAX_AGE,
+                need,
+                || async { Ok(by_id(port.describe_replication_groups().await?, |g| &g.id)) },
+                HashMap::len,
+            )
+            .await
     }
 
-    fn changed_at(&self, what: &Changed) -> Option<Timestamp> {
-        lock(&self.changed).get(what).copied()
+    async fn global_clusters(
+        &self,
+        region: &str,
+        need: Need,
+    ) -> Arc<Taken<HashMap<String, GlobalCluster>>> {
+        let port = self.cloud.aurora(region);
+        self.region(region)
+            .global_clusters
+            .get(
+                self,
+                region,
+                MAX_AGE,
+                need,
+                || async { Ok(by_id(port.describe_global_clusters().await?, |g| &g.id)) },
+                HashMap::len,
+            )
+            .await
     }
 
-    /// Marks `what` as changed by this process now (after the call: a read
-    /// that began before its answer may not show it).
-    fn mark(&self, what: impl IntoIterator<Item = Changed>) {
-        let now = self.now();
-        let mut changed = lock(&self.changed);
-        // A mark older than any read that may still answer is spent.
-        changed.retain(|_, at| elapsed(*at, now) < MAX_AGE * 2);
-        for what in what {
-            changed.insert(what, now);
+    async fn instances(&self, region: &str, need: Need) -> Arc<Taken<Vec<RegionInstance>>> {
+        let port = self.cloud.aurora(region);
+        self.region(region)
+            .instances
+            .get(
+                self,
+                region,
+                MAX_AGE,
+                need,
+                || port.describe_instances(),
+                Vec::len,
+            )
+            .await
+    }
+
+    async fn global_groups(
+        &self,
+        region: &str,
+        need: Need,
+    ) -> Arc<Taken<Vec<GlobalReplicationGroup>>> {
+        let port = self.cloud.elasticache(region);
+        self.region(region)
+            .global_groups
+            .get(
+                self,
+                region,
+                MAX_AGE,
+                need,
+                || port.describe_global_replication_groups(None),
+                Vec::len,
+            )
+            .await
+    }
+
+    /// One resource from a listing: the one at hand, or a newer one when
+    /// this process changed the resource since it began or it shows the
+    /// resource in motion ([`need_for`]).
+    async fn resource<'a, T, V: Clone>(
+        &self,
+        changed: &Changed,
+        listing: impl Fn(Need) -> Listing<'a, T>,
+        find: impl Fn(&T) -> Option<&V>,
+        settled: fn(&V) -> bool,
+    ) -> Result<Option<V>, CloudError> {
+        let taken = listing(Need::default()).await;
+        let in_motion = taken
+            .result
+            .as_ref()
+            .ok()
+            .and_then(|all| find(all))
+            .is_some_and(|v| !settled(v));
+        let need = need_for(self.changed(changed), in_motion, self.now());
+        let taken = if need.met_by(taken.at, taken.seq) {
+            taken
+        } else {
+            listing(need).await
+        };
+        match &taken.result {
+            Ok(all) => Ok(find(all).cloned()),
+            Err(error) => Err(error.clone()),
         }
+    }
+
+    async fn database_lags(
+        &self,
+        region: &str,
+        id: &str,
+        also: impl FnOnce() -> Vec<String>,
+        need: Need,
+    ) -> Arc<LagObservation> {
+        let state = self.region(region);
+        let now = self.now();
+        let wanted = state
+            .database_lags
+            .want(std::iter::once(id.to_string()), now);
+        let port = self.cloud.aurora(region);
+        let mut current = state.database_lags.read.current.lock().await;
+        if let Some(taken) = current.as_ref()
+            && answers(
+                taken.at,
+                taken.seq,
+                taken.result.is_err(),
+                now,
+                LAG_MAX_AGE,
+                need,
+            )
+            && taken.covers(id)
+        {
+            return taken.clone();
+        }
+        let wanted = state
+            .database_lags
+            .want(also(), now)
+            .into_iter()
+            .chain(wanted);
+        let mut ids: Vec<String> = wanted.collect();
+        ids.sort();
+        ids.dedup();
+        let seq = self.next_seq();
+        let cost = pages(ids.len(), METRIC_QUERIES_PER_CALL);
+        let result = self
+            .send(region, cost, port.replication_lags(&ids, now))
+            .await;
+        let taken = Arc::new(Taken {
+            at: now,
+            seq,
+            result,
+        });
+        *current = Some(taken.clone());
+        taken
+    }
+
+    async fn cache_lags(&self, region: &str, id: &str) -> Arc<LagObservation> {
+        let state = self.region(region);
+        let now = self.now();
+        let wanted = state.cache_lags.want(std::iter::once(id.to_string()), now);
+        let groups = self.groups(region, Need::default()).await;
+        let port = self.cloud.elasticache(region);
+        let mut current = state.cache_lags.read.current.lock().await;
+        if let Some(taken) = current.as_ref()
+            && answers(
+                taken.at,
+                taken.seq,
+                taken.result.is_err(),
+                now,
+                LAG_MAX_AGE,
+                Need::default(),
+            )
+            && taken.covers(id)
+        {
+            return taken.clone();
+        }
+        let seq = self.next_seq();
+        let result = match &groups.result {
+            Ok(all) => {
+                let batch: Vec<ReplicationGroup> = wanted
+                    .iter()
+                    .filter_map(|id| all.get(id).cloned())
+                    .collect();
+                let nodes = batch.iter().map(|g| g.nodes().len()).sum();
+                let cost = pages(nodes, METRIC_QUERIES_PER_CALL);
+                self.send(region, cost, port.replication_lags(&batch, now))
+                    .await
+                    .map(|mut lags| {
+                        // A group the region does not hold has no data point.
+                        for id in wanted {
+                            lags.entry(id).or_insert(None);
+                        }
+                        lags
+                    })
+            }
+            Err(error) => Err(error.clone()),
+        };
+        let taken = Arc::new(Taken {
+            at: now,
+            seq,
+            result,
+        });
+        *current = Some(taken.clone());
+        taken
     }
 }
 
@@ -347,7 +608,7 @@ impl RegionObservation {
         self.groups.result.as_ref().map(|all| all.get(id))
     }
 
-    /// When the older of the two reads began.
+    /// When the older of the two listings began.
     pub fn taken_at(&self) -> Timestamp {
         self.clusters.at.min(self.groups.at)
     }
@@ -372,11 +633,6 @@ impl LagObservation {
     }
 }
 
-/// The `GetMetricData` calls that read `queries` metrics.
-fn metric_calls(queries: usize) -> Spend {
-    Spend::Read(u32::try_from(queries.div_ceil(METRIC_QUERIES_PER_CALL).max(1)).unwrap_or(u32::MAX))
-}
-
 fn by_id<T>(items: Vec<T>, id: impl Fn(&T) -> &str) -> HashMap<String, T> {
     items
         .into_iter()
@@ -384,7 +640,7 @@ fn by_id<T>(items: Vec<T>, id: impl Fn(&T) -> &str) -> HashMap<String, T> {
         .collect()
 }
 
-/// The part of an RDS ARN after the resource type: `cluster:ID` → `ID`.
+/// The resource type and identifier of an RDS ARN: `cluster:ID`, `db:ID`.
 fn rds_arn_id(arn: &str) -> Option<(&str, &str)> {
     let mut fields = arn.splitn(7, ':');
     let kind = fields.nth(5)?;
@@ -393,7 +649,7 @@ fn rds_arn_id(arn: &str) -> Option<(&str, &str)> {
 }
 
 impl SharedView {
-    /// `budget`: the most requests a second this view sends to one region.
+    /// `budget`: how fast this view may read each region.
     pub fn new(cloud: Arc<dyn Cloud>, budget: RequestBudget) -> Self {
         Self {
             state: Arc::new(State {
@@ -401,208 +657,34 @@ impl SharedView {
                 budget,
                 regions: Mutex::new(HashMap::new()),
                 changed: Mutex::new(HashMap::new()),
-                global_group_ids: Mutex::new(HashMap::new()),
+                sequence: AtomicU64::new(0),
             }),
         }
     }
 
     /// The clusters and groups of `region` for a sampling round: the shared
-    /// reads, or new ones when they began before `fresh_since` (a sampler
-    /// whose data-plane probe failed needs to know whether AWS still
-    /// answers now, not [`MAX_AGE`] ago).
-    pub async fn observe(&self, region: &str, fresh_since: Option<Timestamp>) -> RegionObservation {
+    /// listings, or new ones when `need` asks (a sampler whose data-plane
+    /// probe failed needs to know whether AWS still answers now, not
+    /// [`MAX_AGE`] ago).
+    pub async fn observe(&self, region: &str, need: Need) -> RegionObservation {
         let (clusters, groups) = tokio::join!(
-            self.state.clusters(region, fresh_since),
-            self.state.groups(region, fresh_since)
+            self.state.clusters(region, need),
+            self.state.groups(region, need)
         );
         RegionObservation { clusters, groups }
     }
 
-    /// The Aurora replication lags of `region`, answering for `id`, read no
-    /// earlier than `fresh_since` (or [`LAG_MAX_AGE`] ago): one batch for
-    /// every cluster asked for lately, plus `id` and `also`.
+    /// The Aurora replication lags of `region`, answering for `id`, at most
+    /// [`LAG_MAX_AGE`] old and as new as `need` asks: one batch for every
+    /// cluster asked for lately, plus `id` and `also`.
     pub async fn database_lags(
         &self,
         region: &str,
         id: &str,
         also: impl FnOnce() -> Vec<String>,
-        fresh_since: Option<Timestamp>,
+        need: Need,
     ) -> Arc<LagObservation> {
-        self.state
-            .database_lags(region, id, also, fresh_since)
-            .await
-    }
-}
-
-impl State {
-    async fn clusters(
-        &self,
-        region: &str,
-        fresh_since: Option<Timestamp>,
-    ) -> Arc<Taken<HashMap<String, Cluster>>> {
-        let port = self.cloud.aurora(region);
-        self.region(region)
-            .clusters
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                fresh_since,
-                || async { Ok(by_id(port.describe_clusters().await?, |c| &c.id)) },
-                HashMap::len,
-            )
-            .await
-    }
-
-    async fn groups(
-        &self,
-        region: &str,
-        fresh_since: Option<Timestamp>,
-    ) -> Arc<Taken<HashMap<String, ReplicationGroup>>> {
-        let port = self.cloud.elasticache(region);
-        self.region(region)
-            .groups
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                fresh_since,
-                || async { Ok(by_id(port.describe_replication_groups().await?, |g| &g.id)) },
-                HashMap::len,
-            )
-            .await
-    }
-
-    async fn global_clusters(&self, region: &str) -> Arc<Taken<HashMap<String, GlobalCluster>>> {
-        let port = self.cloud.aurora(region);
-        self.region(region)
-            .global_clusters
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                None,
-                || async { Ok(by_id(port.describe_global_clusters().await?, |g| &g.id)) },
-                HashMap::len,
-            )
-            .await
-    }
-
-    async fn instances(&self, region: &str) -> Arc<Taken<Vec<RegionInstance>>> {
-        let port = self.cloud.aurora(region);
-        self.region(region)
-            .instances
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                None,
-                || port.describe_instances(),
-                Vec::len,
-            )
-            .await
-    }
-
-    async fn global_groups(&self, region: &str) -> Arc<Taken<Vec<GlobalReplicationGroup>>> {
-        let port = self.cloud.elasticache(region);
-        self.region(region)
-            .global_groups
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                None,
-                || port.describe_global_replication_groups(None),
-                Vec::len,
-            )
-            .await
-    }
-
-    async fn database_lags(
-        &self,
-        region: &str,
-        id: &str,
-        also: impl FnOnce() -> Vec<String>,
-        fresh_since: Option<Timestamp>,
-    ) -> Arc<LagObservation> {
-        let state = self.region(region);
-        let now = self.now();
-        let wanted = state
-            .database_lags
-            .want(std::iter::once(id.to_string()), now);
-        let port = self.cloud.aurora(region);
-        let mut current = state.database_lags.read.current.lock().await;
-        if let Some(taken) = current.as_ref()
-            && answers(
-                taken.at,
-                taken.result.is_err(),
-                now,
-                LAG_MAX_AGE,
-                fresh_since,
-            )
-            && taken.covers(id)
-        {
-            return taken.clone();
-        }
-        let wanted = state
-            .database_lags
-            .want(also(), now)
-            .into_iter()
-            .chain(wanted);
-        let mut ids: Vec<String> = wanted.collect();
-        ids.sort();
-        ids.dedup();
-        let result = self
-            .send(
-                region,
-                metric_calls(ids.len()),
-                port.replication_lags(&ids, now),
-            )
-            .await;
-        let taken = Arc::new(Taken { at: now, result });
-        *current = Some(taken.clone());
-        taken
-    }
-
-    async fn cache_lags(&self, region: &str, id: &str) -> Arc<LagObservation> {
-        let state = self.region(region);
-        let now = self.now();
-        let wanted = state.cache_lags.want(std::iter::once(id.to_string()), now);
-        let groups = self.groups(region, None).await;
-        let port = self.cloud.elasticache(region);
-        let mut current = state.cache_lags.read.current.lock().await;
-        if let Some(taken) = current.as_ref()
-            && answers(taken.at, taken.result.is_err(), now, LAG_MAX_AGE, None)
-            && taken.covers(id)
-        {
-            return taken.clone();
-        }
-        let result = match &groups.result {
-            Ok(all) => {
-                let batch: Vec<ReplicationGroup> = wanted
-                    .iter()
-                    .filter_map(|id| all.get(id).cloned())
-                    .collect();
-                let nodes = batch.iter().map(|g| g.nodes().len()).sum();
-                self.send(
-                    region,
-                    metric_calls(nodes),
-                    port.replication_lags(&batch, now),
-                )
-                .await
-                .map(|mut lags| {
-                    // A group the region does not hold has no data point.
-                    for id in wanted {
-                        lags.entry(id).or_insert(None);
-                    }
-                    lags
-                })
-            }
-            Err(error) => Err(error.clone()),
-        };
-        let taken = Arc::new(Taken { at: now, result });
-        *current = Some(taken.clone());
-        taken
+        self.state.database_lags(region, id, also, need).await
     }
 }
 
@@ -636,23 +718,6 @@ impl Cloud for SharedView {
     }
 }
 
-/// The answer of a shared read about one resource, or `None` when AWS must
-/// be asked directly.
-fn served<'a, T, V>(
-    taken: &'a Taken<T>,
-    changed_at: Option<Timestamp>,
-    entry: impl FnOnce(&'a T) -> Option<&'a V>,
-    settled: impl FnOnce(&V) -> bool,
-) -> Option<Result<Option<&'a V>, CloudError>> {
-    match &taken.result {
-        Ok(all) => {
-            let found = entry(all);
-            from_snapshot(taken.at, changed_at, found.map(settled)).then_some(Ok(found))
-        }
-        Err(error) => from_snapshot(taken.at, changed_at, None).then(|| Err(error.clone())),
-    }
-}
-
 struct ViewedAurora {
     inner: Arc<dyn AuroraPort>,
     region: String,
@@ -674,42 +739,27 @@ impl ViewedAurora {
         }
     }
 
-    /// The instances of a cluster from the shared reads, when they agree
-    /// with each other and nothing of the cluster is changing.
-    async fn shared_instances(&self, cluster_id: &str) -> Option<Vec<Instance>> {
-        let clusters = self.state.clusters(&self.region, None).await;
-        let cluster = clusters.result.as_ref().ok()?.get(cluster_id)?;
-        if !from_snapshot(
-            clusters.at,
-            self.state.changed_at(&self.cluster_key(cluster_id)),
-            Some(cluster_settled(cluster)),
-        ) {
-            return None;
-        }
-        let all = self.state.instances(&self.region).await;
-        let instances = instances_of(cluster, all.result.as_ref().ok()?);
-        let changed = |i: &Instance| {
-            self.state
-                .changed_at(&Changed::Instance(self.region.clone(), i.id.clone()))
-        };
-        let members_agree = {
-            let mut listed: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-            let mut members: Vec<&str> = cluster.members.iter().map(String::as_str).collect();
-            listed.sort_unstable();
-            members.sort_unstable();
-            listed == members
-        };
-        let fresh = from_snapshot(
-            all.at,
-            self.state.changed_at(&Changed::InstancesOf(
-                self.region.clone(),
-                cluster_id.to_string(),
-            )),
-            Some(true),
-        ) && instances
+    /// What a listing of the region's instances must show for `cluster`:
+    /// this process's changes of its instances, and whether any of them
+    /// (or its member list) is in motion.
+    fn instances_need(&self, cluster: &Cluster, listed: &[Instance]) -> Need {
+        let region = &self.region;
+        let changed = listed
             .iter()
-            .all(|i| from_snapshot(all.at, changed(i), Some(instance_settled(i))));
-        (members_agree && fresh).then_some(instances)
+            .map(|i| i.id.clone())
+            .chain(cluster.members.iter().cloned())
+            .filter_map(|id| self.state.changed(&Changed::Instance(region.clone(), id)))
+            .chain(
+                self.state
+                    .changed(&Changed::InstancesOf(region.clone(), cluster.id.clone())),
+            )
+            .max();
+        let mut ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+        let mut members: Vec<&str> = cluster.members.iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        members.sort_unstable();
+        let in_motion = ids != members || !listed.iter().all(instance_settled);
+        need_for(changed, in_motion, self.state.now())
     }
 }
 
@@ -720,24 +770,21 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn describe_global_cluster(&self, id: &str) -> Result<Option<GlobalCluster>, CloudError> {
-        let taken = self.state.global_clusters(&self.region).await;
-        let changed = self
-            .state
-            .changed_at(&Changed::GlobalCluster(id.to_string()));
-        if let Some(answer) = served(&taken, changed, |all| all.get(id), global_cluster_settled) {
-            return answer.map(Option::<&GlobalCluster>::cloned);
-        }
         self.state
-            .send(
-                &self.region,
-                Spend::Read(1),
-                self.inner.describe_global_cluster(id),
+            .resource(
+                &Changed::GlobalCluster(id.to_string()),
+                |need| Box::pin(self.state.global_clusters(&self.region, need)),
+                |all| all.get(id),
+                global_cluster_settled,
             )
             .await
     }
 
     async fn describe_global_clusters(&self) -> Result<Vec<GlobalCluster>, CloudError> {
-        let taken = self.state.global_clusters(&self.region).await;
+        let taken = self
+            .state
+            .global_clusters(&self.region, Need::default())
+            .await;
         taken
             .result
             .as_ref()
@@ -749,14 +796,7 @@ impl AuroraPort for ViewedAurora {
         &self,
         request: &CreateGlobalClusterRequest,
     ) -> Result<GlobalCluster, CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.create_global_cluster(request),
-            )
-            .await;
+        let result = self.inner.create_global_cluster(request).await;
         let mut marks = vec![Changed::GlobalCluster(request.global_cluster_id.clone())];
         marks.extend(self.arn_key(&request.source_cluster_arn));
         self.state.mark(marks);
@@ -767,28 +807,14 @@ impl AuroraPort for ViewedAurora {
         &self,
         request: &ModifyGlobalClusterRequest,
     ) -> Result<GlobalCluster, CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.modify_global_cluster(request),
-            )
-            .await;
+        let result = self.inner.modify_global_cluster(request).await;
         self.state
             .mark([Changed::GlobalCluster(request.global_cluster_id.clone())]);
         result
     }
 
     async fn delete_global_cluster(&self, id: &str) -> Result<(), CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.delete_global_cluster(id),
-            )
-            .await;
+        let result = self.inner.delete_global_cluster(id).await;
         self.state.mark([Changed::GlobalCluster(id.to_string())]);
         result
     }
@@ -799,13 +825,8 @@ impl AuroraPort for ViewedAurora {
         cluster_arn: &str,
     ) -> Result<(), CloudError> {
         let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner
-                    .remove_from_global_cluster(global_cluster_id, cluster_arn),
-            )
+            .inner
+            .remove_from_global_cluster(global_cluster_id, cluster_arn)
             .await;
         let mut marks = vec![Changed::GlobalCluster(global_cluster_id.to_string())];
         marks.extend(self.arn_key(cluster_arn));
@@ -820,16 +841,8 @@ impl AuroraPort for ViewedAurora {
         allow_data_loss: bool,
     ) -> Result<(), CloudError> {
         let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.failover_global_cluster(
-                    global_cluster_id,
-                    target_cluster_arn,
-                    allow_data_loss,
-                ),
-            )
+            .inner
+            .failover_global_cluster(global_cluster_id, target_cluster_arn, allow_data_loss)
             .await;
         let mut marks = vec![Changed::GlobalCluster(global_cluster_id.to_string())];
         marks.extend(self.arn_key(target_cluster_arn));
@@ -843,13 +856,8 @@ impl AuroraPort for ViewedAurora {
         target_cluster_arn: &str,
     ) -> Result<(), CloudError> {
         let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner
-                    .switchover_global_cluster(global_cluster_id, target_cluster_arn),
-            )
+            .inner
+            .switchover_global_cluster(global_cluster_id, target_cluster_arn)
             .await;
         let mut marks = vec![Changed::GlobalCluster(global_cluster_id.to_string())];
         marks.extend(self.arn_key(target_cluster_arn));
@@ -858,22 +866,18 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn describe_cluster(&self, id: &str) -> Result<Option<Cluster>, CloudError> {
-        let taken = self.state.clusters(&self.region, None).await;
-        let changed = self.state.changed_at(&self.cluster_key(id));
-        if let Some(answer) = served(&taken, changed, |all| all.get(id), cluster_settled) {
-            return answer.map(Option::<&Cluster>::cloned);
-        }
         self.state
-            .send(
-                &self.region,
-                Spend::Read(1),
-                self.inner.describe_cluster(id),
+            .resource(
+                &self.cluster_key(id),
+                |need| Box::pin(self.state.clusters(&self.region, need)),
+                |all| all.get(id),
+                cluster_settled,
             )
             .await
     }
 
     async fn describe_clusters(&self) -> Result<Vec<Cluster>, CloudError> {
-        let taken = self.state.clusters(&self.region, None).await;
+        let taken = self.state.clusters(&self.region, Need::default()).await;
         taken
             .result
             .as_ref()
@@ -882,14 +886,7 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn create_cluster(&self, request: &CreateClusterRequest) -> Result<Cluster, CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.create_cluster(request),
-            )
-            .await;
+        let result = self.inner.create_cluster(request).await;
         let mut marks = vec![
             self.cluster_key(&request.cluster_id),
             Changed::InstancesOf(self.region.clone(), request.cluster_id.clone()),
@@ -905,27 +902,13 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn modify_cluster(&self, request: &ModifyClusterRequest) -> Result<Cluster, CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.modify_cluster(request),
-            )
-            .await;
+        let result = self.inner.modify_cluster(request).await;
         self.state.mark([self.cluster_key(&request.cluster_id)]);
         result
     }
 
     async fn delete_cluster(&self, request: &DeleteClusterRequest) -> Result<(), CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.delete_cluster(request),
-            )
-            .await;
+        let result = self.inner.delete_cluster(request).await;
         self.state.mark([
             self.cluster_key(&request.cluster_id),
             Changed::InstancesOf(self.region.clone(), request.cluster_id.clone()),
@@ -934,33 +917,32 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn add_tags(&self, resource_arn: &str, tags: &Tags) -> Result<(), CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.add_tags(resource_arn, tags),
-            )
-            .await;
+        let result = self.inner.add_tags(resource_arn, tags).await;
         self.state.mark(self.arn_key(resource_arn));
         result
     }
 
     async fn list_instances(&self, cluster_id: &str) -> Result<Vec<Instance>, CloudError> {
-        if let Some(instances) = self.shared_instances(cluster_id).await {
-            return Ok(instances);
+        let Some(cluster) = self.describe_cluster(cluster_id).await? else {
+            return Ok(Vec::new());
+        };
+        let taken = self.state.instances(&self.region, Need::default()).await;
+        let listed = |taken: &Taken<Vec<RegionInstance>>| match &taken.result {
+            Ok(all) => Ok(instances_of(&cluster, all)),
+            Err(error) => Err(error.clone()),
+        };
+        let need = match listed(&taken) {
+            Ok(instances) => self.instances_need(&cluster, &instances),
+            Err(_) => Need::default(),
+        };
+        if need.met_by(taken.at, taken.seq) {
+            return listed(&taken);
         }
-        self.state
-            .send(
-                &self.region,
-                Spend::Read(2),
-                self.inner.list_instances(cluster_id),
-            )
-            .await
+        listed(&*self.state.instances(&self.region, need).await)
     }
 
     async fn describe_instances(&self) -> Result<Vec<RegionInstance>, CloudError> {
-        let taken = self.state.instances(&self.region).await;
+        let taken = self.state.instances(&self.region, Need::default()).await;
         taken.result.clone()
     }
 
@@ -968,14 +950,7 @@ impl AuroraPort for ViewedAurora {
         &self,
         request: &CreateInstanceRequest,
     ) -> Result<Instance, CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.create_instance(request),
-            )
-            .await;
+        let result = self.inner.create_instance(request).await;
         self.state.mark([
             Changed::InstancesOf(self.region.clone(), request.cluster_id.clone()),
             Changed::Instance(self.region.clone(), request.instance_id.clone()),
@@ -984,14 +959,7 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn delete_instance(&self, instance_id: &str) -> Result<(), CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.delete_instance(instance_id),
-            )
-            .await;
+        let result = self.inner.delete_instance(instance_id).await;
         self.state.mark([Changed::Instance(
             self.region.clone(),
             instance_id.to_string(),
@@ -1000,14 +968,7 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn modify_instance(&self, request: &ModifyInstanceRequest) -> Result<(), CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.modify_instance(request),
-            )
-            .await;
+        let result = self.inner.modify_instance(request).await;
         self.state.mark([Changed::Instance(
             self.region.clone(),
             request.instance_id.clone(),
@@ -1017,11 +978,7 @@ impl AuroraPort for ViewedAurora {
 
     async fn describe_subnet_group(&self, name: &str) -> Result<Option<SubnetGroup>, CloudError> {
         self.state
-            .send(
-                &self.region,
-                Spend::Read(1),
-                self.inner.describe_subnet_group(name),
-            )
+            .send(&self.region, 1, self.inner.describe_subnet_group(name))
             .await
     }
 
@@ -1033,7 +990,7 @@ impl AuroraPort for ViewedAurora {
         self.state
             .send(
                 &self.region,
-                Spend::Read(1),
+                1,
                 self.inner.default_engine_version(engine, major),
             )
             .await
@@ -1046,7 +1003,7 @@ impl AuroraPort for ViewedAurora {
     ) -> Result<Option<Duration>, CloudError> {
         let lags = self
             .state
-            .database_lags(&self.region, cluster_id, Vec::new, None)
+            .database_lags(&self.region, cluster_id, Vec::new, Need::default())
             .await;
         lags.lag(cluster_id).map_err(Clone::clone)
     }
@@ -1056,7 +1013,14 @@ impl AuroraPort for ViewedAurora {
         cluster_ids: &[String],
         now: Timestamp,
     ) -> Result<BTreeMap<String, Option<Duration>>, CloudError> {
-        self.inner.replication_lags(cluster_ids, now).await
+        let cost = pages(cluster_ids.len(), METRIC_QUERIES_PER_CALL);
+        self.state
+            .send(
+                &self.region,
+                cost,
+                self.inner.replication_lags(cluster_ids, now),
+            )
+            .await
     }
 }
 
@@ -1086,60 +1050,35 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         id: Option<&str>,
     ) -> Result<Vec<GlobalReplicationGroup>, CloudError> {
-        self.state
-            .send(
-                &self.region,
-                Spend::Read(1),
-                self.inner.describe_global_replication_groups(id),
-            )
-            .await
+        match id {
+            Some(id) => {
+                self.state
+                    .send(
+                        &self.region,
+                        1,
+                        self.inner.describe_global_replication_groups(Some(id)),
+                    )
+                    .await
+            }
+            None => self
+                .state
+                .global_groups(&self.region, Need::default())
+                .await
+                .result
+                .clone(),
+        }
     }
 
     async fn global_replication_group(
         &self,
         suffix: &str,
     ) -> Result<Option<GlobalReplicationGroup>, CloudError> {
-        let taken = self.state.global_groups(&self.region).await;
-        let changed = self
-            .state
-            .changed_at(&Changed::GlobalGroup(suffix.to_string()));
-        if let Some(answer) = served(
-            &taken,
-            changed,
-            |all| find_global(all, suffix),
-            global_group_settled,
-        ) {
-            return answer.map(Option::<&GlobalReplicationGroup>::cloned);
-        }
-        // Named when its id is known: one call instead of a listing of
-        // every Global Datastore of the account.
-        let known = taken
-            .result
-            .as_ref()
-            .ok()
-            .and_then(|all| find_global(all, suffix))
-            .map(|g| g.id.clone())
-            .or_else(|| lock(&self.state.global_group_ids).get(suffix).cloned());
-        if let Some(id) = known {
-            let named = self
-                .state
-                .send(
-                    &self.region,
-                    Spend::Read(1),
-                    self.inner.describe_global_replication_groups(Some(&id)),
-                )
-                .await?;
-            if let Some(found) = find_global(&named, suffix)
-                && found.status != super::elasticache::port::GlobalReplicationGroupStatus::Deleting
-            {
-                return Ok(Some(found.clone()));
-            }
-        }
         self.state
-            .send(
-                &self.region,
-                self.state.global_groups_pages(&self.region),
-                self.inner.global_replication_group(suffix),
+            .resource(
+                &Changed::GlobalGroup(suffix.to_string()),
+                |need| Box::pin(self.state.global_groups(&self.region, need)),
+                |all| find_global(all, suffix),
+                global_group_settled,
             )
             .await
     }
@@ -1148,17 +1087,7 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         request: &CreateGlobalReplicationGroupRequest,
     ) -> Result<GlobalReplicationGroup, CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.create_global_replication_group(request),
-            )
-            .await;
-        if let Ok(created) = &result {
-            lock(&self.state.global_group_ids).insert(request.suffix.clone(), created.id.clone());
-        }
+        let result = self.inner.create_global_replication_group(request).await;
         self.state.mark([
             Changed::GlobalGroup(request.suffix.clone()),
             self.group_key(&request.primary_replication_group_id),
@@ -1167,14 +1096,7 @@ impl ElastiCachePort for ViewedElastiCache {
     }
 
     async fn delete_global_replication_group(&self, id: &str) -> Result<(), CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.delete_global_replication_group(id),
-            )
-            .await;
+        let result = self.inner.delete_global_replication_group(id).await;
         self.state.mark(Self::global_key(id));
         result
     }
@@ -1186,15 +1108,11 @@ impl ElastiCachePort for ViewedElastiCache {
         replication_group_region: &str,
     ) -> Result<(), CloudError> {
         let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.disassociate_global_replication_group(
-                    global_replication_group_id,
-                    replication_group_id,
-                    replication_group_region,
-                ),
+            .inner
+            .disassociate_global_replication_group(
+                global_replication_group_id,
+                replication_group_id,
+                replication_group_region,
             )
             .await;
         let mut marks: Vec<Changed> = Self::global_key(global_replication_group_id)
@@ -1215,15 +1133,11 @@ impl ElastiCachePort for ViewedElastiCache {
         primary_replication_group_id: &str,
     ) -> Result<(), CloudError> {
         let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.failover_global_replication_group(
-                    global_replication_group_id,
-                    primary_region,
-                    primary_replication_group_id,
-                ),
+            .inner
+            .failover_global_replication_group(
+                global_replication_group_id,
+                primary_region,
+                primary_replication_group_id,
             )
             .await;
         let mut marks: Vec<Changed> = Self::global_key(global_replication_group_id)
@@ -1239,11 +1153,7 @@ impl ElastiCachePort for ViewedElastiCache {
 
     async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError> {
         self.state
-            .send(
-                &self.region,
-                Spend::Read(1),
-                self.inner.cache_subnet_group_exists(name),
-            )
+            .send(&self.region, 1, self.inner.cache_subnet_group_exists(name))
             .await
     }
 
@@ -1251,22 +1161,18 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         id: &str,
     ) -> Result<Option<ReplicationGroup>, CloudError> {
-        let taken = self.state.groups(&self.region, None).await;
-        let changed = self.state.changed_at(&self.group_key(id));
-        if let Some(answer) = served(&taken, changed, |all| all.get(id), group_settled) {
-            return answer.map(Option::<&ReplicationGroup>::cloned);
-        }
         self.state
-            .send(
-                &self.region,
-                Spend::Read(1),
-                self.inner.describe_replication_group(id),
+            .resource(
+                &self.group_key(id),
+                |need| Box::pin(self.state.groups(&self.region, need)),
+                |all| all.get(id),
+                group_settled,
             )
             .await
     }
 
     async fn describe_replication_groups(&self) -> Result<Vec<ReplicationGroup>, CloudError> {
-        let taken = self.state.groups(&self.region, None).await;
+        let taken = self.state.groups(&self.region, Need::default()).await;
         taken
             .result
             .as_ref()
@@ -1278,14 +1184,7 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         request: &CreateReplicationGroupRequest,
     ) -> Result<ReplicationGroup, CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.create_replication_group(request),
-            )
-            .await;
+        let result = self.inner.create_replication_group(request).await;
         let mut marks = vec![self.group_key(&request.replication_group_id)];
         marks.extend(
             request
@@ -1301,14 +1200,7 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         request: &ModifyReplicationGroupRequest,
     ) -> Result<ReplicationGroup, CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.modify_replication_group(request),
-            )
-            .await;
+        let result = self.inner.modify_replication_group(request).await;
         self.state
             .mark([self.group_key(&request.replication_group_id)]);
         result
@@ -1318,14 +1210,7 @@ impl ElastiCachePort for ViewedElastiCache {
         &self,
         request: &DeleteReplicationGroupRequest,
     ) -> Result<(), CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.delete_replication_group(request),
-            )
-            .await;
+        let result = self.inner.delete_replication_group(request).await;
         self.state
             .mark([self.group_key(&request.replication_group_id)]);
         result
@@ -1337,13 +1222,8 @@ impl ElastiCachePort for ViewedElastiCache {
         new_replica_count: u8,
     ) -> Result<ReplicationGroup, CloudError> {
         let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner
-                    .increase_replica_count(replication_group_id, new_replica_count),
-            )
+            .inner
+            .increase_replica_count(replication_group_id, new_replica_count)
             .await;
         self.state.mark([self.group_key(replication_group_id)]);
         result
@@ -1355,13 +1235,8 @@ impl ElastiCachePort for ViewedElastiCache {
         new_replica_count: u8,
     ) -> Result<ReplicationGroup, CloudError> {
         let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner
-                    .decrease_replica_count(replication_group_id, new_replica_count),
-            )
+            .inner
+            .decrease_replica_count(replication_group_id, new_replica_count)
             .await;
         self.state.mark([self.group_key(replication_group_id)]);
         result
@@ -1370,24 +1245,25 @@ impl ElastiCachePort for ViewedElastiCache {
     async fn list_tags(&self, resource_arn: &str) -> Result<Tags, CloudError> {
         let region = self.state.region(&self.region);
         let now = self.state.now();
-        let changed = self
-            .state
-            .changed_at(&Changed::Tags(resource_arn.to_string()));
-        if let Some((at, tags)) = lock(&region.cache_tags).get(resource_arn)
-            && answers(*at, false, now, CACHE_TAGS_MAX_AGE, None)
-            && from_snapshot(*at, changed, Some(true))
+        let changed = self.state.changed(&Changed::Tags(resource_arn.to_string()));
+        if let Some((at, seq, tags)) = lock(&region.cache_tags).get(resource_arn)
+            && answers(
+                *at,
+                *seq,
+                false,
+                now,
+                CACHE_TAGS_MAX_AGE,
+                need_for(changed, false, now),
+            )
         {
             return Ok(tags.clone());
         }
+        let seq = self.state.next_seq();
         let tags = self
             .state
-            .send(
-                &self.region,
-                Spend::Read(1),
-                self.inner.list_tags(resource_arn),
-            )
+            .send(&self.region, 1, self.inner.list_tags(resource_arn))
             .await?;
-        lock(&region.cache_tags).insert(resource_arn.to_string(), (now, tags.clone()));
+        lock(&region.cache_tags).insert(resource_arn.to_string(), (now, seq, tags.clone()));
         Ok(tags)
     }
 
@@ -1398,21 +1274,14 @@ impl ElastiCachePort for ViewedElastiCache {
         self.state
             .send(
                 &self.region,
-                Spend::Read(1),
+                1,
                 self.inner.node_security_groups(cache_cluster_id),
             )
             .await
     }
 
     async fn add_tags(&self, resource_arn: &str, tags: &Tags) -> Result<(), CloudError> {
-        let result = self
-            .state
-            .send(
-                &self.region,
-                Spend::Write,
-                self.inner.add_tags(resource_arn, tags),
-            )
-            .await;
+        let result = self.inner.add_tags(resource_arn, tags).await;
         let region = self.state.region(&self.region);
         lock(&region.cache_tags).remove(resource_arn);
         // A listing begun before this answer must not be kept either.
@@ -1437,7 +1306,14 @@ impl ElastiCachePort for ViewedElastiCache {
         groups: &[ReplicationGroup],
         now: Timestamp,
     ) -> Result<BTreeMap<String, Option<Duration>>, CloudError> {
-        self.inner.replication_lags(groups, now).await
+        let nodes = groups.iter().map(|g| g.nodes().len()).sum();
+        self.state
+            .send(
+                &self.region,
+                pages(nodes, METRIC_QUERIES_PER_CALL),
+                self.inner.replication_lags(groups, now),
+            )
+            .await
     }
 }
 
@@ -1450,36 +1326,44 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_read_answers_until_it_is_too_old_or_older_than_asked() {
+    fn a_listing_answers_until_it_is_too_old_or_older_than_asked() {
         let thirty = Duration::from_secs(30);
-        assert!(answers(at(0), false, at(29), thirty, None));
-        assert!(!answers(at(0), false, at(30), thirty, None));
-        assert!(answers(at(10), false, at(12), thirty, Some(at(10))));
+        let none = Need::default();
+        assert!(answers(at(0), 1, false, at(29), thirty, none));
+        assert!(!answers(at(0), 1, false, at(30), thirty, none));
+        assert!(answers(
+            at(10),
+            1,
+            false,
+            at(12),
+            thirty,
+            Need::since(at(10))
+        ));
         assert!(
-            !answers(at(9), false, at(12), thirty, Some(at(10))),
-            "a sampler whose probe failed needs a read of its own round"
+            !answers(at(9), 1, false, at(12), thirty, Need::since(at(10))),
+            "a sampler whose probe failed needs a listing of its own round"
         );
         assert!(
-            !answers(at(0), true, at(5), thirty, None),
-            "a failed read is tried again after one round"
+            !answers(at(0), 1, true, at(5), thirty, none),
+            "a failed listing is tried again after one round"
         );
-        assert!(answers(at(0), true, at(4), thirty, None));
+        assert!(answers(at(0), 1, true, at(4), thirty, none));
     }
 
     #[test]
-    fn what_this_process_changed_or_what_moves_is_read_from_aws() {
-        assert!(from_snapshot(at(10), None, Some(true)));
-        assert!(
-            from_snapshot(at(10), None, None),
-            "absent: it does not exist"
-        );
-        assert!(from_snapshot(at(10), Some(at(5)), Some(true)));
-        assert!(
-            !from_snapshot(at(10), Some(at(10)), Some(true)),
-            "a read begun when the change was made may not show it"
-        );
-        assert!(!from_snapshot(at(10), Some(at(12)), None));
-        assert!(!from_snapshot(at(10), None, Some(false)), "in motion");
+    fn a_change_of_this_process_is_read_in_a_listing_begun_after_it() {
+        let changed = need_for(Some(7), false, at(10));
+        assert!(!changed.met_by(at(10), 7), "begun with the change");
+        assert!(!changed.met_by(at(10), 3), "begun before it, same instant");
+        assert!(changed.met_by(at(10), 8));
+        assert_eq!(need_for(None, false, at(10)), Need::default());
+    }
+
+    #[test]
+    fn a_resource_in_motion_is_read_in_a_listing_of_the_last_round() {
+        let moving = need_for(None, true, at(60));
+        assert!(!moving.met_by(at(54), 100));
+        assert!(moving.met_by(at(55), 100));
     }
 
     #[test]
@@ -1590,7 +1474,7 @@ mod sim_tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_action_s_own_result_is_read_from_aws_until_a_later_shared_read() {
+    async fn an_action_s_own_result_is_read_in_a_listing_begun_after_it() {
         let (sim, view) = fleet(3).await;
         let eu = view.aurora("eu-west-1");
         eu.describe_cluster("shop-0001").await.unwrap();
@@ -1606,75 +1490,79 @@ mod sim_tests {
         assert_eq!(
             after.security_group_ids,
             vec!["sg-0123456789abcdef0".to_string()],
-            "the change is seen at once"
+            "the change is seen at once, on the same instant"
         );
         assert_eq!(sim.call_count(Op::DescribeDBClusters), described + 1);
-        // Another shop's cluster is still served by the shared read.
+        // The new listing serves every other shop too.
         eu.describe_cluster("shop-0002").await.unwrap();
+        eu.describe_cluster("shop-0001").await.unwrap();
         assert_eq!(sim.call_count(Op::DescribeDBClusters), described + 1);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_resource_in_motion_is_read_from_aws_at_every_ask() {
+    async fn a_resource_in_motion_is_followed_by_one_listing_a_round_for_every_shop() {
         let sim = SimCloud::new(VirtualClock::default());
         let view = SharedView::new(
             Arc::new(LiveSim::start(sim.clone(), 1)),
             RequestBudget::new(1000),
         );
-        sim.aurora("eu-west-1")
-            .create_cluster(&cluster("shop"))
-            .await
-            .unwrap();
-        let eu = view.aurora("eu-west-1");
-        for _ in 0..3 {
-            let found = eu.describe_cluster("shop").await.unwrap().unwrap();
-            assert_eq!(found.status, ClusterStatus::Creating);
+        for n in 0..50 {
+            sim.aurora("eu-west-1")
+                .create_cluster(&cluster(&format!("shop-{n:04}")))
+                .await
+                .unwrap();
         }
-        // One shared read, then one direct read per ask.
-        assert_eq!(sim.call_count(Op::DescribeDBClusters), 1 + 3);
+        let eu = view.aurora("eu-west-1");
+        for round in 1..=3 {
+            for n in 0..50 {
+                let found = eu
+                    .describe_cluster(&format!("shop-{n:04}"))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(found.status, ClusterStatus::Creating);
+            }
+            assert_eq!(sim.call_count(Op::DescribeDBClusters), round);
+            tokio::time::advance(IN_MOTION_MAX_AGE + Duration::from_secs(1)).await;
+        }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_fleet_in_motion_reads_aws_no_faster_than_its_budget() {
+    async fn reads_go_no_faster_than_the_budget_and_changes_are_never_held_back() {
         let sim = SimCloud::new(VirtualClock::default());
         let view = SharedView::new(
             Arc::new(LiveSim::start(sim.clone(), 1)),
             RequestBudget::new(10),
         );
-        let eu = sim.aurora("eu-west-1");
-        for n in 0..150 {
-            eu.create_cluster(&cluster(&format!("shop-{n:04}")))
-                .await
-                .unwrap();
-        }
         let start = view.clock().now();
-        let viewed = view.aurora("eu-west-1");
+        let eu = view.aurora("eu-west-1");
         let asks = (0..150).map(|n| {
-            let viewed = viewed.clone();
-            async move { viewed.describe_cluster(&format!("shop-{n:04}")).await }
+            let eu = eu.clone();
+            async move { eu.describe_subnet_group(&format!("subnets-{n}")).await }
         });
         let answers = futures::future::join_all(asks).await;
-        let sent = sim.call_count(Op::DescribeDBClusters);
+        let sent = sim.call_count(Op::DescribeDBSubnetGroups);
         let refused = answers
             .iter()
             .filter(|a| a.as_ref().is_err_and(|e| e.metric_label() == "throttled"))
             .count();
-        // Every cluster is creating: each ask is a direct read. A burst of
-        // 50, then 10 a second for the 5 s a read may wait: the others are
-        // refused without reaching AWS.
-        assert_eq!(sent + refused, 150 + 2, "the shared read is two pages more");
-        assert!((100..=102).contains(&sent), "{sent} sent");
+        // A burst of 50, then 10 a second for the 5 s a read may wait: the
+        // others are refused without reaching AWS.
+        assert_eq!(sent + refused, 150);
+        assert!((99..=101).contains(&sent), "{sent} sent");
         assert!(crate::clock::elapsed(start, view.clock().now()) <= Duration::from_secs(6));
-        // A mutation is never held back by a spent budget.
-        eu.create_cluster(&cluster("late")).await.unwrap();
-        viewed
-            .delete_cluster(&DeleteClusterRequest {
-                cluster_id: "late".into(),
-                skip_final_snapshot: true,
-                final_snapshot_id: None,
-            })
+        // A change is never held back by a spent budget.
+        sim.aurora("eu-west-1")
+            .create_cluster(&cluster("late"))
             .await
-            .expect_err("creating: refused by AWS, but sent");
+            .unwrap();
+        eu.delete_cluster(&DeleteClusterRequest {
+            cluster_id: "late".into(),
+            skip_final_snapshot: true,
+            final_snapshot_id: None,
+        })
+        .await
+        .expect_err("creating: refused by AWS, but sent");
         assert_eq!(sim.call_count(Op::DeleteDBCluster), 1);
     }
 
@@ -1702,16 +1590,16 @@ mod sim_tests {
     #[tokio::test(start_paused = true)]
     async fn a_sampler_whose_probe_failed_gets_a_read_of_its_own_round() {
         let (sim, view) = fleet(1).await;
-        let first = view.observe("eu-west-1", None).await;
+        let first = view.observe("eu-west-1", Need::default()).await;
         assert!(first.cluster("shop-0000").unwrap().is_some());
         tokio::time::advance(Duration::from_secs(5)).await;
         sim.inject(Fault::RegionOutage {
             region: "eu-west-1".into(),
         });
-        let shared = view.observe("eu-west-1", None).await;
+        let shared = view.observe("eu-west-1", Need::default()).await;
         assert!(shared.cluster("shop-0000").is_ok(), "still the shared read");
         let round = view.clock().now();
-        let fresh = view.observe("eu-west-1", Some(round)).await;
+        let fresh = view.observe("eu-west-1", Need::since(round)).await;
         assert!(
             fresh.cluster("shop-0000").is_err(),
             "AWS does not answer now"

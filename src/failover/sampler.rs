@@ -40,7 +40,7 @@ use super::observe::LagSample;
 use crate::api::{AuroraEngine, ShopRegion, ShopRegionSpec};
 use crate::cloud::aurora::names as aurora_names;
 use crate::cloud::elasticache::names as cache_names;
-use crate::cloud::view::{RegionObservation, SharedView};
+use crate::cloud::view::{Need, RegionObservation, SharedView};
 use crate::cloud::{Cloud, real_delay};
 use crate::probe::{Probe, Signal, endpoint_address};
 use crate::telemetry::Metrics;
@@ -335,7 +335,7 @@ impl Sampler {
                                 &t.region,
                                 &t.cluster_id,
                                 || this.secondaries_in(&t.region),
-                                Some(minute),
+                                Need::since(minute),
                             )
                             .await
                             .lag(&t.cluster_id)
@@ -422,7 +422,7 @@ impl Sampler {
                 &target.region,
                 &target.cluster_id,
                 || self.secondaries_in(&target.region),
-                Some(round),
+                Need::since(round),
             )
         }))
         .await;
@@ -616,7 +616,7 @@ async fn sample_region(
     round: Timestamp,
     now: Timestamp,
 ) -> Probed {
-    let shared = view.observe(&target.region, None).await;
+    let shared = view.observe(&target.region, Need::default()).await;
     let endpoint = region_endpoint(&shared, target);
     let (tcp, http) = tokio::join!(
         async {
@@ -634,7 +634,7 @@ async fn sample_region(
     );
     let data_plane_failed = matches!(tcp, Signal::Down(_)) || matches!(http, Some(Signal::Down(_)));
     let observation = if data_plane_failed && shared.taken_at() < round {
-        view.observe(&target.region, Some(round)).await
+        view.observe(&target.region, Need::since(round)).await
     } else {
         shared
     };
