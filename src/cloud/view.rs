@@ -470,7 +470,7 @@ impl State {
             .result
             .as_ref()
             .ok()
-            .and_then(|all| find(all))
+            .and_then(&find)
             .is_some_and(|v| !settled(v));
         let need = need_for(self.changed(changed), in_motion, self.now());
         let taken = if need.met_by(taken.at, taken.seq) {
