@@ -245,6 +245,19 @@ class Operator:
     def memory(self) -> dict[str, int]:
         return proc_status(self.proc.pid)
 
+    def sockets(self) -> int:
+        """Open sockets: the API server connections the client keeps (plus
+        the metrics listener and the watches), a large part of the memory
+        when many reconciles run at once."""
+        fd_dir = f"/proc/{self.proc.pid}/fd"
+        count = 0
+        for fd in os.listdir(fd_dir):
+            try:
+                count += os.readlink(f"{fd_dir}/{fd}").startswith("socket:")
+            except OSError:
+                pass
+        return count
+
     def wait_leader(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -395,11 +408,13 @@ def default_speed(shops: int) -> int:
     # What the operator keeps up with on 2 shared cores: the sampler rounds
     # and requeues come `speed` times as often in real time as in virtual
     # time, so the work per real second grows with shops x speed.
-    if shops <= 100:
+    if shops <= 10:
         return 60
-    if shops <= 300:
+    if shops <= 100:
         return 20
-    return 10
+    if shops <= 300:
+        return 10
+    return 5
 
 
 def run_one(args, shops_count: int, templates: list[dict]) -> dict:
@@ -456,6 +471,7 @@ def run_one(args, shops_count: int, templates: list[dict]) -> dict:
         b = snapshot(op)
         result["steady"] = window(a, b, regions)
         result["rssSteadyKiB"] = b["memory"]["VmRSS"]
+        result["socketsSteady"] = op.sockets()
         log(f"N={shops_count}: steady {json.dumps(result['steady'])}")
 
         # Outage of us-east-1, for every shop at once.
@@ -506,6 +522,7 @@ def run_one(args, shops_count: int, templates: list[dict]) -> dict:
 
         memory = op.memory()
         result["peakRssKiB"] = memory["VmHWM"]
+        result["socketsEnd"] = op.sockets()
         result["rssEndKiB"] = memory["VmRSS"]
         result["maxSampledRssKiB"] = op.max_rss_kib
         result["peakRssPerShopRegionKiB"] = round(memory["VmHWM"] / regions, 1)
@@ -572,6 +589,7 @@ def table(results: list[dict]) -> str:
         ("RSS steady", lambda r: kib(r["rssSteadyKiB"])),
         ("peak RSS (VmHWM)", lambda r: kib(r["peakRssKiB"])),
         ("peak RSS per ShopRegion", lambda r: f"{r['peakRssPerShopRegionKiB']} KiB"),
+        ("open sockets: steady / end", lambda r: f"{r['socketsSteady']} / {r['socketsEnd']}"),
     ]
     cells = [[label] + [fn(r) for r in results] for label, fn in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
@@ -591,7 +609,7 @@ def main() -> int:
     parser.add_argument("--shops", default="1,10,100,1000",
                         help="comma-separated shop counts (each shop is 3 ShopRegions)")
     parser.add_argument("--speed", type=int, default=0,
-                        help="--sim-speed for every N (default: 60 up to 100 shops, 20 up to 300, 10 above)")
+                        help="--sim-speed for every N (default: 60 up to 10 shops, 20 up to 100, 10 up to 300, 5 above)")
     parser.add_argument("--binary", type=Path, default=ROOT / "target/release/shopfleet")
     parser.add_argument("--samples", nargs="+", type=Path,
                         default=sorted((ROOT / "samples").glob("acme-*.yaml")))
