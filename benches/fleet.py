@@ -371,16 +371,12 @@ def window(a: dict, b: dict, regions: int) -> dict:
 
 
 def writers_by_shop(state: dict, shops: set[str]) -> dict[str, list[str]]:
-    """The writer regions of each shop from /sim/state. Each entry pairs a
-    region with a cluster `<shop>-<region>`; the keys the endpoint gives
-    them are read by value, not by name (on main, `globalCluster` holds the
-    region and `region` the cluster id)."""
+    """The writer regions of each shop from /sim/state: each writer is a
+    cluster `<shop>-<region>` in `region`."""
     out: dict[str, list[str]] = {shop: [] for shop in shops}
     for entry in state.get("writers", []):
-        values = [v for v in entry.values() if isinstance(v, str)]
-        region = next((v for v in values if v in REGIONS), None)
-        cluster = next((v for v in values if v != region), None)
-        if region is None or cluster is None or not cluster.endswith("-" + region):
+        region, cluster = entry.get("region", ""), entry.get("cluster", "")
+        if not cluster.endswith("-" + region):
             continue
         shop = cluster[: -len(region) - 1]
         if shop in out:
@@ -641,7 +637,7 @@ def main() -> int:
     if args.steady_minutes < 10:
         parser.error("--steady-minutes: at least 10 virtual minutes, or rates at rest are noise")
 
-    kubectl("apply", "--server-side", "--field-manager=fleet-bench",
+    kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=fleet-bench",
             "-f", str(ROOT / "crds/shopregion.yaml"))
     kubectl("wait", "--for=condition=Established", "crd/shopregions.shopfleet.io", "--timeout=60s")
     templates = load_templates(args.samples)

@@ -20,7 +20,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{error, info, warn};
@@ -949,10 +949,25 @@ pub async fn run(
     // over 40 % of its JSON (the spec's and the status' appliers), a tree
     // of maps once parsed, kept for every ShopRegion for the process' life.
     let (reader, writer) = reflector::store();
+    //
+    // A ShopRegion is reconciled when its spec changes (its generation, also
+    // bumped when it is marked for deletion), or its finalizers, labels or
+    // annotations do (a user's or Argo CD's touch), not when only its status
+    // does: the operator's own status writes would each reconcile it once
+    // more, a dozen times per ShopRegion in a region outage. What a status
+    // change of a peer means reaches the reconcile through the cache and
+    // the health verdicts' triggers instead.
     let shopregions = watcher(regions, watcher::Config::default().any_semantic())
         .modify(|region| region.metadata.managed_fields = None)
         .reflect(writer)
-        .applied_objects();
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::finalizers)
+                .combine(predicates::labels)
+                .combine(predicates::annotations),
+            Default::default(),
+        );
     let mut controller = Controller::for_stream(shopregions, reader)
         .owns(deployments, children.clone())
         .owns(services, children.clone())

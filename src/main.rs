@@ -232,6 +232,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             // each call: keep a short tail, so memory does not grow with
             // the operator's age.
             cloud.keep_calls(SIM_CALL_LOG);
+            cloud.count_calls_in(metrics.clone());
             let sim = Arc::new(LiveSim::start(cloud, args.sim_speed));
             let control = args.sim_control.then(|| {
                 warn!("the simulated cloud's control endpoint is on (/sim/*)");

@@ -43,7 +43,7 @@ async fn state(State(sim): State<Arc<LiveSim>>) -> impl IntoResponse {
         "writers": cloud
             .writers()
             .into_iter()
-            .map(|(global, region)| json!({"globalCluster": global, "region": region}))
+            .map(|(region, cluster)| json!({"region": region, "cluster": cluster}))
             .collect::<Vec<_>>(),
         "mutatingCalls": cloud.mutating_calls(),
     }))

@@ -454,6 +454,10 @@ pub struct SimCloud {
     world: Arc<Mutex<World>>,
     /// Where the world is saved after every change (`--sim-state`).
     state_file: Option<Arc<std::path::Path>>,
+    /// Where every call is counted as the AWS adapters count their
+    /// requests (`shopfleet_aws_requests_total`), when an operator runs on
+    /// this cloud.
+    metrics: Arc<std::sync::OnceLock<Arc<crate::telemetry::Metrics>>>,
 }
 
 impl std::fmt::Debug for SimCloud {
@@ -569,6 +573,12 @@ impl SimCloud {
         Self::with_durations(clock, SimDurations::default())
     }
 
+    /// Counts every call from now on in `metrics`, by service, operation,
+    /// region and outcome, as the AWS adapters count their requests.
+    pub fn count_calls_in(&self, metrics: Arc<crate::telemetry::Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
     pub fn with_durations(clock: VirtualClock, durations: SimDurations) -> Self {
         Self {
             clock,
@@ -586,6 +596,7 @@ impl SimCloud {
                 account: SimAccount::default(),
             })),
             state_file: None,
+            metrics: Arc::default(),
         }
     }
 
@@ -613,6 +624,7 @@ impl SimCloud {
                     clock: VirtualClock::at(resumed),
                     world: Arc::new(Mutex::new(snapshot.world)),
                     state_file: None,
+                    metrics: Arc::default(),
                 }
             }
             None => Self::new(VirtualClock::at(wall_now)),
@@ -948,12 +960,27 @@ impl SimCloud {
                 }
             }
         };
+        let error = result.as_ref().err().map(CloudError::metric_label);
+        if let Some(metrics) = self.metrics.get() {
+            let outcome = match error {
+                None => "ok",
+                Some("throttled") => "throttled",
+                Some(_) => "error",
+            };
+            // Labelled as the SDK names the services (its `sdkId`), as the
+            // AWS adapters' requests are.
+            let service = match op.service() {
+                "monitoring" => "cloudwatch",
+                other => other,
+            };
+            metrics.record_aws_request(service, op.name(), region, outcome);
+        }
         world.calls.push(CallRecord {
             at: now,
             region: region.to_string(),
             op,
             mutating: op.is_mutating(),
-            error: result.as_ref().err().map(CloudError::metric_label),
+            error,
         });
         let count = world.counts.entry(op.name()).or_insert(CallCount {
             calls: 0,
