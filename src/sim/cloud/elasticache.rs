@@ -1453,11 +1453,18 @@ impl ElastiCachePort for SimElastiCachePort {
         // Aurora does for global clusters.
         self.cloud
             .call(&self.region, Op::DescribeGlobalReplicationGroups, |w, _| {
-                Ok(w.elasticache
-                    .global_views()
-                    .into_iter()
-                    .filter(|g| id.is_none_or(|id| g.id == id))
-                    .collect())
+                let c = &w.elasticache;
+                Ok(match id {
+                    // One Global Datastore asked for by id: only it is
+                    // described, not every shop's.
+                    Some(id) => c
+                        .globals
+                        .get(id)
+                        .map(|g| c.global_view(g))
+                        .into_iter()
+                        .collect(),
+                    None => c.global_views(),
+                })
             })
     }
 
