@@ -9,6 +9,6 @@ pub mod live;
 pub mod probe;
 
 pub use clock::VirtualClock;
-pub use cloud::{CallRecord, Fault, Op, SimAccount, SimCloud, SimDurations, SimNetwork};
+pub use cloud::{CallRecord, CallTally, Fault, Op, SimAccount, SimCloud, SimDurations, SimNetwork};
 pub use live::LiveSim;
 pub use probe::SimProbe;

@@ -17,19 +17,6 @@ impl SimProbe {
     pub fn new(cloud: SimCloud) -> Self {
         Self { cloud }
     }
-
-    /// Whether `host` is an endpoint of a cluster in `region`.
-    fn serves(&self, region: &str, host: &str) -> bool {
-        self.cloud
-            .all_clusters()
-            .into_iter()
-            .filter(|(r, _)| r == region)
-            .filter_map(|(r, id)| self.cloud.cluster(&r, &id))
-            .any(|c| {
-                c.writer_endpoint.as_deref() == Some(host)
-                    || c.reader_endpoint.as_deref() == Some(host)
-            })
-    }
 }
 
 #[async_trait]
@@ -41,7 +28,7 @@ impl Probe for SimProbe {
             ));
         }
         let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
-        if self.serves(region, host) {
+        if self.cloud.serves_endpoint(region, host) {
             Signal::Up
         } else {
             Signal::Down(format!(

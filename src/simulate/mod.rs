@@ -214,6 +214,9 @@ async fn run(
         .await?;
 
     let cloud = SimCloud::with_durations(VirtualClock::default(), scenario.durations.clone());
+    // The report needs the counts only; a log of every call would grow with
+    // the fleet and the run's length.
+    cloud.keep_calls(0);
     if let Some(account) = &scenario.account {
         cloud.declare_account(account.clone());
     }
@@ -254,6 +257,10 @@ async fn run(
     let mut next_step = 0;
     let mut failing_images: Vec<String> = Vec::new();
     let mut shown = 0;
+    // What AWS showed was last handed to the recorders at this count of
+    // the cloud's changes: looking again at every cluster of every shop on
+    // each observation would cost the fleet's size each time.
+    let mut aws_seen: Option<u64> = None;
     let deadline = |virtual_offset: Duration| origin + virtual_offset / speed;
     loop {
         let now = recorders.offset(clock.now());
@@ -277,7 +284,11 @@ async fn run(
             observe(&mut recorders, at, observation);
         }
         let now = recorders.offset(clock.now());
-        recorders.aws(now, &cloud.writers(), &cloud.failovers());
+        let changes = cloud.changes();
+        if aws_seen != Some(changes) {
+            recorders.aws(now, &cloud.writers(), &cloud.failovers());
+            aws_seen = Some(changes);
+        }
         for entry in recorders.shown_entries_since(shown) {
             progress(entry);
         }
@@ -614,16 +625,16 @@ async fn final_states(
         .list(&Default::default())
         .await?
         .items;
-    let calls = cloud.calls();
-    let successful_creates = calls
+    let tally = cloud.call_tally();
+    let successful_creates = tally
         .iter()
-        .filter(|c| c.op.name().starts_with("Create"))
-        .filter(|c| c.error.is_none())
-        .count();
-    let mut by_operation = BTreeMap::new();
-    for call in &calls {
-        *by_operation.entry(call.op.name().to_string()).or_insert(0) += 1;
-    }
+        .filter(|(op, _)| op.starts_with("Create"))
+        .map(|(_, t)| t.calls - t.failed)
+        .sum();
+    let by_operation = tally
+        .iter()
+        .map(|(op, t)| (op.to_string(), t.calls))
+        .collect();
     let fresh = FinalState {
         aws: AwsInventory {
             successful_creates,
@@ -635,9 +646,13 @@ async fn final_states(
             .filter(|(_, n)| *n > 0)
             .collect(),
         aws_calls: AwsCalls {
-            mutating: calls.iter().filter(|c| c.mutating).count(),
-            reads: calls.iter().filter(|c| !c.mutating).count(),
-            failed: calls.iter().filter(|c| c.error.is_some()).count(),
+            mutating: tally.values().filter(|t| t.mutating).map(|t| t.calls).sum(),
+            reads: tally
+                .values()
+                .filter(|t| !t.mutating)
+                .map(|t| t.calls)
+                .sum(),
+            failed: tally.values().map(|t| t.failed).sum(),
             by_operation,
         },
         ..Default::default()

@@ -70,15 +70,16 @@ impl EventType {
     }
 }
 
-/// One committed change.
+/// One committed change. The versions are shared with the store and with
+/// the neighbouring events: the history holds each version once.
 #[derive(Debug)]
 pub(crate) struct StoredEvent {
     pub rv: u64,
     pub key: ObjKey,
     pub event_type: EventType,
-    pub object: Value,
+    pub object: Arc<Value>,
     /// The object before the change (for selector transitions).
-    pub prev: Option<Value>,
+    pub prev: Option<Arc<Value>>,
 }
 
 /// Who is writing, and how.
@@ -132,7 +133,9 @@ pub(crate) struct RolloutSettings {
 /// Everything behind the lock.
 pub(crate) struct State {
     pub rv: u64,
-    pub objects: BTreeMap<ObjKey, Value>,
+    /// Each version is immutable once stored, and shared with the event
+    /// history rather than copied into it.
+    pub objects: BTreeMap<ObjKey, Arc<Value>>,
     history: VecDeque<Arc<StoredEvent>>,
     /// Watches from a resource version older than this get 410 Gone.
     pub compacted_rv: u64,
@@ -383,7 +386,7 @@ impl State {
                 let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
                     "metadata": {"name": "default", "namespace": namespace}});
                 let sa = self.stamp_new(sa, None);
-                self.commit(key, sa, None);
+                self.commit(key, sa);
             }
         }
     }
@@ -415,7 +418,7 @@ impl State {
                 if old.get("data") == Some(&data) && described {
                     return;
                 }
-                let mut new = old.clone();
+                let mut new = Value::clone(old);
                 new["data"] = data;
                 let annotations = meta_mut(&mut new)
                     .entry("annotations")
@@ -424,7 +427,7 @@ impl State {
                     *annotations = json!({});
                 }
                 annotations[ROOT_CA_DESCRIPTION_KEY] = json!(ROOT_CA_DESCRIPTION);
-                (Some(old.clone()), new)
+                (Some(Value::clone(old)), new)
             }
         };
         let _ = self.finish_write(&rt, key, old, new, Managed::Track, &opts);
@@ -444,8 +447,13 @@ impl State {
             "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         let obj = self.stamp_new(obj, None);
-        self.commit(key, obj, None);
+        self.commit(key, obj);
         self.publish_namespace_defaults(name);
+    }
+
+    /// A copy of the stored version of `key`, to build the next one from.
+    fn current(&self, key: &ObjKey) -> Option<Value> {
+        self.objects.get(key).map(|o| Value::clone(o))
     }
 
     /// Renders a stored object for a request against `rt` (its served version).
@@ -466,32 +474,41 @@ impl State {
         obj
     }
 
-    /// Stores `obj` under a fresh resource version and notifies watchers.
-    fn commit(&mut self, key: ObjKey, mut obj: Value, prev: Option<Value>) -> Value {
+    /// Stores `obj` under a fresh resource version (it replaces the stored
+    /// version, if any) and notifies watchers.
+    fn commit(&mut self, key: ObjKey, mut obj: Value) -> Value {
         self.rv += 1;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
+        let stored = Arc::new(obj);
+        let prev = self.objects.insert(key.clone(), stored.clone());
         let event_type = if prev.is_some() {
             EventType::Modified
         } else {
             EventType::Added
         };
-        self.objects.insert(key.clone(), obj.clone());
-        self.record(key, event_type, obj.clone(), prev);
-        obj
+        self.record(key, event_type, stored.clone(), prev);
+        Value::clone(&stored)
     }
 
     /// Removes an object for good under a fresh resource version.
     fn remove(&mut self, key: &ObjKey) -> Option<Value> {
         let prev = self.objects.remove(key)?;
         self.rv += 1;
-        let mut obj = prev.clone();
+        let mut obj = Value::clone(&prev);
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
+        let obj = Arc::new(obj);
         self.record(key.clone(), EventType::Deleted, obj.clone(), Some(prev));
         self.after_removal(key, &obj);
-        Some(obj)
+        Some(Value::clone(&obj))
     }
 
-    fn record(&mut self, key: ObjKey, event_type: EventType, object: Value, prev: Option<Value>) {
+    fn record(
+        &mut self,
+        key: ObjKey,
+        event_type: EventType,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) {
         let ev = Arc::new(StoredEvent {
             rv: self.rv,
             key,
@@ -566,6 +583,7 @@ impl State {
         self.objects
             .range(start..)
             .take_while(move |(k, _)| k.same_resource(rt))
+            .map(|(k, o)| (k, &**o))
             .filter(move |(k, o)| {
                 namespace.is_none_or(|ns| k.namespace == ns)
                     && labels.matches(o)
@@ -770,9 +788,7 @@ impl State {
         }
         let key = ObjKey::new(rt, namespace, name);
         let old = self
-            .objects
-            .get(&key)
-            .cloned()
+            .current(&key)
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         if let Some(rv) = meta_str(&body, "resourceVersion")
             && !rv.is_empty()
@@ -847,7 +863,7 @@ impl State {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         let key = ObjKey::new(rt, namespace, name);
-        let old = self.objects.get(&key).cloned();
+        let old = self.current(&key);
         if patch_type == PatchType::Apply {
             return self.apply(rt, key, old, body, opts);
         }
@@ -1115,7 +1131,7 @@ impl State {
         }
         let generation_changed = old.as_ref().and_then(|o| o.pointer("/metadata/generation"))
             != new.pointer("/metadata/generation");
-        let committed = self.commit(key.clone(), new, old);
+        let committed = self.commit(key.clone(), new);
         let committed = self.after_write(rt, &key, committed, generation_changed);
         Ok(Self::render(rt, &committed))
     }
@@ -1221,7 +1237,7 @@ impl State {
     /// Writes the simulated deployment controller's status for `key`, if the
     /// Deployment still exists and is still at `generation` (when given).
     pub(crate) fn write_rollout(&mut self, key: &ObjKey, phase: Phase, generation: Option<i64>) {
-        let Some(current) = self.objects.get(key).cloned() else {
+        let Some(current) = self.current(key) else {
             return;
         };
         let current_gen = current
@@ -1257,9 +1273,7 @@ impl State {
     ) -> Result<Value, ApiError> {
         let key = ObjKey::new(rt, namespace, name);
         let old = self
-            .objects
-            .get(&key)
-            .cloned()
+            .current(&key)
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         if let Some(uid) = &opts.precondition_uid
             && Some(uid.as_str()) != meta_str(&old, "uid")
@@ -1299,7 +1313,7 @@ impl State {
 
     /// Deletes (or starts the graceful deletion of) an object; returns its latest state.
     fn delete_key(&mut self, key: &ObjKey) -> Value {
-        let Some(old) = self.objects.get(key).cloned() else {
+        let Some(old) = self.current(key) else {
             return Value::Null;
         };
         let is_namespace = key.group.is_empty() && key.plural == "namespaces";
@@ -1317,10 +1331,10 @@ impl State {
             if is_namespace {
                 new["status"] = json!({"phase": "Terminating"});
             }
-            let committed = self.commit(key.clone(), new, Some(old));
+            let committed = self.commit(key.clone(), new);
             if is_namespace {
                 self.delete_namespace_contents(&key.name);
-                return self.objects.get(key).cloned().unwrap_or(committed);
+                return self.current(key).unwrap_or(committed);
             }
             return committed;
         }
@@ -1402,7 +1416,7 @@ impl State {
                     self.delete_key(&k);
                 }
                 GcAction::DropOwnerRefs(uids) => {
-                    if let Some(old) = self.objects.get(&k).cloned() {
+                    if let Some(old) = self.current(&k) {
                         let mut new = old.clone();
                         gc::drop_owner_refs(&mut new, &uids);
                         if let Some(rt) = self.registry.find_any_version(&k.group, &k.plural) {

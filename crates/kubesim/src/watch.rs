@@ -1,6 +1,7 @@
 //! Watch streams: newline-delimited JSON events, resumption from the event
 //! history, selector transitions, bookmarks, timeouts and 410 Gone.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,23 +44,25 @@ impl WatchRequest {
     /// What a watcher with this request sees of a stored event, if anything.
     /// An object that stops matching the selectors is sent as DELETED (its
     /// previous state at the new resource version), one that starts matching
-    /// as ADDED.
-    pub(crate) fn view(&self, ev: &StoredEvent) -> Option<(EventType, Value)> {
+    /// as ADDED. The stored version is lent, not copied: most views only
+    /// become a line.
+    pub(crate) fn view<'e>(&self, ev: &'e StoredEvent) -> Option<(EventType, Cow<'e, Value>)> {
         if !self.in_scope(ev) {
             return None;
         }
         let now = self.selects(&ev.object);
         let before = ev.prev.as_ref().is_some_and(|p| self.selects(p));
+        let current = || Cow::Borrowed(&*ev.object);
         match ev.event_type {
-            EventType::Added => now.then(|| (EventType::Added, ev.object.clone())),
-            EventType::Deleted => (now || before).then(|| (EventType::Deleted, ev.object.clone())),
+            EventType::Added => now.then(|| (EventType::Added, current())),
+            EventType::Deleted => (now || before).then(|| (EventType::Deleted, current())),
             EventType::Modified => match (before, now) {
-                (true, true) => Some((EventType::Modified, ev.object.clone())),
-                (false, true) => Some((EventType::Added, ev.object.clone())),
+                (true, true) => Some((EventType::Modified, current())),
+                (false, true) => Some((EventType::Added, current())),
                 (true, false) => {
-                    let mut old = ev.prev.clone().unwrap_or(Value::Null);
+                    let mut old = ev.prev.as_deref().cloned().unwrap_or(Value::Null);
                     old["metadata"]["resourceVersion"] = json!(ev.rv.to_string());
-                    Some((EventType::Deleted, old))
+                    Some((EventType::Deleted, Cow::Owned(old)))
                 }
                 (false, false) => None,
             },
@@ -246,8 +249,8 @@ mod tests {
                 name: "a".into(),
             },
             event_type: t,
-            object: obj,
-            prev,
+            object: Arc::new(obj),
+            prev: prev.map(Arc::new),
         }
     }
 
@@ -258,9 +261,8 @@ mod tests {
     #[test]
     fn object_leaving_the_selector_is_deleted() {
         let r = req("app=web");
-        let (t, obj) = r
-            .view(&ev(EventType::Modified, cm("db"), Some(cm("web"))))
-            .unwrap();
+        let event = ev(EventType::Modified, cm("db"), Some(cm("web")));
+        let (t, obj) = r.view(&event).unwrap();
         assert_eq!(t, EventType::Deleted);
         assert_eq!(obj["metadata"]["labels"]["app"], "web");
         assert_eq!(obj["metadata"]["resourceVersion"], "7");

@@ -40,6 +40,12 @@ pub(crate) struct AuroraWorld {
     pub(crate) clusters: BTreeMap<(String, String), SimCluster>,
     #[serde(with = "super::persist::entries")]
     pub(crate) instances: BTreeMap<(String, String), SimInstance>,
+    /// Each cluster's instances as `(seq, id)`, keyed by (region, cluster
+    /// identifier): describing a cluster must not scan every instance of
+    /// every shop. Derived from `instances`, so not saved; see
+    /// [`AuroraWorld::reindex`].
+    #[serde(skip)]
+    members_of: BTreeMap<(String, String), BTreeSet<(u64, String)>>,
     pub(crate) snapshots: BTreeSet<(String, String)>,
     pub(crate) lag: BTreeMap<String, Duration>,
     pub(crate) failovers: Vec<FailoverRecord>,
@@ -147,6 +153,14 @@ fn cluster_arn(region: &str, id: &str) -> String {
 
 fn instance_arn(region: &str, id: &str) -> String {
     format!("arn:aws:rds:{region}:{ACCOUNT}:db:{id}")
+}
+
+const WRITER_ENDPOINT: &str = "cluster-sim";
+const READER_ENDPOINT: &str = "cluster-ro-sim";
+
+/// What follows the cluster identifier in its endpoints of this kind.
+fn endpoint_suffix(kind: &str, region: &str) -> String {
+    format!(".{kind}.{region}.rds.amazonaws.com")
 }
 
 fn global_arn(id: &str) -> String {
@@ -303,14 +317,55 @@ impl AuroraWorld {
             .collect()
     }
 
+    /// The cluster's instances, oldest first.
     fn cluster_instances(&self, region: &str, cluster_id: &str) -> Vec<&SimInstance> {
-        let mut list: Vec<&SimInstance> = self
-            .instances
-            .values()
-            .filter(|i| i.region == region && i.cluster_id == cluster_id)
-            .collect();
-        list.sort_by_key(|i| i.seq);
-        list
+        self.members_of
+            .get(&Self::key(region, cluster_id))
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, id)| self.instances.get(&Self::key(region, id)))
+            .collect()
+    }
+
+    fn add_instance(&mut self, instance: SimInstance) {
+        self.members_of
+            .entry(Self::key(&instance.region, &instance.cluster_id))
+            .or_default()
+            .insert((instance.seq, instance.id.clone()));
+        self.instances
+            .insert(Self::key(&instance.region, &instance.id), instance);
+    }
+
+    fn remove_instance(&mut self, region: &str, id: &str) -> Option<SimInstance> {
+        let gone = self.instances.remove(&Self::key(region, id))?;
+        let cluster = Self::key(region, &gone.cluster_id);
+        if let Some(members) = self.members_of.get_mut(&cluster) {
+            members.remove(&(gone.seq, gone.id.clone()));
+            if members.is_empty() {
+                self.members_of.remove(&cluster);
+            }
+        }
+        Some(gone)
+    }
+
+    /// Rebuilds what is derived from the saved state (after loading it).
+    pub(crate) fn reindex(&mut self) {
+        self.members_of.clear();
+        for i in self.instances.values() {
+            self.members_of
+                .entry(Self::key(&i.region, &i.cluster_id))
+                .or_default()
+                .insert((i.seq, i.id.clone()));
+        }
+    }
+
+    /// Whether `host` is the writer or reader endpoint of a cluster in
+    /// `region`: the endpoints name the cluster, so no cluster is scanned.
+    pub(crate) fn serves(&self, region: &str, host: &str) -> bool {
+        [WRITER_ENDPOINT, READER_ENDPOINT].into_iter().any(|kind| {
+            host.strip_suffix(&endpoint_suffix(kind, region))
+                .is_some_and(|id| self.clusters.contains_key(&Self::key(region, id)))
+        })
     }
 
     pub(crate) fn global_view(&self, id: &str) -> Option<GlobalCluster> {
@@ -336,8 +391,8 @@ impl AuroraWorld {
             status: c.status.clone(),
             engine: c.engine.clone(),
             engine_version: c.engine_version.clone(),
-            writer_endpoint: Some(format!("{id}.cluster-sim.{region}.rds.amazonaws.com")),
-            reader_endpoint: Some(format!("{id}.cluster-ro-sim.{region}.rds.amazonaws.com")),
+            writer_endpoint: Some(format!("{id}{}", endpoint_suffix(WRITER_ENDPOINT, region))),
+            reader_endpoint: Some(format!("{id}{}", endpoint_suffix(READER_ENDPOINT, region))),
             kms_key_id: c.kms_key_id.clone(),
             storage_encrypted: c.storage_encrypted,
             deletion_protection: c.deletion_protection,
@@ -471,7 +526,7 @@ impl World {
                 }
             }
             Event::InstanceDeleted { region, id } => {
-                let Some(gone) = a.instances.remove(&AuroraWorld::key(&region, &id)) else {
+                let Some(gone) = a.remove_instance(&region, &id) else {
                     return;
                 };
                 // Aurora moves the writer role to another instance when the
@@ -1416,19 +1471,16 @@ impl World {
         }
         self.aurora.instance_seq += 1;
         let seq = self.aurora.instance_seq;
-        self.aurora.instances.insert(
-            AuroraWorld::key(region, id),
-            SimInstance {
-                id: id.clone(),
-                region: region.to_string(),
-                cluster_id: request.cluster_id.clone(),
-                status: InstanceStatus::Creating,
-                class: request.class.clone(),
-                tags: request.tags.clone(),
-                seq,
-                parameter_group: request.parameter_group_name.clone(),
-            },
-        );
+        self.aurora.add_instance(SimInstance {
+            id: id.clone(),
+            region: region.to_string(),
+            cluster_id: request.cluster_id.clone(),
+            status: InstanceStatus::Creating,
+            class: request.class.clone(),
+            tags: request.tags.clone(),
+            seq,
+            parameter_group: request.parameter_group_name.clone(),
+        });
         let c = self
             .aurora
             .clusters

@@ -104,6 +104,12 @@ pub(crate) struct CacheWorld {
     pub(crate) snapshots: BTreeSet<(String, String)>,
     pub(crate) lag: BTreeMap<String, Duration>,
     pub(crate) failovers: Vec<CacheFailoverRecord>,
+    /// The Global Datastore each member belongs to, keyed by (region,
+    /// replication group id): describing a group must not scan every
+    /// Global Datastore of every shop. Derived from `globals`, so not
+    /// saved; see [`CacheWorld::reindex`].
+    #[serde(skip)]
+    global_of: BTreeMap<(String, String), String>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -366,12 +372,83 @@ impl CacheWorld {
 
     /// The Global Datastore `(id, member)` the group belongs to.
     fn membership(&self, region: &str, id: &str) -> Option<(&SimGlobal, &SimMember)> {
-        self.globals.values().find_map(|g| {
-            g.members
-                .iter()
-                .find(|m| m.region == region && m.group_id == id)
-                .map(|m| (g, m))
-        })
+        let g = self
+            .globals
+            .get(self.global_of.get(&Self::key(region, id))?)?;
+        g.members
+            .iter()
+            .find(|m| m.region == region && m.group_id == id)
+            .map(|m| (g, m))
+    }
+
+    fn add_global(&mut self, global: SimGlobal) {
+        for m in &global.members {
+            self.global_of
+                .insert(Self::key(&m.region, &m.group_id), global.id.clone());
+        }
+        self.globals.insert(global.id.clone(), global);
+    }
+
+    fn add_member(&mut self, global: &str, member: SimMember) {
+        let Some(g) = self.globals.get_mut(global) else {
+            return;
+        };
+        self.global_of.insert(
+            Self::key(&member.region, &member.group_id),
+            global.to_string(),
+        );
+        g.members.push(member);
+    }
+
+    fn remove_member(&mut self, global: &str, region: &str, id: &str) {
+        let Some(g) = self.globals.get_mut(global) else {
+            return;
+        };
+        g.members
+            .retain(|m| !(m.region == region && m.group_id == id));
+        g.status = g.settled_status();
+        let key = Self::key(region, id);
+        if self.global_of.get(&key).is_some_and(|of| of == global) {
+            self.global_of.remove(&key);
+        }
+    }
+
+    fn remove_global(&mut self, global: &str) {
+        let Some(g) = self.globals.remove(global) else {
+            return;
+        };
+        for m in &g.members {
+            let key = Self::key(&m.region, &m.group_id);
+            if self.global_of.get(&key).is_some_and(|of| of == global) {
+                self.global_of.remove(&key);
+            }
+        }
+    }
+
+    /// Rebuilds what is derived from the saved state (after loading it).
+    pub(crate) fn reindex(&mut self) {
+        self.global_of.clear();
+        for g in self.globals.values() {
+            for m in &g.members {
+                self.global_of
+                    .insert(Self::key(&m.region, &m.group_id), g.id.clone());
+            }
+        }
+    }
+
+    /// The replication group a node (cache cluster) of `region` belongs
+    /// to: a node's id is its group's, its shard's and its own number
+    /// (see [`CacheWorld::group_view`]), so no group is scanned.
+    fn group_of_node(&self, region: &str, cache_cluster_id: &str) -> Option<&SimGroup> {
+        let (rest, node) = cache_cluster_id.rsplit_once('-')?;
+        let (id, shard) = rest.rsplit_once('-')?;
+        let g = self.groups.get(&Self::key(region, id))?;
+        let shard_n: u16 = shard.parse().ok()?;
+        let node_n: u16 = node.parse().ok()?;
+        let named = (1..=g.shards).contains(&shard_n)
+            && (1..=u16::from(g.replicas) + 1).contains(&node_n)
+            && format!("{id}-{shard_n:04}-{node_n:03}") == cache_cluster_id;
+        named.then_some(g)
     }
 
     pub(crate) fn global_view(&self, g: &SimGlobal) -> GlobalReplicationGroup {
@@ -512,18 +589,14 @@ impl World {
                 c.groups.remove(&CacheWorld::key(&region, &id));
             }
             Event::MemberDisassociated { global, region, id } => {
-                if let Some(g) = c.globals.get_mut(&global) {
-                    g.members
-                        .retain(|m| !(m.region == region && m.group_id == id));
-                    g.status = g.settled_status();
-                }
+                c.remove_member(&global, &region, &id);
                 if let Some(g) = c.groups.get_mut(&CacheWorld::key(&region, &id)) {
                     g.status = ReplicationGroupStatus::Available;
                 }
             }
             Event::GlobalDeleted { id } => {
                 // The primary stays, as a standalone replication group.
-                c.globals.remove(&id);
+                c.remove_global(&id);
             }
             Event::PrimaryMoved {
                 global,
@@ -629,17 +702,15 @@ impl World {
             .insert(CacheWorld::key(region, id), group);
         match secondary_of {
             Some(gid) => {
-                let g = self
-                    .elasticache
-                    .globals
-                    .get_mut(&gid)
-                    .expect("checked by secondary_shape");
-                g.members.push(SimMember {
-                    region: region.to_string(),
-                    group_id: id.clone(),
-                    is_primary: false,
-                    status: GlobalMemberStatus::Associating,
-                });
+                self.elasticache.add_member(
+                    &gid,
+                    SimMember {
+                        region: region.to_string(),
+                        group_id: id.clone(),
+                        is_primary: false,
+                        status: GlobalMemberStatus::Associating,
+                    },
+                );
                 let after = self.duration(
                     region,
                     Op::CreateReplicationGroup,
@@ -911,7 +982,7 @@ impl World {
                 status: GlobalMemberStatus::Associated,
             }],
         };
-        self.elasticache.globals.insert(id.clone(), global);
+        self.elasticache.add_global(global);
         let after = self.duration(
             region,
             Op::CreateGlobalReplicationGroup,
@@ -1474,18 +1545,8 @@ impl ElastiCachePort for SimElastiCachePort {
         let region = self.region.as_str();
         self.cloud.call(region, Op::DescribeCacheClusters, |w, _| {
             w.elasticache
-                .groups
-                .iter()
-                .filter(|((r, _), _)| r == region)
-                .find(|((_, id), _)| {
-                    w.elasticache.group_view(region, id).is_some_and(|view| {
-                        view.node_groups
-                            .iter()
-                            .flat_map(|n| &n.members)
-                            .any(|m| m.cache_cluster_id == cache_cluster_id)
-                    })
-                })
-                .map(|(_, g)| g.security_groups.clone())
+                .group_of_node(region, cache_cluster_id)
+                .map(|g| g.security_groups.clone())
                 .ok_or_else(|| {
                     CloudError::not_found(
                         "CacheClusterNotFound",

@@ -483,12 +483,20 @@ pub(crate) struct World {
     /// Calls by operation since the start (or the last clear), whatever
     /// the log keeps.
     #[serde(skip)]
-    counts: BTreeMap<&'static str, CallCount>,
+    counts: BTreeMap<&'static str, CallTally>,
     /// How many calls the log keeps, the newest; every call when `None`.
     #[serde(skip)]
     log_limit: Option<usize>,
-    /// Completions scheduled by long operations, applied when due.
-    pending: Vec<Pending>,
+    /// Bumped by whatever may change what AWS shows (a mutating call, a
+    /// completion, a fault), so an observer can tell that nothing changed
+    /// without looking at every resource.
+    #[serde(skip)]
+    changes: u64,
+    /// Completions scheduled by long operations, applied when due, in the
+    /// order they come due: every call looks for what is due, so finding
+    /// it must not cost a scan of everything scheduled. Saved as a list.
+    #[serde(with = "pending_list")]
+    pending: BTreeMap<(Timestamp, u64), Event>,
     seq: u64,
     aurora: aurora::AuroraWorld,
     elasticache: elasticache::CacheWorld,
@@ -543,10 +551,40 @@ impl SimAccount {
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Pending {
+struct Pending<E> {
     at: Timestamp,
     seq: u64,
-    event: Event,
+    event: E,
+}
+
+/// The scheduled completions as the list of [`Pending`] they are saved as.
+mod pending_list {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{Event, Pending};
+
+    pub fn serialize<S: Serializer>(
+        pending: &BTreeMap<(Timestamp, u64), Event>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            pending
+                .iter()
+                .map(|(&(at, seq), event)| Pending { at, seq, event }),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<(Timestamp, u64), Event>, D::Error> {
+        Ok(Vec::<Pending<Event>>::deserialize(deserializer)?
+            .into_iter()
+            .map(|p| ((p.at, p.seq), p.event))
+            .collect())
+    }
 }
 
 /// A completion scheduled by a long operation of either service.
@@ -589,7 +627,8 @@ impl SimCloud {
                 calls: Vec::new(),
                 counts: BTreeMap::new(),
                 log_limit: None,
-                pending: Vec::new(),
+                changes: 0,
+                pending: BTreeMap::new(),
                 seq: 0,
                 aurora: aurora::AuroraWorld::default(),
                 elasticache: elasticache::CacheWorld::default(),
@@ -610,7 +649,9 @@ impl SimCloud {
         speed: u32,
     ) -> std::io::Result<Self> {
         let mut cloud = match persist::load(path)? {
-            Some(snapshot) => {
+            Some(mut snapshot) => {
+                snapshot.world.aurora.reindex();
+                snapshot.world.elasticache.reindex();
                 let down = wall_now
                     .duration_since(snapshot.wall_at)
                     .unsigned_abs()
@@ -657,7 +698,7 @@ impl SimCloud {
     /// Declares the network the account holds; from now on a subnet group
     /// or security group outside it is refused as AWS refuses it.
     pub fn declare_account(&self, regions: BTreeMap<String, SimNetwork>) {
-        let mut world = self.lock();
+        let mut world = self.lock_to_change();
         world.account = SimAccount {
             regions,
             declared: true,
@@ -677,7 +718,7 @@ impl SimCloud {
 
     pub fn inject(&self, fault: Fault) {
         let now = self.clock.now();
-        let mut world = self.lock();
+        let mut world = self.lock_to_change();
         if let Fault::RegionOutage { region } = &fault {
             world.outages.entry(region.clone()).or_insert(now);
         }
@@ -688,7 +729,7 @@ impl SimCloud {
     /// Ends a region's outage; its clusters resume replicating (a former
     /// writer that was failed over comes back as a secondary).
     pub fn heal_region(&self, region: &str) {
-        let mut world = self.lock();
+        let mut world = self.lock_to_change();
         world.outages.remove(region);
         world
             .faults
@@ -697,7 +738,7 @@ impl SimCloud {
 
     /// Removes every fault, outages included.
     pub fn clear_faults(&self) {
-        let mut world = self.lock();
+        let mut world = self.lock_to_change();
         world.faults.clear();
         world.outages.clear();
     }
@@ -706,7 +747,7 @@ impl SimCloud {
     /// partitions included) and its replication-lag override: the region is
     /// back to normal.
     pub fn recover_region(&self, region: &str) {
-        let mut world = self.lock();
+        let mut world = self.lock_to_change();
         world.outages.remove(region);
         world.faults.retain(|f| {
             fault_region(f) != region
@@ -722,7 +763,7 @@ impl SimCloud {
 
     /// The region's health checks pass again.
     pub fn heal_health_check(&self, region: &str) {
-        self.lock()
+        self.lock_to_change()
             .faults
             .retain(|f| !matches!(f, Fault::HealthCheckDown { region: r } if r == region));
     }
@@ -740,18 +781,24 @@ impl SimCloud {
 
     /// Sets the replication lag a secondary Aurora cluster in `region` reports.
     pub fn set_replication_lag(&self, region: &str, lag: Duration) {
-        self.lock().aurora.lag.insert(region.to_string(), lag);
+        self.lock_to_change()
+            .aurora
+            .lag
+            .insert(region.to_string(), lag);
     }
 
     /// Sets the replication lag a secondary replication group in `region`
     /// reports.
     pub fn set_cache_replication_lag(&self, region: &str, lag: Duration) {
-        self.lock().elasticache.lag.insert(region.to_string(), lag);
+        self.lock_to_change()
+            .elasticache
+            .lag
+            .insert(region.to_string(), lag);
     }
 
     /// Drops the lag override of `region`: it lags as usual again.
     pub fn clear_replication_lag(&self, region: &str) {
-        let mut world = self.lock();
+        let mut world = self.lock_to_change();
         world.aurora.lag.remove(region);
         world.elasticache.lag.remove(region);
     }
@@ -759,7 +806,7 @@ impl SimCloud {
     /// When the next long operation completes, if one is under way: the
     /// next instant the world changes without anyone calling AWS.
     pub fn next_completion(&self) -> Option<Timestamp> {
-        self.lock().pending.iter().map(|p| p.at).min()
+        self.lock().pending.keys().next().map(|(at, _)| *at)
     }
 
     /// The calls the log keeps (every call unless [`Self::keep_calls`]
@@ -775,6 +822,12 @@ impl SimCloud {
         let mut world = self.lock();
         world.log_limit = Some(limit);
         world.trim_log();
+    }
+
+    /// Calls by operation name since the start (or the last clear),
+    /// whatever the log keeps.
+    pub fn call_tally(&self) -> BTreeMap<&'static str, CallTally> {
+        self.lock().counts.clone()
     }
 
     pub fn call_count(&self, op: Op) -> usize {
@@ -837,6 +890,15 @@ impl SimCloud {
         let mut world = self.lock();
         world.settle(now);
         world.aurora.instances_view(region, cluster_id)
+    }
+
+    /// Whether `host` is the writer or reader endpoint of an Aurora cluster
+    /// in `region`, as [`SimCloud::global_cluster`] sees things.
+    pub fn serves_endpoint(&self, region: &str, host: &str) -> bool {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        world.aurora.serves(region, host)
     }
 
     /// Every Aurora cluster that accepts writes now, as `(region, id)`: the
@@ -903,6 +965,22 @@ impl SimCloud {
     /// Global Datastore failovers carried out, oldest first.
     pub fn cache_failovers(&self) -> Vec<CacheFailoverRecord> {
         self.lock().elasticache.failovers.clone()
+    }
+
+    /// A count that moves whenever what AWS shows may have changed
+    /// (completions due by now included): equal counts, equal world.
+    pub fn changes(&self) -> u64 {
+        let now = self.clock.now();
+        let mut world = self.lock();
+        world.settle(now);
+        world.changes
+    }
+
+    /// The world, to change it outside an API call.
+    fn lock_to_change(&self) -> MutexGuard<'_, World> {
+        let mut world = self.lock();
+        world.changes += 1;
+        world
     }
 
     fn lock(&self) -> MutexGuard<'_, World> {
@@ -975,18 +1053,27 @@ impl SimCloud {
             };
             metrics.record_aws_request(service, op.name(), region, outcome);
         }
-        world.calls.push(CallRecord {
-            at: now,
-            region: region.to_string(),
-            op,
-            mutating: op.is_mutating(),
-            error,
-        });
-        let count = world.counts.entry(op.name()).or_insert(CallCount {
+        if world.log_limit != Some(0) {
+            world.calls.push(CallRecord {
+                at: now,
+                region: region.to_string(),
+                op,
+                mutating: op.is_mutating(),
+                error,
+            });
+        }
+        let count = world.counts.entry(op.name()).or_insert(CallTally {
             calls: 0,
+            failed: 0,
             mutating: op.is_mutating(),
         });
         count.calls += 1;
+        if result.is_err() {
+            count.failed += 1;
+        }
+        if op.is_mutating() {
+            world.changes += 1;
+        }
         world.trim_log();
         if op.is_mutating() {
             self.save(&world, now);
@@ -995,11 +1082,13 @@ impl SimCloud {
     }
 }
 
-/// How many calls of one operation were made.
-#[derive(Clone, Copy, Debug)]
-struct CallCount {
-    calls: usize,
-    mutating: bool,
+/// How many calls of one operation were made, and how many failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallTally {
+    pub calls: usize,
+    /// Failed by a fault, or refused.
+    pub failed: usize,
+    pub mutating: bool,
 }
 
 impl World {
@@ -1112,30 +1201,22 @@ impl World {
         self.seq += 1;
         let after =
             SignedDuration::try_from(after).expect("simulated durations fit a SignedDuration");
-        self.pending.push(Pending {
-            at: now
-                .checked_add(after)
-                .expect("simulated time stays in range"),
-            seq: self.seq,
-            event: event.into(),
-        });
+        let at = now
+            .checked_add(after)
+            .expect("simulated time stays in range");
+        self.pending.insert((at, self.seq), event.into());
     }
 
     /// Applies every completion due by `now`, oldest first.
     fn settle(&mut self, now: Timestamp) {
-        loop {
-            let due = self
-                .pending
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.at <= now)
-                .min_by_key(|(_, p)| (p.at, p.seq))
-                .map(|(i, _)| i);
-            let Some(index) = due else { break };
-            let pending = self.pending.remove(index);
-            match pending.event {
-                Event::Aurora(event) => self.apply(pending.at, event),
-                Event::Cache(event) => self.apply_cache(pending.at, event),
+        while let Some(entry) = self.pending.first_entry()
+            && entry.key().0 <= now
+        {
+            let ((at, _), event) = entry.remove_entry();
+            self.changes += 1;
+            match event {
+                Event::Aurora(event) => self.apply(at, event),
+                Event::Cache(event) => self.apply_cache(at, event),
             }
         }
     }
