@@ -125,7 +125,18 @@ pub struct Context {
     /// The controller's ShopRegion cache: the peers a failover decision
     /// looks at, without a list call per reconcile.
     shopregions: OnceLock<Store<ShopRegion>>,
+    /// The most reconciles run at once (see [`DEFAULT_RECONCILE_CONCURRENCY`]).
+    reconcile_concurrency: u16,
 }
+
+/// The most reconciles one controller runs at once. Each holds its
+/// ShopRegion's children and AWS answers while it runs: unbounded, an
+/// operator restarting with 3,000 ShopRegions would hold 3,000 of them at
+/// once (every object is reconciled after the first list), and its peak
+/// memory would grow with the fleet. A reconcile spends most of its time
+/// waiting on the API server and on shared AWS listings, so a few dozen
+/// at once keep a fleet's requeues on time.
+pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 32;
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
@@ -141,7 +152,14 @@ impl Context {
             failover: None,
             verdicts_changed: Mutex::new(None),
             shopregions: OnceLock::new(),
+            reconcile_concurrency: DEFAULT_RECONCILE_CONCURRENCY,
         }
+    }
+
+    /// At most `concurrency` reconciles at once (0: no bound).
+    pub fn with_reconcile_concurrency(mut self, concurrency: u16) -> Self {
+        self.reconcile_concurrency = concurrency;
+        self
     }
 
     /// Every call to `cloud`, the samplers' and the reconciles', goes
@@ -161,15 +179,16 @@ impl Context {
     }
 
     /// The ShopRegions of `shop` in the controller's cache.
-    fn peers(&self, shop: &str) -> Vec<ShopRegion> {
+    /// Shared with the cache, never copied: every reconcile reads them, and
+    /// a copy per reconcile in flight was the largest heap peak of a fleet.
+    fn peers(&self, shop: &str) -> Vec<Arc<ShopRegion>> {
         self.shopregions
             .get()
             .map(|store| {
                 store
                     .state()
-                    .iter()
+                    .into_iter()
                     .filter(|r| r.spec.shop == shop)
-                    .map(|r| (**r).clone())
                     .collect()
             })
             .unwrap_or_default()
@@ -254,6 +273,10 @@ async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action,
         started.elapsed(),
         result.as_ref().err().map(Error::metric_label),
     );
+    // With `RUST_LOG=shopfleet::controller=debug`, every reconcile, why it
+    // ran (the span's reason) and when it asked to run again: what to read
+    // when a ShopRegion reconciles more often than its concerns explain.
+    tracing::debug!(shopregion = %key, next = ?result.as_ref().ok(), "reconciled");
     if result.is_ok() {
         ctx.clear_failures(&key);
     }
@@ -346,7 +369,7 @@ impl<'a> Pass<'a> {
     }
 
     /// The failover concern, when the operator runs with a cloud.
-    fn failover(&'a self, peers: &'a [ShopRegion]) -> Option<Failover<'a>> {
+    fn failover(&'a self, peers: &'a [Arc<ShopRegion>]) -> Option<Failover<'a>> {
         let (Some(cloud), Some(runtime)) = (&self.ctx.cloud, &self.ctx.failover) else {
             return None;
         };
@@ -973,7 +996,10 @@ pub async fn run(
         .owns(services, children.clone())
         .owns(configmaps, children.clone())
         .owns(hpas, children.clone())
-        .owns(pdbs, children);
+        .owns(pdbs, children)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.reconcile_concurrency),
+        );
     // A second `run` on the same context keeps the first store: one
     // controller per context is the supported use.
     let _ = ctx.shopregions.set(controller.store());

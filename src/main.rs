@@ -131,6 +131,16 @@ struct RunArgs {
         value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     aws_requests_per_second: u32,
+    /// The most ShopRegions reconciled at once (per watched namespace);
+    /// the others wait their turn. Bounds the operator's memory: a restart
+    /// reconciles every ShopRegion at once.
+    #[arg(
+        long,
+        env = "SHOPFLEET_MAX_CONCURRENT_RECONCILES",
+        default_value_t = shopfleet::controller::DEFAULT_RECONCILE_CONCURRENCY,
+        value_parser = clap::value_parser!(u16).range(1..=1000)
+    )]
+    max_concurrent_reconciles: u16,
     /// Port of /healthz, /readyz and /metrics.
     #[arg(long, default_value_t = 8080)]
     metrics_port: u16,
@@ -326,10 +336,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // share the client, the metrics and the cloud.
     let controllers = scopes.into_iter().map(|namespace| {
         let ctx = Arc::new(
-            Context::new(client.clone(), metrics.clone(), Some(identity.clone())).with_cloud(
-                cloud.clone(),
-                RequestBudget::new(args.aws_requests_per_second),
-            ),
+            Context::new(client.clone(), metrics.clone(), Some(identity.clone()))
+                .with_cloud(
+                    cloud.clone(),
+                    RequestBudget::new(args.aws_requests_per_second),
+                )
+                .with_reconcile_concurrency(args.max_concurrent_reconciles),
         );
         controller::run(ctx, Scope { namespace }, wait_for(halt_rx.clone()))
     });

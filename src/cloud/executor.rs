@@ -423,7 +423,12 @@ fn failed_call<S: Service>(service: &S, error: &CloudError) -> CloudOutcome<S::S
         } else {
             Vec::new()
         },
-        requeue_after: Some(requeue),
+        requeue_after: Some(match error {
+            CloudError::RegionUnavailable { .. } if !new_problem => {
+                requeue::REGION_STILL_UNAVAILABLE
+            }
+            _ => requeue,
+        }),
         terminal: None,
     }
 }

@@ -63,6 +63,10 @@ pub mod requeue {
     pub const THROTTLED: Duration = Duration::from_secs(30);
     pub const TRANSIENT: Duration = Duration::from_secs(15);
     pub const REGION_UNAVAILABLE: Duration = Duration::from_secs(30);
+    /// A region still unreachable at the next poll: its return is a health
+    /// verdict change, which reconciles the shop's ShopRegions at once, so
+    /// polling it faster than at rest only adds reconciles to an outage.
+    pub const REGION_STILL_UNAVAILABLE: Duration = STEADY;
     /// A state that needs a human or AWS (quota, failed resource).
     pub const NEEDS_ATTENTION: Duration = Duration::from_secs(300);
 }

@@ -26,7 +26,6 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::decide::{AbandonReason, Decision, Promotion, absorbing, decide, next_change};
 use super::execute::{self, Carry};
-use super::health::PROBE_INTERVAL;
 use super::observe::{
     GlobalView, LagSample, ObserveInput, Policy, next_failover_status, next_refusal, observe,
 };
@@ -266,7 +265,7 @@ pub struct Failover<'a> {
     /// `namespace/name`, the key of the process's memory.
     pub key: &'a str,
     /// The ShopRegions of the shop the controller's cache holds.
-    pub peers: &'a [ShopRegion],
+    pub peers: &'a [Arc<ShopRegion>],
     pub now: Timestamp,
 }
 
@@ -405,6 +404,13 @@ impl Concern for Failover<'_> {
         if let Some(record) = &outcome.record {
             self.runtime.written(self.key, record);
         }
+        let under_way = outcome
+            .record
+            .as_ref()
+            .is_some_and(|r| r.completed_at.is_none() && r.result.is_none());
+        self.runtime
+            .sampler
+            .follow_promotion(&self.region.spec.shop, self.key, under_way);
         self.runtime
             .record_metrics(&ShopRegionLabels::of(self.region).shop(), &outcome);
     }
@@ -413,7 +419,7 @@ impl Concern for Failover<'_> {
 /// Decides for `region` from what was observed. Pure: no call, no write.
 pub fn plan(
     region: &ShopRegion,
-    visible: &[ShopRegion],
+    visible: &[Arc<ShopRegion>],
     observed: &Observed,
     now: Timestamp,
 ) -> FailoverOutcome {
@@ -646,13 +652,20 @@ pub async fn execute(
     }
 }
 
-/// A promotion under way is polled every probe interval: its RTO is what
-/// the business measures.
+/// How often a promotion under way is looked at without news. Its RTO is
+/// what the business measures, but its news comes by itself: the sampler
+/// follows the shop's promotion in a listing of every round and
+/// reconciles the shop's ShopRegions as soon as a role moves in AWS
+/// ([`super::sampler::Sampler::follow_promotion`]). The poll only carries
+/// what moves no role: AWS refusing a call, a Global Datastore busy with
+/// something else.
+pub const PROMOTION_POLL: Duration = Duration::from_secs(30);
+
 fn poll_soon(outcome: &mut FailoverOutcome) {
     outcome.wake = Some(
         outcome
             .wake
-            .map_or(PROBE_INTERVAL, |w| w.min(PROBE_INTERVAL)),
+            .map_or(PROMOTION_POLL, |w| w.min(PROMOTION_POLL)),
     );
 }
 

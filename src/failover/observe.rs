@@ -26,6 +26,7 @@
 //!   compared with the local one; a disagreement stops automatic action.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -273,7 +274,7 @@ pub struct ObserveInput<'a> {
     pub local: &'a ShopRegion,
     /// Every other ShopRegion this controller can see (any shop; filtered
     /// here). Empty with one operator per cluster.
-    pub visible: &'a [ShopRegion],
+    pub visible: &'a [Arc<ShopRegion>],
     /// From AWS; `None` when the global cluster could not be read.
     pub global: Option<GlobalView>,
     /// This controller's verdicts, by region.
@@ -289,6 +290,7 @@ pub fn observe(input: &ObserveInput<'_>) -> FleetObservation {
     let peers: Vec<&ShopRegion> = input
         .visible
         .iter()
+        .map(AsRef::as_ref)
         .filter(|p| p.spec.shop == spec.shop && !same_object(p, local))
         .collect();
 
@@ -501,9 +503,10 @@ mod tests {
     }
 
     fn run(local: &ShopRegion, visible: &[ShopRegion]) -> FleetObservation {
+        let visible: Vec<Arc<ShopRegion>> = visible.iter().cloned().map(Arc::new).collect();
         observe(&ObserveInput {
             local,
-            visible,
+            visible: &visible,
             global: None,
             health: &BTreeMap::new(),
             lag_reads: &BTreeMap::new(),
@@ -581,7 +584,7 @@ mod tests {
         );
         let obs = observe(&ObserveInput {
             local: &local,
-            visible: &[us],
+            visible: &[Arc::new(us)],
             global: None,
             health: &health,
             lag_reads: &BTreeMap::new(),
@@ -606,7 +609,7 @@ mod tests {
         );
         let obs = observe(&ObserveInput {
             local: &local,
-            visible: &[ap],
+            visible: &[Arc::new(ap)],
             global: None,
             health: &BTreeMap::new(),
             lag_reads: &reads,

@@ -24,7 +24,7 @@
 //! [`probe_interval`] from the first registration, so that the shops'
 //! samplers ask about a region in the same round and share its read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -101,6 +101,9 @@ struct Shop {
     task: Option<AbortHandle>,
     /// A round of samples was folded in (see [`View::warm`]).
     warm: bool,
+    /// The ShopRegions of the shop with a promotion under way (see
+    /// [`Sampler::follow_promotion`]).
+    promoting: BTreeSet<String>,
 }
 
 /// The parts of a ShopRegion the sampler needs.
@@ -121,6 +124,36 @@ struct Memory {
     /// When the lag was last asked for, answered or not.
     lag_asked_at: Option<Timestamp>,
     published: Option<Health>,
+    /// The region's part in its global resources as last seen in AWS.
+    roles: Option<Roles>,
+}
+
+/// What a region does in the shop's global resources, as AWS lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Roles {
+    /// Its Aurora cluster takes the writes.
+    database_writer: bool,
+    /// Its Redis group is the Global Datastore's primary; `None` while the
+    /// group is not listed.
+    cache_primary: Option<bool>,
+}
+
+impl Roles {
+    /// `None` when the listing failed or the region has no cluster: a
+    /// region that cannot be read has not changed its role.
+    fn of(observation: &RegionObservation, target: &Target) -> Option<Self> {
+        let cluster = observation.cluster(&target.cluster_id).ok().flatten()?;
+        let cache_primary = observation
+            .group(&target.group_id)
+            .ok()
+            .flatten()
+            .and_then(|g| g.global_replication_group.as_ref())
+            .map(|g| g.is_primary);
+        Some(Self {
+            database_writer: cluster.writer.is_some(),
+            cache_primary,
+        })
+    }
 }
 
 /// How often a secondary's replication lag is read. CloudWatch publishes
@@ -146,6 +179,7 @@ struct Probed {
     sample: Sample,
     endpoint: Option<String>,
     lag: Option<LagSample>,
+    roles: Option<Roles>,
 }
 
 /// Takes up what a previous operator process published in `region`'s
@@ -251,6 +285,7 @@ impl Sampler {
             return;
         };
         shop.registrations.remove(key);
+        shop.promoting.remove(key);
         if shop.registrations.is_empty() {
             if let Some(task) = shop.task.take() {
                 task.abort();
@@ -261,6 +296,31 @@ impl Sampler {
             }
             shops.remove(&region.spec.shop);
         }
+    }
+
+    /// Whether the ShopRegion `key` of `shop` has a promotion under way.
+    /// While one of a shop's has, each round reads the regions in a listing
+    /// of that round (shared by every shop on the grid) rather than one up
+    /// to [`crate::cloud::view::MAX_AGE`] old, so that the role moving in AWS (the Aurora writer, the cache
+    /// primary) reconciles the shop's ShopRegions within a round: the
+    /// promotion then needs no reconcile of its own every round to notice
+    /// it is done.
+    pub fn follow_promotion(&self, shop: &str, key: &str, under_way: bool) {
+        let mut shops = self.lock();
+        let Some(shop) = shops.get_mut(shop) else {
+            return;
+        };
+        if under_way {
+            shop.promoting.insert(key.to_string());
+        } else {
+            shop.promoting.remove(key);
+        }
+    }
+
+    fn promoting(&self, shop: &str) -> bool {
+        self.lock()
+            .get(shop)
+            .is_some_and(|s| !s.promoting.is_empty())
     }
 
     /// Stops every sampler (the controller is stopping).
@@ -323,6 +383,11 @@ impl Sampler {
                 .get_or_insert(now);
             let round = round_of(origin, now, interval);
             let lag_due = self.ask_for_lag(&shop, &targets, now);
+            let need = if self.promoting(&shop) {
+                Need::since(round)
+            } else {
+                Need::default()
+            };
             let this = &self;
             let mut probed =
                 futures::future::join_all(targets.iter().zip(lag_due).map(|(t, due)| async move {
@@ -344,7 +409,7 @@ impl Sampler {
                     } else {
                         None
                     };
-                    sample_region(this.probe.as_ref(), &this.view, t, lag, round, now).await
+                    sample_region(this.probe.as_ref(), &this.view, t, lag, need, round, now).await
                 }))
                 .await;
             self.corroborate(&shop, &targets, &mut probed, round, now)
@@ -481,7 +546,8 @@ impl Sampler {
             .collect()
     }
 
-    /// Folds one round in; true when a published verdict changed.
+    /// Folds one round in; true when the shop's ShopRegions have news: a
+    /// published verdict changed, or a region's role moved in AWS.
     fn fold(
         &self,
         shop_name: &str,
@@ -501,6 +567,7 @@ impl Sampler {
             .map_or(interval, |before| before.max(interval));
         shop.interval = Some(interval);
         shop.thresholds = Thresholds::for_interval(paced);
+        let mut moved = false;
         for p in probed {
             let memory = shop.regions.entry(p.region).or_default();
             memory.state = memory.state.record(&p.sample, &shop.thresholds);
@@ -510,8 +577,12 @@ impl Sampler {
             if p.lag.is_some() {
                 memory.lag = p.lag;
             }
+            if let Some(roles) = p.roles {
+                moved |= memory.roles.is_some_and(|before| before != roles);
+                memory.roles = Some(roles);
+            }
         }
-        let mut changed = false;
+        let mut changed = moved;
         for memory in shop.regions.values_mut() {
             let health = memory.state.health(now, &shop.thresholds);
             if memory.published.as_ref() != Some(&health) {
@@ -607,16 +678,18 @@ pub fn replication_seen(seen: &[(String, Signal)]) -> Signal {
 /// shared observation, up to [`crate::cloud::view::MAX_AGE`] old while the
 /// data plane answers; when a probe fails, from a read of this round, so
 /// that a lost region's API is seen unreachable in the round its endpoints
-/// stop answering (detection waits for no older read).
+/// stop answering (detection waits for no older read). `need` asks for a
+/// newer listing while a promotion is followed.
 async fn sample_region(
     probe: &dyn Probe,
     view: &SharedView,
     target: &Target,
     lag: Option<Duration>,
+    need: Need,
     round: Timestamp,
     now: Timestamp,
 ) -> Probed {
-    let shared = view.observe(&target.region, Need::default()).await;
+    let shared = view.observe(&target.region, need).await;
     let endpoint = region_endpoint(&shared, target);
     let (tcp, http) = tokio::join!(
         async {
@@ -654,6 +727,7 @@ async fn sample_region(
         },
         endpoint,
         lag: lag.map(|lag| LagSample { lag, at: now }),
+        roles: Roles::of(&observation, target),
     }
 }
 
@@ -801,6 +875,90 @@ mod tests {
         // no cluster exists yet.
         assert_eq!(clusters, 3 * 2, "DescribeDBClusters");
         assert_eq!(groups, 3 * 2, "DescribeReplicationGroups");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_followed_promotion_reads_every_round_and_stops_when_it_ends() {
+        use crate::sim::cloud::Op;
+        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
+        let (tx, _rx) = futures::channel::mpsc::unbounded();
+        let sampler = Sampler::new(
+            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
+            Arc::new(Metrics::default()),
+            tx,
+        );
+        let key = "shop/acme-eu-west-1";
+        sampler.register(key, &acme_region("eu-west-1"));
+        let clusters_in = |rounds: u64| {
+            let sim = sim.clone();
+            async move {
+                let before = sim.cloud().call_count(Op::DescribeDBClusters);
+                tokio::time::sleep(Duration::from_secs(5 * rounds)).await;
+                sim.cloud().call_count(Op::DescribeDBClusters) - before
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        sampler.follow_promotion("acme", key, true);
+        assert_eq!(
+            clusters_in(12).await,
+            3 * 12,
+            "one listing of each region a round while the promotion is under way"
+        );
+        sampler.follow_promotion("acme", key, false);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            clusters_in(12).await <= 3 * 2,
+            "at rest again: one listing per region every 30 s"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_role_moving_in_aws_is_news_for_the_shop_without_a_verdict_change() {
+        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
+        let (tx, _rx) = futures::channel::mpsc::unbounded();
+        let sampler = Sampler::new(
+            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
+            Arc::new(Metrics::default()),
+            tx,
+        );
+        let region = acme_region("eu-west-1");
+        sampler.register("shop/acme-eu-west-1", &region);
+        let targets = sampler.targets("acme").expect("registered");
+        let start = sim.cloud().clock().now();
+        let round = |n: u64, writer: &str| {
+            let at = crate::clock::after(start, Duration::from_secs(5 * n));
+            let probed = targets
+                .iter()
+                .map(|t| Probed {
+                    region: t.region.clone(),
+                    sample: Sample {
+                        at,
+                        database: Signal::Up,
+                        cache: Some(Signal::Up),
+                        endpoint: Signal::Up,
+                        http: None,
+                        vantage: None,
+                    },
+                    endpoint: None,
+                    lag: None,
+                    roles: Some(Roles {
+                        database_writer: t.region == writer,
+                        cache_primary: Some(t.region == writer),
+                    }),
+                })
+                .collect();
+            sampler.fold("acme", &targets, probed, PROBE_INTERVAL, at)
+        };
+        let settled = (0..20).find(|&n| !round(n, "us-east-1") && !round(n, "us-east-1"));
+        let settled = settled.expect("the verdicts settle while nothing moves");
+        assert!(
+            round(settled + 1, "eu-west-1"),
+            "the writer moved to eu-west-1: the shop's ShopRegions are reconciled"
+        );
+        assert!(
+            !round(settled + 2, "eu-west-1"),
+            "the same roles again are no news"
+        );
     }
 
     #[test]

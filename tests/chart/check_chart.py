@@ -284,6 +284,7 @@ def expected_args(values: dict) -> list[str]:
     if values.get("awsEndpointUrl"):
         args.append(f"--aws-endpoint-url={values['awsEndpointUrl']}")
     args.append(f"--aws-requests-per-second={values['awsRequestsPerSecond']}")
+    args.append(f"--max-concurrent-reconciles={values['maxConcurrentReconciles']}")
     args += [f"--log-format={values['logFormat']}", f"--metrics-port={values['metrics']['port']}"]
     if values.get("watchNamespaces"):
         args.append("--namespace=" + ",".join(values["watchNamespaces"]))

@@ -286,6 +286,14 @@ async fn an_unreachable_region_keeps_its_last_status_and_warns() {
         polled_again.events.is_empty(),
         "the same outage warns once, not on every poll"
     );
+    assert_eq!(
+        (outcome.requeue_after, polled_again.requeue_after),
+        (
+            Some(requeue::REGION_UNAVAILABLE),
+            Some(requeue::REGION_STILL_UNAVAILABLE)
+        ),
+        "a region that stays lost is polled at the steady pace: its return is a verdict change"
+    );
 }
 
 #[tokio::test]
