@@ -297,6 +297,18 @@ struct RegionState {
     database_lags: Lags,
     cache_lags: Lags,
     cache_tags: Mutex<HashMap<String, (Timestamp, u64, Tags)>>,
+    /// Subnet groups by name. A fleet's ShopRegions in one region mostly
+    /// name the same few (one VPC), and each looks its groups up on every
+    /// reconcile until its resources exist: shared, a bootstrap of a
+    /// thousand shops costs one lookup per name every [`MAX_AGE`], not one
+    /// per reconcile.
+    database_subnet_groups: Mutex<HashMap<String, Arc<Shared<Option<SubnetGroup>>>>>,
+    cache_subnet_groups: Mutex<HashMap<String, Arc<Shared<bool>>>>,
+}
+
+/// The shared lookup of `name` among `lookups`.
+fn lookup_of<T>(lookups: &Mutex<HashMap<String, Arc<Shared<T>>>>, name: &str) -> Arc<Shared<T>> {
+    lock(lookups).entry(name.to_string()).or_default().clone()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -977,9 +989,19 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn describe_subnet_group(&self, name: &str) -> Result<Option<SubnetGroup>, CloudError> {
-        self.state
-            .send(&self.region, 1, self.inner.describe_subnet_group(name))
-            .await
+        let region = self.state.region(&self.region);
+        let lookup = lookup_of(&region.database_subnet_groups, name);
+        let taken = lookup
+            .get(
+                &self.state,
+                &self.region,
+                MAX_AGE,
+                Need::default(),
+                || self.inner.describe_subnet_group(name),
+                |_| 1,
+            )
+            .await;
+        taken.result.clone()
     }
 
     async fn default_engine_version(
@@ -1152,9 +1174,19 @@ impl ElastiCachePort for ViewedElastiCache {
     }
 
     async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError> {
-        self.state
-            .send(&self.region, 1, self.inner.cache_subnet_group_exists(name))
-            .await
+        let region = self.state.region(&self.region);
+        let lookup = lookup_of(&region.cache_subnet_groups, name);
+        let taken = lookup
+            .get(
+                &self.state,
+                &self.region,
+                MAX_AGE,
+                Need::default(),
+                || self.inner.cache_subnet_group_exists(name),
+                |_| 1,
+            )
+            .await;
+        taken.result.clone()
     }
 
     async fn describe_replication_group(
@@ -1525,6 +1557,45 @@ mod sim_tests {
             assert_eq!(sim.call_count(Op::DescribeDBClusters), round);
             tokio::time::advance(IN_MOTION_MAX_AGE + Duration::from_secs(1)).await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subnet_group_named_by_a_whole_fleet_is_looked_up_once_per_interval() {
+        let sim = SimCloud::new(VirtualClock::default());
+        let view = SharedView::new(
+            Arc::new(LiveSim::start(sim.clone(), 1)),
+            RequestBudget::default(),
+        );
+        let lookups = || {
+            futures::future::join_all((0..500).map(|_| {
+                let (aurora, cache) = (view.aurora("eu-west-1"), view.elasticache("eu-west-1"));
+                async move {
+                    (
+                        aurora.describe_subnet_group("shops").await.unwrap(),
+                        cache.cache_subnet_group_exists("shops").await.unwrap(),
+                    )
+                }
+            }))
+        };
+        let answers = lookups().await;
+        assert!(answers.iter().all(|a| a == &answers[0]));
+        let sent = || {
+            (
+                sim.call_count(Op::DescribeDBSubnetGroups),
+                sim.call_count(Op::DescribeCacheSubnetGroups),
+            )
+        };
+        assert_eq!(sent(), (1, 1), "500 reconciles at once: one lookup each");
+        tokio::time::advance(MAX_AGE - Duration::from_secs(1)).await;
+        lookups().await;
+        assert_eq!(sent(), (1, 1));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        lookups().await;
+        assert_eq!(
+            sent(),
+            (2, 2),
+            "a group created meanwhile is seen within MAX_AGE"
+        );
     }
 
     #[tokio::test(start_paused = true)]
