@@ -350,13 +350,13 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
 /// where it lives.
 struct Pass<'a> {
     ctx: &'a Context,
-    region: &'a ShopRegion,
+    region: &'a Arc<ShopRegion>,
     namespace: String,
     key: String,
 }
 
 impl<'a> Pass<'a> {
-    fn new(ctx: &'a Context, region: &'a ShopRegion) -> Result<Self, Error> {
+    fn new(ctx: &'a Context, region: &'a Arc<ShopRegion>) -> Result<Self, Error> {
         let namespace = region
             .namespace()
             .ok_or_else(|| Error::MissingNamespace(region.name_any()))?;
@@ -896,6 +896,22 @@ fn error_policy(region: Arc<ShopRegion>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(delay)
 }
 
+/// Where client-side apply keeps the last applied object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the ShopRegion cache does not keep: nothing reads it, and it is
+/// kept for every ShopRegion for the process' life. managedFields (the
+/// spec's and the status' appliers, over 40 % of a converged ShopRegion's
+/// JSON), and the copy of the whole applied object that `kubectl apply` and
+/// Argo CD's client-side apply keep in an annotation (every change of it
+/// comes with a spec change, a new generation).
+pub fn slim_for_cache(region: &mut ShopRegion) {
+    region.metadata.managed_fields = None;
+    if let Some(annotations) = region.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 /// Which ShopRegions one controller reconciles.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
@@ -966,11 +982,9 @@ pub async fn run(
     let children = watcher::Config::default()
         .labels("app.kubernetes.io/managed-by=shopfleet")
         .any_semantic();
-    // The ShopRegion cache, without managedFields: nothing reads them (the
-    // reconcile, the failover concern's peers and the sampler read spec,
-    // status and the other metadata), and on a converged ShopRegion they are
-    // over 40 % of its JSON (the spec's and the status' appliers), a tree
-    // of maps once parsed, kept for every ShopRegion for the process' life.
+    // The ShopRegion cache, slimmed (`slim_for_cache`): the reconcile, the
+    // failover concern's peers and the sampler read spec, status and the
+    // other metadata only.
     let (reader, writer) = reflector::store();
     //
     // A ShopRegion is reconciled when its spec changes (its generation, also
@@ -981,7 +995,7 @@ pub async fn run(
     // change of a peer means reaches the reconcile through the cache and
     // the health verdicts' triggers instead.
     let shopregions = watcher(regions, watcher::Config::default().any_semantic())
-        .modify(|region| region.metadata.managed_fields = None)
+        .modify(slim_for_cache)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -1058,6 +1072,33 @@ mod tests {
             reason: "Why".into(),
             message: "details".into(),
         }
+    }
+
+    #[test]
+    fn the_cache_keeps_no_managed_fields_nor_applied_copy_but_every_other_annotation() {
+        let mut region = crate::api::fixtures::acme_region("eu-west-1");
+        region.metadata.managed_fields = Some(vec![Default::default()]);
+        region.metadata.annotations = Some(
+            [
+                (LAST_APPLIED.to_string(), "{\"spec\":{}}".to_string()),
+                (
+                    "argocd.argoproj.io/tracking-id".to_string(),
+                    "shop".to_string(),
+                ),
+            ]
+            .into(),
+        );
+        slim_for_cache(&mut region);
+        assert_eq!(region.metadata.managed_fields, None);
+        assert_eq!(
+            region
+                .metadata
+                .annotations
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["argocd.argoproj.io/tracking-id"]
+        );
     }
 
     #[test]

@@ -261,7 +261,8 @@ pub fn held_while_warming(
 pub struct Failover<'a> {
     pub runtime: &'a Runtime,
     pub cloud: &'a dyn Cloud,
-    pub region: &'a ShopRegion,
+    /// Shared with the controller's cache, as the sampler keeps it.
+    pub region: &'a Arc<ShopRegion>,
     /// `namespace/name`, the key of the process's memory.
     pub key: &'a str,
     /// The ShopRegions of the shop the controller's cache holds.

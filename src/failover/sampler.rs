@@ -37,7 +37,7 @@ use super::health::{
     database_signal,
 };
 use super::observe::LagSample;
-use crate::api::{AuroraEngine, ShopRegion, ShopRegionSpec};
+use crate::api::{AuroraEngine, ShopRegion};
 use crate::cloud::aurora::names as aurora_names;
 use crate::cloud::elasticache::names as cache_names;
 use crate::cloud::view::{Need, RegionObservation, SharedView};
@@ -106,10 +106,12 @@ struct Shop {
     promoting: BTreeSet<String>,
 }
 
-/// The parts of a ShopRegion the sampler needs.
-#[derive(Clone, Debug, PartialEq)]
+/// The parts of a ShopRegion the sampler needs: its spec from the object
+/// the controller's cache holds (shared, never copied: a copy per
+/// ShopRegion was the sampler's largest cost in a fleet).
+#[derive(Clone, Debug)]
 struct Registration {
-    spec: ShopRegionSpec,
+    region: Arc<ShopRegion>,
     writer_region: Option<String>,
     /// Endpoints remembered in `status.health`, for a region whose API
     /// cannot be reached after an operator restart.
@@ -249,9 +251,9 @@ impl Sampler {
 
     /// Records what `region` asks to be sampled, and starts its shop's
     /// sampler if it is not running. Cheap when nothing changed.
-    pub fn register(self: &Arc<Self>, key: &str, region: &ShopRegion) {
+    pub fn register(self: &Arc<Self>, key: &str, region: &Arc<ShopRegion>) {
         let registration = Registration {
-            spec: region.spec.clone(),
+            region: region.clone(),
             writer_region: region.status.as_ref().and_then(|s| s.writer_region.clone()),
             endpoints: region
                 .status
@@ -267,9 +269,9 @@ impl Sampler {
             .get_or_insert_with(|| self.cloud.clock().now());
         let mut shops = self.lock();
         let shop = shops.entry(shop_name.clone()).or_default();
-        if shop.registrations.get(key) != Some(&registration) {
-            shop.registrations.insert(key.to_string(), registration);
-        }
+        // The newest object always: an older one kept here would keep its
+        // whole version alive beside the cache's.
+        shop.registrations.insert(key.to_string(), registration);
         resume_from_status(shop, region, self.cloud.clock().now());
         if shop.task.as_ref().is_none_or(AbortHandle::is_finished) {
             let task = tokio::spawn(self.clone().run(shop_name));
@@ -614,7 +616,7 @@ impl Sampler {
         let first = registrations.first()?;
         let mut regions: Vec<String> = Vec::new();
         for registration in &registrations {
-            for region in &registration.spec.failover.order {
+            for region in &registration.region.spec.failover.order {
                 if !regions.contains(region) {
                     regions.push(region.clone());
                 }
@@ -626,7 +628,8 @@ impl Sampler {
                 .into_iter()
                 .map(|region| {
                     let health_url = registrations.iter().find_map(|r| {
-                        r.spec
+                        r.region
+                            .spec
                             .failover
                             .health_checks
                             .iter()
@@ -643,9 +646,9 @@ impl Sampler {
                                 .find_map(|r| r.endpoints.get(&region).cloned())
                         });
                     Target {
-                        cluster_id: aurora_names::cluster_id_in(&first.spec, &region),
-                        group_id: cache_names::replication_group_id_in(&first.spec, &region),
-                        engine: first.spec.database.engine,
+                        cluster_id: aurora_names::cluster_id_in(&first.region.spec, &region),
+                        group_id: cache_names::replication_group_id_in(&first.region.spec, &region),
+                        engine: first.region.spec.database.engine,
                         writer: writer_region.as_deref() == Some(region.as_str()),
                         region,
                         endpoint,
@@ -790,7 +793,7 @@ mod tests {
             Arc::new(Metrics::default()),
             tx,
         );
-        sampler.register("shop/acme-eu-west-1", &acme_region("eu-west-1"));
+        sampler.register("shop/acme-eu-west-1", &Arc::new(acme_region("eu-west-1")));
         // 24 health rounds of 5 s; the three regions' lags are due at 0, 60
         // and 120 s only.
         tokio::time::sleep(Duration::from_secs(2 * 60 + 1)).await;
@@ -808,7 +811,7 @@ mod tests {
             tx,
         );
         let region = acme_region("eu-west-1");
-        sampler.register("shop/acme-eu-west-1", &region);
+        sampler.register("shop/acme-eu-west-1", &Arc::new(region.clone()));
         use futures::StreamExt;
         let signalled = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
@@ -855,12 +858,15 @@ mod tests {
         );
         // The first shop starts the grid; the others register later, in
         // the middle of a round, and join its beat.
-        sampler.register("shop/acme-eu-west-1", &acme_region("eu-west-1"));
+        sampler.register("shop/acme-eu-west-1", &Arc::new(acme_region("eu-west-1")));
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         for n in 1..100 {
             let mut region = acme_region("eu-west-1");
             region.spec.shop = format!("shop-{n}");
-            sampler.register(&format!("shop/shop-{n}-eu-west-1"), &region);
+            sampler.register(
+                &format!("shop/shop-{n}-eu-west-1"),
+                &Arc::new(region.clone()),
+            );
         }
         let before = (
             sim.cloud().call_count(Op::DescribeDBClusters),
@@ -888,7 +894,7 @@ mod tests {
             tx,
         );
         let key = "shop/acme-eu-west-1";
-        sampler.register(key, &acme_region("eu-west-1"));
+        sampler.register(key, &Arc::new(acme_region("eu-west-1")));
         let clusters_in = |rounds: u64| {
             let sim = sim.clone();
             async move {
@@ -922,7 +928,7 @@ mod tests {
             tx,
         );
         let region = acme_region("eu-west-1");
-        sampler.register("shop/acme-eu-west-1", &region);
+        sampler.register("shop/acme-eu-west-1", &Arc::new(region.clone()));
         let targets = sampler.targets("acme").expect("registered");
         let start = sim.cloud().clock().now();
         let round = |n: u64, writer: &str| {
