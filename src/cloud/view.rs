@@ -302,14 +302,12 @@ struct RegionState {
     /// reconcile until its resources exist: shared, a bootstrap of a
     /// thousand shops costs one lookup per name every [`MAX_AGE`], not one
     /// per reconcile.
-    database_subnet_groups: Mutex<HashMap<String, Arc<Shared<Option<SubnetGroup>>>>>,
-    cache_subnet_groups: Mutex<HashMap<String, Arc<Shared<bool>>>>,
+    database_subnet_groups: Lookups<Option<SubnetGroup>>,
+    cache_subnet_groups: Lookups<bool>,
 }
 
-/// The shared lookup of `name` among `lookups`.
-fn lookup_of<T>(lookups: &Mutex<HashMap<String, Arc<Shared<T>>>>, name: &str) -> Arc<Shared<T>> {
-    lock(lookups).entry(name.to_string()).or_default().clone()
-}
+/// Lookups by name, each shared.
+type Lookups<T> = Mutex<HashMap<String, Arc<Shared<T>>>>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every update leaves the maps consistent before it could panic.
@@ -330,6 +328,25 @@ struct State {
 impl State {
     fn now(&self) -> Timestamp {
         self.cloud.clock().now()
+    }
+
+    /// `name` by `read`, through its shared lookup among `lookups`: at
+    /// most [`MAX_AGE`] old, one read in flight.
+    async fn looked_up<T: Clone, Fut>(
+        &self,
+        region: &str,
+        lookups: &Lookups<T>,
+        name: &str,
+        read: impl FnOnce() -> Fut,
+    ) -> Result<T, CloudError>
+    where
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
+        let lookup = lock(lookups).entry(name.to_string()).or_default().clone();
+        let taken = lookup
+            .get(self, region, MAX_AGE, Need::default(), read, |_| 1)
+            .await;
+        taken.result.clone()
     }
 
     fn next_seq(&self) -> u64 {
@@ -989,19 +1006,12 @@ impl AuroraPort for ViewedAurora {
     }
 
     async fn describe_subnet_group(&self, name: &str) -> Result<Option<SubnetGroup>, CloudError> {
-        let region = self.state.region(&self.region);
-        let lookup = lookup_of(&region.database_subnet_groups, name);
-        let taken = lookup
-            .get(
-                &self.state,
-                &self.region,
-                MAX_AGE,
-                Need::default(),
-                || self.inner.describe_subnet_group(name),
-                |_| 1,
-            )
-            .await;
-        taken.result.clone()
+        let lookups = &self.state.region(&self.region).database_subnet_groups;
+        self.state
+            .looked_up(&self.region, lookups, name, || {
+                self.inner.describe_subnet_group(name)
+            })
+            .await
     }
 
     async fn default_engine_version(
@@ -1174,19 +1184,12 @@ impl ElastiCachePort for ViewedElastiCache {
     }
 
     async fn cache_subnet_group_exists(&self, name: &str) -> Result<bool, CloudError> {
-        let region = self.state.region(&self.region);
-        let lookup = lookup_of(&region.cache_subnet_groups, name);
-        let taken = lookup
-            .get(
-                &self.state,
-                &self.region,
-                MAX_AGE,
-                Need::default(),
-                || self.inner.cache_subnet_group_exists(name),
-                |_| 1,
-            )
-            .await;
-        taken.result.clone()
+        let lookups = &self.state.region(&self.region).cache_subnet_groups;
+        self.state
+            .looked_up(&self.region, lookups, name, || {
+                self.inner.cache_subnet_group_exists(name)
+            })
+            .await
     }
 
     async fn describe_replication_group(

@@ -759,6 +759,28 @@ mod tests {
     use crate::cloud::budget::RequestBudget;
     use crate::sim::{LiveSim, SimCloud, VirtualClock};
 
+    /// A sampler reading a live simulated cloud at `speed`, and where it
+    /// signals its shops' news (kept: a sampler nobody listens to stops).
+    fn sampler_on(
+        speed: u32,
+    ) -> (
+        Arc<LiveSim>,
+        Arc<Sampler>,
+        futures::channel::mpsc::UnboundedReceiver<String>,
+    ) {
+        let sim = Arc::new(LiveSim::start(
+            SimCloud::new(VirtualClock::default()),
+            speed,
+        ));
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let sampler = Sampler::new(
+            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
+            Arc::new(Metrics::default()),
+            tx,
+        );
+        (sim, sampler, rx)
+    }
+
     #[test]
     fn the_probe_interval_is_five_cloud_seconds_unless_the_simulation_is_too_fast_for_it() {
         assert_eq!(probe_interval(1), Duration::from_secs(5));
@@ -768,13 +790,7 @@ mod tests {
 
     #[tokio::test]
     async fn regions_never_sampled_are_unknown() {
-        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
-        let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
-            Arc::new(Metrics::default()),
-            tx,
-        );
+        let (sim, sampler, _rx) = sampler_on(1);
         let view = sampler.view(
             "acme",
             &["us-east-1".to_string()],
@@ -786,13 +802,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn replication_lag_is_read_once_a_minute_not_at_every_health_round() {
         use crate::sim::cloud::Op;
-        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
-        let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
-            Arc::new(Metrics::default()),
-            tx,
-        );
+        let (sim, sampler, _rx) = sampler_on(1);
         sampler.register("shop/acme-eu-west-1", &Arc::new(acme_region("eu-west-1")));
         // 24 health rounds of 5 s; the three regions' lags are due at 0, 60
         // and 120 s only.
@@ -803,13 +813,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_region_without_a_cluster_becomes_unhealthy_and_the_change_is_signalled() {
-        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 100));
-        let (tx, mut rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
-            Arc::new(Metrics::default()),
-            tx,
-        );
+        let (sim, sampler, mut rx) = sampler_on(100);
         let region = acme_region("eu-west-1");
         sampler.register("shop/acme-eu-west-1", &Arc::new(region.clone()));
         use futures::StreamExt;
@@ -849,13 +853,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hundred_shops_cost_the_aws_reads_of_one() {
         use crate::sim::cloud::Op;
-        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
-        let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
-            Arc::new(Metrics::default()),
-            tx,
-        );
+        let (sim, sampler, _rx) = sampler_on(1);
         // The first shop starts the grid; the others register later, in
         // the middle of a round, and join its beat.
         sampler.register("shop/acme-eu-west-1", &Arc::new(acme_region("eu-west-1")));
@@ -886,13 +884,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_followed_promotion_reads_every_round_and_stops_when_it_ends() {
         use crate::sim::cloud::Op;
-        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
-        let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
-            Arc::new(Metrics::default()),
-            tx,
-        );
+        let (sim, sampler, _rx) = sampler_on(1);
         let key = "shop/acme-eu-west-1";
         sampler.register(key, &Arc::new(acme_region("eu-west-1")));
         let clusters_in = |rounds: u64| {
@@ -920,13 +912,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_role_moving_in_aws_is_news_for_the_shop_without_a_verdict_change() {
-        let sim = Arc::new(LiveSim::start(SimCloud::new(VirtualClock::default()), 1));
-        let (tx, _rx) = futures::channel::mpsc::unbounded();
-        let sampler = Sampler::new(
-            Arc::new(SharedView::new(sim.clone(), RequestBudget::default())),
-            Arc::new(Metrics::default()),
-            tx,
-        );
+        let (sim, sampler, _rx) = sampler_on(1);
         let region = acme_region("eu-west-1");
         sampler.register("shop/acme-eu-west-1", &Arc::new(region.clone()));
         let targets = sampler.targets("acme").expect("registered");
