@@ -397,18 +397,29 @@ impl State {
         call.await
     }
 
+    /// The region's listing in `slot`: the one at hand if it answers
+    /// `need`, else a new one by `read` (see [`Shared::get`]).
+    async fn listed<T, Fut>(
+        &self,
+        region: &str,
+        need: Need,
+        slot: fn(&RegionState) -> &Shared<T>,
+        read: impl FnOnce() -> Fut,
+        count: fn(&T) -> usize,
+    ) -> Arc<Taken<T>>
+    where
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
+        let state = self.region(region);
+        slot(&state)
+            .get(self, region, MAX_AGE, need, read, count)
+            .await
+    }
+
     async fn clusters(&self, region: &str, need: Need) -> Arc<Taken<HashMap<String, Cluster>>> {
         let port = self.cloud.aurora(region);
-        self.region(region)
-            .clusters
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                need,
-                || async { Ok(by_id(port.describe_clusters().await?, |c| &c.id)) },
-                HashMap::len,
-            )
+        let read = || async { Ok(by_id(port.describe_clusters().await?, |c| &c.id)) };
+        self.listed(region, need, |r| &r.clusters, read, HashMap::len)
             .await
     }
 
@@ -418,16 +429,8 @@ impl State {
         need: Need,
     ) -> Arc<Taken<HashMap<String, ReplicationGroup>>> {
         let port = self.cloud.elasticache(region);
-        self.region(region)
-            .groups
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                need,
-                || async { Ok(by_id(port.describe_replication_groups().await?, |g| &g.id)) },
-                HashMap::len,
-            )
+        let read = || async { Ok(by_id(port.describe_replication_groups().await?, |g| &g.id)) };
+        self.listed(region, need, |r| &r.groups, read, HashMap::len)
             .await
     }
 
@@ -437,31 +440,15 @@ impl State {
         need: Need,
     ) -> Arc<Taken<HashMap<String, GlobalCluster>>> {
         let port = self.cloud.aurora(region);
-        self.region(region)
-            .global_clusters
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                need,
-                || async { Ok(by_id(port.describe_global_clusters().await?, |g| &g.id)) },
-                HashMap::len,
-            )
+        let read = || async { Ok(by_id(port.describe_global_clusters().await?, |g| &g.id)) };
+        self.listed(region, need, |r| &r.global_clusters, read, HashMap::len)
             .await
     }
 
     async fn instances(&self, region: &str, need: Need) -> Arc<Taken<Vec<RegionInstance>>> {
         let port = self.cloud.aurora(region);
-        self.region(region)
-            .instances
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                need,
-                || port.describe_instances(),
-                Vec::len,
-            )
+        let read = || port.describe_instances();
+        self.listed(region, need, |r| &r.instances, read, Vec::len)
             .await
     }
 
@@ -471,16 +458,8 @@ impl State {
         need: Need,
     ) -> Arc<Taken<Vec<GlobalReplicationGroup>>> {
         let port = self.cloud.elasticache(region);
-        self.region(region)
-            .global_groups
-            .get(
-                self,
-                region,
-                MAX_AGE,
-                need,
-                || port.describe_global_replication_groups(None),
-                Vec::len,
-            )
+        let read = || port.describe_global_replication_groups(None);
+        self.listed(region, need, |r| &r.global_groups, read, Vec::len)
             .await
     }
 
