@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -39,6 +39,9 @@ use crate::concern::{
 use crate::failover::concern::{Failover, Runtime};
 use crate::telemetry::{Metrics, ShopRegionLabels};
 use crate::workload::Workload;
+use crate::workload::apply::ChildStores;
+use crate::workload::cache::JsonCache;
+pub use crate::workload::cache::slim_for_cache;
 
 pub const FINALIZER: &str = "shopfleet.io/cleanup";
 pub use crate::workload::builders::FIELD_MANAGER;
@@ -58,6 +61,11 @@ pub enum Error {
     CleanupPending(Duration),
     #[error("deletion blocked ({reason}): {message}")]
     DeletionBlocked { reason: String, message: String },
+    /// A child kind's watch has not listed its objects yet.
+    #[error(
+        "the caches of Deployments, Services, ConfigMaps, PodDisruptionBudgets and HorizontalPodAutoscalers have not synced; check the operator's list and watch permissions on them (docs/install.md)"
+    )]
+    CachesNotSynced,
 }
 
 impl Error {
@@ -79,6 +87,7 @@ impl Error {
             Error::MissingNamespace(_) => "invalid_object",
             Error::CleanupPending(_) => "cleanup_pending",
             Error::DeletionBlocked { .. } => "deletion_blocked",
+            Error::CachesNotSynced => "caches_not_synced",
         }
     }
 }
@@ -125,6 +134,9 @@ pub struct Context {
     /// The controller's ShopRegion cache: the peers a failover decision
     /// looks at, without a list call per reconcile.
     shopregions: OnceLock<Store<ShopRegion>>,
+    /// The caches of the ShopRegions' children, which the workload concern
+    /// reads instead of the API server.
+    children: OnceLock<ChildStores>,
     /// The most reconciles run at once (see [`DEFAULT_RECONCILE_CONCURRENCY`]).
     reconcile_concurrency: u16,
 }
@@ -137,6 +149,11 @@ pub struct Context {
 /// waiting on the API server and on shared AWS listings, so a few dozen
 /// at once keep a fleet's requeues on time.
 pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 32;
+
+/// How long a reconcile waits for the children caches' first lists before
+/// it fails with [`Error::CachesNotSynced`]: at a start they take a moment;
+/// a watch that is refused never syncs.
+const CACHE_SYNC_PATIENCE: Duration = Duration::from_secs(20);
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
@@ -152,6 +169,7 @@ impl Context {
             failover: None,
             verdicts_changed: Mutex::new(None),
             shopregions: OnceLock::new(),
+            children: OnceLock::new(),
             reconcile_concurrency: DEFAULT_RECONCILE_CONCURRENCY,
         }
     }
@@ -192,6 +210,16 @@ impl Context {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The children caches, once each holds its first complete list.
+    async fn children_synced(&self) -> Result<&ChildStores, Error> {
+        let children = self.children.get().ok_or(Error::CachesNotSynced)?;
+        if children.synced(CACHE_SYNC_PATIENCE).await {
+            Ok(children)
+        } else {
+            Err(Error::CachesNotSynced)
+        }
     }
 
     /// A cloud delay as a real requeue delay.
@@ -318,6 +346,7 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
             ));
         }
     }
+    let children = ctx.children_synced().await?;
     let pass = Pass::new(ctx, &region)?;
     let mut upstream = Upstream::default();
     let peers = ctx.peers(&region.spec.shop);
@@ -328,7 +357,7 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
     };
     let mut reports = pass.cloud_concerns(&mut upstream).await?;
     if reports.iter().all(|r| r.terminal.is_none()) {
-        let workload = Workload::after(&ctx.client, &pass.namespace, &region, &upstream);
+        let workload = Workload::after(&ctx.client, children, &pass.namespace, &region, &upstream);
         let report = pass.act_and_report(&workload, &mut upstream).await?;
         reports.insert(0, report);
     }
@@ -392,7 +421,19 @@ impl<'a> Pass<'a> {
         let previous = self.region.status.as_ref();
         let now = cloud.clock().now();
         let port = cloud.aurora(&spec.region);
-        let master = database_master(self.ctx, &self.namespace, spec).await?;
+        // The master password only goes into the create of a primary
+        // cluster: once the status shows this region's cluster, a reconcile
+        // does not read the Secret. Were the cluster deleted behind our
+        // back, this reconcile reports the missing cluster and the next one
+        // reads the Secret again.
+        let cluster_known = previous
+            .and_then(|s| s.database.as_ref())
+            .is_some_and(|d| d.cluster_status.is_some());
+        let master = if cluster_known {
+            None
+        } else {
+            database_master(self.ctx, &self.namespace, spec).await?
+        };
         let raised = self.raised_shape(upstream);
         let effective = aurora::capacity::effective_spec(spec, raised.as_ref());
         let database = CloudConcern(Aurora {
@@ -896,22 +937,6 @@ fn error_policy(region: Arc<ShopRegion>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(delay)
 }
 
-/// Where client-side apply keeps the last applied object.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// What the ShopRegion cache does not keep: nothing reads it, and it is
-/// kept for every ShopRegion for the process' life. managedFields (the
-/// spec's and the status' appliers, over 40 % of a converged ShopRegion's
-/// JSON), and the copy of the whole applied object that `kubectl apply` and
-/// Argo CD's client-side apply keep in an annotation (every change of it
-/// comes with a spec change, a new generation).
-pub fn slim_for_cache(region: &mut ShopRegion) {
-    region.metadata.managed_fields = None;
-    if let Some(annotations) = region.metadata.annotations.as_mut() {
-        annotations.remove(LAST_APPLIED);
-    }
-}
-
 /// Which ShopRegions one controller reconciles.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
@@ -1005,12 +1030,43 @@ pub async fn run(
                 .combine(predicates::annotations),
             Default::default(),
         );
+    // The children: each watch fills the cache the workload concern reads
+    // and triggers its owner's reconcile on every change, deletion included.
+    fn cached<K>(
+        api: Api<K>,
+        config: &watcher::Config,
+        cache: &JsonCache<K>,
+    ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let cache = cache.clone();
+        watcher(api, config.clone())
+            .map_ok(move |event| {
+                cache.apply(&event);
+                event
+            })
+            .touched_objects()
+    }
+    let stores = ctx.children.get_or_init(ChildStores::new).clone();
+    let configmap_changes = cached(configmaps, &children, &stores.configmaps);
+    let service_changes = cached(services, &children, &stores.services);
+    let deployment_changes = cached(deployments, &children, &stores.deployments);
+    let pdb_changes = cached(pdbs, &children, &stores.pdbs);
+    let hpa_changes = cached(hpas, &children, &stores.hpas);
     let mut controller = Controller::for_stream(shopregions, reader)
-        .owns(deployments, children.clone())
-        .owns(services, children.clone())
-        .owns(configmaps, children.clone())
-        .owns(hpas, children.clone())
-        .owns(pdbs, children)
+        .owns_stream(deployment_changes)
+        .owns_stream(service_changes)
+        .owns_stream(configmap_changes)
+        .owns_stream(hpa_changes)
+        .owns_stream(pdb_changes)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(ctx.reconcile_concurrency),
         );
@@ -1059,6 +1115,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::cache::LAST_APPLIED;
 
     fn ready(type_: &'static str) -> Desired {
         Desired::new(type_, Status::True, "Available", "ok")

@@ -1,10 +1,11 @@
 //! The workload's reads and writes: the children of a ShopRegion as the
-//! API server holds them, and the server-side applies (and the one delete)
-//! that [`plan_writes`] decided. Thin I/O: every decision is a pure
-//! function here or in [`super::diff`]; a converged ShopRegion costs GETs
-//! and no write.
+//! operator's watch caches hold them, and the server-side applies (and the
+//! one delete) that [`plan_writes`] decided. Thin I/O: every decision is a
+//! pure function here or in [`super::diff`]; a converged ShopRegion costs
+//! no request at all.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -17,17 +18,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::builders::{Children, FIELD_MANAGER, MANAGED_BY, labels};
+use super::cache::{JsonCache, slim_for_cache};
 use super::diff::needs_apply;
 
-/// The children of a ShopRegion as the API server holds them.
+/// The children of a ShopRegion as the watch caches hold them.
 #[derive(Clone, Debug, Default)]
 pub struct ObservedChildren {
-    pub configmap: Option<ConfigMap>,
-    pub service: Option<Service>,
-    pub cache_primary: Option<Service>,
-    pub deployment: Option<Deployment>,
-    pub pdb: Option<PodDisruptionBudget>,
-    pub hpa: Option<HorizontalPodAutoscaler>,
+    pub configmap: Option<Arc<ConfigMap>>,
+    pub service: Option<Arc<Service>>,
+    pub cache_primary: Option<Arc<Service>>,
+    pub deployment: Option<Arc<Deployment>>,
+    pub pdb: Option<Arc<PodDisruptionBudget>>,
+    pub hpa: Option<Arc<HorizontalPodAutoscaler>>,
 }
 
 /// One child to apply.
@@ -56,7 +58,7 @@ pub struct ApplyReport {
     /// `Kind/name` of every child deleted.
     pub deleted: Vec<String>,
     /// The Deployment as it stands after the apply, for the status.
-    pub deployment: Option<Deployment>,
+    pub deployment: Option<Arc<Deployment>>,
 }
 
 /// The names of a ShopRegion's children.
@@ -67,31 +69,79 @@ pub struct ChildNames<'a> {
     pub cache_primary: &'a str,
 }
 
-/// GETs every child of a ShopRegion.
-pub async fn observe_children(
-    client: &Client,
-    ns: &str,
-    names: ChildNames<'_>,
-) -> Result<ObservedChildren, kube::Error> {
-    let workload_name = names.workload;
-    Ok(ObservedChildren {
-        configmap: get(client, ns, names.topology).await?,
-        service: get(client, ns, workload_name).await?,
-        cache_primary: get(client, ns, names.cache_primary).await?,
-        deployment: get(client, ns, workload_name).await?,
-        pdb: get(client, ns, workload_name).await?,
-        hpa: get(client, ns, workload_name).await?,
-    })
+/// The operator's caches of every child kind, fed by the watches that also
+/// trigger the owners' reconciles. A reconcile reads its children here
+/// rather than with six GETs: 3,000 ShopRegions polling AWS during a
+/// bootstrap asked the API server for some 350 GETs a second, and it
+/// answered every reconcile slower for it. A cache may trail a write by the
+/// watch's latency; the next reconcile then applies the same object again,
+/// which the API server takes as a no-op.
+#[derive(Clone)]
+pub struct ChildStores {
+    pub configmaps: JsonCache<ConfigMap>,
+    pub services: JsonCache<Service>,
+    pub deployments: JsonCache<Deployment>,
+    pub pdbs: JsonCache<PodDisruptionBudget>,
+    pub hpas: JsonCache<HorizontalPodAutoscaler>,
 }
 
-async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<Option<K>, kube::Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned,
-{
-    Api::<K>::namespaced(client.clone(), ns).get_opt(name).await
+impl Default for ChildStores {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChildStores {
+    /// Empty caches. Each keeps what the workload concern reads: the
+    /// Deployment's status (rollout, image pull failures) but no other
+    /// child's, which nothing reads (an autoscaler's status alone is
+    /// larger than its spec).
+    pub fn new() -> Self {
+        Self {
+            configmaps: JsonCache::new(slim_for_cache),
+            services: JsonCache::new(|service: &mut Service| {
+                slim_for_cache(service);
+                service.status = None;
+            }),
+            deployments: JsonCache::new(slim_for_cache),
+            pdbs: JsonCache::new(|pdb: &mut PodDisruptionBudget| {
+                slim_for_cache(pdb);
+                pdb.status = None;
+            }),
+            hpas: JsonCache::new(|hpa: &mut HorizontalPodAutoscaler| {
+                slim_for_cache(hpa);
+                hpa.status = None;
+            }),
+        }
+    }
+
+    /// Waits until every cache holds its first complete list, at most
+    /// `patience`: before that, a child absent from a cache may exist, and
+    /// applying it again on each of a fleet's ShopRegions after a restart
+    /// would be a write storm. `false` when a cache has not synced in time
+    /// (its watch keeps failing: a missing list or watch permission).
+    pub async fn synced(&self, patience: std::time::Duration) -> bool {
+        let all = async {
+            self.configmaps.synced().await;
+            self.services.synced().await;
+            self.deployments.synced().await;
+            self.pdbs.synced().await;
+            self.hpas.synced().await;
+        };
+        tokio::time::timeout(patience, all).await.is_ok()
+    }
+
+    /// The children of one ShopRegion in namespace `ns`.
+    pub fn observe(&self, ns: &str, names: ChildNames<'_>) -> ObservedChildren {
+        ObservedChildren {
+            configmap: self.configmaps.get(ns, names.topology).map(Arc::new),
+            service: self.services.get(ns, names.workload).map(Arc::new),
+            cache_primary: self.services.get(ns, names.cache_primary).map(Arc::new),
+            deployment: self.deployments.get(ns, names.workload).map(Arc::new),
+            pdb: self.pdbs.get(ns, names.workload).map(Arc::new),
+            hpa: self.hpas.get(ns, names.workload).map(Arc::new),
+        }
+    }
 }
 
 /// The writes that bring the observed children to the desired ones, in
@@ -101,12 +151,12 @@ where
 pub fn plan_writes(desired: &Children, observed: &ObservedChildren) -> Vec<ChildWrite> {
     let mut writes = Vec::new();
     let configmap = &desired.configmap;
-    if differs(configmap, observed.configmap.as_ref()) {
+    if differs(configmap, observed.configmap.as_deref()) {
         writes.push(ChildWrite::Apply(Child::ConfigMap(Box::new(
             configmap.clone(),
         ))));
     }
-    if differs(&desired.service, observed.service.as_ref()) {
+    if differs(&desired.service, observed.service.as_deref()) {
         writes.push(ChildWrite::Apply(Child::Service(Box::new(
             desired.service.clone(),
         ))));
@@ -114,19 +164,19 @@ pub fn plan_writes(desired: &Children, observed: &ObservedChildren) -> Vec<Child
     // An unknown cache primary leaves the last name in place: pods keep
     // reaching the primary they had rather than nothing.
     if let Some(cache_primary) = &desired.cache_primary
-        && differs(cache_primary, observed.cache_primary.as_ref())
+        && differs(cache_primary, observed.cache_primary.as_deref())
     {
         writes.push(ChildWrite::Apply(Child::Service(Box::new(
             cache_primary.clone(),
         ))));
     }
-    if differs(&desired.deployment, observed.deployment.as_ref()) {
+    if differs(&desired.deployment, observed.deployment.as_deref()) {
         writes.push(ChildWrite::Apply(Child::Deployment(Box::new(
             desired.deployment.clone(),
         ))));
     }
     match (&desired.pdb, &observed.pdb) {
-        (Some(pdb), existing) if differs(pdb, existing.as_ref()) => {
+        (Some(pdb), existing) if differs(pdb, existing.as_deref()) => {
             writes.push(ChildWrite::Apply(Child::Pdb(Box::new(pdb.clone()))));
         }
         (None, Some(existing)) if pdb_is_ours(existing, &desired.deployment) => {
@@ -134,7 +184,7 @@ pub fn plan_writes(desired: &Children, observed: &ObservedChildren) -> Vec<Child
         }
         _ => {}
     }
-    if differs(&desired.hpa, observed.hpa.as_ref()) {
+    if differs(&desired.hpa, observed.hpa.as_deref()) {
         writes.push(ChildWrite::Apply(Child::Hpa(Box::new(desired.hpa.clone()))));
     }
     writes
@@ -195,7 +245,8 @@ pub async fn apply_writes(
                 apply(client, ns, s.as_ref(), &mut report).await?;
             }
             ChildWrite::Apply(Child::Deployment(d)) => {
-                report.deployment = Some(apply(client, ns, d.as_ref(), &mut report).await?);
+                report.deployment =
+                    Some(Arc::new(apply(client, ns, d.as_ref(), &mut report).await?));
             }
             ChildWrite::Apply(Child::Pdb(p)) => {
                 apply(client, ns, p.as_ref(), &mut report).await?;
@@ -259,26 +310,55 @@ mod tests {
     use crate::workload::builders::{cache_primary_name, topology_name, workload_name};
 
     /// Observes, plans and applies the children of acme's us-east-1 in one
-    /// go, as the workload concern does in three steps.
+    /// go, as the workload concern does in three steps. The observed
+    /// children are what the server holds, as a synced watch cache would.
     async fn apply_children(
         client: &Client,
-        ns: &str,
+        state: &Shared,
         children: &Children,
     ) -> Result<ApplyReport, kube::Error> {
         let region = acme_region("us-east-1");
-        let (topology, workload, cache_primary) = (
-            topology_name(&region),
-            workload_name(&region),
-            cache_primary_name(&region),
-        );
-        let names = ChildNames {
-            topology: &topology,
-            workload: &workload,
-            cache_primary: &cache_primary,
+        let observed = {
+            let server = state.lock().unwrap();
+            ObservedChildren {
+                configmap: cached(&server, "/api/v1", "configmaps", &topology_name(&region)),
+                service: cached(&server, "/api/v1", "services", &workload_name(&region)),
+                cache_primary: cached(&server, "/api/v1", "services", &cache_primary_name(&region)),
+                deployment: cached(
+                    &server,
+                    "/apis/apps/v1",
+                    "deployments",
+                    &workload_name(&region),
+                ),
+                pdb: cached(
+                    &server,
+                    "/apis/policy/v1",
+                    "poddisruptionbudgets",
+                    &workload_name(&region),
+                ),
+                hpa: cached(
+                    &server,
+                    "/apis/autoscaling/v2",
+                    "horizontalpodautoscalers",
+                    &workload_name(&region),
+                ),
+            }
         };
-        let observed = observe_children(client, ns, names).await?;
-        apply_writes(client, ns, &plan_writes(children, &observed), &observed).await
+        apply_writes(client, "shop", &plan_writes(children, &observed), &observed).await
     }
+
+    fn cached<K: serde::de::DeserializeOwned>(
+        server: &Server,
+        group: &str,
+        plural: &str,
+        name: &str,
+    ) -> Option<Arc<K>> {
+        let object = server
+            .objects
+            .get(&format!("{group}/namespaces/shop/{plural}/{name}"))?;
+        Some(Arc::new(serde_json::from_value(object.clone()).unwrap()))
+    }
+
     use crate::workload::builders::{WorkloadInputs, desired_children};
     use crate::workload::capacity::plan_capacity;
     use crate::workload::topology::Topology;
@@ -444,7 +524,7 @@ mod tests {
     #[tokio::test]
     async fn a_converged_shop_region_makes_no_write() {
         let (client, state) = start().await;
-        let first = apply_children(&client, "shop", &children(None, None))
+        let first = apply_children(&client, &state, &children(None, None))
             .await
             .unwrap();
         assert_eq!(
@@ -471,7 +551,7 @@ mod tests {
         );
         let observed = deployment.spec.replicas;
 
-        let second = apply_children(&client, "shop", &children(None, observed))
+        let second = apply_children(&client, &state, &children(None, observed))
             .await
             .unwrap();
         assert!(second.applied.is_empty(), "{:?}", second.applied);
@@ -482,12 +562,12 @@ mod tests {
     #[tokio::test]
     async fn the_autoscaler_moving_replicas_makes_no_write() {
         let (client, state) = start().await;
-        apply_children(&client, "shop", &children(None, None))
+        apply_children(&client, &state, &children(None, None))
             .await
             .unwrap();
         writes(&state);
         state.lock().unwrap().objects.get_mut(DEPLOYMENT).unwrap()["spec"]["replicas"] = json!(40);
-        let report = apply_children(&client, "shop", &children(None, Some(40)))
+        let report = apply_children(&client, &state, &children(None, Some(40)))
             .await
             .unwrap();
         assert!(report.applied.is_empty());
@@ -497,24 +577,18 @@ mod tests {
     #[tokio::test]
     async fn a_hand_edit_is_corrected_on_the_next_reconcile() {
         let (client, state) = start().await;
-        apply_children(&client, "shop", &children(None, None))
+        apply_children(&client, &state, &children(None, None))
             .await
             .unwrap();
         writes(&state);
         state.lock().unwrap().objects.get_mut(DEPLOYMENT).unwrap()["spec"]["template"]["spec"]["containers"]
             [0]["image"] = json!("evil/orders:latest");
-        let report = apply_children(&client, "shop", &children(None, Some(13)))
+        let report = apply_children(&client, &state, &children(None, Some(13)))
             .await
             .unwrap();
         assert_eq!(report.applied, vec!["Deployment/acme-us-east-1-orders"]);
-        let image = report
-            .deployment
-            .unwrap()
-            .spec
-            .template
-            .spec
-            .unwrap()
-            .containers[0]
+        let deployment = report.deployment.unwrap();
+        let image = deployment.spec.template.spec.as_ref().unwrap().containers[0]
             .image
             .clone();
         assert_eq!(
@@ -526,20 +600,20 @@ mod tests {
     #[tokio::test]
     async fn a_pdb_no_longer_wanted_is_deleted_once() {
         let (client, state) = start().await;
-        apply_children(&client, "shop", &children(None, None))
+        apply_children(&client, &state, &children(None, None))
             .await
             .unwrap();
         writes(&state);
         let single = children(Some(1), Some(13));
         assert!(single.pdb.is_none());
-        let report = apply_children(&client, "shop", &single).await.unwrap();
+        let report = apply_children(&client, &state, &single).await.unwrap();
         assert_eq!(
             report.deleted,
             vec!["PodDisruptionBudget/acme-us-east-1-orders"]
         );
         assert!(!state.lock().unwrap().objects.contains_key(PDB));
         writes(&state);
-        let again = apply_children(&client, "shop", &single).await.unwrap();
+        let again = apply_children(&client, &state, &single).await.unwrap();
         assert!(again.deleted.is_empty() && again.applied.is_empty());
         assert!(writes(&state).is_empty());
     }
@@ -553,7 +627,7 @@ mod tests {
                    "metadata": {"name": "acme-us-east-1-orders", "namespace": "shop"},
                    "spec": {"maxUnavailable": 1}}),
         );
-        let report = apply_children(&client, "shop", &children(Some(1), None))
+        let report = apply_children(&client, &state, &children(Some(1), None))
             .await
             .unwrap();
         assert!(report.deleted.is_empty());

@@ -6,7 +6,7 @@ use kube::Client;
 use tracing::info;
 
 use super::apply::{
-    ApplyReport, ChildNames, ChildWrite, ObservedChildren, apply_writes, observe_children,
+    ApplyReport, ChildNames, ChildStores, ChildWrite, ObservedChildren, apply_writes,
 };
 use super::builders::{
     WorkloadInputs, cache_primary_name, desired_children, topology_name, workload_name,
@@ -22,6 +22,7 @@ use crate::concern::{AppliedRole, Concern, Publish, Report, StatusPart, Upstream
 /// whether this region absorbs a lost one.
 pub struct Workload<'a> {
     pub client: &'a Client,
+    pub children: &'a ChildStores,
     pub namespace: &'a str,
     pub region: &'a ShopRegion,
     pub topology: Topology,
@@ -33,6 +34,7 @@ impl<'a> Workload<'a> {
     /// The workload as the concerns before it leave it.
     pub fn after(
         client: &'a Client,
+        children: &'a ChildStores,
         namespace: &'a str,
         region: &'a ShopRegion,
         upstream: &Upstream,
@@ -40,6 +42,7 @@ impl<'a> Workload<'a> {
         let spec = &region.spec;
         Self {
             client,
+            children,
             namespace,
             region,
             topology: Topology::of(
@@ -70,7 +73,7 @@ impl Concern for Workload<'_> {
             workload: &names.1,
             cache_primary: &names.2,
         };
-        observe_children(self.client, self.namespace, names).await
+        Ok(self.children.observe(self.namespace, names))
     }
 
     fn plan(&self, observed: &ObservedChildren) -> Vec<ChildWrite> {
@@ -110,7 +113,7 @@ impl Concern for Workload<'_> {
 
     fn report(&self, acted: &ApplyReport, _upstream: &Upstream) -> Report {
         let (orders, condition) =
-            workload_status(acted.deployment.as_ref(), &self.capacity, self.absorbing);
+            workload_status(acted.deployment.as_deref(), &self.capacity, self.absorbing);
         Report {
             readiness: Some(condition.clone()),
             condition,

@@ -71,8 +71,10 @@ fn is_subset(desired: &Value, observed: &Value, path: &[&str]) -> bool {
             child_path.push(key);
             match have.get(key) {
                 Some(have_value) => is_subset(want_value, have_value, &child_path),
-                // The API server omits empty collections and nulls.
-                None => is_empty(want_value),
+                // The API server omits what Go encodes as empty: nulls,
+                // empty collections and the zero values of `omitempty`
+                // fields (an env var's `value: ""`, `readOnly: false`).
+                None => is_zero(want_value),
             }
         }),
         // Same length, element-wise in order: the server may fill defaults
@@ -97,12 +99,14 @@ fn is_subset(desired: &Value, observed: &Value, path: &[&str]) -> bool {
     }
 }
 
-fn is_empty(value: &Value) -> bool {
+fn is_zero(value: &Value) -> bool {
     match value {
         Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
-        _ => false,
     }
 }
 
@@ -368,6 +372,28 @@ mod tests {
     fn an_empty_desired_list_matches_an_omitted_field() {
         let desired = json!({"spec": {"env": [], "selector": {}}});
         assert!(!needs_apply(&desired, Some(&json!({"spec": {}}))));
+    }
+
+    /// Until AWS reports its endpoints, the order pods' endpoint variables
+    /// are empty; the API server stores such a variable without `value`.
+    /// Read as drift, it re-applied every Deployment on every reconcile of
+    /// a bootstrap.
+    #[test]
+    fn an_empty_env_value_matches_the_server_omitting_it() {
+        let mut desired = deployment();
+        desired["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "DATABASE_WRITER_ENDPOINT", "value": ""}]);
+        let mut observed = as_served(&desired);
+        observed["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "DATABASE_WRITER_ENDPOINT"}]);
+        assert!(!needs_apply(&desired, Some(&observed)));
+
+        observed["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "DATABASE_WRITER_ENDPOINT", "value": "db.example"}]);
+        assert!(
+            needs_apply(&desired, Some(&observed)),
+            "a value set by hand"
+        );
     }
 
     #[test]

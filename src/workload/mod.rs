@@ -4,6 +4,7 @@
 //! - [`topology`]: what the pods read from the topology ConfigMap;
 //! - [`builders`]: pure builders of the children of a ShopRegion;
 //! - [`diff`]: does a child need an apply (pure);
+//! - [`cache`]: the watch caches of the children, as compact JSON;
 //! - [`apply`]: the children as observed, the writes they need (pure) and
 //!   their server-side apply (thin I/O);
 //! - [`status`]: `status.orders` and the `WorkloadReady` condition (pure);
@@ -11,6 +12,7 @@
 
 pub mod apply;
 pub mod builders;
+pub mod cache;
 pub mod capacity;
 pub mod concern;
 pub mod diff;
