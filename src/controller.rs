@@ -19,7 +19,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -137,8 +137,9 @@ pub struct Context {
     /// The caches of the ShopRegions' children, which the workload concern
     /// reads instead of the API server.
     children: OnceLock<ChildStores>,
-    /// The most reconciles run at once (see [`DEFAULT_RECONCILE_CONCURRENCY`]).
-    reconcile_concurrency: u16,
+    /// The most reconciles run at once (see [`DEFAULT_RECONCILE_CONCURRENCY`]);
+    /// `None`: no bound.
+    reconcile_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// The most reconciles one controller runs at once. Each holds its
@@ -170,13 +171,16 @@ impl Context {
             verdicts_changed: Mutex::new(None),
             shopregions: OnceLock::new(),
             children: OnceLock::new(),
-            reconcile_concurrency: DEFAULT_RECONCILE_CONCURRENCY,
+            reconcile_slots: Some(Arc::new(tokio::sync::Semaphore::new(usize::from(
+                DEFAULT_RECONCILE_CONCURRENCY,
+            )))),
         }
     }
 
     /// At most `concurrency` reconciles at once (0: no bound).
     pub fn with_reconcile_concurrency(mut self, concurrency: u16) -> Self {
-        self.reconcile_concurrency = concurrency;
+        self.reconcile_slots = (concurrency > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency))));
         self
     }
 
@@ -278,7 +282,34 @@ pub fn next_status(
     (base, transitions)
 }
 
+/// Waits for one of the reconcile slots, first come first served, then
+/// reconciles the newest version of the ShopRegion.
+///
+/// The bound is ours rather than kube-runtime's: when its runner has every
+/// slot busy, it parks the ShopRegions that come due in a hash set and takes
+/// them back in hash order, not in due order. A saturated fleet then
+/// reconciles the same ShopRegions over and over: 724 of 3,000 were never
+/// reconciled in the first 8 minutes of a 1,000-shop bootstrap. A semaphore
+/// hands out its permits in the order they were asked for.
 async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // A closed semaphore cannot happen (it is never closed); it would only
+    // lift the bound.
+    let _slot = match &ctx.reconcile_slots {
+        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    // The wait may have outlived the version this reconcile was asked for.
+    let region = ctx
+        .shopregions
+        .get()
+        .and_then(|store| store.get(&ObjectRef::from_obj(region.as_ref())))
+        .unwrap_or(region);
+    // Boxed: a reconcile waiting for its slot holds a pointer, not the
+    // whole pipeline's state.
+    Box::pin(reconcile_now(region, ctx)).await
+}
+
+async fn reconcile_now(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let key = object_key(&region);
     // A ShopRegion being deleted is not counted: its count goes with it.
@@ -1067,9 +1098,9 @@ pub async fn run(
         .owns_stream(configmap_changes)
         .owns_stream(hpa_changes)
         .owns_stream(pdb_changes)
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(ctx.reconcile_concurrency),
-        );
+        // No bound in kube-runtime's runner: `reconcile` takes a slot in
+        // due order (see there).
+        .with_config(kube::runtime::controller::Config::default().concurrency(0));
     // A second `run` on the same context keeps the first store: one
     // controller per context is the supported use.
     let _ = ctx.shopregions.set(controller.store());

@@ -104,20 +104,21 @@ each rule. Never a wildcard.
   resources: ["shopregions/finalizers"]
   verbs: ["update"]
 # The five children, applied server-side (an apply that creates is
-# authorized as create and patch).
+# authorized as create and patch) and read from the operator's watch caches
+# only (no get).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 # The PodDisruptionBudget is deleted when the region no longer wants one.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 # Events on ShopRegions (events.k8s.io/v1; a repeated Event is patched).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
