@@ -292,18 +292,24 @@ pub fn next_status(
 /// reconciled in the first 8 minutes of a 1,000-shop bootstrap. A semaphore
 /// hands out its permits in the order they were asked for.
 async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // While it waits, a reconcile holds the ShopRegion's name, not the
+    // version it was asked for: the cache moves on with every status
+    // write, and thousands of waiting reconciles would each keep an old
+    // copy alive.
+    let wanted = ObjectRef::from_obj(region.as_ref());
+    let asked = Arc::downgrade(&region);
+    drop(region);
     // A closed semaphore cannot happen (it is never closed); it would only
     // lift the bound.
     let _slot = match &ctx.reconcile_slots {
         Some(slots) => slots.clone().acquire_owned().await.ok(),
         None => None,
     };
-    // The wait may have outlived the version this reconcile was asked for.
-    let region = ctx
-        .shopregions
-        .get()
-        .and_then(|store| store.get(&ObjectRef::from_obj(region.as_ref())))
-        .unwrap_or(region);
+    let newest = ctx.shopregions.get().and_then(|store| store.get(&wanted));
+    let Some(region) = newest.or_else(|| asked.upgrade()) else {
+        // Gone from the cache while it waited: deleted, finalizer and all.
+        return Ok(Action::await_change());
+    };
     // Boxed: a reconcile waiting for its slot holds a pointer, not the
     // whole pipeline's state.
     Box::pin(reconcile_now(region, ctx)).await
