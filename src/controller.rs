@@ -39,7 +39,7 @@ use crate::concern::{
 use crate::failover::concern::{Failover, Runtime};
 use crate::telemetry::{Metrics, ShopRegionLabels};
 use crate::workload::Workload;
-use crate::workload::apply::ChildStores;
+use crate::workload::apply::{ChildStores, NotSynced};
 use crate::workload::cache::JsonCache;
 pub use crate::workload::cache::slim_for_cache;
 
@@ -62,10 +62,8 @@ pub enum Error {
     #[error("deletion blocked ({reason}): {message}")]
     DeletionBlocked { reason: String, message: String },
     /// A child kind's watch has not listed its objects yet.
-    #[error(
-        "the caches of Deployments, Services, ConfigMaps, PodDisruptionBudgets and HorizontalPodAutoscalers have not synced; check the operator's list and watch permissions on them (docs/install.md)"
-    )]
-    CachesNotSynced,
+    #[error("{0}; check the operator's list and watch permissions on them (docs/install.md)")]
+    CachesNotSynced(NotSynced),
 }
 
 impl Error {
@@ -87,7 +85,7 @@ impl Error {
             Error::MissingNamespace(_) => "invalid_object",
             Error::CleanupPending(_) => "cleanup_pending",
             Error::DeletionBlocked { .. } => "deletion_blocked",
-            Error::CachesNotSynced => "caches_not_synced",
+            Error::CachesNotSynced(_) => "caches_not_synced",
         }
     }
 }
@@ -106,6 +104,7 @@ impl Error {
                 finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Some(e),
                 _ => None,
             },
+            Error::CachesNotSynced(not_synced) => return not_synced.forbidden.as_deref(),
             _ => None,
         };
         match kube_error {
@@ -140,6 +139,8 @@ pub struct Context {
     /// The most reconciles run at once (see [`DEFAULT_RECONCILE_CONCURRENCY`]);
     /// `None`: no bound.
     reconcile_slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// How long a reconcile waits for the children caches' first lists.
+    cache_sync_patience: Duration,
 }
 
 /// The most reconciles one controller runs at once. Each holds its
@@ -154,7 +155,7 @@ pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 32;
 /// How long a reconcile waits for the children caches' first lists before
 /// it fails with [`Error::CachesNotSynced`]: at a start they take a moment;
 /// a watch that is refused never syncs.
-const CACHE_SYNC_PATIENCE: Duration = Duration::from_secs(20);
+pub const CACHE_SYNC_PATIENCE: Duration = Duration::from_secs(20);
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
@@ -174,7 +175,16 @@ impl Context {
             reconcile_slots: Some(Arc::new(tokio::sync::Semaphore::new(usize::from(
                 DEFAULT_RECONCILE_CONCURRENCY,
             )))),
+            cache_sync_patience: CACHE_SYNC_PATIENCE,
         }
+    }
+
+    /// How long a reconcile waits for the children caches' first lists
+    /// before it fails with [`Error::CachesNotSynced`] (default
+    /// [`CACHE_SYNC_PATIENCE`]).
+    pub fn with_cache_sync_patience(mut self, patience: Duration) -> Self {
+        self.cache_sync_patience = patience;
+        self
     }
 
     /// At most `concurrency` reconciles at once (0: no bound).
@@ -218,12 +228,15 @@ impl Context {
 
     /// The children caches, once each holds its first complete list.
     async fn children_synced(&self) -> Result<&ChildStores, Error> {
-        let children = self.children.get().ok_or(Error::CachesNotSynced)?;
-        if children.synced(CACHE_SYNC_PATIENCE).await {
-            Ok(children)
-        } else {
-            Err(Error::CachesNotSynced)
-        }
+        let Some(children) = self.children.get() else {
+            // Not run by `run`: no watch will ever fill them.
+            return Err(Error::CachesNotSynced(NotSynced::of(&[])));
+        };
+        children
+            .synced(self.cache_sync_patience)
+            .await
+            .map_err(Error::CachesNotSynced)?;
+        Ok(children)
     }
 
     /// A cloud delay as a real requeue delay.
@@ -1085,11 +1098,13 @@ pub async fn run(
             + 'static,
     {
         let cache = cache.clone();
+        let failures = cache.clone();
         watcher(api, config.clone())
             .map_ok(move |event| {
                 cache.apply(&event);
                 event
             })
+            .inspect_err(move |error| failures.failed(error))
             .touched_objects()
     }
     let stores = ctx.children.get_or_init(ChildStores::new).clone();

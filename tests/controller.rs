@@ -186,3 +186,53 @@ async fn deleting_a_shopregion_removes_the_finalizer_and_the_object() {
     }
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_child_kind_the_operator_may_not_list_is_reported_as_a_permission_event_and_nothing_is_applied()
+ {
+    let h = Harness::in_process_forbidden(
+        &[("list", "horizontalpodautoscalers")],
+        Duration::from_secs(1),
+    )
+    .await;
+    h.create_sample("samples/acme-us-east-1.yaml").await;
+    let events: Api<K8sEvent> = Api::namespaced(h.client.clone(), &h.namespace);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let note = loop {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        if let Some(event) = list.items.iter().find(|e| {
+            e.reason.as_deref() == Some("PermissionDenied")
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("acme-us-east-1")
+        }) {
+            break event.note.clone().unwrap_or_default();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no PermissionDenied event; events: {:?}",
+            list.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        note.contains("cannot list resource \"horizontalpodautoscalers\""),
+        "the event names the missing permission: {note}"
+    );
+    let server = h.server.as_ref().unwrap();
+    assert!(
+        server
+            .get::<k8s_openapi::api::apps::v1::Deployment>(
+                Some(&h.namespace),
+                "acme-us-east-1-orders"
+            )
+            .is_none(),
+        "no child is applied from caches that may be incomplete"
+    );
+    assert_eq!(
+        server.requests().count("patch", "deployments"),
+        0,
+        "{}",
+        server.requests()
+    );
+    h.stop().await;
+}

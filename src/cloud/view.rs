@@ -23,13 +23,20 @@
 //! - a resource this process changed (an action's own result: a create, a
 //!   failover, a modify): a listing begun after the change;
 //! - a resource the listing shows in motion (creating, modifying, failing
-//!   over): at most [`IN_MOTION_MAX_AGE`] old, so that a change under way
-//!   is followed closely.
+//!   over): at most [`IN_MOTION_MAX_AGE`] old, or the listing's interval
+//!   when longer ([`in_motion_max_age`]), so that a change under way is
+//!   followed closely.
 //!
 //! A converged fleet is served by one listing of each kind per region every
-//! [`MAX_AGE`]. A fleet in motion, a thousand shops failing over in the same
-//! minute included, is served by listings back to back, each answering every
-//! shop whose change came before it began: never one read per shop.
+//! [`MAX_AGE`]. A fleet in motion, a thousand shops coming up or failing
+//! over in the same minute, is served by one listing of each kind per
+//! interval ([`listing_interval`], which grows with the listing's pages),
+//! each answering every shop whose change came before it began: never one
+//! read per shop, and never more than two thirds of the region's budget
+//! (a bootstrap of a thousand shops re-listing its 30 pages of instances
+//! back to back took all of it, and every other read of every reconcile
+//! waited for the budget). Only a sampler whose probe failed gets a listing
+//! of its own round at once: that is how an outage is seen.
 //!
 //! A listing that failed (throttled, region unreachable) answers with its
 //! error for [`FAILED_MAX_AGE`], for every resource of the region: one
@@ -72,8 +79,17 @@ use crate::probe::Probe;
 /// cost: a thousand shops are about 70 pages per region per interval.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
 
-/// How old a listing may be for a resource in motion: one sampling round.
+/// How old a listing may be for a resource in motion: one sampling round,
+/// or the listing's own interval ([`listing_interval`]) when it is longer.
 pub const IN_MOTION_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The kinds of region-wide listing that share a region's budget.
+const LISTING_KINDS: u32 = 5;
+
+/// The share of a region's budget the listings may take together while a
+/// fleet is in motion; the rest stays for the reads no listing answers
+/// (replication lags, tags, lookups).
+const LISTINGS_SHARE: f64 = 2.0 / 3.0;
 
 /// How long a failed listing answers with its error before it is tried
 /// again: one sampling round.
@@ -83,6 +99,10 @@ pub const FAILED_MAX_AGE: Duration = Duration::from_secs(5);
 /// at one-minute resolution: reading them more often costs API calls (and
 /// GetMetricData is billed per metric) for the same data points.
 pub const LAG_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// How soon after a read of a region's lags the ids asked for since are
+/// read: a new secondary's lag is known this late at most.
+pub const LAG_NEW_ID_INTERVAL: Duration = Duration::from_secs(15);
 
 /// How long a resource whose lag was asked for stays in every batch of its
 /// region.
@@ -101,6 +121,8 @@ pub struct Taken<T> {
     /// Its place in this process's order of listings and changes: it shows
     /// every change of a smaller number.
     pub seq: u64,
+    /// The requests it took (or, failed, the ones it was charged for).
+    pub pages: u32,
     pub result: Result<T, CloudError>,
 }
 
@@ -146,13 +168,53 @@ pub fn answers(
 }
 
 /// What a read of one resource needs of the listing, given the number of
-/// this process's last change of it and whether the listing at hand shows
-/// it in motion.
-pub fn need_for(changed: Option<u64>, in_motion: bool, now: Timestamp) -> Need {
+/// this process's last change of it and, when the listing at hand shows it
+/// in motion, how old a listing may then be ([`in_motion_max_age`]).
+pub fn need_for(changed: Option<u64>, in_motion: Option<Duration>, now: Timestamp) -> Need {
     Need {
-        since: in_motion.then(|| crate::clock::before(now, IN_MOTION_MAX_AGE)),
+        since: in_motion.map(|max_age| crate::clock::before(now, max_age)),
         after: changed,
     }
+}
+
+/// How often a listing of `pages` requests may begin when callers want a
+/// newer one, so that the listings of a region in motion take no more than
+/// [`LISTINGS_SHARE`] of its budget of `per_second` requests: a listing of a
+/// thousand shops' instances (30 pages) every 22 s at 10 requests/s, back
+/// to back within a second for a small fleet. A change of this process is
+/// then seen at most one interval late, by every shop at once, and a fleet
+/// in motion never spends the budget the other reads need.
+pub fn listing_interval(pages: u32, per_second: u32) -> Duration {
+    let per_kind = f64::from(per_second.max(1)) * LISTINGS_SHARE / f64::from(LISTING_KINDS);
+    Duration::from_secs_f64(f64::from(pages.max(1)) / per_kind)
+}
+
+/// How old a listing of `pages` requests may be for a resource in motion:
+/// one sampling round, or the listing's interval when that is longer (a
+/// listing that may not begin sooner cannot be asked to be newer).
+pub fn in_motion_max_age(pages: u32, per_second: u32) -> Duration {
+    IN_MOTION_MAX_AGE.max(listing_interval(pages, per_second))
+}
+
+/// How long a caller whose `need` the listing at hand (begun `at`, of
+/// `pages` requests, `failed` or not) does not meet waits before a new one
+/// begins: the rest of the listing's interval. A caller that needs a
+/// listing begun later than this one (`need.since`: a sampler whose probe
+/// failed, which is how an outage is detected, or a resource in motion
+/// past its interval) and a failed listing never wait; the second costs
+/// AWS nothing.
+pub fn turn_of(
+    at: Timestamp,
+    pages: u32,
+    failed: bool,
+    need: Need,
+    now: Timestamp,
+    per_second: u32,
+) -> Duration {
+    if failed || need.since.is_some_and(|since| at < since) || at > now {
+        return Duration::ZERO;
+    }
+    listing_interval(pages, per_second).saturating_sub(elapsed(at, now))
 }
 
 /// No change under way: what a converged reconcile sees.
@@ -237,29 +299,57 @@ impl<T> Shared<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, CloudError>>,
     {
-        let mut current = self.current.lock().await;
-        let now = state.now();
-        if let Some(taken) = current.as_ref()
-            && answers(
+        let mut waited = false;
+        let mut current = loop {
+            let current = self.current.lock().await;
+            let now = state.now();
+            let Some(taken) = current.as_ref() else {
+                break current;
+            };
+            if answers(
                 taken.at,
                 taken.seq,
                 taken.result.is_err(),
                 now,
                 max_age,
                 need,
-            )
-        {
-            return taken.clone();
-        }
+            ) {
+                return taken.clone();
+            }
+            let turn = turn_of(
+                taken.at,
+                taken.pages,
+                taken.result.is_err(),
+                need,
+                now,
+                state.budget.per_second(),
+            );
+            if waited || turn.is_zero() {
+                break current;
+            }
+            // Wait for the listing's turn without holding it: callers the
+            // listing at hand answers are not held back, and the ones that
+            // wait meanwhile are answered by the first new one.
+            drop(current);
+            state.sleep(turn).await;
+            waited = true;
+        };
+        let now = state.now();
         let seq = state.next_seq();
         let cost = pages(self.found.load(Ordering::Relaxed), DESCRIBE_PAGE);
         let result = state.send(region, cost, read()).await;
-        if let Ok(found) = &result {
-            self.found.store(count(found), Ordering::Relaxed);
-        }
+        let taken_pages = match &result {
+            Ok(found) => {
+                let found = count(found);
+                self.found.store(found, Ordering::Relaxed);
+                pages(found, DESCRIBE_PAGE)
+            }
+            Err(_) => cost,
+        };
         let taken = Arc::new(Taken {
             at: now,
             seq,
+            pages: taken_pages,
             result,
         });
         *current = Some(taken.clone());
@@ -285,6 +375,41 @@ impl Lags {
         wanted.retain(|_, asked| elapsed(*asked, now) < LAG_WANTED_FOR);
         wanted.keys().cloned().collect()
     }
+
+    /// The read at hand when it answers `need`; else the slot, locked, for
+    /// a new read. An `id` asked for the first time (as each new secondary
+    /// of a fleet coming up is) is in the next read, due at the latest
+    /// [`LAG_NEW_ID_INTERVAL`] after the one at hand: until then it has no
+    /// data point ([`LagObservation::covers`] tells). One read per new id
+    /// was a read every second while a thousand shops came up.
+    async fn at_hand<'a>(
+        &'a self,
+        state: &State,
+        id: &str,
+        need: Need,
+    ) -> Result<Arc<LagObservation>, tokio::sync::MutexGuard<'a, Option<Arc<LagObservation>>>> {
+        let current = self.read.current.lock().await;
+        // Read after the lock: a read begun while this caller waited for
+        // it is not one "from the future".
+        let now = state.now();
+        let Some(taken) = current.as_ref() else {
+            return Err(current);
+        };
+        let answers = answers(
+            taken.at,
+            taken.seq,
+            taken.result.is_err(),
+            now,
+            LAG_MAX_AGE,
+            need,
+        );
+        let new_ids_wait = elapsed(taken.at, now)
+            < LAG_NEW_ID_INTERVAL.max(listing_interval(taken.pages, state.budget.per_second()));
+        if answers && (taken.covers(id) || new_ids_wait) {
+            return Ok(taken.clone());
+        }
+        Err(current)
+    }
 }
 
 #[derive(Default)]
@@ -304,6 +429,10 @@ struct RegionState {
     /// per reconcile.
     database_subnet_groups: Lookups<Option<SubnetGroup>>,
     cache_subnet_groups: Lookups<bool>,
+    /// Default engine versions by `engine/major`: a fleet creates its
+    /// clusters of one engine, each asking which minor version is the
+    /// default just before its create.
+    engine_versions: Lookups<Option<String>>,
 }
 
 /// Lookups by name, each shared.
@@ -386,6 +515,12 @@ impl State {
         call: impl Future<Output = Result<T, CloudError>>,
     ) -> Result<T, CloudError> {
         let wait = self.budget.charge(region, pages, self.now())?;
+        self.sleep(wait).await;
+        call.await
+    }
+
+    /// Waits `wait` of the cloud's time.
+    async fn sleep(&self, wait: Duration) {
         if !wait.is_zero() {
             tokio::time::sleep(real_delay(
                 wait,
@@ -394,7 +529,11 @@ impl State {
             ))
             .await;
         }
-        call.await
+    }
+
+    /// How old a listing of `pages` may be for a resource in motion.
+    fn in_motion_max_age(&self, pages: u32) -> Duration {
+        in_motion_max_age(pages, self.budget.per_second())
     }
 
     /// The region's listing in `slot`: the one at hand if it answers
@@ -479,7 +618,8 @@ impl State {
             .as_ref()
             .ok()
             .and_then(&find)
-            .is_some_and(|v| !settled(v));
+            .is_some_and(|v| !settled(v))
+            .then(|| self.in_motion_max_age(taken.pages));
         let need = need_for(self.changed(changed), in_motion, self.now());
         let taken = if need.met_by(taken.at, taken.seq) {
             taken
@@ -505,20 +645,11 @@ impl State {
             .database_lags
             .want(std::iter::once(id.to_string()), now);
         let port = self.cloud.aurora(region);
-        let mut current = state.database_lags.read.current.lock().await;
-        if let Some(taken) = current.as_ref()
-            && answers(
-                taken.at,
-                taken.seq,
-                taken.result.is_err(),
-                now,
-                LAG_MAX_AGE,
-                need,
-            )
-            && taken.covers(id)
-        {
-            return taken.clone();
-        }
+        let mut current = match state.database_lags.at_hand(self, id, need).await {
+            Ok(answer) => return answer,
+            Err(locked) => locked,
+        };
+        let now = self.now();
         let wanted = state
             .database_lags
             .want(also(), now)
@@ -535,6 +666,7 @@ impl State {
         let taken = Arc::new(Taken {
             at: now,
             seq,
+            pages: cost,
             result,
         });
         *current = Some(taken.clone());
@@ -543,25 +675,21 @@ impl State {
 
     async fn cache_lags(&self, region: &str, id: &str) -> Arc<LagObservation> {
         let state = self.region(region);
-        let now = self.now();
-        let wanted = state.cache_lags.want(std::iter::once(id.to_string()), now);
+        state
+            .cache_lags
+            .want(std::iter::once(id.to_string()), self.now());
         let groups = self.groups(region, Need::default()).await;
         let port = self.cloud.elasticache(region);
-        let mut current = state.cache_lags.read.current.lock().await;
-        if let Some(taken) = current.as_ref()
-            && answers(
-                taken.at,
-                taken.seq,
-                taken.result.is_err(),
-                now,
-                LAG_MAX_AGE,
-                Need::default(),
-            )
-            && taken.covers(id)
-        {
-            return taken.clone();
-        }
+        let mut current = match state.cache_lags.at_hand(self, id, Need::default()).await {
+            Ok(answer) => return answer,
+            Err(locked) => locked,
+        };
+        let now = self.now();
+        // Every id asked for until now, the ones of the callers that waited
+        // for this read included.
+        let wanted = state.cache_lags.want(std::iter::empty(), now);
         let seq = self.next_seq();
+        let mut cost = 1;
         let result = match &groups.result {
             Ok(all) => {
                 let batch: Vec<ReplicationGroup> = wanted
@@ -569,7 +697,7 @@ impl State {
                     .filter_map(|id| all.get(id).cloned())
                     .collect();
                 let nodes = batch.iter().map(|g| g.nodes().len()).sum();
-                let cost = pages(nodes, METRIC_QUERIES_PER_CALL);
+                cost = pages(nodes, METRIC_QUERIES_PER_CALL);
                 self.send(region, cost, port.replication_lags(&batch, now))
                     .await
                     .map(|mut lags| {
@@ -585,6 +713,7 @@ impl State {
         let taken = Arc::new(Taken {
             at: now,
             seq,
+            pages: cost,
             result,
         });
         *current = Some(taken.clone());
@@ -633,8 +762,9 @@ impl LagObservation {
             .map(|all| all.get(id).copied().flatten())
     }
 
-    /// Whether it answers for `id` (a failed read answers for all).
-    fn covers(&self, id: &str) -> bool {
+    /// Whether it answers for `id` (a failed read answers for all): an id
+    /// asked for after it began may not be in it ([`Lags::at_hand`]).
+    pub fn covers(&self, id: &str) -> bool {
         self.result
             .as_ref()
             .map_or(true, |all| all.contains_key(id))
@@ -750,7 +880,8 @@ impl ViewedAurora {
     /// What a listing of the region's instances must show for `cluster`:
     /// this process's changes of its instances, and whether any of them
     /// (or its member list) is in motion.
-    fn instances_need(&self, cluster: &Cluster, listed: &[Instance]) -> Need {
+    /// `pages`: what the listing at hand took.
+    fn instances_need(&self, cluster: &Cluster, listed: &[Instance], pages: u32) -> Need {
         let region = &self.region;
         let changed = listed
             .iter()
@@ -766,7 +897,8 @@ impl ViewedAurora {
         let mut members: Vec<&str> = cluster.members.iter().map(String::as_str).collect();
         ids.sort_unstable();
         members.sort_unstable();
-        let in_motion = ids != members || !listed.iter().all(instance_settled);
+        let in_motion = (ids != members || !listed.iter().all(instance_settled))
+            .then(|| self.state.in_motion_max_age(pages));
         need_for(changed, in_motion, self.state.now())
     }
 }
@@ -940,7 +1072,7 @@ impl AuroraPort for ViewedAurora {
             Err(error) => Err(error.clone()),
         };
         let need = match listed(&taken) {
-            Ok(instances) => self.instances_need(&cluster, &instances),
+            Ok(instances) => self.instances_need(&cluster, &instances, taken.pages),
             Err(_) => Need::default(),
         };
         if need.met_by(taken.at, taken.seq) {
@@ -998,12 +1130,11 @@ impl AuroraPort for ViewedAurora {
         engine: &str,
         major: &str,
     ) -> Result<Option<String>, CloudError> {
+        let lookups = &self.state.region(&self.region).engine_versions;
         self.state
-            .send(
-                &self.region,
-                1,
-                self.inner.default_engine_version(engine, major),
-            )
+            .looked_up(&self.region, lookups, &format!("{engine}/{major}"), || {
+                self.inner.default_engine_version(engine, major)
+            })
             .await
     }
 
@@ -1267,7 +1398,7 @@ impl ElastiCachePort for ViewedElastiCache {
                 false,
                 now,
                 CACHE_TAGS_MAX_AGE,
-                need_for(changed, false, now),
+                need_for(changed, None, now),
             )
         {
             return Ok(tags.clone());
@@ -1366,18 +1497,78 @@ mod tests {
 
     #[test]
     fn a_change_of_this_process_is_read_in_a_listing_begun_after_it() {
-        let changed = need_for(Some(7), false, at(10));
+        let changed = need_for(Some(7), None, at(10));
         assert!(!changed.met_by(at(10), 7), "begun with the change");
         assert!(!changed.met_by(at(10), 3), "begun before it, same instant");
         assert!(changed.met_by(at(10), 8));
-        assert_eq!(need_for(None, false, at(10)), Need::default());
+        assert_eq!(need_for(None, None, at(10)), Need::default());
     }
 
     #[test]
     fn a_resource_in_motion_is_read_in_a_listing_of_the_last_round() {
-        let moving = need_for(None, true, at(60));
+        let moving = need_for(None, Some(IN_MOTION_MAX_AGE), at(60));
         assert!(!moving.met_by(at(54), 100));
         assert!(moving.met_by(at(55), 100));
+    }
+
+    #[test]
+    fn a_fleet_s_listings_in_motion_take_two_thirds_of_the_budget_at_most() {
+        // A thousand shops: 30 pages of instances, 10 of each other kind.
+        let per_second = 10;
+        let rate: f64 = [30, 10, 10, 10, 10]
+            .iter()
+            .map(|p| f64::from(*p) / listing_interval(*p, per_second).as_secs_f64())
+            .sum();
+        assert!((rate - 20.0 / 3.0).abs() < 1e-9, "{rate} requests/s");
+        assert_eq!(
+            listing_interval(30, per_second),
+            Duration::from_millis(22_500)
+        );
+        assert_eq!(
+            in_motion_max_age(1, per_second),
+            IN_MOTION_MAX_AGE,
+            "a small fleet is followed every round"
+        );
+        assert_eq!(
+            in_motion_max_age(30, per_second),
+            listing_interval(30, per_second)
+        );
+    }
+
+    #[test]
+    fn a_change_s_result_waits_for_the_listing_s_turn_but_an_outage_check_never_does() {
+        let after = Need {
+            since: None,
+            after: Some(7),
+        };
+        // 10 pages at 10 requests/s: one listing every 7.5 s.
+        assert_eq!(
+            turn_of(at(100), 10, false, after, at(102), 10),
+            Duration::from_millis(5_500)
+        );
+        assert_eq!(
+            turn_of(at(100), 10, false, after, at(108), 10),
+            Duration::ZERO
+        );
+        assert_eq!(
+            turn_of(at(100), 10, false, Need::since(at(101)), at(102), 10),
+            Duration::ZERO,
+            "a sampler whose probe failed reads its own round at once"
+        );
+        let moving_and_changed = Need {
+            since: Some(at(95)),
+            after: Some(7),
+        };
+        assert_eq!(
+            turn_of(at(100), 10, false, moving_and_changed, at(102), 10),
+            Duration::from_millis(5_500),
+            "a resource in motion that this process changed waits like any change"
+        );
+        assert_eq!(
+            turn_of(at(100), 10, true, after, at(102), 10),
+            Duration::ZERO,
+            "a failed listing cost AWS nothing to repeat"
+        );
     }
 
     #[test]
@@ -1429,11 +1620,13 @@ mod sim_tests {
     /// runtime, with `shops` available clusters of two instances each in
     /// eu-west-1.
     async fn fleet(shops: usize) -> (SimCloud, SharedView) {
+        fleet_within(shops, RequestBudget::new(1000)).await
+    }
+
+    /// [`fleet`], read within `budget`.
+    async fn fleet_within(shops: usize, budget: RequestBudget) -> (SimCloud, SharedView) {
         let sim = SimCloud::new(VirtualClock::default());
-        let view = SharedView::new(
-            Arc::new(LiveSim::start(sim.clone(), 1)),
-            RequestBudget::new(1000),
-        );
+        let view = SharedView::new(Arc::new(LiveSim::start(sim.clone(), 1)), budget);
         let eu = sim.aurora("eu-west-1");
         for n in 0..shops {
             let id = format!("shop-{n:04}");
@@ -1511,6 +1704,39 @@ mod sim_tests {
         eu.describe_cluster("shop-0002").await.unwrap();
         eu.describe_cluster("shop-0001").await.unwrap();
         assert_eq!(sim.call_count(Op::DescribeDBClusters), described + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_made_over_a_few_seconds_by_many_shops_are_read_in_one_listing_an_interval() {
+        // 300 shops of two instances: 6 pages, one listing every 4.5 s at
+        // 10 requests/s.
+        let (sim, view) = fleet_within(300, RequestBudget::new(10)).await;
+        let eu = view.aurora("eu-west-1");
+        eu.list_instances("shop-0000").await.unwrap();
+        let before = sim.call_count(Op::DescribeDBInstances);
+        let start = view.clock().now();
+        let readers = (0..50).map(|n| {
+            let eu = eu.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(100) * n).await;
+                let id = format!("shop-{n:04}");
+                eu.create_instance(&instance(&id, &format!("{id}-reader")))
+                    .await
+                    .unwrap();
+                let listed = eu.list_instances(&id).await.unwrap();
+                assert!(
+                    listed.iter().any(|i| i.id == format!("{id}-reader")),
+                    "{id} sees its own new reader"
+                );
+            }
+        });
+        futures::future::join_all(readers).await;
+        let listings = (sim.call_count(Op::DescribeDBInstances) - before) / 7;
+        assert!(listings <= 3, "{listings} listings for 50 changes over 5 s");
+        assert!(
+            crate::clock::elapsed(start, view.clock().now()) < Duration::from_secs(15),
+            "each shop waited one interval at most"
+        );
     }
 
     #[tokio::test(start_paused = true)]

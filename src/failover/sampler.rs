@@ -496,6 +496,14 @@ impl Sampler {
         let mut seen = Vec::new();
         for (i, read) in replicated.into_iter().zip(reads) {
             let region = &targets[i].region;
+            if !read.covers(&targets[i].cluster_id) {
+                // Asked for the first time in this round: no evidence.
+                seen.push((
+                    region.clone(),
+                    Signal::NoData(format!("{region}: no replication data read yet")),
+                ));
+                continue;
+            }
             seen.push(match read.lag(&targets[i].cluster_id) {
                 Ok(Some(lag)) => {
                     probed[i].lag = Some(LagSample { lag, at: now });

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::builders::{Children, FIELD_MANAGER, MANAGED_BY, labels};
-use super::cache::{JsonCache, slim_for_cache};
+use super::cache::{JsonCache, WatchFailure, slim_for_cache};
 use super::diff::needs_apply;
 
 /// The children of a ShopRegion as the watch caches hold them.
@@ -59,6 +59,57 @@ pub struct ApplyReport {
     pub deleted: Vec<String>,
     /// The Deployment as it stands after the apply, for the status.
     pub deployment: Option<Arc<Deployment>>,
+}
+
+/// Which child caches have not listed their objects yet, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotSynced {
+    /// The resources (`deployments`, ...) whose caches have not synced.
+    pub resources: Vec<&'static str>,
+    /// Their watches' failures, each prefixed with its resource.
+    pub failures: Vec<String>,
+    /// The API server refused one of them a list or watch: its message.
+    pub forbidden: Option<String>,
+}
+
+impl NotSynced {
+    /// From each cache's (resource, synced, last watch failure). Pure.
+    pub fn of(states: &[(&'static str, bool, Option<WatchFailure>)]) -> Self {
+        let waiting = states.iter().filter(|(_, synced, _)| !synced);
+        let resources = waiting.clone().map(|(resource, _, _)| *resource).collect();
+        let failures = waiting
+            .clone()
+            .filter_map(|(resource, _, failure)| {
+                failure
+                    .as_ref()
+                    .map(|f| format!("{resource}: {}", f.message))
+            })
+            .collect();
+        let forbidden = waiting
+            .filter_map(|(_, _, failure)| failure.as_ref())
+            .find(|f| f.forbidden)
+            .map(|f| f.message.clone());
+        Self {
+            resources,
+            failures,
+            forbidden,
+        }
+    }
+}
+
+impl std::fmt::Display for NotSynced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the operator's caches of {} have not listed them yet",
+            self.resources.join(", ")
+        )?;
+        if self.failures.is_empty() {
+            write!(f, " (their watches report no error yet)")
+        } else {
+            write!(f, "; their watches failed: {}", self.failures.join("; "))
+        }
+    }
 }
 
 /// The names of a ShopRegion's children.
@@ -118,9 +169,10 @@ impl ChildStores {
     /// Waits until every cache holds its first complete list, at most
     /// `patience`: before that, a child absent from a cache may exist, and
     /// applying it again on each of a fleet's ShopRegions after a restart
-    /// would be a write storm. `false` when a cache has not synced in time
-    /// (its watch keeps failing: a missing list or watch permission).
-    pub async fn synced(&self, patience: std::time::Duration) -> bool {
+    /// would be a write storm. Past `patience`, which caches have not
+    /// synced and why their watches failed (a missing list or watch
+    /// permission, most often).
+    pub async fn synced(&self, patience: std::time::Duration) -> Result<(), NotSynced> {
         let all = async {
             self.configmaps.synced().await;
             self.services.synced().await;
@@ -128,7 +180,37 @@ impl ChildStores {
             self.pdbs.synced().await;
             self.hpas.synced().await;
         };
-        tokio::time::timeout(patience, all).await.is_ok()
+        if tokio::time::timeout(patience, all).await.is_ok() {
+            return Ok(());
+        }
+        let states = [
+            (
+                "configmaps",
+                self.configmaps.is_synced(),
+                self.configmaps.failure(),
+            ),
+            (
+                "services",
+                self.services.is_synced(),
+                self.services.failure(),
+            ),
+            (
+                "deployments",
+                self.deployments.is_synced(),
+                self.deployments.failure(),
+            ),
+            (
+                "poddisruptionbudgets",
+                self.pdbs.is_synced(),
+                self.pdbs.failure(),
+            ),
+            (
+                "horizontalpodautoscalers",
+                self.hpas.is_synced(),
+                self.hpas.failure(),
+            ),
+        ];
+        Err(NotSynced::of(&states))
     }
 
     /// The children of one ShopRegion in namespace `ns`.
@@ -632,5 +714,54 @@ mod tests {
             .unwrap();
         assert!(report.deleted.is_empty());
         assert!(state.lock().unwrap().objects.contains_key(PDB));
+    }
+}
+
+#[cfg(test)]
+mod not_synced_tests {
+    use super::*;
+
+    #[test]
+    fn caches_that_never_listed_are_named_with_their_watch_failures_and_a_refusal_is_singled_out() {
+        let refused = WatchFailure {
+            message: "horizontalpodautoscalers.autoscaling is forbidden: User \"x\" cannot list \
+                      resource \"horizontalpodautoscalers\""
+                .into(),
+            forbidden: true,
+        };
+        let timed_out = WatchFailure {
+            message: "watch stream failed: timed out".into(),
+            forbidden: false,
+        };
+        let not_synced = NotSynced::of(&[
+            ("configmaps", true, None),
+            ("deployments", false, Some(timed_out)),
+            ("poddisruptionbudgets", false, None),
+            ("horizontalpodautoscalers", false, Some(refused.clone())),
+        ]);
+        assert_eq!(
+            not_synced.resources,
+            [
+                "deployments",
+                "poddisruptionbudgets",
+                "horizontalpodautoscalers"
+            ]
+        );
+        assert_eq!(not_synced.forbidden, Some(refused.message.clone()));
+        let said = not_synced.to_string();
+        assert!(
+            said.contains("deployments: watch stream failed: timed out"),
+            "{said}"
+        );
+        assert!(said.contains(&refused.message), "{said}");
+        let quiet = NotSynced::of(&[("services", false, None)]);
+        assert_eq!(quiet.forbidden, None);
+        assert!(quiet.to_string().contains("report no error yet"));
+        assert!(
+            NotSynced::of(&[("services", true, Some(refused))])
+                .forbidden
+                .is_none(),
+            "a cache that listed since is not reported"
+        );
     }
 }

@@ -22,6 +22,9 @@ use tokio::sync::watch;
 pub struct JsonCache<K> {
     state: Arc<RwLock<State>>,
     synced: watch::Sender<bool>,
+    /// Why its watch failed last, until it lists again: what a reconcile
+    /// waiting for the first list reports when it gives up.
+    failure: Arc<RwLock<Option<WatchFailure>>>,
     /// What the cache need not keep of an object (applied before encoding).
     slim: fn(&mut K),
     _kind: PhantomData<fn() -> K>,
@@ -32,6 +35,7 @@ impl<K> Clone for JsonCache<K> {
         Self {
             state: self.state.clone(),
             synced: self.synced.clone(),
+            failure: self.failure.clone(),
             slim: self.slim,
             _kind: PhantomData,
         }
@@ -54,6 +58,7 @@ where
         Self {
             state: Arc::default(),
             synced: watch::Sender::new(false),
+            failure: Arc::default(),
             slim,
             _kind: PhantomData,
         }
@@ -71,6 +76,7 @@ where
             watcher::Event::InitDone => {
                 state.objects = state.relisting.take().unwrap_or_default();
                 drop(state);
+                *self.failure.write().unwrap_or_else(|e| e.into_inner()) = None;
                 self.synced.send_replace(true);
             }
             watcher::Event::Apply(object) => {
@@ -99,6 +105,24 @@ where
         serde_json::from_slice(&json).ok()
     }
 
+    /// Takes in a failure of its watch (the watcher retries it).
+    pub fn failed(&self, error: &watcher::Error) {
+        *self.failure.write().unwrap_or_else(|e| e.into_inner()) = Some(WatchFailure::of(error));
+    }
+
+    /// Why its watch failed last, since it last listed.
+    pub fn failure(&self) -> Option<WatchFailure> {
+        self.failure
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether it holds its first complete list.
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
     /// Waits for the first complete list.
     pub async fn synced(&self) {
         let mut synced = self.synced.subscribe();
@@ -118,6 +142,37 @@ where
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Why a watch failed, as the person fixing it needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchFailure {
+    pub message: String,
+    /// The API server refused the list or watch (HTTP 403): a permission
+    /// is missing, and the message names it.
+    pub forbidden: bool,
+}
+
+impl WatchFailure {
+    pub fn of(error: &watcher::Error) -> Self {
+        let status = match error {
+            watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            | watcher::Error::WatchFailed(kube::Error::Api(status)) => Some(status.as_ref()),
+            watcher::Error::WatchError(status) => Some(status.as_ref()),
+            _ => None,
+        };
+        match status {
+            Some(status) if status.code == 403 => Self {
+                message: status.message.clone(),
+                forbidden: true,
+            },
+            _ => Self {
+                message: error.to_string(),
+                forbidden: false,
+            },
+        }
     }
 }
 

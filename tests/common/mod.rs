@@ -25,6 +25,9 @@ pub struct Harness {
     pub metrics: Arc<Metrics>,
     pub namespace: String,
     cloud: Option<Arc<dyn Cloud>>,
+    /// How long a reconcile waits for the children caches (the
+    /// operator's default when `None`).
+    cache_sync_patience: Option<Duration>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -35,6 +38,24 @@ impl Harness {
         Self::in_process_with(None).await
     }
 
+    /// The operator on the in-process Kubernetes API server, Kubernetes side
+    /// only, refused each (verb, resource) of `forbidden` as RBAC would
+    /// refuse it, and waiting `patience` for its children caches.
+    pub async fn in_process_forbidden(forbidden: &[(&str, &str)], patience: Duration) -> Harness {
+        let server = kubesim::ApiServer::start().await.expect("kubesim starts");
+        server
+            .install_crd_yaml(&shopfleet::api::crd_yaml())
+            .expect("the generated CRD installs");
+        for (verb, resource) in forbidden {
+            server.forbid(verb, resource);
+        }
+        let config = server.config();
+        let mut harness = Self::start(config, Some(server), "shop".to_string(), None, false).await;
+        harness.cache_sync_patience = Some(patience);
+        harness.start_controller();
+        harness
+    }
+
     /// The operator on the in-process Kubernetes API server and a cloud.
     pub async fn in_process_with(cloud: Option<Arc<dyn Cloud>>) -> Harness {
         let server = kubesim::ApiServer::start().await.expect("kubesim starts");
@@ -42,7 +63,7 @@ impl Harness {
             .install_crd_yaml(&shopfleet::api::crd_yaml())
             .expect("the generated CRD installs");
         let config = server.config();
-        Self::start(config, Some(server), "shop".to_string(), cloud).await
+        Self::start(config, Some(server), "shop".to_string(), cloud, true).await
     }
 
     async fn start(
@@ -50,6 +71,7 @@ impl Harness {
         server: Option<kubesim::ApiServer>,
         namespace: String,
         cloud: Option<Arc<dyn Cloud>>,
+        run_controller: bool,
     ) -> Harness {
         let metrics = Arc::new(Metrics::default());
         let client = telemetry::counting_client(config, metrics.clone()).unwrap();
@@ -66,10 +88,13 @@ impl Harness {
             metrics,
             namespace,
             cloud,
+            cache_sync_patience: None,
             stop: None,
             task: None,
         };
-        harness.start_controller();
+        if run_controller {
+            harness.start_controller();
+        }
         harness
     }
 
@@ -81,6 +106,9 @@ impl Harness {
             self.metrics.clone(),
             Some("test".into()),
         );
+        if let Some(patience) = self.cache_sync_patience {
+            ctx = ctx.with_cache_sync_patience(patience);
+        }
         if let Some(cloud) = &self.cloud {
             ctx = ctx.with_cloud(
                 cloud.clone(),

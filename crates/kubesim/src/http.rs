@@ -123,6 +123,22 @@ fn error(e: &ApiError) -> Response<Body> {
     )
 }
 
+/// The 403 RBAC answers, in its words.
+fn forbidden(verb: &str, plural: &str, group: &str, namespace: Option<&str>) -> ApiError {
+    let resource = if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let scope = match namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    ApiError::forbidden(format!(
+        "{resource} is forbidden: User \"system:serviceaccount:kubesim:client\" cannot {verb} resource \"{plural}\" in API group \"{group}\" {scope}"
+    ))
+}
+
 /// Serves one request.
 pub(crate) async fn handle(
     ctx: Arc<Ctx>,
@@ -286,6 +302,18 @@ fn serve_resource(ctx: &Ctx, req: ResourceRequest) -> Result<Response<Body>, Api
         .lock()
         .requests
         .record(verb, &rt.plural, rp.subresource.as_deref());
+    if store
+        .lock()
+        .forbidden
+        .contains(&(verb.to_string(), rt.plural.clone()))
+    {
+        return Err(forbidden(
+            verb,
+            &rt.plural,
+            &rp.group,
+            rp.namespace.as_deref(),
+        ));
+    }
     if rt.namespaced && rp.name.is_some() && rp.namespace.is_none() {
         return Err(ApiError::no_route());
     }

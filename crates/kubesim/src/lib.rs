@@ -291,6 +291,17 @@ impl ApiServer {
         self.inner.store.lock().bookmark_interval = interval;
     }
 
+    /// Refuses `verb` (`list`, `watch`, `get`, `patch`, ...) on `plural`
+    /// with 403 Forbidden from now on, as RBAC refuses a ServiceAccount
+    /// its Role does not grant it.
+    pub fn forbid(&self, verb: &str, plural: &str) {
+        self.inner
+            .store
+            .lock()
+            .forbidden
+            .insert((verb.to_string(), plural.to_string()));
+    }
+
     /// Stops accepting connections and ends all watches.
     pub async fn shutdown(self) {
         self.inner.accept.abort();

@@ -143,6 +143,9 @@ pub(crate) struct State {
     pub requests: RequestLog,
     pub rollout: RolloutSettings,
     pub bookmark_interval: Duration,
+    /// (verb, plural) pairs refused with 403, as RBAC refuses a client
+    /// without the permission.
+    pub forbidden: HashSet<(String, String)>,
     effects: Vec<Effect>,
     events: broadcast::Sender<Arc<StoredEvent>>,
     /// Uids of owners deleted with `propagationPolicy=Orphan`.
@@ -347,6 +350,7 @@ impl State {
             requests: RequestLog::default(),
             rollout: RolloutSettings::default(),
             bookmark_interval: Duration::from_secs(1),
+            forbidden: HashSet::new(),
             effects: Vec::new(),
             events,
             orphaned: HashSet::new(),
