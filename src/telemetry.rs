@@ -168,47 +168,108 @@ impl ShopRegionLabels {
     }
 }
 
-/// One series of `shopfleet_shopregion_condition`. The object's labels are
-/// shared by its 21 series (7 types, 3 statuses): a thousand shops are
-/// 63,000 series, and four owned strings in each were the largest part of
-/// the metrics' memory.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConditionLabels {
-    pub namespace: Arc<String>,
-    pub name: Arc<String>,
-    pub shop: Arc<String>,
-    pub region: Arc<String>,
-    pub r#type: &'static str,
-    pub status: &'static str,
+/// `shopfleet_shopregion_condition`: one row per ShopRegion, written out
+/// as its series (7 types, 3 statuses) at each scrape. Kept as a `Family`,
+/// each of a thousand shops' 63,000 series held a hashed key and a gauge of
+/// its own, some 10 MB of the operator's memory; a row is its labels once
+/// and one byte per type.
+#[derive(Debug, Default)]
+pub struct ConditionTable {
+    /// By (namespace, name), so that a scrape lists them in a stable order.
+    rows: std::sync::RwLock<std::collections::BTreeMap<(String, String), ConditionRow>>,
 }
 
-/// The object's part of its [`ConditionLabels`], made once per report.
-struct ConditionObject {
-    namespace: Arc<String>,
-    name: Arc<String>,
-    shop: Arc<String>,
-    region: Arc<String>,
+#[derive(Debug)]
+struct ConditionRow {
+    shop: String,
+    region: String,
+    /// Per type of [`crate::api::conditions::types::ALL`], its current
+    /// status as an index into [`CONDITION_STATUSES`]; `None` before the
+    /// type is reported (no series rather than three zeros that would read
+    /// as "not True").
+    statuses: [Option<u8>; crate::api::conditions::types::ALL.len()],
 }
 
-impl ConditionObject {
-    fn of(labels: &ShopRegionLabels) -> Self {
-        Self {
-            namespace: Arc::new(labels.namespace.clone()),
-            name: Arc::new(labels.name.clone()),
-            shop: Arc::new(labels.shop.clone()),
-            region: Arc::new(labels.region.clone()),
+impl ConditionTable {
+    /// Records the ShopRegion's conditions as they stand.
+    pub fn report(
+        &self,
+        labels: &ShopRegionLabels,
+        conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    ) {
+        let statuses = crate::api::conditions::types::ALL.map(|type_| {
+            let current = conditions.iter().find(|c| c.type_ == type_)?;
+            CONDITION_STATUSES
+                .iter()
+                .position(|s| *s == current.status)
+                .and_then(|i| u8::try_from(i).ok())
+        });
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        let key = (labels.namespace.clone(), labels.name.clone());
+        match rows.get_mut(&key) {
+            Some(row) => {
+                row.statuses = statuses;
+                if row.shop != labels.shop || row.region != labels.region {
+                    row.shop.clone_from(&labels.shop);
+                    row.region.clone_from(&labels.region);
+                }
+            }
+            None => {
+                rows.insert(
+                    key,
+                    ConditionRow {
+                        shop: labels.shop.clone(),
+                        region: labels.region.clone(),
+                        statuses,
+                    },
+                );
+            }
         }
     }
 
-    fn series(&self, type_: &'static str, status: &'static str) -> ConditionLabels {
-        ConditionLabels {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-            shop: self.shop.clone(),
-            region: self.region.clone(),
-            r#type: type_,
-            status,
+    /// A deleted ShopRegion: its series go.
+    pub fn forget(&self, labels: &ShopRegionLabels) {
+        self.rows
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(labels.namespace.clone(), labels.name.clone()));
+    }
+}
+
+impl prometheus_client::collector::Collector for ConditionTable {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        let mut family = encoder.encode_descriptor(
+            "shopregion_condition",
+            "1 for the current status of each condition type of a ShopRegion, 0 for the other statuses",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+        for ((namespace, name), row) in rows.iter() {
+            for (type_, current) in crate::api::conditions::types::ALL.iter().zip(row.statuses) {
+                let Some(current) = current else {
+                    continue;
+                };
+                for (i, status) in CONDITION_STATUSES.iter().enumerate() {
+                    let labels = [
+                        ("namespace", namespace.as_str()),
+                        ("name", name.as_str()),
+                        ("shop", row.shop.as_str()),
+                        ("region", row.region.as_str()),
+                        ("type", *type_),
+                        ("status", *status),
+                    ];
+                    let value = i64::from(usize::from(current) == i);
+                    prometheus_client::metrics::gauge::ConstGauge::new(value)
+                        .encode(family.encode_family(&labels)?)?;
+                }
+            }
         }
+        Ok(())
     }
 }
 
@@ -265,7 +326,7 @@ pub struct Metrics {
     pub failover_refused: Family<ShopRegionLabels, Gauge>,
     pub replication_lag: Family<ShopRegionKey, Gauge<f64, AtomicU64>>,
     pub replication_lag_budget: Family<ShopRegionKey, Gauge<f64, AtomicU64>>,
-    pub conditions: Family<ConditionLabels, Gauge>,
+    pub conditions: Arc<ConditionTable>,
     pub aws_requests: Family<AwsRequestLabels, Counter>,
     /// The shops with failover series, so that they can be summed and
     /// removed (a `Family` cannot be iterated).
@@ -348,12 +409,8 @@ impl Default for Metrics {
             "The RPO budget of a region of a shop (spec.failover.maxReplicationLag)",
             replication_lag_budget.clone(),
         );
-        let conditions = Family::<ConditionLabels, Gauge>::default();
-        registry.register(
-            "shopregion_condition",
-            "1 for the current status of each condition type of a ShopRegion, 0 for the other statuses",
-            conditions.clone(),
-        );
+        let conditions = Arc::new(ConditionTable::default());
+        registry.register_collector(Box::new(conditions.clone()));
         let aws_requests = Family::<AwsRequestLabels, Counter>::default();
         registry.register(
             "aws_requests",
@@ -581,28 +638,7 @@ impl Metrics {
         refused: bool,
     ) {
         self.remember_shop(&labels.shop());
-        let object = ConditionObject::of(labels);
-        for type_ in crate::api::conditions::types::ALL {
-            let current = conditions
-                .iter()
-                .find(|c| c.type_ == type_)
-                .map(|c| c.status.as_str());
-            for status in CONDITION_STATUSES {
-                let series = object.series(type_, status);
-                match current {
-                    Some(current) => {
-                        self.conditions
-                            .get_or_create(&series)
-                            .set(i64::from(current == status));
-                    }
-                    // A type not reported yet has no series rather than
-                    // three zeros that would read as "not True".
-                    None => {
-                        self.conditions.remove(&series);
-                    }
-                }
-            }
-        }
+        self.conditions.report(labels, conditions);
         self.replication_lag_budget
             .get_or_create(&ShopRegionKey {
                 shop: labels.shop.clone(),
@@ -617,12 +653,7 @@ impl Metrics {
     /// A deleted ShopRegion: its series go. `last_of_shop` also removes the
     /// shop's failover counters.
     pub fn forget_shopregion(&self, labels: &ShopRegionLabels, last_of_shop: bool) {
-        let object = ConditionObject::of(labels);
-        for type_ in crate::api::conditions::types::ALL {
-            for status in CONDITION_STATUSES {
-                self.conditions.remove(&object.series(type_, status));
-            }
-        }
+        self.conditions.forget(labels);
         let key = ShopRegionKey {
             shop: labels.shop.clone(),
             region: labels.region.clone(),

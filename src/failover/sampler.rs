@@ -106,12 +106,17 @@ struct Shop {
     promoting: BTreeSet<String>,
 }
 
-/// The parts of a ShopRegion the sampler needs: its spec from the object
-/// the controller's cache holds (shared, never copied: a copy per
-/// ShopRegion was the sampler's largest cost in a fleet).
+/// The parts of a ShopRegion the sampler needs, copied out of it: a
+/// reference to the object itself kept the version of its last reconcile
+/// alive beside the cache's newer one, a second copy of every ShopRegion
+/// while a fleet's statuses change.
 #[derive(Clone, Debug)]
 struct Registration {
-    region: Arc<ShopRegion>,
+    /// `spec.failover.order`.
+    order: Vec<String>,
+    /// `spec.failover.healthChecks`, as (region, URL).
+    health_urls: Vec<(String, String)>,
+    engine: AuroraEngine,
     writer_region: Option<String>,
     /// Endpoints remembered in `status.health`, for a region whose API
     /// cannot be reached after an operator restart.
@@ -251,9 +256,17 @@ impl Sampler {
 
     /// Records what `region` asks to be sampled, and starts its shop's
     /// sampler if it is not running. Cheap when nothing changed.
-    pub fn register(self: &Arc<Self>, key: &str, region: &Arc<ShopRegion>) {
+    pub fn register(self: &Arc<Self>, key: &str, region: &ShopRegion) {
         let registration = Registration {
-            region: region.clone(),
+            order: region.spec.failover.order.clone(),
+            health_urls: region
+                .spec
+                .failover
+                .health_checks
+                .iter()
+                .map(|c| (c.region.clone(), c.url.clone()))
+                .collect(),
+            engine: region.spec.database.engine,
             writer_region: region.status.as_ref().and_then(|s| s.writer_region.clone()),
             endpoints: region
                 .status
@@ -624,7 +637,7 @@ impl Sampler {
         let first = registrations.first()?;
         let mut regions: Vec<String> = Vec::new();
         for registration in &registrations {
-            for region in &registration.region.spec.failover.order {
+            for region in &registration.order {
                 if !regions.contains(region) {
                     regions.push(region.clone());
                 }
@@ -636,13 +649,10 @@ impl Sampler {
                 .into_iter()
                 .map(|region| {
                     let health_url = registrations.iter().find_map(|r| {
-                        r.region
-                            .spec
-                            .failover
-                            .health_checks
+                        r.health_urls
                             .iter()
-                            .find(|c| c.region == region)
-                            .map(|c| c.url.clone())
+                            .find(|(checked, _)| *checked == region)
+                            .map(|(_, url)| url.clone())
                     });
                     let endpoint = shop
                         .regions
@@ -654,9 +664,9 @@ impl Sampler {
                                 .find_map(|r| r.endpoints.get(&region).cloned())
                         });
                     Target {
-                        cluster_id: aurora_names::cluster_id_in(&first.region.spec, &region),
-                        group_id: cache_names::replication_group_id_in(&first.region.spec, &region),
-                        engine: first.region.spec.database.engine,
+                        cluster_id: aurora_names::cluster_id_of(shop_name, &region),
+                        group_id: cache_names::replication_group_id_of(shop_name, &region),
+                        engine: first.engine,
                         writer: writer_region.as_deref() == Some(region.as_str()),
                         region,
                         endpoint,

@@ -21,7 +21,12 @@ pub fn cluster_id(spec: &ShopRegionSpec) -> String {
 /// The cluster of the shop in another `region` (the failover concern
 /// watches every region of the shop).
 pub fn cluster_id_in(spec: &ShopRegionSpec, region: &str) -> String {
-    format!("{}-{region}", spec.shop)
+    cluster_id_of(&spec.shop, region)
+}
+
+/// The cluster of `shop` in `region`.
+pub fn cluster_id_of(shop: &str, region: &str) -> String {
+    format!("{shop}-{region}")
 }
 
 /// `spec.database.globalClusterIdentifier`, else `<shop>-global`.

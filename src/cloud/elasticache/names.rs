@@ -25,7 +25,12 @@ pub fn replication_group_id(spec: &ShopRegionSpec) -> String {
 
 /// The replication group of the shop in another `region`.
 pub fn replication_group_id_in(spec: &ShopRegionSpec, region: &str) -> String {
-    format!("{}-{region}", spec.shop)
+    replication_group_id_of(&spec.shop, region)
+}
+
+/// The replication group of `shop` in `region`.
+pub fn replication_group_id_of(shop: &str, region: &str) -> String {
+    format!("{shop}-{region}")
 }
 
 /// `spec.cache.globalReplicationGroupSuffix`, else the shop.
