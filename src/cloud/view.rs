@@ -180,8 +180,8 @@ pub fn need_for(changed: Option<u64>, in_motion: Option<Duration>, now: Timestam
 /// How often a listing of `pages` requests may begin when callers want a
 /// newer one, so that the listings of a region in motion take no more than
 /// [`LISTINGS_SHARE`] of its budget of `per_second` requests: a listing of a
-/// thousand shops' instances (30 pages) every 22 s at 10 requests/s, back
-/// to back within a second for a small fleet. A change of this process is
+/// thousand shops' instances (30 pages) every 22 s at 10 requests/s, a
+/// small fleet's one page at once ([`turn_of`]). A change of this process is
 /// then seen at most one interval late, by every shop at once, and a fleet
 /// in motion never spends the budget the other reads need.
 pub fn listing_interval(pages: u32, per_second: u32) -> Duration {
@@ -202,7 +202,9 @@ pub fn in_motion_max_age(pages: u32, per_second: u32) -> Duration {
 /// listing begun later than this one (`need.since`: a sampler whose probe
 /// failed, which is how an outage is detected, or a resource in motion
 /// past its interval) and a failed listing never wait; the second costs
-/// AWS nothing.
+/// AWS nothing. Nor does a caller of a one-page listing: one request, as a
+/// describe of the one resource would be, and a small fleet's actions are
+/// then followed on the instant they complete.
 pub fn turn_of(
     at: Timestamp,
     pages: u32,
@@ -211,7 +213,7 @@ pub fn turn_of(
     now: Timestamp,
     per_second: u32,
 ) -> Duration {
-    if failed || need.since.is_some_and(|since| at < since) || at > now {
+    if failed || pages <= 1 || need.since.is_some_and(|since| at < since) || at > now {
         return Duration::ZERO;
     }
     listing_interval(pages, per_second).saturating_sub(elapsed(at, now))
@@ -1568,6 +1570,11 @@ mod tests {
             turn_of(at(100), 10, true, after, at(102), 10),
             Duration::ZERO,
             "a failed listing cost AWS nothing to repeat"
+        );
+        assert_eq!(
+            turn_of(at(100), 1, false, after, at(100), 10),
+            Duration::ZERO,
+            "a one-page listing is one request: never held back"
         );
     }
 
