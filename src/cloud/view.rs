@@ -285,9 +285,9 @@ fn pages(found: usize, per_page: usize) -> u32 {
 }
 
 impl<T> Shared<T> {
-    /// The current listing if it answers, else a new one by `read` (callers
-    /// arriving meanwhile wait for it instead of making their own), sent
-    /// within `region`'s budget.
+    /// The current listing if it answers, else a new one by `read` once it
+    /// is the listing's turn ([`turn_of`]; callers arriving meanwhile wait
+    /// for it instead of making their own), sent within `region`'s budget.
     async fn get<F, Fut>(
         &self,
         state: &State,
