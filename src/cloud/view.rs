@@ -126,6 +126,13 @@ pub struct Taken<T> {
     pub result: Result<T, CloudError>,
 }
 
+impl<T> Taken<T> {
+    /// Whether it may answer at `now` ([`answers`]).
+    fn answers(&self, now: Timestamp, max_age: Duration, need: Need) -> bool {
+        answers(self.at, self.seq, self.result.is_err(), now, max_age, need)
+    }
+}
+
 /// How new a listing a caller needs, beyond [`MAX_AGE`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Need {
@@ -308,14 +315,7 @@ impl<T> Shared<T> {
             let Some(taken) = current.as_ref() else {
                 break current;
             };
-            if answers(
-                taken.at,
-                taken.seq,
-                taken.result.is_err(),
-                now,
-                max_age,
-                need,
-            ) {
+            if taken.answers(now, max_age, need) {
                 return taken.clone();
             }
             let turn = turn_of(
@@ -397,14 +397,7 @@ impl Lags {
         let Some(taken) = current.as_ref() else {
             return Err(current);
         };
-        let answers = answers(
-            taken.at,
-            taken.seq,
-            taken.result.is_err(),
-            now,
-            LAG_MAX_AGE,
-            need,
-        );
+        let answers = taken.answers(now, LAG_MAX_AGE, need);
         let new_ids_wait = elapsed(taken.at, now)
             < LAG_NEW_ID_INTERVAL.max(listing_interval(taken.pages, state.budget.per_second()));
         if answers && (taken.covers(id) || new_ids_wait) {
