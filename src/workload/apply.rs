@@ -99,6 +99,11 @@ impl NotSynced {
 
 impl std::fmt::Display for NotSynced {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.resources.is_empty() {
+            // No cache to wait for: this controller never started its
+            // children's watches.
+            return write!(f, "the operator's caches of the children are not running");
+        }
         write!(
             f,
             "the operator's caches of {} have not listed them yet",
@@ -757,6 +762,10 @@ mod not_synced_tests {
         let quiet = NotSynced::of(&[("services", false, None)]);
         assert_eq!(quiet.forbidden, None);
         assert!(quiet.to_string().contains("report no error yet"));
+        assert_eq!(
+            NotSynced::of(&[]).to_string(),
+            "the operator's caches of the children are not running"
+        );
         assert!(
             NotSynced::of(&[("services", true, Some(refused))])
                 .forbidden
