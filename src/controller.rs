@@ -37,6 +37,7 @@ use crate::concern::{
     self, Again, Checkpoint, Concern, Note, Publish, Report, Upstream, assemble, summarize,
 };
 use crate::failover::concern::{Failover, Runtime};
+use crate::slots::{Lane, Slots};
 use crate::telemetry::{Metrics, ShopRegionLabels};
 use crate::workload::Workload;
 use crate::workload::apply::{ChildStores, NotSynced};
@@ -136,9 +137,11 @@ pub struct Context {
     /// The caches of the ShopRegions' children, which the workload concern
     /// reads instead of the API server.
     children: OnceLock<ChildStores>,
-    /// The most reconciles run at once (see [`DEFAULT_RECONCILE_CONCURRENCY`]);
-    /// `None`: no bound.
-    reconcile_slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// The most reconciles run at once in each lane (see
+    /// [`DEFAULT_RECONCILE_CONCURRENCY`]): the urgent lane takes the
+    /// ShopRegions of a shop whose verdicts changed, and those the failover
+    /// engine asked to wake at an instant.
+    slots: Slots<ObjectRef<ShopRegion>>,
     /// How long a reconcile waits for the children caches' first lists.
     cache_sync_patience: Duration,
 }
@@ -172,9 +175,7 @@ impl Context {
             verdicts_changed: Mutex::new(None),
             shopregions: OnceLock::new(),
             children: OnceLock::new(),
-            reconcile_slots: Some(Arc::new(tokio::sync::Semaphore::new(usize::from(
-                DEFAULT_RECONCILE_CONCURRENCY,
-            )))),
+            slots: Slots::new(DEFAULT_RECONCILE_CONCURRENCY),
             cache_sync_patience: CACHE_SYNC_PATIENCE,
         }
     }
@@ -187,10 +188,9 @@ impl Context {
         self
     }
 
-    /// At most `concurrency` reconciles at once (0: no bound).
+    /// At most `concurrency` reconciles at once in each lane (0: no bound).
     pub fn with_reconcile_concurrency(mut self, concurrency: u16) -> Self {
-        self.reconcile_slots = (concurrency > 0)
-            .then(|| Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency))));
+        self.slots = Slots::new(concurrency);
         self
     }
 
@@ -295,8 +295,8 @@ pub fn next_status(
     (base, transitions)
 }
 
-/// Waits for one of the reconcile slots, first come first served, then
-/// reconciles the newest version of the ShopRegion.
+/// Waits for one of the reconcile slots of its lane (see [`Slots`]), first
+/// come first served, then reconciles the newest version of the ShopRegion.
 ///
 /// The bound is ours rather than kube-runtime's: when its runner has every
 /// slot busy, it parks the ShopRegions that come due in a hash set and takes
@@ -312,12 +312,7 @@ async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action,
     let wanted = ObjectRef::from_obj(region.as_ref());
     let asked = Arc::downgrade(&region);
     drop(region);
-    // A closed semaphore cannot happen (it is never closed); it would only
-    // lift the bound.
-    let _slot = match &ctx.reconcile_slots {
-        Some(slots) => slots.clone().acquire_owned().await.ok(),
-        None => None,
-    };
+    let _slot = ctx.slots.take(&wanted).await;
     let newest = ctx.shopregions.get().and_then(|store| store.get(&wanted));
     let Some(region) = newest.or_else(|| asked.upgrade()) else {
         // Gone from the cache while it waited: deleted, finalizer and all.
@@ -392,6 +387,7 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
             write_status(&region, ctx, &decided, base).await?;
             return Ok(next_action(
                 ctx,
+                &region,
                 Some(&[Again::Poll(requeue::NEEDS_ATTENTION)]),
             ));
         }
@@ -422,7 +418,7 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
     for report in reports.iter().filter(|r| r.publish == Publish::OnceStored) {
         publish_notes(ctx, &region, &report.notes).await;
     }
-    Ok(next_action(ctx, assembled.again.as_deref()))
+    Ok(next_action(ctx, &region, assembled.again.as_deref()))
 }
 
 /// One reconcile's handle on the concerns: the context, the object and
@@ -585,20 +581,28 @@ impl<'a> Pass<'a> {
 /// when its decision may change by itself. The periodic requeue re-checks
 /// drift that nothing reports. `None`: the spec cannot be satisfied; wait
 /// for it to change.
-fn next_action(ctx: &Context, again: Option<&[Again]>) -> Action {
+fn next_action(ctx: &Context, region: &ShopRegion, again: Option<&[Again]>) -> Action {
     let Some(again) = again else {
         return Action::await_change();
     };
     let periodic = Duration::from_secs(300);
+    // On a tie the wake wins: its instant must not be missed.
     let soonest = again
         .iter()
         .map(|a| match *a {
-            Again::Poll(delay) => ctx.requeue(delay),
-            Again::Wake(delay) => ctx.wake(delay),
+            Again::Poll(delay) => (ctx.requeue(delay), Lane::Steady),
+            Again::Wake(delay) => (ctx.wake(delay), Lane::Urgent),
         })
-        .min()
-        .map_or(periodic, |d| d.min(periodic));
-    Action::requeue(soonest)
+        .min_by_key(|&(delay, lane)| (delay, lane == Lane::Steady));
+    match soonest {
+        Some((delay, lane)) if delay < periodic => {
+            if lane == Lane::Urgent {
+                ctx.slots.hurry(&ObjectRef::from_obj(region));
+            }
+            Action::requeue(delay)
+        }
+        _ => Action::requeue(periodic),
+    }
 }
 
 /// One server-side apply of the whole status on `/status`.
@@ -1136,8 +1140,14 @@ pub async fn run(
         // region outage changes every shop's verdicts at once, and
         // reconciling every ShopRegion for each would be a storm.
         let store = controller.store();
-        let members =
-            changes.flat_map(move |shop| futures::stream::iter(members_of(&store.state(), &shop)));
+        let hurried = ctx.clone();
+        let members = changes.flat_map(move |shop| {
+            let members = members_of(&store.state(), &shop);
+            for member in &members {
+                hurried.slots.hurry(member);
+            }
+            futures::stream::iter(members)
+        });
         controller = controller.reconcile_on(members);
     }
     let runtime = ctx.failover.clone();

@@ -12,5 +12,6 @@ pub mod probe;
 pub mod sim;
 #[cfg(feature = "simulation")]
 pub mod simulate;
+pub mod slots;
 pub mod telemetry;
 pub mod workload;

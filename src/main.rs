@@ -131,9 +131,10 @@ struct RunArgs {
         value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     aws_requests_per_second: u32,
-    /// The most ShopRegions reconciled at once (per watched namespace);
-    /// the others wait their turn. Bounds the operator's memory: a restart
-    /// reconciles every ShopRegion at once.
+    /// The most ShopRegions reconciled at once in each of the two lanes
+    /// (steady; urgent: a shop whose health verdicts changed, a failover
+    /// instant), per watched namespace; the others wait their turn. Bounds
+    /// the operator's memory: a restart reconciles every ShopRegion at once.
     #[arg(
         long,
         env = "SHOPFLEET_MAX_CONCURRENT_RECONCILES",

@@ -368,12 +368,23 @@ struct Lags {
 }
 
 impl Lags {
-    /// Records that `ids` are wanted at `now`; the ones still wanted.
-    fn want(&self, ids: impl IntoIterator<Item = String>, now: Timestamp) -> Vec<String> {
+    /// Records that `ids` are wanted at `now`. Cheap: every sampler of a
+    /// region calls it every round, and only a new read lists them all.
+    fn want<'i>(&self, ids: impl IntoIterator<Item = &'i str>, now: Timestamp) {
         let mut wanted = lock(&self.wanted);
         for id in ids {
-            wanted.insert(id, now);
+            match wanted.get_mut(id) {
+                Some(asked) => *asked = now,
+                None => {
+                    wanted.insert(id.to_string(), now);
+                }
+            }
         }
+    }
+
+    /// The ids still wanted at `now`, for a new read.
+    fn wanted(&self, now: Timestamp) -> Vec<String> {
+        let mut wanted = lock(&self.wanted);
         wanted.retain(|_, asked| elapsed(*asked, now) < LAG_WANTED_FOR);
         wanted.keys().cloned().collect()
     }
@@ -636,23 +647,18 @@ impl State {
     ) -> Arc<LagObservation> {
         let state = self.region(region);
         let now = self.now();
-        let wanted = state
-            .database_lags
-            .want(std::iter::once(id.to_string()), now);
+        state.database_lags.want([id], now);
         let port = self.cloud.aurora(region);
         let mut current = match state.database_lags.at_hand(self, id, need).await {
             Ok(answer) => return answer,
             Err(locked) => locked,
         };
         let now = self.now();
-        let wanted = state
+        state
             .database_lags
-            .want(also(), now)
-            .into_iter()
-            .chain(wanted);
-        let mut ids: Vec<String> = wanted.collect();
-        ids.sort();
-        ids.dedup();
+            .want(also().iter().map(String::as_str), now);
+        // Sorted: the wanted ids are a BTreeMap's keys.
+        let ids = state.database_lags.wanted(now);
         let seq = self.next_seq();
         let cost = pages(ids.len(), METRIC_QUERIES_PER_CALL);
         let result = self
@@ -670,9 +676,7 @@ impl State {
 
     async fn cache_lags(&self, region: &str, id: &str) -> Arc<LagObservation> {
         let state = self.region(region);
-        state
-            .cache_lags
-            .want(std::iter::once(id.to_string()), self.now());
+        state.cache_lags.want([id], self.now());
         let groups = self.groups(region, Need::default()).await;
         let port = self.cloud.elasticache(region);
         let mut current = match state.cache_lags.at_hand(self, id, Need::default()).await {
@@ -682,7 +686,7 @@ impl State {
         let now = self.now();
         // Every id asked for until now, the ones of the callers that waited
         // for this read included.
-        let wanted = state.cache_lags.want(std::iter::empty(), now);
+        let wanted = state.cache_lags.wanted(now);
         let seq = self.next_seq();
         let mut cost = 1;
         let result = match &groups.result {
