@@ -161,13 +161,6 @@ struct RunArgs {
 #[cfg(feature = "simulation")]
 const SIM_CALL_LOG: usize = 1_000;
 
-// mimalloc rather than glibc's malloc: the operator's heap is mostly small
-// strings (names, ARNs, tags, condition messages) in the thousands of
-// objects a fleet caches, which glibc rounds up to 32 bytes and scatters over
-// per-thread arenas it rarely gives back.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
