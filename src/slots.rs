@@ -120,24 +120,55 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// Starts `take(key)` for each key in order, each recording when it got
-    /// its slot, and holds its slot until `release` is dropped.
-    fn queue(
-        slots: &Arc<Slots<&'static str>>,
-        keys: &[&'static str],
-        order: &Arc<Mutex<Vec<(&'static str, Lane)>>>,
-        release: &Arc<tokio::sync::RwLock<()>>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        keys.iter()
-            .map(|&key| {
-                let (slots, order, release) = (slots.clone(), order.clone(), release.clone());
-                tokio::spawn(async move {
-                    let slot = slots.take(&key).await;
-                    order.lock().unwrap().push((key, slot.lane));
-                    let _held = release.read().await;
-                })
-            })
-            .collect()
+    type Served = Arc<Mutex<Vec<(&'static str, Lane)>>>;
+
+    /// One slot per lane; reconciles started by [`Bench::start`] record
+    /// when they got their slot and hold it until [`Bench::release`].
+    struct Bench {
+        slots: Arc<Slots<&'static str>>,
+        served: Served,
+        hold: Arc<tokio::sync::RwLock<()>>,
+        gate: Option<tokio::sync::OwnedRwLockWriteGuard<()>>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    }
+
+    impl Bench {
+        async fn new() -> Self {
+            let hold = Arc::new(tokio::sync::RwLock::new(()));
+            let gate = Some(hold.clone().write_owned().await);
+            Self {
+                slots: Arc::new(Slots::new(1)),
+                served: Arc::default(),
+                hold,
+                gate,
+                tasks: Vec::new(),
+            }
+        }
+
+        /// Starts a reconcile of `key` and lets it reach its lane.
+        async fn start(&mut self, key: &'static str) {
+            let (slots, served, hold) =
+                (self.slots.clone(), self.served.clone(), self.hold.clone());
+            self.tasks.push(tokio::spawn(async move {
+                let slot = slots.take(&key).await;
+                served.lock().unwrap().push((key, slot.lane));
+                let _held = hold.read().await;
+            }));
+            settle().await;
+        }
+
+        fn served(&self) -> Vec<(&'static str, Lane)> {
+            self.served.lock().unwrap().clone()
+        }
+
+        /// Lets every reconcile finish, in the order the lanes serve them.
+        async fn release(&mut self, busy: Option<Slot>) {
+            self.gate = None;
+            drop(busy);
+            for task in self.tasks.drain(..) {
+                task.await.unwrap();
+            }
+        }
     }
 
     async fn settle() {
@@ -149,88 +180,57 @@ mod tests {
 
     #[tokio::test]
     async fn steady_reconciles_get_their_slots_in_the_order_they_asked() {
-        let slots = Arc::new(Slots::new(1));
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let hold = Arc::new(tokio::sync::RwLock::new(()));
-        let gate = hold.write().await;
-        let busy = slots.take(&"busy").await;
+        let mut bench = Bench::new().await;
+        let busy = bench.slots.take(&"busy").await;
         let keys = ["a", "b", "c", "d", "e", "f"];
-        let mut tasks = Vec::new();
         for key in keys {
-            // One at a time, so that "asked first" is well defined.
-            tasks.extend(queue(&slots, &[key], &order, &hold));
-            settle().await;
+            bench.start(key).await;
         }
-        drop(gate);
-        drop(busy);
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let served: Vec<_> = order.lock().unwrap().iter().map(|(k, _)| *k).collect();
+        bench.release(Some(busy)).await;
+        let served: Vec<_> = bench.served().iter().map(|(k, _)| *k).collect();
         assert_eq!(served, keys);
     }
 
     #[tokio::test]
     async fn a_hurried_reconcile_does_not_wait_behind_the_steady_lane() {
-        let slots = Arc::new(Slots::new(1));
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let hold = Arc::new(tokio::sync::RwLock::new(()));
-        let gate = hold.write().await;
-        let busy = slots.take(&"busy").await;
-        let steady = queue(&slots, &["a", "b", "c"], &order, &hold);
-        settle().await;
-        slots.hurry(&"promote");
-        let urgent = queue(&slots, &["promote"], &order, &hold);
-        settle().await;
-        assert_eq!(*order.lock().unwrap(), [("promote", Lane::Urgent)]);
-        drop(gate);
-        drop(busy);
-        for task in steady.into_iter().chain(urgent) {
-            task.await.unwrap();
+        let mut bench = Bench::new().await;
+        let busy = bench.slots.take(&"busy").await;
+        for key in ["a", "b", "c"] {
+            bench.start(key).await;
         }
-        assert_eq!(order.lock().unwrap().len(), 4);
+        bench.slots.hurry(&"promote");
+        bench.start("promote").await;
+        assert_eq!(bench.served(), [("promote", Lane::Urgent)]);
+        bench.release(Some(busy)).await;
+        assert_eq!(bench.served().len(), 4);
     }
 
     #[tokio::test]
     async fn a_reconcile_already_waiting_moves_to_the_urgent_lane_when_hurried() {
-        let slots = Arc::new(Slots::new(1));
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let hold = Arc::new(tokio::sync::RwLock::new(()));
-        let gate = hold.write().await;
-        let busy = slots.take(&"busy").await;
-        let tasks = queue(&slots, &["a", "b", "c"], &order, &hold);
-        settle().await;
-        slots.hurry(&"c");
-        settle().await;
-        assert_eq!(*order.lock().unwrap(), [("c", Lane::Urgent)]);
-        drop(gate);
-        drop(busy);
-        for task in tasks {
-            task.await.unwrap();
+        let mut bench = Bench::new().await;
+        let busy = bench.slots.take(&"busy").await;
+        for key in ["a", "b", "c"] {
+            bench.start(key).await;
         }
+        bench.slots.hurry(&"c");
+        settle().await;
+        assert_eq!(bench.served(), [("c", Lane::Urgent)]);
+        bench.release(Some(busy)).await;
         // The mark was spent on the move: c's next reconcile is steady again.
-        assert_eq!(slots.take(&"c").await.lane, Lane::Steady);
+        assert_eq!(bench.slots.take(&"c").await.lane, Lane::Steady);
     }
 
     #[tokio::test]
     async fn the_urgent_lane_is_bounded_and_first_come_first_served_too() {
-        let slots = Arc::new(Slots::new(1));
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let hold = Arc::new(tokio::sync::RwLock::new(()));
-        let gate = hold.write().await;
-        let mut tasks = Vec::new();
+        let mut bench = Bench::new().await;
         for key in ["x", "y", "z"] {
-            slots.hurry(&key);
-            tasks.extend(queue(&slots, &[key], &order, &hold));
-            settle().await;
+            bench.slots.hurry(&key);
+            bench.start(key).await;
         }
-        assert_eq!(*order.lock().unwrap(), [("x", Lane::Urgent)]);
-        drop(gate);
-        for task in tasks {
-            task.await.unwrap();
-        }
+        assert_eq!(bench.served(), [("x", Lane::Urgent)]);
+        bench.release(None).await;
         assert_eq!(
-            *order.lock().unwrap(),
+            bench.served(),
             [
                 ("x", Lane::Urgent),
                 ("y", Lane::Urgent),
