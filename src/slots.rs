@@ -157,6 +157,15 @@ mod tests {
             settle().await;
         }
 
+        /// Holds the steady lane's one slot and queues `keys` behind it.
+        async fn steady_lane_full_with(&mut self, keys: &[&'static str]) -> Slot {
+            let busy = self.slots.take(&"busy").await;
+            for &key in keys {
+                self.start(key).await;
+            }
+            busy
+        }
+
         fn served(&self) -> Vec<(&'static str, Lane)> {
             self.served.lock().unwrap().clone()
         }
@@ -181,11 +190,8 @@ mod tests {
     #[tokio::test]
     async fn steady_reconciles_get_their_slots_in_the_order_they_asked() {
         let mut bench = Bench::new().await;
-        let busy = bench.slots.take(&"busy").await;
         let keys = ["a", "b", "c", "d", "e", "f"];
-        for key in keys {
-            bench.start(key).await;
-        }
+        let busy = bench.steady_lane_full_with(&keys).await;
         bench.release(Some(busy)).await;
         let served: Vec<_> = bench.served().iter().map(|(k, _)| *k).collect();
         assert_eq!(served, keys);
@@ -194,10 +200,7 @@ mod tests {
     #[tokio::test]
     async fn a_hurried_reconcile_does_not_wait_behind_the_steady_lane() {
         let mut bench = Bench::new().await;
-        let busy = bench.slots.take(&"busy").await;
-        for key in ["a", "b", "c"] {
-            bench.start(key).await;
-        }
+        let busy = bench.steady_lane_full_with(&["a", "b", "c"]).await;
         bench.slots.hurry(&"promote");
         bench.start("promote").await;
         assert_eq!(bench.served(), [("promote", Lane::Urgent)]);
@@ -208,10 +211,7 @@ mod tests {
     #[tokio::test]
     async fn a_reconcile_already_waiting_moves_to_the_urgent_lane_when_hurried() {
         let mut bench = Bench::new().await;
-        let busy = bench.slots.take(&"busy").await;
-        for key in ["a", "b", "c"] {
-            bench.start(key).await;
-        }
+        let busy = bench.steady_lane_full_with(&["a", "b", "c"]).await;
         bench.slots.hurry(&"c");
         settle().await;
         assert_eq!(bench.served(), [("c", Lane::Urgent)]);
