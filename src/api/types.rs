@@ -801,6 +801,10 @@ pub struct DatabaseStatus {
     pub reader_endpoint: Option<String>,
     #[serde(default)]
     pub readers: i32,
+    /// A secondary's replication lag behind the writer, in seconds, from
+    /// CloudWatch; it moves when a reading differs from it by a second or
+    /// more, and is absent while CloudWatch has no data point
+    /// (`shopfleet_replication_lag_seconds` has every reading).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag_seconds: Option<f64>,
     /// The full engine version AWS runs (a major version in the spec is
@@ -833,6 +837,8 @@ pub struct CacheStatus {
     pub primary_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reader_endpoint: Option<String>,
+    /// A secondary's replication lag behind the primary, in seconds, shown
+    /// as `database.replicationLagSeconds` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag_seconds: Option<f64>,
     /// The Redis AUTH token's rotation, by fingerprint (never the token).

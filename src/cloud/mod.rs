@@ -10,6 +10,7 @@ pub mod budget;
 pub mod elasticache;
 mod error;
 pub mod executor;
+pub mod lag;
 pub mod network;
 pub mod view;
 

@@ -13,8 +13,6 @@ pub mod names;
 pub mod plan;
 pub mod port;
 
-use std::time::Duration;
-
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::types;
@@ -22,6 +20,7 @@ use crate::api::{DatabaseStatus, DeletionPolicy, ShopRegionSpec};
 pub use crate::cloud::CleanupOutcome;
 use crate::cloud::CloudError;
 use crate::cloud::executor::{self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service};
+use crate::cloud::lag::LagRead;
 use crate::concern::Note;
 
 pub use cleanup::{CleanupAction, CleanupInput, CleanupPlan};
@@ -136,7 +135,9 @@ impl Service for Aurora<'_> {
 
     async fn status(&self, observed: &Observed, depth: Depth) -> DatabaseStatus {
         let lag = match depth {
-            Depth::Converged => read_lag(self.port, observed, self.now).await,
+            Depth::Converged => read_lag(self.port, observed, self.now)
+                .await
+                .shown(self.previous.and_then(|p| p.replication_lag_seconds)),
             Depth::Observed | Depth::Progress => None,
         };
         status_of(self.spec, observed, lag)
@@ -219,18 +220,26 @@ async fn execute(port: &dyn AuroraPort, action: &AuroraAction) -> Result<(), Clo
     }
 }
 
-async fn read_lag(port: &dyn AuroraPort, observed: &Observed, now: Timestamp) -> Option<Duration> {
-    let cluster = observed.cluster.as_ref()?;
-    let member = observed.global.as_ref()?.member(&cluster.arn)?;
-    if member.is_writer {
-        return None;
+async fn read_lag(port: &dyn AuroraPort, observed: &Observed, now: Timestamp) -> LagRead {
+    let Some(cluster) = observed.cluster.as_ref() else {
+        return LagRead::NotReplica;
+    };
+    let member = observed
+        .global
+        .as_ref()
+        .and_then(|g| g.member(&cluster.arn));
+    if member.is_none_or(|m| m.is_writer) {
+        return LagRead::NotReplica;
     }
     // A failed metric read must not fail the reconcile: the lag is
     // informative here, and the failover engine reads it on its own.
-    port.replication_lag(&cluster.id, now).await.ok().flatten()
+    match port.replication_lag(&cluster.id, now).await {
+        Ok(Some(lag)) => LagRead::Read(lag),
+        Ok(None) | Err(_) => LagRead::NoData,
+    }
 }
 
-fn status_of(spec: &ShopRegionSpec, observed: &Observed, lag: Option<Duration>) -> DatabaseStatus {
+fn status_of(spec: &ShopRegionSpec, observed: &Observed, lag: Option<f64>) -> DatabaseStatus {
     let global = observed.global.as_ref();
     let cluster = observed.cluster.as_ref();
     let member = cluster.and_then(|c| global.and_then(|g| g.member(&c.arn)));
@@ -269,7 +278,7 @@ fn status_of(spec: &ShopRegionSpec, observed: &Observed, lag: Option<Duration>) 
         writer_endpoint,
         reader_endpoint: cluster.and_then(|c| c.reader_endpoint.clone()),
         readers: i32::try_from(readers).unwrap_or(i32::MAX),
-        replication_lag_seconds: lag.map(|l| l.as_secs_f64()),
+        replication_lag_seconds: lag,
         engine_version: cluster.map(|c| c.engine_version.clone()),
         master_user_secret: Some(names::master_secret_name(spec)),
         last_error: None,

@@ -17,13 +17,13 @@ pub mod plan;
 pub mod port;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::types;
 use crate::api::{AuthTokenStatus, CacheStatus, DeletionPolicy, ShopRegionSpec};
 use crate::cloud::executor::{self, CloudOutcome, DeletionStep, Depth, Role, RoleWords, Service};
+use crate::cloud::lag::LagRead;
 use crate::cloud::{CleanupOutcome, CloudError};
 use crate::concern::Note;
 
@@ -178,7 +178,9 @@ impl Service for ElastiCache<'_> {
 
     async fn status(&self, observed: &Observed, depth: Depth) -> CacheStatus {
         let lag = match depth {
-            Depth::Converged => read_lag(self.port().as_ref(), self.spec, observed, self.now).await,
+            Depth::Converged => read_lag(self.port().as_ref(), self.spec, observed, self.now)
+                .await
+                .shown(self.previous.and_then(|p| p.replication_lag_seconds)),
             Depth::Observed | Depth::Progress => None,
         };
         let endpoint = match depth {
@@ -357,17 +359,19 @@ async fn read_lag(
     spec: &ShopRegionSpec,
     observed: &Observed,
     now: Timestamp,
-) -> Option<Duration> {
-    let member = own_member(spec, observed)?;
-    if member.is_primary {
-        return None;
-    }
+) -> LagRead {
+    let Some(member) = own_member(spec, observed).filter(|m| !m.is_primary) else {
+        return LagRead::NotReplica;
+    };
     // A failed metric read must not fail the reconcile: the lag is
     // informative here, and the failover engine reads it on its own.
-    port.replication_lag(&member.replication_group_id, now)
+    match port
+        .replication_lag(&member.replication_group_id, now)
         .await
-        .ok()
-        .flatten()
+    {
+        Ok(Some(lag)) => LagRead::Read(lag),
+        Ok(None) | Err(_) => LagRead::NoData,
+    }
 }
 
 /// Where the shop's cache takes writes, as `host:port`. A secondary reads it
@@ -406,7 +410,7 @@ fn status_of(
     spec: &ShopRegionSpec,
     observed: &Observed,
     primary_endpoint: Option<String>,
-    lag: Option<Duration>,
+    lag: Option<f64>,
 ) -> CacheStatus {
     let global = observed.global.as_ref();
     let group = observed.group.as_ref();
@@ -424,7 +428,7 @@ fn status_of(
         reader_endpoint: group
             .and_then(ReplicationGroup::read_endpoint)
             .map(Endpoint::to_host_port),
-        replication_lag_seconds: lag.map(|l| l.as_secs_f64()),
+        replication_lag_seconds: lag,
         auth_token: None,
         security_group_ids: Vec::new(),
         last_error: None,
