@@ -4,7 +4,7 @@
 //! concerns' plans, [`crate::concern::assemble`], [`next_status`],
 //! [`deletion_state`]); this file only runs them and does the I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -23,10 +23,10 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::api::conditions::{self, Desired, Status, Transition, find, types};
-use crate::api::{ShopRegion, ShopRegionSpec, ShopRegionStatus, validate};
+use crate::api::{HealthVerdict, ShopRegion, ShopRegionSpec, ShopRegionStatus, validate};
 use crate::cloud::aurora::{self, Aurora, MasterPassword};
 use crate::cloud::budget::RequestBudget;
 use crate::cloud::elasticache::{self, CacheAuth, ElastiCache};
@@ -216,14 +216,37 @@ impl Context {
     fn peers(&self, shop: &str) -> Vec<Arc<ShopRegion>> {
         self.shopregions
             .get()
-            .map(|store| {
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|r| r.spec.shop == shop)
-                    .collect()
-            })
+            .map(|store| members_of(&store.state(), shop))
             .unwrap_or_default()
+    }
+
+    /// Hurries the next reconcile of each of `regions` that is
+    /// [`in_a_hurry`] by the sampler's verdicts now; `members`: all the
+    /// ShopRegions of their shop, as cached.
+    fn hurry_urgent<'r>(
+        &self,
+        shop: &str,
+        regions: impl IntoIterator<Item = &'r ShopRegion>,
+        members: &[Arc<ShopRegion>],
+    ) {
+        let verdicts: BTreeMap<String, HealthVerdict> = match (&self.failover, &self.cloud) {
+            (Some(runtime), Some(cloud)) => {
+                let judged: Vec<String> = members.iter().map(|m| m.spec.region.clone()).collect();
+                runtime
+                    .sampler
+                    .view(shop, &judged, cloud.clock().now())
+                    .health
+                    .into_iter()
+                    .map(|(region, health)| (region, health.verdict))
+                    .collect()
+            }
+            _ => BTreeMap::new(),
+        };
+        for region in regions {
+            if in_a_hurry(region, members, &verdicts) {
+                self.slots.hurry(&ObjectRef::from_obj(region));
+            }
+        }
     }
 
     /// The children caches, once each holds its first complete list.
@@ -597,7 +620,8 @@ fn next_action(ctx: &Context, region: &ShopRegion, again: Option<&[Again]>) -> A
     match soonest {
         Some((delay, lane)) if delay < periodic => {
             if lane == Lane::Urgent {
-                ctx.slots.hurry(&ObjectRef::from_obj(region));
+                let peers = ctx.peers(&region.spec.shop);
+                ctx.hurry_urgent(&region.spec.shop, [region], &peers);
             }
             Action::requeue(delay)
         }
@@ -825,10 +849,64 @@ async fn write_status(
         return Ok(());
     }
     patch_status(&ctx.client, region, &status).await?;
+    debug!(
+        shopregion = %ObjectRef::from_obj(region),
+        fields = %changed_fields(region.status.as_ref(), &status).join(","),
+        "status written"
+    );
     for event in events_for(&transitions) {
         publish(ctx, region, event.type_, &event.reason, &event.note).await;
     }
     Ok(())
+}
+
+/// The status fields a write changes, as `database.replicationLagSeconds`
+/// (conditions by type): what tells why a fleet that should be at rest keeps
+/// writing.
+pub fn changed_fields(
+    stored: Option<&ShopRegionStatus>,
+    written: &ShopRegionStatus,
+) -> Vec<String> {
+    let fields = |status: Option<&ShopRegionStatus>| -> BTreeMap<String, serde_json::Value> {
+        let mut fields = BTreeMap::new();
+        let Some(serde_json::Value::Object(top)) = status.map(|s| json!(s)) else {
+            return fields;
+        };
+        for (key, value) in top {
+            match value {
+                serde_json::Value::Object(inner) => {
+                    for (field, value) in inner {
+                        fields.insert(format!("{key}.{field}"), value);
+                    }
+                }
+                serde_json::Value::Array(items) if key == "conditions" => {
+                    for item in items {
+                        let type_ = item["type"].as_str().unwrap_or_default().to_string();
+                        fields.insert(format!("conditions.{type_}"), item);
+                    }
+                }
+                value => {
+                    fields.insert(key, value);
+                }
+            }
+        }
+        fields
+    };
+    let before = fields(stored);
+    let after = fields(Some(written));
+    let mut changed: Vec<String> = after
+        .iter()
+        .filter(|(name, value)| before.get(*name) != Some(value))
+        .map(|(name, _)| name.clone())
+        .collect();
+    changed.extend(
+        before
+            .keys()
+            .filter(|name| !after.contains_key(*name))
+            .cloned(),
+    );
+    changed.sort();
+    changed
 }
 
 /// The ShopRegion's own series, from the status this reconcile decided
@@ -1026,15 +1104,41 @@ fn startup_failure(error: &kube::Error) -> String {
 
 /// The ShopRegions of `shop` among `regions`, to reconcile when its health
 /// verdicts change.
-pub fn members_of(
-    regions: &[Arc<ShopRegion>],
-    shop: &str,
-) -> Vec<kube::runtime::reflector::ObjectRef<ShopRegion>> {
+pub fn members_of(regions: &[Arc<ShopRegion>], shop: &str) -> Vec<Arc<ShopRegion>> {
     regions
         .iter()
         .filter(|region| region.spec.shop == shop)
-        .map(|region| kube::runtime::reflector::ObjectRef::from_obj(region.as_ref()))
+        .cloned()
         .collect()
+}
+
+/// Whether a change of its shop's health verdicts, or a failover instant,
+/// makes the reconcile of `region` urgent. While the shop's writer region
+/// is judged anything but healthy, only the region that would take over
+/// is: the first other region of the failover order judged healthy. In a
+/// region outage every shop's verdicts change at once, and a thousand
+/// promotions must not queue behind the two thousand ShopRegions that only
+/// record what they see. A policy that chooses another region (a lag over
+/// budget, a residency rule) costs that region its place in the queue,
+/// never its decision. Pure.
+pub fn in_a_hurry(
+    region: &ShopRegion,
+    members: &[Arc<ShopRegion>],
+    verdicts: &BTreeMap<String, HealthVerdict>,
+) -> bool {
+    let writer = members
+        .iter()
+        .find_map(|m| m.status.as_ref().and_then(|s| s.writer_region.as_deref()));
+    let Some(writer) = writer else {
+        return true;
+    };
+    if verdicts.get(writer) == Some(&HealthVerdict::Healthy) {
+        return true;
+    }
+    let takes_over = region.spec.failover.order.iter().find(|candidate| {
+        *candidate != writer && verdicts.get(*candidate) == Some(&HealthVerdict::Healthy)
+    });
+    takes_over.is_none_or(|candidate| *candidate == region.spec.region)
 }
 
 /// Runs the controller until `shutdown` resolves. Fails fast when the CRD is
@@ -1143,10 +1247,12 @@ pub async fn run(
         let hurried = ctx.clone();
         let members = changes.flat_map(move |shop| {
             let members = members_of(&store.state(), &shop);
-            for member in &members {
-                hurried.slots.hurry(member);
-            }
-            futures::stream::iter(members)
+            hurried.hurry_urgent(&shop, members.iter().map(AsRef::as_ref), &members);
+            let keys: Vec<_> = members
+                .iter()
+                .map(|m| ObjectRef::from_obj(m.as_ref()))
+                .collect();
+            futures::stream::iter(keys)
         });
         controller = controller.reconcile_on(members);
     }
@@ -1191,6 +1297,42 @@ mod tests {
             reason: "Why".into(),
             message: "details".into(),
         }
+    }
+
+    #[test]
+    fn a_status_write_names_the_fields_it_changed() {
+        use crate::api::DatabaseStatus;
+        let stored = ShopRegionStatus {
+            database: Some(DatabaseStatus {
+                readers: 2,
+                replication_lag_seconds: Some(0.2),
+                ..Default::default()
+            }),
+            writer_region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let mut written = stored.clone();
+        written.database.as_mut().unwrap().replication_lag_seconds = Some(3.5);
+        written.writer_region = None;
+        written.conditions = vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Available".into(),
+            message: "ok".into(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: None,
+        }];
+        assert_eq!(
+            changed_fields(Some(&stored), &written),
+            [
+                "conditions.Ready",
+                "database.replicationLagSeconds",
+                "writerRegion"
+            ]
+        );
+        assert_eq!(changed_fields(Some(&stored), &stored), Vec::<String>::new());
     }
 
     #[test]
@@ -1336,6 +1478,75 @@ mod tests {
         assert!(transitions.is_empty());
     }
 
+    fn acme_shop(writer: &str) -> Vec<Arc<ShopRegion>> {
+        ["us-east-1", "eu-west-1", "ap-northeast-1"]
+            .into_iter()
+            .map(|name| {
+                let mut region = crate::api::fixtures::acme_region(name);
+                region.status = Some(ShopRegionStatus {
+                    writer_region: Some(writer.into()),
+                    ..Default::default()
+                });
+                Arc::new(region)
+            })
+            .collect()
+    }
+
+    fn judged(verdicts: &[(&str, HealthVerdict)]) -> BTreeMap<String, HealthVerdict> {
+        verdicts.iter().map(|(r, v)| (r.to_string(), *v)).collect()
+    }
+
+    fn hurried(
+        shop: &[Arc<ShopRegion>],
+        verdicts: &BTreeMap<String, HealthVerdict>,
+    ) -> Vec<String> {
+        shop.iter()
+            .filter(|r| in_a_hurry(r, shop, verdicts))
+            .map(|r| r.spec.region.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_lost_writer_hurries_only_the_region_that_takes_over() {
+        use HealthVerdict::*;
+        let shop = acme_shop("us-east-1");
+        let lost = judged(&[
+            ("us-east-1", Unhealthy),
+            ("eu-west-1", Healthy),
+            ("ap-northeast-1", Healthy),
+        ]);
+        assert_eq!(hurried(&shop, &lost), ["eu-west-1"]);
+        let next_also_down = judged(&[
+            ("us-east-1", Unknown),
+            ("eu-west-1", Unhealthy),
+            ("ap-northeast-1", Healthy),
+        ]);
+        assert_eq!(hurried(&shop, &next_also_down), ["ap-northeast-1"]);
+    }
+
+    #[test]
+    fn a_healthy_writer_or_no_one_to_take_over_hurries_every_region() {
+        use HealthVerdict::*;
+        let shop = acme_shop("us-east-1");
+        let secondary_lost = judged(&[
+            ("us-east-1", Healthy),
+            ("eu-west-1", Unhealthy),
+            ("ap-northeast-1", Healthy),
+        ]);
+        assert_eq!(hurried(&shop, &secondary_lost).len(), 3);
+        let nobody_healthy = judged(&[
+            ("us-east-1", Unhealthy),
+            ("eu-west-1", Unknown),
+            ("ap-northeast-1", Unknown),
+        ]);
+        assert_eq!(hurried(&shop, &nobody_healthy).len(), 3);
+        let writer_never_seen: Vec<Arc<ShopRegion>> = ["us-east-1", "eu-west-1"]
+            .into_iter()
+            .map(|r| Arc::new(crate::api::fixtures::acme_region(r)))
+            .collect();
+        assert_eq!(hurried(&writer_never_seen, &nobody_healthy).len(), 2);
+    }
+
     #[test]
     fn a_verdict_change_reconciles_the_shops_regions_only() {
         let region = |shop: &str, name: &str| {
@@ -1351,8 +1562,8 @@ mod tests {
             region("acme", "acme-us-east-1"),
         ];
         let names: Vec<String> = members_of(&regions, "acme")
-            .into_iter()
-            .map(|r| r.name)
+            .iter()
+            .map(|r| r.name_any())
             .collect();
         assert_eq!(names, ["acme-eu-west-1", "acme-us-east-1"]);
         assert!(members_of(&regions, "initech").is_empty());

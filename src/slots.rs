@@ -1,6 +1,7 @@
 //! Reconcile slots in two lanes: the steady lane (requeues, children's
 //! changes, a user's edits) and the urgent lane (a shop whose health
-//! verdicts just changed, a failover instant that must not be missed).
+//! verdicts just changed, a failover instant that must not be missed; the
+//! controller decides which, `controller::in_a_hurry`).
 //!
 //! Each lane hands out its slots in the order they were asked for. The
 //! urgent lane has slots of its own: at a thousand shops the steady lane
