@@ -1114,13 +1114,12 @@ pub fn members_of(regions: &[Arc<ShopRegion>], shop: &str) -> Vec<Arc<ShopRegion
 
 /// Whether a change of its shop's health verdicts, or a failover instant,
 /// makes the reconcile of `region` urgent. While the shop's writer region
-/// is judged anything but healthy, only the region that would take over
-/// is: the first other region of the failover order judged healthy. In a
-/// region outage every shop's verdicts change at once, and a thousand
-/// promotions must not queue behind the two thousand ShopRegions that only
-/// record what they see. A policy that chooses another region (a lag over
-/// budget, a residency rule) costs that region its place in the queue,
-/// never its decision. Pure.
+/// is judged anything but healthy, only a region that may take over is:
+/// one judged healthy, other than the writer. The candidates promote in
+/// turns of `takeoverGrace` each, so every one of them must be on time for
+/// its own turn, not only the first. In a region outage every shop's
+/// verdicts change at once, and the promotions must not queue behind the
+/// ShopRegions of the lost region, which only record what they see. Pure.
 pub fn in_a_hurry(
     region: &ShopRegion,
     members: &[Arc<ShopRegion>],
@@ -1132,13 +1131,15 @@ pub fn in_a_hurry(
     let Some(writer) = writer else {
         return true;
     };
-    if verdicts.get(writer) == Some(&HealthVerdict::Healthy) {
+    let healthy = |r: &str| verdicts.get(r) == Some(&HealthVerdict::Healthy);
+    if healthy(writer) {
         return true;
     }
-    let takes_over = region.spec.failover.order.iter().find(|candidate| {
-        *candidate != writer && verdicts.get(*candidate) == Some(&HealthVerdict::Healthy)
-    });
-    takes_over.is_none_or(|candidate| *candidate == region.spec.region)
+    let may_take_over = |r: &String| r != writer && healthy(r);
+    if !region.spec.failover.order.iter().any(may_take_over) {
+        return true;
+    }
+    may_take_over(&region.spec.region)
 }
 
 /// Runs the controller until `shutdown` resolves. Fails fast when the CRD is
@@ -1507,7 +1508,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_writer_hurries_only_the_region_that_takes_over() {
+    fn a_lost_writer_hurries_only_the_regions_that_may_take_over() {
         use HealthVerdict::*;
         let shop = acme_shop("us-east-1");
         let lost = judged(&[
@@ -1515,7 +1516,7 @@ mod tests {
             ("eu-west-1", Healthy),
             ("ap-northeast-1", Healthy),
         ]);
-        assert_eq!(hurried(&shop, &lost), ["eu-west-1"]);
+        assert_eq!(hurried(&shop, &lost), ["eu-west-1", "ap-northeast-1"]);
         let next_also_down = judged(&[
             ("us-east-1", Unknown),
             ("eu-west-1", Unhealthy),

@@ -132,9 +132,9 @@ struct RunArgs {
     )]
     aws_requests_per_second: u32,
     /// The most ShopRegions reconciled at once in each of the two lanes
-    /// (steady; urgent: a shop whose health verdicts changed, or the region
-    /// taking over from a lost writer, and a failover instant), per watched
-    /// namespace; the others wait their turn. Bounds
+    /// (steady; urgent: a shop whose health verdicts changed, or the regions
+    /// that may take over from a lost writer, and a failover instant), per
+    /// watched namespace; the others wait their turn. Bounds
     /// the operator's memory: a restart reconciles every ShopRegion at once.
     #[arg(
         long,
