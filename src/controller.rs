@@ -1493,8 +1493,13 @@ mod tests {
             .collect()
     }
 
-    fn judged(verdicts: &[(&str, HealthVerdict)]) -> BTreeMap<String, HealthVerdict> {
-        verdicts.iter().map(|(r, v)| (r.to_string(), *v)).collect()
+    /// The verdicts of us-east-1, eu-west-1 and ap-northeast-1, in that order.
+    fn judged(verdicts: [HealthVerdict; 3]) -> BTreeMap<String, HealthVerdict> {
+        ["us-east-1", "eu-west-1", "ap-northeast-1"]
+            .into_iter()
+            .map(String::from)
+            .zip(verdicts)
+            .collect()
     }
 
     fn hurried(
@@ -1511,17 +1516,9 @@ mod tests {
     fn a_lost_writer_hurries_only_the_regions_that_may_take_over() {
         use HealthVerdict::*;
         let shop = acme_shop("us-east-1");
-        let lost = judged(&[
-            ("us-east-1", Unhealthy),
-            ("eu-west-1", Healthy),
-            ("ap-northeast-1", Healthy),
-        ]);
+        let lost = judged([Unhealthy, Healthy, Healthy]);
         assert_eq!(hurried(&shop, &lost), ["eu-west-1", "ap-northeast-1"]);
-        let next_also_down = judged(&[
-            ("us-east-1", Unknown),
-            ("eu-west-1", Unhealthy),
-            ("ap-northeast-1", Healthy),
-        ]);
+        let next_also_down = judged([Unknown, Unhealthy, Healthy]);
         assert_eq!(hurried(&shop, &next_also_down), ["ap-northeast-1"]);
     }
 
@@ -1529,17 +1526,9 @@ mod tests {
     fn a_healthy_writer_or_no_one_to_take_over_hurries_every_region() {
         use HealthVerdict::*;
         let shop = acme_shop("us-east-1");
-        let secondary_lost = judged(&[
-            ("us-east-1", Healthy),
-            ("eu-west-1", Unhealthy),
-            ("ap-northeast-1", Healthy),
-        ]);
+        let secondary_lost = judged([Healthy, Unhealthy, Healthy]);
         assert_eq!(hurried(&shop, &secondary_lost).len(), 3);
-        let nobody_healthy = judged(&[
-            ("us-east-1", Unhealthy),
-            ("eu-west-1", Unknown),
-            ("ap-northeast-1", Unknown),
-        ]);
+        let nobody_healthy = judged([Unhealthy, Unknown, Unknown]);
         assert_eq!(hurried(&shop, &nobody_healthy).len(), 3);
         let writer_never_seen: Vec<Arc<ShopRegion>> = ["us-east-1", "eu-west-1"]
             .into_iter()

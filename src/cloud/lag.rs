@@ -50,20 +50,20 @@ impl LagRead {
 mod tests {
     use super::*;
 
+    fn shown_after(read_ms: u64, stored: f64) -> Option<f64> {
+        LagRead::Read(Duration::from_millis(read_ms)).shown(Some(stored))
+    }
+
     #[test]
     fn a_lag_wobbling_by_milliseconds_keeps_the_status_as_written() {
-        let shown = LagRead::Read(Duration::from_millis(180)).shown(Some(0.12));
-        assert_eq!(shown, Some(0.12));
-        let shown = LagRead::Read(Duration::from_millis(1_050)).shown(Some(0.12));
-        assert_eq!(shown, Some(0.12));
+        assert_eq!(shown_after(180, 0.12), Some(0.12));
+        assert_eq!(shown_after(1_050, 0.12), Some(0.12));
     }
 
     #[test]
     fn a_lag_that_moves_a_second_or_more_is_shown() {
-        let shown = LagRead::Read(Duration::from_millis(1_120)).shown(Some(0.12));
-        assert_eq!(shown, Some(1.12));
-        let shown = LagRead::Read(Duration::from_millis(200)).shown(Some(4.0));
-        assert_eq!(shown, Some(0.2));
+        assert_eq!(shown_after(1_120, 0.12), Some(1.12));
+        assert_eq!(shown_after(200, 4.0), Some(0.2));
     }
 
     #[test]
