@@ -1125,10 +1125,21 @@ pub fn in_a_hurry(
     members: &[Arc<ShopRegion>],
     verdicts: &BTreeMap<String, HealthVerdict>,
 ) -> bool {
-    let writer = members
-        .iter()
-        .find_map(|m| m.status.as_ref().and_then(|s| s.writer_region.as_deref()));
-    let Some(writer) = writer else {
+    // The writer most ShopRegions report (after a failover the lost
+    // region's may still name the old one), the first by name on a tie:
+    // the same answer whatever the cache's order.
+    let mut reported: BTreeMap<&str, usize> = BTreeMap::new();
+    for member in members {
+        if let Some(writer) = member
+            .status
+            .as_ref()
+            .and_then(|s| s.writer_region.as_deref())
+        {
+            *reported.entry(writer).or_default() += 1;
+        }
+    }
+    let most = reported.values().copied().max().unwrap_or(0);
+    let Some(writer) = reported.iter().find(|(_, n)| **n == most).map(|(w, _)| *w) else {
         return true;
     };
     let healthy = |r: &str| verdicts.get(r) == Some(&HealthVerdict::Healthy);
@@ -1520,6 +1531,21 @@ mod tests {
         assert_eq!(hurried(&shop, &lost), ["eu-west-1", "ap-northeast-1"]);
         let next_also_down = judged([Unknown, Unhealthy, Healthy]);
         assert_eq!(hurried(&shop, &next_also_down), ["ap-northeast-1"]);
+    }
+
+    #[test]
+    fn the_writer_most_shopregions_report_decides_whoever_the_cache_lists_first() {
+        use HealthVerdict::*;
+        let mut shop = acme_shop("eu-west-1");
+        // The lost region's ShopRegion still names the writer it had.
+        let mut stale = (*shop[0]).clone();
+        stale.status.as_mut().unwrap().writer_region = Some("us-east-1".into());
+        shop[0] = Arc::new(stale);
+        // The new writer is well: nothing to take over, every region as usual.
+        let old_writer_still_lost = judged([Unhealthy, Healthy, Healthy]);
+        assert_eq!(hurried(&shop, &old_writer_still_lost).len(), 3);
+        shop.reverse();
+        assert_eq!(hurried(&shop, &old_writer_still_lost).len(), 3);
     }
 
     #[test]
