@@ -61,12 +61,25 @@ def log(message: str) -> None:
 # kubectl
 
 
+# A busy API server answers a read now and then with an error that the next
+# read does not get ("Too large resource version" from a watch cache behind
+# etcd, a timeout): reads are retried a few times, writes never.
+READ_ATTEMPTS = 5
+
+
 def kubectl(*args: str, stdin: str | None = None, check: bool = True,
             timeout: float = 600) -> str:
-    proc = subprocess.run(
-        ["kubectl", *args], input=stdin, capture_output=True, text=True,
-        timeout=timeout,
-    )
+    attempts = READ_ATTEMPTS if args and args[0] == "get" else 1
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(
+            ["kubectl", *args], input=stdin, capture_output=True, text=True,
+            timeout=timeout,
+        )
+        if proc.returncode == 0 or attempt == attempts:
+            break
+        log(f"kubectl {args[0]} failed (attempt {attempt}), retrying: "
+            f"{proc.stderr.strip()[:200]}")
+        time.sleep(2 * attempt)
     if check and proc.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
     # A warning on apply means the manifest is not what the API server

@@ -426,7 +426,14 @@ async fn apply(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error> 
     };
     let mut reports = pass.cloud_concerns(&mut upstream).await?;
     if reports.iter().all(|r| r.terminal.is_none()) {
-        let workload = Workload::after(&ctx.client, children, &pass.namespace, &region, &upstream);
+        let workload = Workload::after(
+            &ctx.client,
+            children,
+            &pass.namespace,
+            &region,
+            &upstream,
+            ctx.cloud.is_some(),
+        );
         let report = pass.act_and_report(&workload, &mut upstream).await?;
         reports.insert(0, report);
     }

@@ -118,6 +118,32 @@ fn bootstrap_brings_the_fleet_up_with_one_writer() {
     );
 }
 
+/// The order pods start once, complete: their Deployment waits for the
+/// endpoints and the master Secret, so a shop coming up does not roll them
+/// once per value as the cloud fills them in. The writer region's pods
+/// start early, on its own cluster's endpoint, and roll once more when the
+/// global cluster's writer endpoint replaces it.
+#[test]
+fn a_shop_coming_up_starts_each_regions_order_pods_once() {
+    let report = passes("bootstrap");
+    let templates: Vec<(&str, usize)> = report
+        .record
+        .pod_templates
+        .iter()
+        .map(|(name, history)| (name.as_str(), history.len()))
+        .collect();
+    assert_eq!(
+        templates,
+        [
+            ("acme-ap-northeast-1-orders", 1),
+            ("acme-eu-west-1-orders", 1),
+            ("acme-us-east-1-orders", 2),
+        ],
+        "{}",
+        render::text(&report)
+    );
+}
+
 #[test]
 fn the_promoted_region_takes_the_lost_writers_shape_while_it_absorbs_then_its_own() {
     let report = passes("capacity-follows-writer");

@@ -59,6 +59,53 @@ pub struct ApplyReport {
     pub deleted: Vec<String>,
     /// The Deployment as it stands after the apply, for the status.
     pub deployment: Option<Arc<Deployment>>,
+    /// What the pods' template still lacks while the Deployment is held
+    /// back (see [`WorkloadPlan`]); empty otherwise.
+    pub waiting_for: Vec<&'static str>,
+}
+
+/// The writes of one reconcile and, while they are held back, why.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadPlan {
+    pub writes: Vec<ChildWrite>,
+    /// Not empty while the order Deployment does not exist and its pods'
+    /// template lacks something only the cloud can give (an endpoint, the
+    /// master Secret, the AUTH token): the Deployment, its autoscaler and
+    /// its disruption budget wait for all of it, so that the pods start
+    /// once, complete, instead of rolling once per value as it arrives.
+    pub waiting_for: Vec<&'static str>,
+}
+
+/// The writes for the desired children, holding the order pods back while
+/// their template is incomplete and no Deployment exists yet. An existing
+/// Deployment is never held: its replicas and image must follow the spec,
+/// and its endpoints are carried over by
+/// [`super::topology::Topology::or_last_known`].
+pub fn plan_workload(
+    desired: &Children,
+    observed: &ObservedChildren,
+    waiting_for: Vec<&'static str>,
+) -> WorkloadPlan {
+    let writes = plan_writes(desired, observed);
+    if observed.deployment.is_some() || waiting_for.is_empty() {
+        return WorkloadPlan {
+            writes,
+            waiting_for: Vec::new(),
+        };
+    }
+    let writes = writes
+        .into_iter()
+        .filter(|write| {
+            !matches!(
+                write,
+                ChildWrite::Apply(Child::Deployment(_) | Child::Hpa(_) | Child::Pdb(_))
+            )
+        })
+        .collect();
+    WorkloadPlan {
+        writes,
+        waiting_for,
+    }
 }
 
 /// Which child caches have not listed their objects yet, and why.
@@ -719,6 +766,73 @@ mod tests {
             .unwrap();
         assert!(report.deleted.is_empty());
         assert!(state.lock().unwrap().objects.contains_key(PDB));
+    }
+}
+
+#[cfg(test)]
+mod held_pods_tests {
+    use super::*;
+    use crate::api::RegionRole;
+    use crate::api::fixtures::acme_region;
+    use crate::workload::builders::{WorkloadInputs, desired_children};
+    use crate::workload::capacity::plan_capacity;
+    use crate::workload::topology::Topology;
+
+    fn desired() -> Children {
+        let region = acme_region("eu-west-1");
+        let topology = Topology::new(&region.spec, RegionRole::Secondary);
+        desired_children(&WorkloadInputs {
+            region: &region,
+            topology: &topology,
+            capacity: plan_capacity(&region.spec.orders, 3),
+            absorbing: false,
+            observed_replicas: None,
+        })
+    }
+
+    fn kinds(plan: &WorkloadPlan) -> Vec<&'static str> {
+        plan.writes
+            .iter()
+            .map(|write| match write {
+                ChildWrite::Apply(Child::ConfigMap(_)) => "ConfigMap",
+                ChildWrite::Apply(Child::Service(_)) => "Service",
+                ChildWrite::Apply(Child::Deployment(_)) => "Deployment",
+                ChildWrite::Apply(Child::Pdb(_)) => "PodDisruptionBudget",
+                ChildWrite::Apply(Child::Hpa(_)) => "HorizontalPodAutoscaler",
+                ChildWrite::DeletePdb(_) => "delete PodDisruptionBudget",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_order_pod_starts_before_its_endpoints_are_known() {
+        let desired = desired();
+        let waiting = vec!["the cache reader endpoint"];
+        let held = plan_workload(&desired, &ObservedChildren::default(), waiting.clone());
+        assert_eq!(kinds(&held), ["ConfigMap", "Service"]);
+        assert_eq!(held.waiting_for, waiting);
+
+        let complete = plan_workload(&desired, &ObservedChildren::default(), Vec::new());
+        assert!(kinds(&complete).contains(&"Deployment"));
+        assert!(kinds(&complete).contains(&"HorizontalPodAutoscaler"));
+        assert!(complete.waiting_for.is_empty());
+    }
+
+    #[test]
+    fn an_existing_order_deployment_keeps_following_the_spec_while_an_endpoint_is_unknown() {
+        let desired = desired();
+        let mut stale = desired.deployment.clone();
+        stale.spec.replicas = Some(1);
+        let observed = ObservedChildren {
+            deployment: Some(Arc::new(stale)),
+            ..ObservedChildren::default()
+        };
+        let plan = plan_workload(&desired, &observed, vec!["the database reader endpoint"]);
+        assert!(kinds(&plan).contains(&"Deployment"), "{:?}", kinds(&plan));
+        assert!(
+            plan.waiting_for.is_empty(),
+            "nothing is held, so nothing is said to wait"
+        );
     }
 }
 

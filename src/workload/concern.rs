@@ -6,7 +6,8 @@ use kube::Client;
 use tracing::info;
 
 use super::apply::{
-    ApplyReport, ChildNames, ChildStores, ChildWrite, ObservedChildren, apply_writes,
+    ApplyReport, ChildNames, ChildStores, ObservedChildren, WorkloadPlan, apply_writes,
+    plan_workload,
 };
 use super::builders::{
     WorkloadInputs, cache_primary_name, desired_children, topology_name, workload_name,
@@ -28,6 +29,10 @@ pub struct Workload<'a> {
     pub topology: Topology,
     pub capacity: Capacity,
     pub absorbing: bool,
+    /// Whether a cloud serves the database and the cache, so that the pods'
+    /// endpoints will come: without one (the workload alone) nothing is
+    /// waited for.
+    pub cloud: bool,
 }
 
 impl<'a> Workload<'a> {
@@ -38,6 +43,7 @@ impl<'a> Workload<'a> {
         namespace: &'a str,
         region: &'a ShopRegion,
         upstream: &Upstream,
+        cloud: bool,
     ) -> Self {
         let spec = &region.spec;
         Self {
@@ -53,13 +59,14 @@ impl<'a> Workload<'a> {
             ),
             capacity: plan_capacity(&spec.orders, spec.failover.order.len()),
             absorbing: upstream.absorbing,
+            cloud,
         }
     }
 }
 
 impl Concern for Workload<'_> {
     type Observed = ObservedChildren;
-    type Plan = Vec<ChildWrite>;
+    type Plan = WorkloadPlan;
     type Acted = ApplyReport;
 
     async fn observe(&self) -> Result<ObservedChildren, kube::Error> {
@@ -76,23 +83,30 @@ impl Concern for Workload<'_> {
         Ok(self.children.observe(self.namespace, names))
     }
 
-    fn plan(&self, observed: &ObservedChildren) -> Vec<ChildWrite> {
+    fn plan(&self, observed: &ObservedChildren) -> WorkloadPlan {
+        let published = observed.configmap.as_deref().and_then(|c| c.data.as_ref());
+        let topology = self.topology.clone().or_last_known(published);
         let inputs = WorkloadInputs {
             region: self.region,
-            topology: &self.topology,
+            topology: &topology,
             capacity: self.capacity,
             absorbing: self.absorbing,
             observed_replicas: observed.deployment.as_ref().and_then(|d| d.spec.replicas),
         };
-        super::apply::plan_writes(&desired_children(&inputs), observed)
+        let waiting_for = if self.cloud {
+            topology.missing_for_pods(&self.region.spec)
+        } else {
+            Vec::new()
+        };
+        plan_workload(&desired_children(&inputs), observed, waiting_for)
     }
 
     async fn act(
         &self,
         observed: ObservedChildren,
-        writes: Vec<ChildWrite>,
+        plan: WorkloadPlan,
     ) -> Result<ApplyReport, kube::Error> {
-        let report = apply_writes(self.client, self.namespace, &writes, &observed).await?;
+        let mut report = apply_writes(self.client, self.namespace, &plan.writes, &observed).await?;
         if !report.applied.is_empty() || !report.deleted.is_empty() {
             info!(
                 shopregion = %format!("{}/{}", self.namespace, self.region.metadata.name.as_deref().unwrap_or_default()),
@@ -101,6 +115,7 @@ impl Concern for Workload<'_> {
                 "workload children written"
             );
         }
+        report.waiting_for = plan.waiting_for;
         Ok(report)
     }
 
@@ -112,8 +127,12 @@ impl Concern for Workload<'_> {
     }
 
     fn report(&self, acted: &ApplyReport, _upstream: &Upstream) -> Report {
-        let (orders, condition) =
-            workload_status(acted.deployment.as_deref(), &self.capacity, self.absorbing);
+        let (orders, condition) = workload_status(
+            acted.deployment.as_deref(),
+            &acted.waiting_for,
+            &self.capacity,
+            self.absorbing,
+        );
         Report {
             readiness: Some(condition.clone()),
             condition,

@@ -39,6 +39,7 @@ const IMAGE_PULL_ERRORS: [&str; 4] = [
 /// scale-up is.
 pub fn workload_status(
     observed: Option<&Deployment>,
+    waiting_for: &[&str],
     capacity: &Capacity,
     absorbing: bool,
 ) -> (OrdersStatus, Desired) {
@@ -54,11 +55,20 @@ pub fn workload_status(
             absorbing,
             ..OrdersStatus::default()
         };
+        let message = if waiting_for.is_empty() {
+            "the order Deployment does not exist yet".to_string()
+        } else {
+            format!(
+                "the order Deployment is created once its pods can start complete; \
+                 waiting for {}",
+                waiting_for.join(", ")
+            )
+        };
         let condition = Desired::new(
             types::WORKLOAD_READY,
             Status::False,
             reason::PENDING,
-            "the order Deployment does not exist yet",
+            message,
         );
         return (status, condition);
     };
@@ -318,8 +328,24 @@ mod tests {
     }
 
     #[test]
+    fn a_deployment_held_back_says_what_its_pods_wait_for() {
+        let waiting = ["the database reader endpoint", "the cache reader endpoint"];
+        let (_, c) = workload_status(None, &waiting, &CAPACITY, false);
+        assert_eq!(
+            (c.status, c.reason.as_str()),
+            (Status::False, reason::PENDING)
+        );
+        assert!(
+            c.message
+                .ends_with("waiting for the database reader endpoint, the cache reader endpoint"),
+            "{}",
+            c.message
+        );
+    }
+
+    #[test]
     fn no_deployment_yet_is_pending() {
-        let (status, c) = workload_status(None, &CAPACITY, false);
+        let (status, c) = workload_status(None, &[], &CAPACITY, false);
         assert_eq!(
             (c.status, c.reason.as_str()),
             (Status::False, reason::PENDING)
@@ -332,7 +358,7 @@ mod tests {
     #[test]
     fn available_replicas_at_the_minimum_make_the_workload_ready() {
         let d = deployment(20, 13, complete());
-        let (status, c) = workload_status(Some(&d), &CAPACITY, false);
+        let (status, c) = workload_status(Some(&d), &[], &CAPACITY, false);
         assert_eq!(
             (c.status, c.reason.as_str()),
             (Status::True, reason::AVAILABLE)
@@ -366,7 +392,7 @@ mod tests {
             let status = d.status.as_mut().unwrap();
             status.updated_replicas = Some(updated);
             status.replicas = Some(replicas.max(updated) + (replicas - updated));
-            workload_status(Some(&d), &CAPACITY, false)
+            workload_status(Some(&d), &[], &CAPACITY, false)
                 .0
                 .cache_auth_token
         };
@@ -387,7 +413,7 @@ mod tests {
     fn a_stale_observed_generation_is_progressing() {
         let mut d = deployment(13, 13, complete());
         d.metadata.generation = Some(4);
-        let (_, c) = workload_status(Some(&d), &CAPACITY, false);
+        let (_, c) = workload_status(Some(&d), &[], &CAPACITY, false);
         assert_eq!(
             (c.status, c.reason.as_str()),
             (Status::False, reason::PROGRESSING)
@@ -407,7 +433,7 @@ mod tests {
                 "ReplicaSet \"x\" is progressing.",
             )],
         );
-        let (_, c) = workload_status(Some(&d), &CAPACITY, false);
+        let (_, c) = workload_status(Some(&d), &[], &CAPACITY, false);
         assert_eq!(
             (c.status, c.reason.as_str()),
             (Status::False, reason::PROGRESSING)
@@ -417,7 +443,7 @@ mod tests {
     #[test]
     fn a_fresh_deployment_without_conditions_is_progressing() {
         let d = deployment(13, 0, vec![]);
-        let (_, c) = workload_status(Some(&d), &CAPACITY, false);
+        let (_, c) = workload_status(Some(&d), &[], &CAPACITY, false);
         assert_eq!(c.reason, reason::PROGRESSING);
     }
 
@@ -431,7 +457,7 @@ mod tests {
             "Deployment does not have minimum availability.",
         );
         let d = deployment(13, 5, conditions);
-        let (_, c) = workload_status(Some(&d), &CAPACITY, false);
+        let (_, c) = workload_status(Some(&d), &[], &CAPACITY, false);
         assert_eq!(
             (c.status, c.reason.as_str()),
             (Status::False, reason::UNAVAILABLE)
@@ -450,7 +476,7 @@ mod tests {
                 "ReplicaSet \"x\" has timed out progressing.",
             )],
         );
-        let (_, c) = workload_status(Some(&d), &CAPACITY, false);
+        let (_, c) = workload_status(Some(&d), &[], &CAPACITY, false);
         assert_eq!(
             (c.status, c.reason.as_str()),
             (Status::False, reason::UNAVAILABLE)
@@ -470,7 +496,7 @@ mod tests {
                 "pods \"x\" is forbidden: exceeded quota",
             )],
         );
-        let (_, c) = workload_status(Some(&d), &CAPACITY, false);
+        let (_, c) = workload_status(Some(&d), &[], &CAPACITY, false);
         assert_eq!(c.reason, reason::UNAVAILABLE);
         assert!(c.message.contains("exceeded quota"));
     }
@@ -487,7 +513,7 @@ mod tests {
                 "ReplicaSet \"x\" has timed out progressing: Back-off pulling image: ImagePullBackOff",
             )],
         );
-        let (_, c) = workload_status(Some(&d), &CAPACITY, false);
+        let (_, c) = workload_status(Some(&d), &[], &CAPACITY, false);
         assert_eq!(
             (c.status, c.reason.as_str()),
             (Status::False, reason::IMAGE_PULL_FAILING)
@@ -503,7 +529,7 @@ mod tests {
                 "failed to pull image",
             )],
         );
-        let (_, c) = workload_status(Some(&d), &CAPACITY, false);
+        let (_, c) = workload_status(Some(&d), &[], &CAPACITY, false);
         assert_eq!(c.reason, reason::IMAGE_PULL_FAILING);
         assert!(c.message.contains("13 of 13"));
     }
@@ -511,7 +537,7 @@ mod tests {
     #[test]
     fn absorbing_reports_the_raised_minimum_without_turning_unready() {
         let d = deployment(38, 20, complete());
-        let (status, c) = workload_status(Some(&d), &CAPACITY, true);
+        let (status, c) = workload_status(Some(&d), &[], &CAPACITY, true);
         assert_eq!((status.min_replicas, status.absorbing), (38, true));
         assert_eq!(c.status, Status::True);
         assert!(c.message.contains("scaling up to 38"), "{}", c.message);

@@ -91,6 +91,69 @@ impl Topology {
     /// The ConfigMap data. Every key is always present (empty when unknown) so
     /// that the pods see a stable set of variables and a missing endpoint is
     /// an empty string, not an unset variable that falls back to a default.
+    /// The topology with every endpoint it does not know taken from the one
+    /// last published (the topology ConfigMap's data): a read that cannot
+    /// see a cluster or a replication group for a while must not hand the
+    /// pods an empty endpoint, nor roll them to one. A new value always
+    /// wins; role and writer region are never carried over.
+    pub fn or_last_known(mut self, published: Option<&BTreeMap<String, String>>) -> Self {
+        let Some(published) = published else {
+            return self;
+        };
+        let carried = [
+            (
+                &mut self.database_writer_endpoint,
+                keys::DATABASE_WRITER_ENDPOINT,
+            ),
+            (
+                &mut self.database_reader_endpoint,
+                keys::DATABASE_READER_ENDPOINT,
+            ),
+            (
+                &mut self.cache_primary_endpoint,
+                keys::CACHE_PRIMARY_ENDPOINT,
+            ),
+            (&mut self.cache_reader_endpoint, keys::CACHE_READER_ENDPOINT),
+            (
+                &mut self.database_master_secret,
+                keys::DATABASE_MASTER_SECRET,
+            ),
+        ];
+        for (field, key) in carried {
+            if field.is_none()
+                && let Some(last) = published.get(key).filter(|v| !v.is_empty())
+            {
+                *field = Some(last.clone());
+            }
+        }
+        self
+    }
+
+    /// What the order pods' template needs of the cloud and does not have
+    /// yet, in words for the condition's message. Each of these is in the
+    /// template, so creating the Deployment before they are all known
+    /// would roll its pods once per value as the cloud comes up.
+    pub fn missing_for_pods(&self, spec: &ShopRegionSpec) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        let unknown = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+        if unknown(&self.database_writer_endpoint) {
+            missing.push("the database writer endpoint");
+        }
+        if unknown(&self.database_reader_endpoint) {
+            missing.push("the database reader endpoint");
+        }
+        if unknown(&self.database_master_secret) {
+            missing.push("the database master Secret");
+        }
+        if unknown(&self.cache_reader_endpoint) {
+            missing.push("the cache reader endpoint");
+        }
+        if spec.cache.auth_secret_ref.is_some() && unknown(&self.cache_auth_token) {
+            missing.push("the cache AUTH token");
+        }
+        missing
+    }
+
     pub fn data(&self) -> BTreeMap<String, String> {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         [
@@ -177,6 +240,67 @@ mod tests {
 
     fn eu() -> Topology {
         Topology::new(&acme("eu-west-1"), RegionRole::Secondary)
+    }
+
+    fn complete(t: &mut Topology) {
+        t.database_writer_endpoint = Some("acme.global-x.global.rds.amazonaws.com".into());
+        t.database_reader_endpoint = Some("acme-eu-west-1.cluster-ro-x.rds.amazonaws.com".into());
+        t.database_master_secret = Some("acme-database-master".into());
+        t.cache_reader_endpoint = Some("replica.acme-eu-west-1.cache.amazonaws.com".into());
+    }
+
+    #[test]
+    fn an_endpoint_the_cloud_stops_showing_keeps_its_last_published_value() {
+        let mut last = eu();
+        complete(&mut last);
+        last.cache_primary_endpoint = Some("master.acme-us-east-1.cache.amazonaws.com:6379".into());
+        last.writer_region = Some("us-east-1".into());
+        let published = last.data();
+
+        let mut now = eu();
+        now.database_reader_endpoint =
+            Some("acme-eu-west-1.cluster-ro-new.rds.amazonaws.com".into());
+        now.writer_region = Some("eu-west-1".into());
+        let kept = now.or_last_known(Some(&published));
+        assert_eq!(kept.database_writer_endpoint, last.database_writer_endpoint);
+        assert_eq!(kept.cache_reader_endpoint, last.cache_reader_endpoint);
+        assert_eq!(kept.cache_primary_endpoint, last.cache_primary_endpoint);
+        assert_eq!(kept.database_master_secret, last.database_master_secret);
+        assert_eq!(
+            kept.database_reader_endpoint.as_deref(),
+            Some("acme-eu-west-1.cluster-ro-new.rds.amazonaws.com"),
+            "a new value wins"
+        );
+        assert_eq!(kept.writer_region.as_deref(), Some("eu-west-1"));
+
+        let never_published = eu().data();
+        assert_eq!(eu().or_last_known(Some(&never_published)), eu());
+        assert_eq!(eu().or_last_known(None), eu());
+    }
+
+    #[test]
+    fn the_order_pods_wait_for_every_endpoint_and_the_auth_token_only_when_the_cache_has_one() {
+        let mut spec = acme("eu-west-1");
+        assert_eq!(
+            eu().missing_for_pods(&spec),
+            [
+                "the database writer endpoint",
+                "the database reader endpoint",
+                "the database master Secret",
+                "the cache reader endpoint"
+            ]
+        );
+        let mut t = eu();
+        complete(&mut t);
+        assert!(t.missing_for_pods(&spec).is_empty());
+
+        spec.cache.auth_secret_ref = Some(crate::api::SecretKeyRef {
+            name: "acme-cache-auth".into(),
+            key: "token".into(),
+        });
+        assert_eq!(t.missing_for_pods(&spec), ["the cache AUTH token"]);
+        t.cache_auth_token = Some("0123456789abcdef".into());
+        assert!(t.missing_for_pods(&spec).is_empty());
     }
 
     #[test]
