@@ -133,12 +133,15 @@ impl Topology {
     /// yet, in words for the condition's message. Each of these is in the
     /// template, so creating the Deployment before they are all known
     /// would roll its pods once per value as the cloud comes up.
+    ///
+    /// Not the database writer endpoint: a secondary's is the global
+    /// writer endpoint, which exists before the secondary's own cluster
+    /// (so before its reader endpoint) where AWS offers one, and never
+    /// where it does not; waiting for it would hold such a region's pods
+    /// forever.
     pub fn missing_for_pods(&self, spec: &ShopRegionSpec) -> Vec<&'static str> {
         let mut missing = Vec::new();
         let unknown = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
-        if unknown(&self.database_writer_endpoint) {
-            missing.push("the database writer endpoint");
-        }
         if unknown(&self.database_reader_endpoint) {
             missing.push("the database reader endpoint");
         }
@@ -279,12 +282,11 @@ mod tests {
     }
 
     #[test]
-    fn the_order_pods_wait_for_every_endpoint_and_the_auth_token_only_when_the_cache_has_one() {
+    fn the_order_pods_wait_for_their_endpoints_and_the_auth_token_only_when_the_cache_has_one() {
         let mut spec = acme("eu-west-1");
         assert_eq!(
             eu().missing_for_pods(&spec),
             [
-                "the database writer endpoint",
                 "the database reader endpoint",
                 "the database master Secret",
                 "the cache reader endpoint"
@@ -293,6 +295,11 @@ mod tests {
         let mut t = eu();
         complete(&mut t);
         assert!(t.missing_for_pods(&spec).is_empty());
+        t.database_writer_endpoint = None;
+        assert!(
+            t.missing_for_pods(&spec).is_empty(),
+            "an engine without a global writer endpoint gives a secondary none"
+        );
 
         spec.cache.auth_secret_ref = Some(crate::api::SecretKeyRef {
             name: "acme-cache-auth".into(),
