@@ -652,6 +652,51 @@ mod tests {
         std::mem::take(&mut state.lock().unwrap().writes)
     }
 
+    fn kinds(plan: &WorkloadPlan) -> Vec<&'static str> {
+        plan.writes
+            .iter()
+            .map(|write| match write {
+                ChildWrite::Apply(Child::ConfigMap(_)) => "ConfigMap",
+                ChildWrite::Apply(Child::Service(_)) => "Service",
+                ChildWrite::Apply(Child::Deployment(_)) => "Deployment",
+                ChildWrite::Apply(Child::Pdb(_)) => "PodDisruptionBudget",
+                ChildWrite::Apply(Child::Hpa(_)) => "HorizontalPodAutoscaler",
+                ChildWrite::DeletePdb(_) => "delete PodDisruptionBudget",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_order_pod_starts_before_its_endpoints_are_known() {
+        let desired = children(None, None);
+        let waiting = vec!["the cache reader endpoint"];
+        let held = plan_workload(&desired, &ObservedChildren::default(), waiting.clone());
+        assert_eq!(kinds(&held), ["ConfigMap", "Service"]);
+        assert_eq!(held.waiting_for, waiting);
+
+        let complete = plan_workload(&desired, &ObservedChildren::default(), Vec::new());
+        assert!(kinds(&complete).contains(&"Deployment"));
+        assert!(kinds(&complete).contains(&"HorizontalPodAutoscaler"));
+        assert!(complete.waiting_for.is_empty());
+    }
+
+    #[test]
+    fn an_existing_order_deployment_keeps_following_the_spec_while_an_endpoint_is_unknown() {
+        let desired = children(None, None);
+        let mut stale = desired.deployment.clone();
+        stale.spec.replicas = Some(1);
+        let observed = ObservedChildren {
+            deployment: Some(Arc::new(stale)),
+            ..ObservedChildren::default()
+        };
+        let plan = plan_workload(&desired, &observed, vec!["the database reader endpoint"]);
+        assert!(kinds(&plan).contains(&"Deployment"), "{:?}", kinds(&plan));
+        assert!(
+            plan.waiting_for.is_empty(),
+            "nothing is held, so nothing is said to wait"
+        );
+    }
+
     const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/acme-us-east-1-orders";
     const PDB: &str = "/apis/policy/v1/namespaces/shop/poddisruptionbudgets/acme-us-east-1-orders";
 
@@ -766,73 +811,6 @@ mod tests {
             .unwrap();
         assert!(report.deleted.is_empty());
         assert!(state.lock().unwrap().objects.contains_key(PDB));
-    }
-}
-
-#[cfg(test)]
-mod held_pods_tests {
-    use super::*;
-    use crate::api::RegionRole;
-    use crate::api::fixtures::acme_region;
-    use crate::workload::builders::{WorkloadInputs, desired_children};
-    use crate::workload::capacity::plan_capacity;
-    use crate::workload::topology::Topology;
-
-    fn desired() -> Children {
-        let region = acme_region("eu-west-1");
-        let topology = Topology::new(&region.spec, RegionRole::Secondary);
-        desired_children(&WorkloadInputs {
-            region: &region,
-            topology: &topology,
-            capacity: plan_capacity(&region.spec.orders, 3),
-            absorbing: false,
-            observed_replicas: None,
-        })
-    }
-
-    fn kinds(plan: &WorkloadPlan) -> Vec<&'static str> {
-        plan.writes
-            .iter()
-            .map(|write| match write {
-                ChildWrite::Apply(Child::ConfigMap(_)) => "ConfigMap",
-                ChildWrite::Apply(Child::Service(_)) => "Service",
-                ChildWrite::Apply(Child::Deployment(_)) => "Deployment",
-                ChildWrite::Apply(Child::Pdb(_)) => "PodDisruptionBudget",
-                ChildWrite::Apply(Child::Hpa(_)) => "HorizontalPodAutoscaler",
-                ChildWrite::DeletePdb(_) => "delete PodDisruptionBudget",
-            })
-            .collect()
-    }
-
-    #[test]
-    fn no_order_pod_starts_before_its_endpoints_are_known() {
-        let desired = desired();
-        let waiting = vec!["the cache reader endpoint"];
-        let held = plan_workload(&desired, &ObservedChildren::default(), waiting.clone());
-        assert_eq!(kinds(&held), ["ConfigMap", "Service"]);
-        assert_eq!(held.waiting_for, waiting);
-
-        let complete = plan_workload(&desired, &ObservedChildren::default(), Vec::new());
-        assert!(kinds(&complete).contains(&"Deployment"));
-        assert!(kinds(&complete).contains(&"HorizontalPodAutoscaler"));
-        assert!(complete.waiting_for.is_empty());
-    }
-
-    #[test]
-    fn an_existing_order_deployment_keeps_following_the_spec_while_an_endpoint_is_unknown() {
-        let desired = desired();
-        let mut stale = desired.deployment.clone();
-        stale.spec.replicas = Some(1);
-        let observed = ObservedChildren {
-            deployment: Some(Arc::new(stale)),
-            ..ObservedChildren::default()
-        };
-        let plan = plan_workload(&desired, &observed, vec!["the database reader endpoint"]);
-        assert!(kinds(&plan).contains(&"Deployment"), "{:?}", kinds(&plan));
-        assert!(
-            plan.waiting_for.is_empty(),
-            "nothing is held, so nothing is said to wait"
-        );
     }
 }
 

@@ -59,8 +59,8 @@ pub fn workload_status(
             "the order Deployment does not exist yet".to_string()
         } else {
             format!(
-                "the order Deployment is created once its pods can start complete; \
-                 waiting for {}",
+                "the order Deployment is created once everything its pods need is \
+                 known; waiting for {}",
                 waiting_for.join(", ")
             )
         };
