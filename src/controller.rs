@@ -27,6 +27,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::api::conditions::{self, Desired, Status, Transition, find, types};
 use crate::api::{HealthVerdict, ShopRegion, ShopRegionSpec, ShopRegionStatus, validate};
+pub use crate::cache::slim_for_cache;
+use crate::cache::{JsonCache, PackedShopRegion};
 use crate::cloud::aurora::{self, Aurora, MasterPassword};
 use crate::cloud::budget::RequestBudget;
 use crate::cloud::elasticache::{self, CacheAuth, ElastiCache};
@@ -41,8 +43,6 @@ use crate::slots::{Lane, Slots};
 use crate::telemetry::{Metrics, ShopRegionLabels};
 use crate::workload::Workload;
 use crate::workload::apply::{ChildStores, NotSynced};
-use crate::workload::cache::JsonCache;
-pub use crate::workload::cache::slim_for_cache;
 
 pub const FINALIZER: &str = "shopfleet.io/cleanup";
 pub use crate::workload::builders::FIELD_MANAGER;
@@ -57,6 +57,10 @@ pub enum Error {
     Serialization(#[from] serde_json::Error),
     #[error("ShopRegion {0} has no namespace")]
     MissingNamespace(String),
+    /// The cache's deflated copy did not decode: only damaged memory does
+    /// that. The next watch event of the ShopRegion replaces it.
+    #[error("the cached copy of ShopRegion {0} does not decode")]
+    CacheDamaged(String),
     /// Deletion is under way in the cloud; the finalizer stays until it ends.
     #[error("cloud resources are still being deleted")]
     CleanupPending(Duration),
@@ -82,7 +86,7 @@ impl Error {
                 }
                 _ => "finalizer",
             },
-            Error::Serialization(_) => "serialization",
+            Error::Serialization(_) | Error::CacheDamaged(_) => "serialization",
             Error::MissingNamespace(_) => "invalid_object",
             Error::CleanupPending(_) => "cleanup_pending",
             Error::DeletionBlocked { .. } => "deletion_blocked",
@@ -133,7 +137,7 @@ pub struct Context {
     verdicts_changed: Mutex<Option<futures::channel::mpsc::UnboundedReceiver<String>>>,
     /// The controller's ShopRegion cache: the peers a failover decision
     /// looks at, without a list call per reconcile.
-    shopregions: OnceLock<Store<ShopRegion>>,
+    shopregions: OnceLock<Store<PackedShopRegion>>,
     /// The caches of the ShopRegions' children, which the workload concern
     /// reads instead of the API server.
     children: OnceLock<ChildStores>,
@@ -141,7 +145,7 @@ pub struct Context {
     /// [`DEFAULT_RECONCILE_CONCURRENCY`]): the urgent lane takes the
     /// ShopRegions of a shop whose verdicts changed, and those the failover
     /// engine asked to wake at an instant.
-    slots: Slots<ObjectRef<ShopRegion>>,
+    slots: Slots<ObjectRef<PackedShopRegion>>,
     /// How long a reconcile waits for the children caches' first lists.
     cache_sync_patience: Duration,
 }
@@ -210,9 +214,8 @@ impl Context {
         self
     }
 
-    /// The ShopRegions of `shop` in the controller's cache.
-    /// Shared with the cache, never copied: every reconcile reads them, and
-    /// a copy per reconcile in flight was the largest heap peak of a fleet.
+    /// The ShopRegions of `shop` in the controller's cache, unpacked for
+    /// the reconcile that reads them.
     fn peers(&self, shop: &str) -> Vec<Arc<ShopRegion>> {
         self.shopregions
             .get()
@@ -244,7 +247,7 @@ impl Context {
         };
         for region in regions {
             if in_a_hurry(region, members, &verdicts) {
-                self.slots.hurry(&ObjectRef::from_obj(region));
+                self.slots.hurry(&cache_key(region));
             }
         }
     }
@@ -327,7 +330,7 @@ pub fn next_status(
 /// reconciles the same ShopRegions over and over: 724 of 3,000 were never
 /// reconciled in the first 8 minutes of a 1,000-shop bootstrap. A semaphore
 /// hands out its permits in the order they were asked for.
-async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile(region: Arc<PackedShopRegion>, ctx: Arc<Context>) -> Result<Action, Error> {
     // While it waits, a reconcile holds the ShopRegion's name, not the
     // version it was asked for: the cache moves on with every status
     // write, and thousands of waiting reconciles would each keep an old
@@ -337,10 +340,12 @@ async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action,
     drop(region);
     let _slot = ctx.slots.take(&wanted).await;
     let newest = ctx.shopregions.get().and_then(|store| store.get(&wanted));
-    let Some(region) = newest.or_else(|| asked.upgrade()) else {
+    let Some(packed) = newest.or_else(|| asked.upgrade()) else {
         // Gone from the cache while it waited: deleted, finalizer and all.
         return Ok(Action::await_change());
     };
+    let region = Arc::new(unpack(&packed)?);
+    drop(packed);
     // Boxed: a reconcile waiting for its slot holds a pointer, not the
     // whole pipeline's state.
     Box::pin(reconcile_now(region, ctx)).await
@@ -348,7 +353,7 @@ async fn reconcile(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action,
 
 async fn reconcile_now(region: Arc<ShopRegion>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let key = object_key(&region);
+    let key = object_key(region.as_ref());
     // A ShopRegion being deleted is not counted: its count goes with it.
     if region.metadata.deletion_timestamp.is_none() {
         ctx.metrics.count_reconcile_of(&key);
@@ -469,7 +474,7 @@ impl<'a> Pass<'a> {
             ctx,
             region,
             namespace,
-            key: object_key(region),
+            key: object_key(region.as_ref()),
         })
     }
 
@@ -711,7 +716,7 @@ async fn cleanup(region: Arc<ShopRegion>, ctx: &Context) -> Result<Action, Error
     // references; cloud resources follow the spec's deletion policies.
     if let Some(runtime) = &ctx.failover {
         // A ShopRegion being deleted takes no part in failovers any more.
-        runtime.forget(&object_key(&region), &region);
+        runtime.forget(&object_key(region.as_ref()), &region);
     }
     if let Some(cloud) = &ctx.cloud {
         let spec = &region.spec;
@@ -1031,32 +1036,46 @@ fn truncate(text: &str, max: usize) -> String {
     text[..end].to_string()
 }
 
-fn object_key(region: &ShopRegion) -> String {
+fn object_key<K: Resource>(object: &K) -> String {
     format!(
         "{}/{}",
-        region.namespace().unwrap_or_default(),
-        region.name_any()
+        object.namespace().unwrap_or_default(),
+        object.name_any()
     )
 }
 
-fn error_policy(region: Arc<ShopRegion>, error: &Error, ctx: Arc<Context>) -> Action {
+/// The controller cache's key of `region`.
+fn cache_key(region: &ShopRegion) -> ObjectRef<PackedShopRegion> {
+    ObjectRef::new(&region.name_any()).within(&region.namespace().unwrap_or_default())
+}
+
+/// A cached ShopRegion, decoded.
+fn unpack(packed: &PackedShopRegion) -> Result<ShopRegion, Error> {
+    packed
+        .unpack()
+        .ok_or_else(|| Error::CacheDamaged(object_key(packed)))
+}
+
+fn error_policy(region: Arc<PackedShopRegion>, error: &Error, ctx: Arc<Context>) -> Action {
     if let Error::Finalizer(inner) = error
         && let finalizer::Error::CleanupFailed(Error::CleanupPending(delay)) = inner.as_ref()
     {
         // Not a failure: the cloud is deleting, poll at its pace.
         return Action::requeue(*delay);
     }
-    let failures = ctx.record_failure(&object_key(&region));
+    let failures = ctx.record_failure(&object_key(region.as_ref()));
     let delay = backoff(failures);
     if let Some(message) = error.forbidden() {
         // Not a blip: nothing changes until someone mends the RBAC. Say
         // exactly which permission is missing, once per run of failures.
         error!(
-            shopregion = %object_key(&region),
+            shopregion = %object_key(region.as_ref()),
             permission_denied = %message,
             "the operator lacks a permission; fix the Role or ClusterRole (docs/install.md)"
         );
-        if failures == 1 {
+        if failures == 1
+            && let Some(region) = region.unpack()
+        {
             let ctx = ctx.clone();
             let note = message.to_string();
             tokio::spawn(async move {
@@ -1066,7 +1085,7 @@ fn error_policy(region: Arc<ShopRegion>, error: &Error, ctx: Arc<Context>) -> Ac
         return Action::requeue(delay);
     }
     warn!(
-        shopregion = %object_key(&region),
+        shopregion = %object_key(region.as_ref()),
         %error,
         category = error.metric_label(),
         failures,
@@ -1111,11 +1130,12 @@ fn startup_failure(error: &kube::Error) -> String {
 
 /// The ShopRegions of `shop` among `regions`, to reconcile when its health
 /// verdicts change.
-pub fn members_of(regions: &[Arc<ShopRegion>], shop: &str) -> Vec<Arc<ShopRegion>> {
+pub fn members_of(regions: &[Arc<PackedShopRegion>], shop: &str) -> Vec<Arc<ShopRegion>> {
     regions
         .iter()
-        .filter(|region| region.spec.shop == shop)
-        .cloned()
+        .filter(|region| region.shop() == shop)
+        .filter_map(|region| region.unpack())
+        .map(Arc::new)
         .collect()
 }
 
@@ -1184,9 +1204,8 @@ pub async fn run(
     let children = watcher::Config::default()
         .labels("app.kubernetes.io/managed-by=shopfleet")
         .any_semantic();
-    // The ShopRegion cache, slimmed (`slim_for_cache`): the reconcile, the
-    // failover concern's peers and the sampler read spec, status and the
-    // other metadata only.
+    // The ShopRegion cache, packed (`PackedShopRegion`: slimmed, spec and
+    // status deflated) and unpacked for the reconcile that reads it.
     let (reader, writer) = reflector::store();
     //
     // A ShopRegion is reconciled when its spec changes (its generation, also
@@ -1196,8 +1215,8 @@ pub async fn run(
     // more, a dozen times per ShopRegion in a region outage. What a status
     // change of a peer means reaches the reconcile through the cache and
     // the health verdicts' triggers instead.
-    let shopregions = watcher(regions, watcher::Config::default().any_semantic())
-        .modify(slim_for_cache)
+    let packed: Api<PackedShopRegion> = scoped(&client, &scope);
+    let shopregions = watcher(packed, watcher::Config::default().any_semantic())
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -1267,10 +1286,7 @@ pub async fn run(
         let members = changes.flat_map(move |shop| {
             let members = members_of(&store.state(), &shop);
             hurried.hurry_urgent(&shop, members.iter().map(AsRef::as_ref), &members);
-            let keys: Vec<_> = members
-                .iter()
-                .map(|m| ObjectRef::from_obj(m.as_ref()))
-                .collect();
+            let keys: Vec<_> = members.iter().map(|m| cache_key(m)).collect();
             futures::stream::iter(keys)
         });
         controller = controller.reconcile_on(members);
@@ -1302,7 +1318,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::cache::LAST_APPLIED;
+    use crate::cache::LAST_APPLIED;
 
     fn ready(type_: &'static str) -> Desired {
         Desired::new(type_, Status::True, "Available", "ok")
@@ -1368,7 +1384,7 @@ mod tests {
             ]
             .into(),
         );
-        slim_for_cache(&mut region);
+        let region = PackedShopRegion::pack(region).unwrap().unpack().unwrap();
         assert_eq!(region.metadata.managed_fields, None);
         assert_eq!(
             region
@@ -1577,7 +1593,7 @@ mod tests {
             r.spec.shop = shop.into();
             r.metadata.name = Some(name.into());
             r.metadata.namespace = Some("shop".into());
-            Arc::new(r)
+            Arc::new(PackedShopRegion::pack(r).unwrap())
         };
         let regions = [
             region("acme", "acme-eu-west-1"),

@@ -2,6 +2,7 @@
 //! regions and keeps them converged.
 
 pub mod api;
+pub mod cache;
 pub mod clock;
 pub mod cloud;
 pub mod concern;

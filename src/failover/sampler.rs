@@ -94,8 +94,10 @@ pub fn round_of(origin: Timestamp, now: Timestamp, interval: Duration) -> Timest
 #[derive(Default)]
 struct Shop {
     /// What each ShopRegion of the shop asked for, by object key.
-    registrations: BTreeMap<String, Registration>,
-    regions: BTreeMap<String, Memory>,
+    /// Boxed, as the regions' memories: a map's node holds room for eleven
+    /// values whatever it holds, and a shop has three.
+    registrations: BTreeMap<String, Box<Registration>>,
+    regions: BTreeMap<String, Box<Memory>>,
     thresholds: Thresholds,
     interval: Option<Duration>,
     task: Option<AbortHandle>,
@@ -209,12 +211,12 @@ fn resume_from_status(shop: &mut Shop, region: &ShopRegion, now: Timestamp) {
         let published = state.health(now, &shop.thresholds);
         shop.regions.insert(
             stored.region.clone(),
-            Memory {
+            Box::new(Memory {
                 state,
                 endpoint: stored.endpoint.clone(),
                 published: Some(published),
                 ..Memory::default()
-            },
+            }),
         );
     }
     let own_lag = status
@@ -284,7 +286,8 @@ impl Sampler {
         let shop = shops.entry(shop_name.clone()).or_default();
         // The newest object always: an older one kept here would keep its
         // whole version alive beside the cache's.
-        shop.registrations.insert(key.to_string(), registration);
+        shop.registrations
+            .insert(key.to_string(), Box::new(registration));
         resume_from_status(shop, region, self.cloud.clock().now());
         if shop.task.as_ref().is_none_or(AbortHandle::is_finished) {
             let task = tokio::spawn(self.clone().run(shop_name));
@@ -633,7 +636,8 @@ impl Sampler {
     fn targets(&self, shop_name: &str) -> Option<Vec<Target>> {
         let shops = self.lock();
         let shop = shops.get(shop_name)?;
-        let registrations: Vec<&Registration> = shop.registrations.values().collect();
+        let registrations: Vec<&Registration> =
+            shop.registrations.values().map(AsRef::as_ref).collect();
         let first = registrations.first()?;
         let mut regions: Vec<String> = Vec::new();
         for registration in &registrations {

@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::builders::{Children, FIELD_MANAGER, MANAGED_BY, labels};
-use super::cache::{JsonCache, WatchFailure, slim_for_cache};
 use super::diff::needs_apply;
+use crate::cache::{JsonCache, WatchFailure, slim_for_cache};
 
 /// The children of a ShopRegion as the watch caches hold them.
 #[derive(Clone, Debug, Default)]

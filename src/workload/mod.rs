@@ -12,7 +12,6 @@
 
 pub mod apply;
 pub mod builders;
-pub mod cache;
 pub mod capacity;
 pub mod concern;
 pub mod diff;
