@@ -5,8 +5,8 @@
 //! ShopRegion and five or six children per region of a shop: decoded, with
 //! their maps and strings, the children alone added ~50 KiB of memory per
 //! ShopRegion and a converged ShopRegion ~10 KiB; as JSON, ~10 KB and
-//! ~4.4 KB; deflated, ~4.3 KB and ~1.3 KB. The objects of one shop differ
-//! in a few names, so they compress well even one by one.
+//! ~3.5 KB; deflated one by one, ~4.5 KB and ~1.2 KB; deflated against the
+//! first object of their cache (`Packer`), ~1 KB and ~0.2 KB.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
