@@ -5,8 +5,8 @@
 //! ShopRegion and five or six children per region of a shop: decoded, with
 //! their maps and strings, the children alone added ~50 KiB of memory per
 //! ShopRegion and a converged ShopRegion ~10 KiB; as JSON, ~10 KB and
-//! ~3.5 KB; deflated one by one, ~4.5 KB and ~1.2 KB; deflated against the
-//! first object of their cache (`Packer`), ~1 KB and ~0.2 KB.
+//! ~4.4 KB; deflated one by one, ~4.5 KB and ~1.3 KB; deflated against an
+//! object of their cache like them (`Packer`), ~1 KB and ~0.3 KB.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -313,31 +313,53 @@ impl<'de> Deserialize<'de> for PackedShopRegion {
     }
 }
 
-/// Deflates JSON against a dictionary: the first JSON it packs. The objects
-/// of one cache (one kind, and a fleet's shops mostly made from one
-/// template) differ from each other in a few names and numbers, so each
-/// packs to a few hundred bytes against the first: in a 300-shop fleet, a
-/// Deployment's 4.8 KB of JSON to ~0.3 KB (~1.7 KB deflated alone), a
-/// ShopRegion's 3.5 KB to ~0.2 KB (~1.2 KB). The dictionary never changes
-/// once set, and packed bytes never leave the process, so every object
-/// unpacks against the dictionary it was packed with.
+/// Deflates JSON against a dictionary: the first JSON it packs, then the
+/// first at least twice as long. The objects of one cache (one kind, and a
+/// fleet's shops mostly made from one template) differ from each other in
+/// a few names and numbers, so each packs to a few hundred bytes against
+/// one like it: in a 300-shop fleet, a Deployment's 4.8 KB of JSON to
+/// ~0.3 KB (~1.7 KB deflated alone), a converged ShopRegion's 4.4 KB to
+/// ~0.3 KB (~1.3 KB). The second dictionary is for a cache whose first
+/// object was created moments before the watch saw it: a ShopRegion
+/// without a status (1.1 KB) left a converged one at ~0.8 KB. Each
+/// dictionary never changes once set, and packed bytes never leave the
+/// process, so every object unpacks against the one it was packed with (its
+/// first byte says which).
 struct Packer {
-    dictionary: OnceLock<Box<[u8]>>,
+    first: OnceLock<Box<[u8]>>,
+    grown: OnceLock<Box<[u8]>>,
 }
 
 impl Packer {
+    const FIRST: u8 = 0;
+    const GROWN: u8 = 1;
+
     const fn new() -> Self {
         Self {
-            dictionary: OnceLock::new(),
+            first: OnceLock::new(),
+            grown: OnceLock::new(),
         }
     }
 
     fn pack(&self, json: &[u8]) -> Option<Box<[u8]>> {
-        deflate(json, self.dictionary.get_or_init(|| json.into()))
+        let first = self.first.get_or_init(|| json.into());
+        match self.grown.get() {
+            Some(grown) => deflate(Self::GROWN, json, grown),
+            None if json.len() >= 2 * first.len() => {
+                deflate(Self::GROWN, json, self.grown.get_or_init(|| json.into()))
+            }
+            None => deflate(Self::FIRST, json, first),
+        }
     }
 
     fn unpack(&self, stored: &[u8]) -> Option<Vec<u8>> {
-        inflate(stored, self.dictionary.get()?)
+        let (which, deflated) = stored.split_first()?;
+        let dictionary = match *which {
+            Self::FIRST => self.first.get()?,
+            Self::GROWN => self.grown.get()?,
+            _ => return None,
+        };
+        inflate(deflated, dictionary)
     }
 }
 
@@ -355,14 +377,16 @@ thread_local! {
     static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(false));
 }
 
-/// `json` deflated against `dictionary`, after its length as 4 bytes.
-fn deflate(json: &[u8], dictionary: &[u8]) -> Option<Box<[u8]>> {
+/// `json` deflated against `dictionary`, after `which` (the dictionary's
+/// number) and the length as 4 bytes.
+fn deflate(which: u8, json: &[u8], dictionary: &[u8]) -> Option<Box<[u8]>> {
     let length = u32::try_from(json.len()).ok()?;
     DEFLATE.with_borrow_mut(|compress| {
         compress.reset();
         compress.set_dictionary(dictionary).ok()?;
         // Deflate's worst case is the input plus a few bytes per block.
-        let mut out = Vec::with_capacity(4 + json.len() + json.len() / 100 + 64);
+        let mut out = Vec::with_capacity(5 + json.len() + json.len() / 100 + 64);
+        out.push(which);
         out.extend_from_slice(&length.to_le_bytes());
         match compress.compress_vec(json, &mut out, FlushCompress::Finish) {
             Ok(Status::StreamEnd) => Some(out.into_boxed_slice()),
@@ -371,7 +395,8 @@ fn deflate(json: &[u8], dictionary: &[u8]) -> Option<Box<[u8]>> {
     })
 }
 
-/// What [`deflate`] made against `dictionary`, back to JSON.
+/// What [`deflate`] made against `dictionary` (after its first byte), back
+/// to JSON.
 fn inflate(stored: &[u8], dictionary: &[u8]) -> Option<Vec<u8>> {
     let (length, deflated) = stored.split_first_chunk::<4>()?;
     let length = usize::try_from(u32::from_le_bytes(*length)).ok()?;
@@ -514,9 +539,12 @@ mod tests {
         let like_the_first = endpoints("globex");
         let small = packer.pack(&like_the_first).unwrap();
         assert_eq!(packer.unpack(&small).unwrap(), like_the_first);
-        let unrelated = Packer::new();
-        unrelated.pack(br#"{"kind":"Unrelated"}"#).unwrap();
-        let alone = unrelated.pack(&like_the_first).unwrap();
+        let alone = {
+            let mut encoder =
+                flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+            std::io::Write::write_all(&mut encoder, &like_the_first).unwrap();
+            encoder.finish().unwrap()
+        };
         assert!(
             small.len() * 3 < alone.len(),
             "{} against the first, {} alone",
@@ -538,6 +566,44 @@ mod tests {
             "truncated"
         );
         assert_eq!(Packer::new().unpack(&stored), None, "no dictionary yet");
+    }
+
+    #[test]
+    fn objects_that_grew_pack_against_the_first_that_grew_and_earlier_ones_still_unpack() {
+        // Created without its data, then filled in, as a ShopRegion is
+        // created without a status.
+        let created = serde_json::to_vec(&configmap("t", "")).unwrap();
+        let filled = |shop: &str| {
+            let mut object = configmap("t", "");
+            object.data = Some(
+                (0..20u64)
+                    .map(|i| {
+                        // Digits deflate cannot predict from each other, the
+                        // same in every shop, as a template's values are.
+                        let digits = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+                        (format!("{shop}-replica-{i}"), format!("{digits:016x}"))
+                    })
+                    .collect(),
+            );
+            serde_json::to_vec(&object).unwrap()
+        };
+        let packer = Packer::new();
+        let first = packer.pack(&created).unwrap();
+        let grown = packer.pack(&filled("acme")).unwrap();
+        let like_it = packer.pack(&filled("globex")).unwrap();
+        assert_eq!(packer.unpack(&first).unwrap(), created);
+        assert_eq!(packer.unpack(&grown).unwrap(), filled("acme"));
+        assert_eq!(packer.unpack(&like_it).unwrap(), filled("globex"));
+        let against_the_first = deflate(Packer::FIRST, &filled("globex"), &created).unwrap();
+        assert!(
+            like_it.len() * 3 < against_the_first.len(),
+            "{} against the first that grew, {} against the first",
+            like_it.len(),
+            against_the_first.len()
+        );
+        let mut unknown = first.to_vec();
+        unknown[0] = 7;
+        assert_eq!(packer.unpack(&unknown), None, "no such dictionary");
     }
 
     #[test]

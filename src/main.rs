@@ -177,17 +177,38 @@ fn main() -> ExitCode {
         // for --instant).
         #[cfg(feature = "simulation")]
         Command::Simulate(args) => return simulate(args),
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the Tokio runtime")
-            .and_then(|runtime| runtime.block_on(run(args))),
+        Command::Run(args) => {
+            cap_malloc_arenas();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the Tokio runtime")
+                .and_then(|runtime| runtime.block_on(run(args)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("shopfleet: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Caps glibc's malloc at two arenas, unless `MALLOC_ARENA_MAX` says
+/// otherwise. glibc gives threads that contend for the heap arenas of their
+/// own, up to eight per core, and a chunk freed in one arena serves only
+/// that arena: the operator's small, long-lived objects (caches, listings,
+/// samplers) were spread over every arena its threads had touched. At 300
+/// shops two arenas took the peak from 85.4 to 82.3 MiB, at no measurable
+/// cost in time on two cores.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes a malloc parameter; called before the
+        // runtime starts any thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }

@@ -114,14 +114,8 @@ async fn the_cluster_lands_in_the_named_network_with_its_parameter_groups_and_ta
     assert_eq!(cluster.security_group_ids, vec![first.clone()]);
     assert_eq!(cluster.parameter_group.as_deref(), Some("netshop-cluster"));
     assert_eq!(cluster.port, Some(6432));
-    assert_eq!(
-        cluster.tags.get("cost-center").map(String::as_str),
-        Some("shop-42")
-    );
-    assert_eq!(
-        cluster.tags.get("shopfleet.io/shop").map(String::as_str),
-        Some("netshop")
-    );
+    assert_eq!(cluster.tags.get("cost-center"), Some("shop-42"));
+    assert_eq!(cluster.tags.get("shopfleet.io/shop"), Some("netshop"));
     let instances = port.list_instances(&cluster.id).await.unwrap();
     assert_eq!(instances.len(), 2, "writer and one reader");
     for instance in &instances {
@@ -129,10 +123,7 @@ async fn the_cluster_lands_in_the_named_network_with_its_parameter_groups_and_ta
             instance.parameter_group.as_deref(),
             Some("netshop-instance")
         );
-        assert_eq!(
-            instance.tags.get("cost-center").map(String::as_str),
-            Some("shop-42")
-        );
+        assert_eq!(instance.tags.get("cost-center"), Some("shop-42"));
     }
 
     // Security groups and the cluster parameter group change in place; a
@@ -155,10 +146,7 @@ async fn the_cluster_lands_in_the_named_network_with_its_parameter_groups_and_ta
         cluster.parameter_group.as_deref(),
         Some("netshop-cluster-v2")
     );
-    assert_eq!(
-        cluster.tags.get("team").map(String::as_str),
-        Some("payments")
-    );
+    assert_eq!(cluster.tags.get("team"), Some("payments"));
 }
 
 #[tokio::test]
@@ -271,9 +259,6 @@ async fn the_replication_group_is_created_in_the_named_cache_subnet_group_with_t
     // (tests/aws_network_requests.rs fixes those parameters); the tags it
     // keeps.
     let tags = port.list_tags(&created.arn).await.unwrap();
-    assert_eq!(tags.get("cost-center").map(String::as_str), Some("shop-42"));
-    assert_eq!(
-        tags.get("shopfleet.io/shop").map(String::as_str),
-        Some("cachenet")
-    );
+    assert_eq!(tags.get("cost-center"), Some("shop-42"));
+    assert_eq!(tags.get("shopfleet.io/shop"), Some("cachenet"));
 }

@@ -12,11 +12,11 @@ mod error;
 pub mod executor;
 pub mod lag;
 pub mod network;
+mod tag_map;
 pub mod view;
 
 pub use error::{CloudError, TransientKind};
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,8 +72,7 @@ pub mod requeue {
     pub const NEEDS_ATTENTION: Duration = Duration::from_secs(300);
 }
 
-/// AWS resource tags, sorted by key.
-pub type Tags = BTreeMap<String, String>;
+pub use tag_map::Tags;
 
 /// Everything the controller needs from a cloud: one port handle per region
 /// and service, the clock the cloud's state runs on, and how many cloud
@@ -116,7 +115,7 @@ pub mod tags {
     /// user tag under `shopfleet.io/`; this keeps the ownership tags right
     /// even for a spec that skipped validation).
     pub fn resource_tags(spec: &ShopRegionSpec) -> Tags {
-        let mut tags: Tags = spec.tags.clone();
+        let mut tags = Tags::from(spec.tags.clone());
         tags.extend([
             (SHOP.to_string(), spec.shop.clone()),
             (REGION.to_string(), spec.region.clone()),
@@ -147,10 +146,10 @@ pub mod tags {
     }
 
     pub fn ownership(resource_tags: &Tags, spec: &ShopRegionSpec) -> Ownership {
-        let managed = resource_tags.get(MANAGED_BY).map(String::as_str) == Some(MANAGER);
+        let managed = resource_tags.get(MANAGED_BY) == Some(MANAGER);
         match resource_tags.get(SHOP) {
-            Some(shop) if shop == &spec.shop && managed => Ownership::Ours,
-            Some(shop) if shop != &spec.shop => Ownership::OtherShop(shop.clone()),
+            Some(shop) if shop == spec.shop && managed => Ownership::Ours,
+            Some(shop) if shop != spec.shop => Ownership::OtherShop(shop.to_string()),
             _ => Ownership::Untagged,
         }
     }

@@ -679,7 +679,7 @@ async fn final_states(
                 let (_, id) = m.cluster_arn.rsplit_once(":cluster:")?;
                 cloud
                     .cluster(&m.region, id)
-                    .and_then(|c| c.tags.get(tags::SHOP).cloned())
+                    .and_then(|c| c.tags.get(tags::SHOP).map(str::to_string))
             })
         });
         if let Some(s) = state_of(&mut states, recorders.key_of_shop(shop.as_deref())) {
@@ -694,7 +694,7 @@ async fn final_states(
     for (region, id) in cloud.all_clusters() {
         let shop = cloud
             .cluster(&region, &id)
-            .and_then(|c| c.tags.get(tags::SHOP).cloned());
+            .and_then(|c| c.tags.get(tags::SHOP).map(str::to_string));
         let instances = cloud.instances(&region, &id).len();
         if let Some(s) = state_of(&mut states, recorders.key_of_shop(shop.as_deref())) {
             s.aws.clusters.push(ClusterSummary {

@@ -229,7 +229,7 @@ impl Step for AuroraAction {
             ),
             Self::UpdateTags { resource_arn, tags } => format!(
                 "tagging {resource_arn} with {}",
-                tags.keys().cloned().collect::<Vec<_>>().join(", ")
+                tags.keys().collect::<Vec<_>>().join(", ")
             ),
             Self::Wait { message, .. } => message.clone(),
         }
@@ -1076,14 +1076,8 @@ pub(crate) mod tests {
         );
         assert_eq!(request.engine_version, "16.6");
         assert_eq!(request.master_user_password, Some(password));
-        assert_eq!(
-            request.tags.get("cost-center").map(String::as_str),
-            Some("shop-42")
-        );
-        assert_eq!(
-            request.tags.get("shopfleet.io/shop").map(String::as_str),
-            Some("acme")
-        );
+        assert_eq!(request.tags.get("cost-center"), Some("shop-42"));
+        assert_eq!(request.tags.get("shopfleet.io/shop"), Some("acme"));
     }
 
     #[test]

@@ -203,7 +203,7 @@ impl Step for CacheAction {
             Self::TagForAdoption { resource_arn, .. } => format!("adopting {resource_arn}"),
             Self::UpdateTags { resource_arn, tags } => format!(
                 "tagging {resource_arn} with {}",
-                tags.keys().cloned().collect::<Vec<_>>().join(", ")
+                tags.keys().collect::<Vec<_>>().join(", ")
             ),
             Self::ReconfigureSecurityGroups { request } => format!(
                 "changing the security groups of {} to {}",
@@ -1132,10 +1132,7 @@ pub(crate) mod tests {
         assert_eq!(request.auth_token, None);
         assert_eq!(request.tags, resource_tags(&spec));
         assert_eq!(
-            request
-                .tags
-                .get("shopfleet.io/managed-by")
-                .map(String::as_str),
+            request.tags.get("shopfleet.io/managed-by"),
             Some("shopfleet")
         );
     }

@@ -1367,7 +1367,7 @@ impl World {
                 format!("resource {arn} not found"),
             )
         })?;
-        target.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        target.extend(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         Ok(())
     }
 

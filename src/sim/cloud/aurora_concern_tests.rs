@@ -398,15 +398,8 @@ async fn an_unmanaged_cluster_is_adopted_only_when_the_spec_says_so() {
     assert_eq!(adopted.condition.reason, reason::ADOPTING);
     assert_eq!(adopted.events[0].reason, "AdoptingCluster");
     let tags = sim.cluster("us-east-1", "acme-us-east-1").unwrap().tags;
-    assert_eq!(
-        tags.get("shopfleet.io/managed-by").map(String::as_str),
-        Some("shopfleet")
-    );
-    assert_eq!(
-        tags.get("team").map(String::as_str),
-        Some("payments"),
-        "existing tags stay"
-    );
+    assert_eq!(tags.get("shopfleet.io/managed-by"), Some("shopfleet"));
+    assert_eq!(tags.get("team"), Some("payments"), "existing tags stay");
 
     // The adopted cluster (16.4, not the default minor) is not upgraded:
     // the spec's `16` matches it.

@@ -1667,7 +1667,7 @@ impl ElastiCachePort for SimElastiCachePort {
         let region = self.region.as_str();
         self.cloud.call(region, Op::CacheAddTagsToResource, |w, _| {
             let target = w.cache_tags_mut(region, resource_arn)?;
-            target.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            target.extend(tags.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             Ok(())
         })
     }

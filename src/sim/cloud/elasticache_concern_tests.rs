@@ -592,11 +592,8 @@ async fn an_unmanaged_group_is_adopted_only_when_the_spec_says_so() {
         .replication_group("us-east-1", "acme-us-east-1")
         .unwrap();
     let tags = us.list_tags(&group.arn).await.unwrap();
-    assert_eq!(
-        tags.get("shopfleet.io/managed-by").map(String::as_str),
-        Some("shopfleet")
-    );
-    assert_eq!(tags.get("team").map(String::as_str), Some("payments"));
+    assert_eq!(tags.get("shopfleet.io/managed-by"), Some("shopfleet"));
+    assert_eq!(tags.get("team"), Some("payments"));
     let (outcomes, _) = converge(&sim, &[spec]).await;
     assert!(outcomes[0].status.primary);
     assert_eq!(sim.call_count(Op::CreateReplicationGroup), 0);

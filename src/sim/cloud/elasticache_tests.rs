@@ -782,8 +782,8 @@ async fn tags_are_listed_and_added_by_arn() {
         .await
         .unwrap();
     let tags = us.list_tags(&group.arn).await.unwrap();
-    assert_eq!(tags.get("team").map(String::as_str), Some("orders"));
-    assert_eq!(tags.get("k").map(String::as_str), Some("v"));
+    assert_eq!(tags.get("team"), Some("orders"));
+    assert_eq!(tags.get("k"), Some("v"));
     let elsewhere = sim
         .elasticache("eu-west-1")
         .list_tags(&group.arn)
