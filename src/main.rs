@@ -195,8 +195,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Caps glibc's malloc at two arenas, unless `MALLOC_ARENA_MAX` says
-/// otherwise. glibc gives threads that contend for the heap arenas of their
+/// Caps glibc's malloc at two arenas, unless `MALLOC_ARENA_MAX` or the
+/// `glibc.malloc.arena_max` tunable says otherwise. glibc gives threads that contend for the heap arenas of their
 /// own, up to eight per core, and a chunk freed in one arena serves only
 /// that arena: the operator's small, long-lived objects (caches, listings,
 /// samplers) were spread over every arena its threads had touched. At 300
@@ -204,9 +204,12 @@ fn main() -> ExitCode {
 /// cost in time on two cores.
 fn cap_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes a malloc parameter; called before the
-        // runtime starts any thread.
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+        && !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"))
+    {
+        // SAFETY: mallopt only sets a malloc parameter, and glibc takes it
+        // at any time; this runs before the runtime starts its threads, so
+        // every arena the process makes is under the cap.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }

@@ -6,7 +6,8 @@
 //! room for eleven pairs plus eight strings: at 100 shops the tags were a
 //! fifth of the operator's heap (heaptrack, ~6 KB per ShopRegion), most of
 //! it copies of the same tags in each listing. Here a copy is a reference
-//! count, and the tags themselves are one exact-size slice.
+//! count, and the tags themselves an exact-size slice of exact-size
+//! strings.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,7 +65,9 @@ impl Tags {
 impl FromIterator<(String, String)> for Tags {
     /// A key given twice keeps its last value, as a map's would.
     fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
-        let sorted: BTreeMap<String, String> = pairs.into_iter().collect();
+        // Inserted one by one: a later value replaces an earlier one.
+        let mut sorted = BTreeMap::new();
+        sorted.extend(pairs);
         Self(
             sorted
                 .into_iter()
@@ -105,10 +108,13 @@ impl Extend<(String, String)> for Tags {
 
 impl<'a> IntoIterator for &'a Tags {
     type Item = (&'a str, &'a str);
-    type IntoIter = Box<dyn ExactSizeIterator<Item = (&'a str, &'a str)> + 'a>;
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Box<str>, Box<str>)>,
+        fn(&'a (Box<str>, Box<str>)) -> (&'a str, &'a str),
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 }
 
