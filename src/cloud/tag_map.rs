@@ -24,11 +24,8 @@ impl Tags {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.position(key).ok().map(|i| &*self.0[i].1)
-    }
-
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.position(key).is_ok()
+        let i = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+        Some(&*self.0[i].1)
     }
 
     pub fn len(&self) -> usize {
@@ -56,10 +53,6 @@ impl Tags {
     pub fn clear(&mut self) {
         *self = Self::new();
     }
-
-    fn position(&self, key: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| (**k).cmp(key))
-    }
 }
 
 impl FromIterator<(String, String)> for Tags {
@@ -74,15 +67,6 @@ impl FromIterator<(String, String)> for Tags {
                 .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
                 .collect(),
         )
-    }
-}
-
-impl<'a> FromIterator<(&'a str, &'a str)> for Tags {
-    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(pairs: I) -> Self {
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 }
 
@@ -163,7 +147,6 @@ mod tests {
         assert_eq!(tags.iter().collect::<Vec<_>>(), [("a", "1"), ("b", "3")]);
         assert_eq!(tags.get("b"), Some("3"));
         assert_eq!(tags.get("c"), None);
-        assert!(tags.contains_key("a"));
         assert_eq!(tags.len(), 2);
         assert_eq!(format!("{tags:?}"), r#"{"a": "1", "b": "3"}"#);
     }
