@@ -195,18 +195,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Caps glibc's malloc at two arenas, unless `MALLOC_ARENA_MAX` or the
-/// `glibc.malloc.arena_max` tunable says otherwise. glibc gives threads that contend for the heap arenas of their
-/// own, up to eight per core, and a chunk freed in one arena serves only
-/// that arena: the operator's small, long-lived objects (caches, listings,
-/// samplers) were spread over every arena its threads had touched. At 300
-/// shops two arenas took the peak from 85.4 to 82.3 MiB, at no measurable
-/// cost in time on two cores.
+/// Caps glibc's malloc at two arenas, unless the environment already sets
+/// the cap ([`arena_cap_is_ours`]). glibc gives threads that contend for
+/// the heap arenas of their own, up to eight per core, and a chunk freed in
+/// one arena serves only that arena: the operator's small, long-lived
+/// objects (caches, listings, samplers) were spread over every arena its
+/// threads had touched. At 300 shops two arenas took the peak from 85.4 to
+/// 82.3 MiB (session 10, `docs/benchmarks.md`).
 fn cap_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
-        && !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"))
-    {
+    if arena_cap_is_ours(
+        std::env::var_os("MALLOC_ARENA_MAX").is_some(),
+        std::env::var("GLIBC_TUNABLES").ok().as_deref(),
+    ) {
         // SAFETY: mallopt only sets a malloc parameter, and glibc takes it
         // at any time; this runs before the runtime starts its threads, so
         // every arena the process makes is under the cap.
@@ -214,6 +215,19 @@ fn cap_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
+}
+
+/// Whether the operator sets the arena cap: not when `MALLOC_ARENA_MAX` is
+/// set or `GLIBC_TUNABLES` names `glibc.malloc.arena_max` (a user's choice
+/// wins over ours).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn arena_cap_is_ours(malloc_arena_max_set: bool, glibc_tunables: Option<&str>) -> bool {
+    !malloc_arena_max_set
+        && !glibc_tunables.is_some_and(|tunables| {
+            tunables
+                .split(':')
+                .any(|tunable| tunable.split('=').next() == Some("glibc.malloc.arena_max"))
+        })
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -463,5 +477,28 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    use super::arena_cap_is_ours;
+
+    #[test]
+    fn the_operator_caps_malloc_arenas_only_where_the_environment_does_not() {
+        assert!(arena_cap_is_ours(false, None));
+        assert!(arena_cap_is_ours(
+            false,
+            Some("glibc.malloc.tcache_count=0")
+        ));
+        assert!(!arena_cap_is_ours(true, None), "MALLOC_ARENA_MAX is set");
+        assert!(!arena_cap_is_ours(
+            false,
+            Some("glibc.malloc.tcache_count=0:glibc.malloc.arena_max=4")
+        ));
+        assert!(
+            arena_cap_is_ours(false, Some("glibc.malloc.arena_max_not=1")),
+            "another tunable whose name begins alike"
+        );
     }
 }
