@@ -788,10 +788,26 @@ impl Operator {
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).ok()?;
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&response[..split]).ok()?;
+        let body = &response[split + 4..];
+        if !head.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        // /metrics is sent in pieces, without a length.
+        let chunked = head.lines().any(|line| {
+            line.to_ascii_lowercase()
+                .replace(' ', "")
+                .starts_with("transfer-encoding:chunked")
+        });
+        let body = if chunked {
+            dechunk(body)?
+        } else {
+            body.to_vec()
+        };
+        String::from_utf8(body).ok()
     }
 
     pub fn metrics(&self) -> String {
@@ -830,5 +846,23 @@ impl Operator {
     pub fn sim_post(&self, path: &str) {
         self.http("POST", path)
             .unwrap_or_else(|| panic!("POST {path} to the simulated cloud"));
+    }
+}
+
+/// The body of an HTTP/1.1 response in chunked transfer encoding; `None`
+/// when it is cut short or malformed.
+fn dechunk(mut chunked: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = chunked.windows(2).position(|w| w == b"\r\n")?;
+        let size_field = std::str::from_utf8(&chunked[..line_end]).ok()?;
+        let size_hex = size_field.split(';').next()?.trim();
+        let size = usize::from_str_radix(size_hex, 16).ok()?;
+        chunked = &chunked[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(chunked.get(..size)?);
+        chunked = chunked.get(size..)?.strip_prefix(b"\r\n")?;
     }
 }

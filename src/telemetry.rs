@@ -236,40 +236,141 @@ impl ConditionTable {
     }
 }
 
-impl prometheus_client::collector::Collector for ConditionTable {
-    fn encode(
+const CONDITION_FAMILY: &str = "shopfleet_shopregion_condition";
+
+impl ConditionTable {
+    fn write_descriptor(out: &mut String) {
+        out.push_str(concat!(
+            "# HELP shopfleet_shopregion_condition 1 for the current status of each ",
+            "condition type of a ShopRegion, 0 for the other statuses\n",
+            "# TYPE shopfleet_shopregion_condition gauge\n",
+        ));
+    }
+
+    /// Appends the series of the rows after `after` (all of them for
+    /// `None`) until `out` holds `bytes`. Returns the last row written when
+    /// it stopped for the size, `None` once no row is left. The lock is
+    /// held for one piece only: a scrape never holds up a reconcile that
+    /// reports its conditions for longer than one piece takes to write.
+    fn write_rows_after(
         &self,
-        mut encoder: prometheus_client::encoding::DescriptorEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        use prometheus_client::encoding::EncodeMetric as _;
-        let mut family = encoder.encode_descriptor(
-            "shopregion_condition",
-            "1 for the current status of each condition type of a ShopRegion, 0 for the other statuses",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
+        after: Option<&(String, String)>,
+        out: &mut String,
+        bytes: usize,
+    ) -> Option<(String, String)> {
+        use std::ops::Bound;
         let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
-        for ((namespace, name), row) in rows.iter() {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        for (key, row) in rows.range::<(String, String), _>((start, Bound::Unbounded)) {
+            let (namespace, name) = key;
             for (type_, current) in crate::api::conditions::types::ALL.iter().zip(row.statuses) {
                 let Some(current) = current else {
                     continue;
                 };
                 for (i, status) in CONDITION_STATUSES.iter().enumerate() {
-                    let labels = [
-                        ("namespace", namespace.as_str()),
-                        ("name", name.as_str()),
-                        ("shop", row.shop.as_str()),
-                        ("region", row.region.as_str()),
-                        ("type", *type_),
-                        ("status", *status),
-                    ];
-                    let value = i64::from(usize::from(current) == i);
-                    prometheus_client::metrics::gauge::ConstGauge::new(value)
-                        .encode(family.encode_family(&labels)?)?;
+                    out.push_str(CONDITION_FAMILY);
+                    for (separator, label, value) in [
+                        ("{", "namespace", namespace.as_str()),
+                        (",", "name", name.as_str()),
+                        (",", "shop", row.shop.as_str()),
+                        (",", "region", row.region.as_str()),
+                        (",", "type", *type_),
+                        (",", "status", *status),
+                    ] {
+                        out.push_str(separator);
+                        out.push_str(label);
+                        out.push_str("=\"");
+                        push_label_value(out, value);
+                        out.push('"');
+                    }
+                    out.push_str(if usize::from(current) == i {
+                        "} 1\n"
+                    } else {
+                        "} 0\n"
+                    });
                 }
             }
+            if out.len() >= bytes {
+                return Some(key.clone());
+            }
         }
-        Ok(())
+        None
+    }
+}
+
+/// A label value as OpenMetrics escapes it.
+fn push_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// One scrape of `/metrics`, in pieces: the registry's families in one
+/// (a few series per ShopRegion, some 0.7 MB at 3,000 ShopRegions), then the
+/// ShopRegions' conditions (21 series each) in pieces of about
+/// [`EXPOSITION_PIECE_BYTES`], then `# EOF`. Written at once, the conditions
+/// of a thousand shops are 11 MB of text built for every scrape on top of
+/// everything the operator holds.
+pub struct Exposition<M> {
+    metrics: M,
+    next: ExpositionPart,
+}
+
+enum ExpositionPart {
+    Registry,
+    ConditionsAfter(Option<(String, String)>),
+    Done,
+}
+
+/// Big enough that a piece is a handful of rows, small enough to stay in
+/// the heap's recycled blocks rather than a mapping of its own.
+const EXPOSITION_PIECE_BYTES: usize = 64 * 1024;
+
+impl<M: std::ops::Deref<Target = Metrics>> Exposition<M> {
+    pub fn new(metrics: M) -> Self {
+        Self {
+            metrics,
+            next: ExpositionPart::Registry,
+        }
+    }
+}
+
+impl<M: std::ops::Deref<Target = Metrics>> Iterator for Exposition<M> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        match std::mem::replace(&mut self.next, ExpositionPart::Done) {
+            ExpositionPart::Registry => {
+                let mut out = String::new();
+                prometheus_client::encoding::text::encode_registry(
+                    &mut out,
+                    &self.metrics.registry,
+                )
+                .expect("writing to a String cannot fail");
+                ConditionTable::write_descriptor(&mut out);
+                self.next = ExpositionPart::ConditionsAfter(None);
+                Some(out)
+            }
+            ExpositionPart::ConditionsAfter(after) => {
+                // Room for the last row past the mark without growing.
+                let mut out = String::with_capacity(EXPOSITION_PIECE_BYTES + 16 * 1024);
+                match self.metrics.conditions.write_rows_after(
+                    after.as_ref(),
+                    &mut out,
+                    EXPOSITION_PIECE_BYTES,
+                ) {
+                    Some(last) => self.next = ExpositionPart::ConditionsAfter(Some(last)),
+                    None => out.push_str("# EOF\n"),
+                }
+                Some(out)
+            }
+            ExpositionPart::Done => None,
+        }
     }
 }
 
@@ -326,7 +427,7 @@ pub struct Metrics {
     pub failover_refused: Family<ShopRegionLabels, Gauge>,
     pub replication_lag: Family<ShopRegionKey, Gauge<f64, AtomicU64>>,
     pub replication_lag_budget: Family<ShopRegionKey, Gauge<f64, AtomicU64>>,
-    pub conditions: Arc<ConditionTable>,
+    pub conditions: ConditionTable,
     pub aws_requests: Family<AwsRequestLabels, Counter>,
     /// The shops with failover series, so that they can be summed and
     /// removed (a `Family` cannot be iterated).
@@ -409,8 +510,9 @@ impl Default for Metrics {
             "The RPO budget of a region of a shop (spec.failover.maxReplicationLag)",
             replication_lag_budget.clone(),
         );
-        let conditions = Arc::new(ConditionTable::default());
-        registry.register_collector(Box::new(conditions.clone()));
+        // Not in the registry: its series are written a few rows at a time
+        // (`Exposition`).
+        let conditions = ConditionTable::default();
         let aws_requests = Family::<AwsRequestLabels, Counter>::default();
         registry.register(
             "aws_requests",
@@ -446,11 +548,9 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
+    /// The whole exposition in one string, as a scrape reads it.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        Exposition::new(self).collect()
     }
 
     pub fn observe_reconcile(&self, elapsed: Duration, error_category: Option<&'static str>) {
@@ -852,12 +952,13 @@ async fn readyz(State(state): State<ProbeState>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(state): State<ProbeState>) -> impl IntoResponse {
+    let pieces = Exposition::new(state.metrics).map(Ok::<_, std::convert::Infallible>);
     (
         [(
             http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        axum::body::Body::from_stream(futures::stream::iter(pieces)),
     )
 }
 
@@ -1027,6 +1128,220 @@ mod tests {
             ),
             observed_generation: None,
         }
+    }
+
+    fn labels_of(name: &str) -> ShopRegionLabels {
+        let (shop, region) = name.split_at(name.find('-').unwrap());
+        ShopRegionLabels {
+            namespace: "shops".into(),
+            name: name.into(),
+            shop: shop.into(),
+            region: region[1..].into(),
+        }
+    }
+
+    fn condition_series_of(text: &str, name: &str) -> usize {
+        let marker = format!("name=\"{name}\",");
+        text.lines()
+            .filter(|l| l.starts_with("shopfleet_shopregion_condition{") && l.contains(&marker))
+            .count()
+    }
+
+    #[test]
+    fn a_scrape_reads_each_shopregion_once_while_they_come_and_go() {
+        let metrics = Metrics::default();
+        let ready = [condition("Ready", "True")];
+        for i in 0..2000 {
+            metrics.report_shopregion(
+                &labels_of(&format!("s{i:04}-eu-west-1")),
+                &ready,
+                Duration::from_secs(30),
+                false,
+            );
+        }
+        let mut scrape = Exposition::new(&metrics);
+        let mut text: String = scrape.by_ref().take(3).collect();
+        // The row the last piece ended on goes, one comes before the
+        // pieces already sent and one after.
+        let last_sent = text
+            .lines()
+            .last()
+            .and_then(|l| l.split("name=\"").nth(1))
+            .map(|l| l[..l.find('"').unwrap()].to_string())
+            .unwrap();
+        metrics.forget_shopregion(&labels_of(&last_sent), false);
+        metrics.report_shopregion(
+            &labels_of("s0000a-eu-west-1"),
+            &ready,
+            Duration::from_secs(30),
+            false,
+        );
+        metrics.report_shopregion(
+            &labels_of("s9999-eu-west-1"),
+            &ready,
+            Duration::from_secs(30),
+            false,
+        );
+        text.extend(scrape);
+
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("shopfleet_shopregion_condition{"))
+            .count();
+        assert_eq!(
+            series,
+            (2000 + 1) * 3,
+            "each row once, the new later one too"
+        );
+        assert_eq!(
+            condition_series_of(&text, &last_sent),
+            3,
+            "sent once, before it went"
+        );
+        assert_eq!(condition_series_of(&text, "s9999-eu-west-1"), 3);
+        assert_eq!(
+            condition_series_of(&text, "s0000a-eu-west-1"),
+            0,
+            "behind the pieces already sent: in the next scrape"
+        );
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(
+            condition_series_of(&metrics.encode(), "s0000a-eu-west-1"),
+            3
+        );
+    }
+
+    #[test]
+    fn condition_series_read_as_prometheus_client_writes_a_gauge_family() {
+        let metrics = Metrics::default();
+        let odd = ShopRegionLabels {
+            namespace: "shops".into(),
+            name: "zz".into(),
+            shop: "a\\b\"c\nd".into(),
+            region: "eu-west-1".into(),
+        };
+        metrics.report_shopregion(
+            &odd,
+            &[condition("Ready", "False"), condition("Stalled", "Unknown")],
+            Duration::from_secs(30),
+            false,
+        );
+        let ours_text = metrics.encode();
+        let ours: std::collections::BTreeSet<String> =
+            ours_text.lines().map(str::to_string).collect();
+
+        let mut registry = Registry::with_prefix("shopfleet");
+        let family = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register("shopregion_condition", "", family.clone());
+        for (type_, current) in [("Ready", "False"), ("Stalled", "Unknown")] {
+            for status in CONDITION_STATUSES {
+                let labels = [
+                    ("namespace", odd.namespace.as_str()),
+                    ("name", odd.name.as_str()),
+                    ("shop", odd.shop.as_str()),
+                    ("region", odd.region.as_str()),
+                    ("type", type_),
+                    ("status", status),
+                ]
+                .map(|(k, v)| (k.to_string(), v.to_string()));
+                family
+                    .get_or_create(&labels.to_vec())
+                    .set(i64::from(status == current));
+            }
+        }
+        let mut theirs_text = String::new();
+        prometheus_client::encoding::text::encode(&mut theirs_text, &registry).unwrap();
+        let theirs: std::collections::BTreeSet<String> = theirs_text
+            .lines()
+            .filter(|l| l.starts_with("shopfleet_shopregion_condition{"))
+            .map(str::to_string)
+            .collect();
+        let ours_series: std::collections::BTreeSet<String> = ours
+            .iter()
+            .filter(|l| l.starts_with("shopfleet_shopregion_condition{"))
+            .cloned()
+            .collect();
+        assert_eq!(ours_series.len(), 6);
+        assert_eq!(ours_series, theirs);
+        assert!(ours.contains("# TYPE shopfleet_shopregion_condition gauge"));
+        assert!(theirs_text.contains("# TYPE shopfleet_shopregion_condition gauge"));
+    }
+
+    #[test]
+    fn a_scrape_of_a_large_fleet_comes_in_small_pieces_that_make_one_valid_exposition() {
+        let metrics = Metrics::default();
+        let conditions: Vec<_> = crate::api::conditions::types::ALL
+            .iter()
+            .map(|type_| condition(type_, "True"))
+            .collect();
+        for shop in 0..300 {
+            for region in ["us-east-1", "eu-west-1", "ap-northeast-1"] {
+                let labels = ShopRegionLabels {
+                    namespace: "shops".into(),
+                    name: format!("shop-{shop:04}-{region}"),
+                    shop: format!("shop-{shop:04}"),
+                    region: region.into(),
+                };
+                metrics.report_shopregion(&labels, &conditions, Duration::from_secs(30), false);
+            }
+        }
+        // A label value with the three characters OpenMetrics escapes.
+        metrics.report_shopregion(
+            &ShopRegionLabels {
+                namespace: "shops".into(),
+                name: "zz".into(),
+                shop: "a\\b\"c\nd".into(),
+                region: "eu-west-1".into(),
+            },
+            &[condition("Ready", "False")],
+            Duration::from_secs(30),
+            false,
+        );
+
+        let pieces: Vec<String> = Exposition::new(&metrics).collect();
+        // The first piece is the registry's families (two series per
+        // ShopRegion), the others the conditions (21 per ShopRegion).
+        assert!(!pieces[0].contains("shopfleet_shopregion_condition{"));
+        let largest = pieces[1..].iter().map(String::len).max().unwrap();
+        assert!(pieces.len() > 10, "{} pieces", pieces.len());
+        assert!(
+            largest < 2 * EXPOSITION_PIECE_BYTES,
+            "a piece of {largest} bytes"
+        );
+
+        let text = pieces.concat();
+        let lines: Vec<&str> = text.lines().collect();
+        let series = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+        let types = crate::api::conditions::types::ALL.len();
+        assert_eq!(
+            series("shopfleet_shopregion_condition{"),
+            900 * types * 3 + 3
+        );
+        assert_eq!(series("# HELP shopfleet_shopregion_condition "), 1);
+        assert_eq!(series("# TYPE shopfleet_shopregion_condition gauge"), 1);
+        assert_eq!(series("# EOF"), 1);
+        assert_eq!(lines.last(), Some(&"# EOF"));
+        assert!(
+            text.contains(
+                "shopfleet_shopregion_condition{namespace=\"shops\",name=\"shop-0150-eu-west-1\",shop=\"shop-0150\",region=\"eu-west-1\",type=\"Ready\",status=\"True\"} 1\n"
+            ),
+            "a row in the middle of the fleet"
+        );
+        assert!(
+            text.contains(r#"shop="a\\b\"c\nd""#),
+            "escaped label value:\n{}",
+            &text[text.len() - 2000..]
+        );
+        // Every ShopRegion is there: none lost at a seam between pieces.
+        let names: std::collections::BTreeSet<&str> = lines
+            .iter()
+            .filter_map(|l| {
+                l.strip_prefix("shopfleet_shopregion_condition{namespace=\"shops\",name=\"")
+            })
+            .map(|l| &l[..l.find('"').unwrap()])
+            .collect();
+        assert_eq!(names.len(), 901);
     }
 
     #[test]
