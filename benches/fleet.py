@@ -325,6 +325,17 @@ def sim_state(port: int) -> dict:
     return json.loads(http(port, "/sim/state", timeout=60))
 
 
+def sim_writers(port: int) -> dict:
+    """`now` and `writers` alone: polled through a failover, the whole state
+    (every cluster and group of the fleet) would be built in the operator's
+    process several times a second and counted in its memory."""
+    return json.loads(http(port, "/sim/writers", timeout=60))
+
+
+def sim_now(port: int) -> float:
+    return parse_time(sim_writers(port)["now"])
+
+
 def snapshot(op: Operator) -> dict:
     samples = parse_metrics(http(op.port, "/metrics"))
     aws, writes, reconciles = {}, {}, 0.0
@@ -384,7 +395,7 @@ def window(a: dict, b: dict, regions: int) -> dict:
 
 
 def writers_by_shop(state: dict, shops: set[str]) -> dict[str, list[str]]:
-    """The writer regions of each shop from /sim/state: each writer is a
+    """The writer regions of each shop from /sim/writers: each writer is a
     cluster `<shop>-<region>` in `region`."""
     out: dict[str, list[str]] = {shop: [] for shop in shops}
     for entry in state.get("writers", []):
@@ -495,10 +506,10 @@ def run_one(args, shops_count: int, templates: list[dict]) -> dict:
 
         # Converge.
         start_real = time.monotonic()
-        start_virtual = parse_time(sim_state(op.port)["now"])
+        start_virtual = sim_now(op.port)
         result["applySeconds"] = round(
             apply_chunks(objects, namespace, args.chunk, args.apply_parallel), 1)
-        applied_virtual = parse_time(sim_state(op.port)["now"])
+        applied_virtual = sim_now(op.port)
         log(f"N={shops_count}: applied in {result['applySeconds']}s")
         poll = 0.5 if regions <= 30 else 1.0 if regions <= 300 else 3.0
         deadline = start_real + args.converge_timeout_minutes * 60 / speed + result["applySeconds"]
@@ -525,7 +536,7 @@ def run_one(args, shops_count: int, templates: list[dict]) -> dict:
                 return result
             time.sleep(poll)
         converged_real = time.monotonic()
-        converged_virtual = parse_time(sim_state(op.port)["now"])
+        converged_virtual = sim_now(op.port)
         result["convergeRealSeconds"] = round(converged_real - start_real, 1)
         result["convergeVirtualMinutes"] = round((converged_virtual - start_virtual) / 60, 1)
         # The same from the moment the last object was accepted: the part of
@@ -546,7 +557,7 @@ def run_one(args, shops_count: int, templates: list[dict]) -> dict:
         while rollouts_pending(namespace) and time.monotonic() < settle_deadline:
             time.sleep(max(poll, 5.0))
         result["rolloutsDoneVirtualMinutes"] = round(
-            (parse_time(sim_state(op.port)["now"]) - start_virtual) / 60, 1)
+            (sim_now(op.port) - start_virtual) / 60, 1)
         log(f"N={shops_count}: order Deployments rolled out after "
             f"{result['rolloutsDoneVirtualMinutes']} virtual min")
 
@@ -570,14 +581,14 @@ def run_one(args, shops_count: int, templates: list[dict]) -> dict:
         http(op.port, f"/sim/speed/{speed}", method="POST")
         http(op.port, f"/sim/outage/{LOST_REGION}", method="POST")
         out_real = time.monotonic()
-        out_virtual = parse_time(sim_state(op.port)["now"])
+        out_virtual = sim_now(op.port)
         shop_set = set(shops)
         max_writers = 0
         moved = 0
         moved_virtual = None
         deadline = out_real + args.failover_timeout_minutes * 60 / speed
         while moved_virtual is None and time.monotonic() < deadline:
-            state = sim_state(op.port)
+            state = sim_writers(op.port)
             writers = writers_by_shop(state, shop_set)
             max_writers = max(max_writers, max((len(w) for w in writers.values()), default=0))
             moved = sum(1 for w in writers.values() if len(w) == 1 and w[0] != LOST_REGION)
@@ -599,7 +610,7 @@ def run_one(args, shops_count: int, templates: list[dict]) -> dict:
             rows = shopregion_rows(namespace)
             survivors = [r for r in rows if r[1] != LOST_REGION]
             if survivors and all(r[3] and r[3] != LOST_REGION for r in survivors):
-                now = parse_time(sim_state(op.port)["now"])
+                now = sim_now(op.port)
                 outage["survivorStatusesMovedVirtualSeconds"] = round(now - out_virtual, 1)
                 break
             time.sleep(poll)
@@ -741,7 +752,7 @@ def main() -> int:
                         help="--sim-speed from the outage on (default: the same as --speed; "
                              "1 measures the time to act as a real outage would)")
     parser.add_argument("--outage-poll", type=float, default=0.25,
-                        help="real seconds between /sim/state polls during the failover")
+                        help="real seconds between /sim/writers polls during the failover")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep each namespace")
     args = parser.parse_args()

@@ -97,8 +97,9 @@ struct RunArgs {
     #[arg(long, env = "SHOPFLEET_AWS_ENDPOINT_URL")]
     aws_endpoint_url: Option<String>,
     /// With `--cloud simulated`: serve the simulated cloud's control
-    /// endpoint beside the metrics (`/sim/state`, `/sim/outage/REGION`,
-    /// `/sim/recover/REGION`, `/sim/speed/N`) for tests and demos.
+    /// endpoint beside the metrics (`/sim/state`, `/sim/writers`,
+    /// `/sim/outage/REGION`, `/sim/recover/REGION`, `/sim/speed/N`) for
+    /// tests and demos.
     #[cfg(feature = "simulation")]
     #[arg(long)]
     sim_control: bool,
@@ -178,7 +179,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "simulation")]
         Command::Simulate(args) => return simulate(args),
         Command::Run(args) => {
-            cap_malloc_arenas();
+            tune_malloc();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -195,38 +196,69 @@ fn main() -> ExitCode {
     }
 }
 
-/// Caps glibc's malloc at two arenas, unless the environment already sets
-/// the cap ([`arena_cap_is_ours`]). glibc gives threads that contend for
-/// the heap arenas of their own, up to eight per core, and a chunk freed in
-/// one arena serves only that arena: the operator's small, long-lived
-/// objects (caches, listings, samplers) were spread over every arena its
-/// threads had touched. At 300 shops two arenas took the peak from 85.4 to
-/// 82.3 MiB (session 10, `docs/benchmarks.md`).
-fn cap_malloc_arenas() {
+/// glibc malloc settings the operator makes for itself, each unless the
+/// environment makes it ([`malloc_setting_is_ours`]):
+///
+/// - **Two arenas.** glibc gives threads that contend for the heap arenas
+///   of their own, up to eight per core, and a chunk freed in one arena
+///   serves only that arena: the operator's small, long-lived objects
+///   (caches, listings, samplers) were spread over every arena its threads
+///   had touched. At 300 shops two arenas took the peak from 85.4 to
+///   82.3 MiB (session 10, `docs/benchmarks.md`).
+/// - **The mmap threshold held at 128 KiB**, glibc's starting value. By
+///   default glibc raises it to the size of each large block freed, up to
+///   32 MiB, and then keeps up to twice that free at the top of a heap
+///   before giving it back. One large buffer (a page of a list response, a
+///   metrics scrape) then moves every later buffer of that size into the
+///   heap, where the long-lived objects allocated meanwhile pin it. Held,
+///   large buffers stay in mappings of their own, returned to the system
+///   when freed, at the price of a mapping and its page faults per buffer.
+///   At 300 shops it took the highest RSS of a run from 67.5 to 64.4 MiB
+///   (session 15, `docs/benchmarks.md`).
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if arena_cap_is_ours(
-        std::env::var_os("MALLOC_ARENA_MAX").is_some(),
-        std::env::var("GLIBC_TUNABLES").ok().as_deref(),
-    ) {
-        // SAFETY: mallopt only sets a malloc parameter, and glibc takes it
-        // at any time; this runs before the runtime starts its threads, so
-        // every arena the process makes is under the cap.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+    {
+        let tunables = std::env::var("GLIBC_TUNABLES").ok();
+        for (parameter, value, variable, tunable) in [
+            (
+                libc::M_ARENA_MAX,
+                2,
+                "MALLOC_ARENA_MAX",
+                "glibc.malloc.arena_max",
+            ),
+            (
+                libc::M_MMAP_THRESHOLD,
+                128 * 1024,
+                "MALLOC_MMAP_THRESHOLD_",
+                "glibc.malloc.mmap_threshold",
+            ),
+        ] {
+            if malloc_setting_is_ours(
+                std::env::var_os(variable).is_some(),
+                tunables.as_deref(),
+                tunable,
+            ) {
+                // SAFETY: mallopt only sets a malloc parameter, and glibc
+                // takes it at any time; this runs before the runtime starts
+                // its threads, so every arena the process makes follows it.
+                unsafe {
+                    libc::mallopt(parameter, value);
+                }
+            }
         }
     }
 }
 
-/// Whether the operator sets the arena cap: not when `MALLOC_ARENA_MAX` is
-/// set or `GLIBC_TUNABLES` names `glibc.malloc.arena_max` (a user's choice
+/// Whether the operator makes a malloc setting: not when its environment
+/// variable is set or `GLIBC_TUNABLES` names its tunable (a user's choice
 /// wins over ours).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn arena_cap_is_ours(malloc_arena_max_set: bool, glibc_tunables: Option<&str>) -> bool {
-    !malloc_arena_max_set
+fn malloc_setting_is_ours(variable_set: bool, glibc_tunables: Option<&str>, tunable: &str) -> bool {
+    !variable_set
         && !glibc_tunables.is_some_and(|tunables| {
             tunables
                 .split(':')
-                .any(|tunable| tunable.split('=').next() == Some("glibc.malloc.arena_max"))
+                .any(|setting| setting.split('=').next() == Some(tunable))
         })
 }
 
@@ -482,23 +514,35 @@ async fn shutdown_signal() {
 
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
-    use super::arena_cap_is_ours;
+    use super::malloc_setting_is_ours;
+
+    const ARENAS: &str = "glibc.malloc.arena_max";
 
     #[test]
-    fn the_operator_caps_malloc_arenas_only_where_the_environment_does_not() {
-        assert!(arena_cap_is_ours(false, None));
-        assert!(arena_cap_is_ours(
+    fn the_operator_tunes_malloc_only_where_the_environment_does_not() {
+        assert!(malloc_setting_is_ours(false, None, ARENAS));
+        assert!(malloc_setting_is_ours(
             false,
-            Some("glibc.malloc.tcache_count=0")
-        ));
-        assert!(!arena_cap_is_ours(true, None), "MALLOC_ARENA_MAX is set");
-        assert!(!arena_cap_is_ours(
-            false,
-            Some("glibc.malloc.tcache_count=0:glibc.malloc.arena_max=4")
+            Some("glibc.malloc.tcache_count=0"),
+            ARENAS
         ));
         assert!(
-            arena_cap_is_ours(false, Some("glibc.malloc.arena_max_not=1")),
+            !malloc_setting_is_ours(true, None, ARENAS),
+            "MALLOC_ARENA_MAX is set"
+        );
+        assert!(!malloc_setting_is_ours(
+            false,
+            Some("glibc.malloc.tcache_count=0:glibc.malloc.arena_max=4"),
+            ARENAS
+        ));
+        assert!(
+            malloc_setting_is_ours(false, Some("glibc.malloc.arena_max_not=1"), ARENAS),
             "another tunable whose name begins alike"
         );
+        let mmap = "glibc.malloc.mmap_threshold";
+        let tunables = Some("glibc.malloc.mmap_threshold=65536");
+        assert!(malloc_setting_is_ours(false, tunables, ARENAS));
+        assert!(!malloc_setting_is_ours(false, tunables, mmap));
+        assert!(malloc_setting_is_ours(false, None, mmap));
     }
 }
