@@ -213,8 +213,8 @@ fn main() -> ExitCode {
 ///   heap, where the long-lived objects allocated meanwhile pin it. Held,
 ///   large buffers stay in mappings of their own, returned to the system
 ///   when freed, at the price of a mapping and its page faults per buffer.
-///   At 300 shops it took the highest RSS of a run from 67.5 to 64.4 MiB
-///   (session 15, `docs/benchmarks.md`).
+///   At 300 shops it took the highest RSS sampled before the run's final
+///   snapshot from 67.5 to 64.4 MiB (session 15, `docs/benchmarks.md`).
 fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
